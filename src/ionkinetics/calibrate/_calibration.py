@@ -1,0 +1,359 @@
+"""Calibration files: one system's kinetic parameters, uncertainties and provenance.
+
+Schema ``ionkinetics.calibration/1`` (JSON, units in every key)::
+
+    {"schema": "ionkinetics.calibration/1",
+     "system": "crown6:NaCl@1.0+KCl@0.5", "temperature_k": 298.15,
+     "carrier": {"ion": "Na+", "open_conductance": {"c_ps": .., "alpha_per_v": .., "v_smooth_v": ..}},
+     "dopants": [{"ion": "K+", "site": "center" | "entrance", "leak_fraction": 0.0,
+                  "trap":   {"k_plus_per_ns_per_molar", "delta_plus", "k_minus_per_ns_per_molar",
+                             "delta_minus", "k_max_per_ns_per_molar"},
+                  "escape": {"k_plus_per_ns", "delta_plus", "k_minus_per_ns", "delta_minus", "k_max_per_ns"}}],
+     "uncertainty": {...} | null, "fit": {...} | null, "provenance": {...}}
+
+A ``center`` dopant binds at one site in the pore (one blocked state, rates as written). An
+``entrance`` dopant plugs either mouth of an impermeable pore: two blocked states, the cis one
+with the rates as written and the trans one their mirror image (V → −V), so the membrane stays
+symmetric while the field can both push a plug in and hold it there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+
+import jax.numpy as jnp
+import numpy as np
+
+from .. import species
+from .._io import write_json_atomic
+from ..kinetics._params import BellRate, KineticParams, OpenConductance, thermal_voltage_v
+
+__all__ = [
+    "SCHEMA",
+    "Calibration",
+    "Dopant",
+    "calibration_dir",
+    "encounter_rate_per_ns_per_molar",
+    "escape_ceiling_per_ns",
+    "list_calibrations",
+    "load_calibration",
+    "save_calibration",
+]
+
+SCHEMA = "ionkinetics.calibration/1"
+SITES = ("center", "entrance")
+AVOGADRO_PER_NM3_PER_MOLAR = 0.602214076  # 1 mol/L = 6.022e23 / 1e24 nm³
+CAPTURE_RADIUS_NM = 0.3  # of order the pore radius; sets the diffusion-limited ceilings
+
+TRAP_KEYS = ("k_plus_per_ns_per_molar", "delta_plus", "k_minus_per_ns_per_molar", "delta_minus", "k_max_per_ns_per_molar")
+ESCAPE_KEYS = ("k_plus_per_ns", "delta_plus", "k_minus_per_ns", "delta_minus", "k_max_per_ns")
+
+
+def encounter_rate_per_ns_per_molar(ion: str, capture_radius_nm: float = CAPTURE_RADIUS_NM) -> float:
+    """Smoluchowski ceiling 4π·D·a·N_A per molar: no trapping rate can beat diffusion to the pore."""
+    d = species.get_ion(ion).diffusion_nm2_per_ns
+    return 4.0 * math.pi * d * capture_radius_nm * AVOGADRO_PER_NM3_PER_MOLAR
+
+
+def escape_ceiling_per_ns(ion: str, capture_radius_nm: float = CAPTURE_RADIUS_NM) -> float:
+    """D/a²: an ion cannot leave a site of size a faster than it diffuses across it."""
+    return species.get_ion(ion).diffusion_nm2_per_ns / capture_radius_nm**2
+
+
+class CalibrationError(ValueError):
+    """A calibration file or dict that breaks the schema; the message names the field."""
+
+
+def _field(where: str, rule: str, value) -> CalibrationError:
+    return CalibrationError(f"calibration field '{where}' {rule}; got {value!r}")
+
+
+def _require(mapping, key, where):
+    if not isinstance(mapping, dict):
+        raise _field(where, "must be an object", mapping)
+    if key not in mapping:
+        raise CalibrationError(f"calibration is missing the field '{where}.{key}'" if where else f"calibration is missing the field '{key}'")
+    return mapping[key]
+
+
+def _number(value, where, *, lo=None, hi=None, lo_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _field(where, "must be a number", value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise _field(where, "must be finite", value)
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise _field(where, f"must be {'>' if lo_open else '>='} {lo:g}", value)
+    if hi is not None and value > hi:
+        raise _field(where, f"must be <= {hi:g}", value)
+    return value
+
+
+def _rate(raw, keys, where, charge) -> dict[str, float]:
+    k_plus, d_plus, k_minus, d_minus, k_max = keys
+    out = {}
+    for key in keys:
+        value = _require(raw, key, where)
+        if key.startswith("delta"):
+            out[key] = _number(value, f"{where}.{key}", lo=0.0, hi=float(abs(charge)))
+        elif key == k_max:
+            out[key] = _number(value, f"{where}.{key}", lo=0.0, lo_open=True)
+        else:
+            out[key] = _number(value, f"{where}.{key}", lo=0.0)
+    if out[k_plus] + out[k_minus] <= 0:
+        raise _field(f"{where}.{k_plus}", f"and {k_minus} cannot both be 0 (the rate would vanish)", (out[k_plus], out[k_minus]))
+    extra = set(raw) - set(keys)
+    if extra:
+        raise _field(where, f"has unknown keys {sorted(extra)}; allowed: {list(keys)}", sorted(extra))
+    del d_plus, d_minus
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Dopant:
+    """A blocking ion: its site type, trapping law (per molar), escape law, leak."""
+
+    ion: str
+    molar: float
+    site: str
+    trap: MappingProxyType
+    escape: MappingProxyType
+    leak_fraction: float = 0.0
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return (self.ion,) if self.site == "center" else (f"{self.ion}@cis", f"{self.ion}@trans")
+
+    def to_dict(self) -> dict:
+        return {
+            "ion": self.ion,
+            "site": self.site,
+            "leak_fraction": self.leak_fraction,
+            "trap": dict(self.trap),
+            "escape": dict(self.escape),
+        }
+
+
+def _mirror(rate: dict, keys) -> dict:
+    k_plus, d_plus, k_minus, d_minus, k_max = keys
+    return {k_plus: rate[k_minus], d_plus: rate[d_minus], k_minus: rate[k_plus], d_minus: rate[d_plus], k_max: rate[k_max]}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Calibration:
+    """One system's calibrated kinetic model (immutable). ``params`` feeds the JAX model."""
+
+    system: species.SystemId
+    carrier: str
+    open_conductance: MappingProxyType
+    dopants: tuple[Dopant, ...]
+    temperature_k: float = 298.15
+    uncertainty: dict | None = None
+    fit: dict | None = None
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def system_id(self) -> str:
+        return str(self.system)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return ("open",) + tuple(n for d in self.dopants for n in d.state_names)
+
+    @property
+    def symmetric(self) -> bool:
+        """True if the response to +V and −V is identical (entrance sites are symmetric by construction)."""
+        for d in self.dopants:
+            if d.site == "center":
+                for rate, keys in ((d.trap, TRAP_KEYS), (d.escape, ESCAPE_KEYS)):
+                    if rate[keys[0]] != rate[keys[2]] or rate[keys[1]] != rate[keys[3]]:
+                        return False
+        return True
+
+    @property
+    def params(self) -> KineticParams:
+        return _to_params(self)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "system": self.system_id,
+            "temperature_k": self.temperature_k,
+            "carrier": {"ion": self.carrier, "open_conductance": dict(self.open_conductance)},
+            "dopants": [d.to_dict() for d in self.dopants],
+            "uncertainty": self.uncertainty,
+            "fit": self.fit,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, raw) -> Calibration:
+        return _from_dict(raw)
+
+    def replace(self, **changes) -> Calibration:
+        """A validated copy with fields changed (``open_conductance``/``dopants`` as dicts or objects)."""
+        data = self.to_dict()
+        if "open_conductance" in changes:
+            data["carrier"]["open_conductance"] = dict(changes.pop("open_conductance"))
+        if "dopants" in changes:
+            data["dopants"] = [d.to_dict() if isinstance(d, Dopant) else dict(d) for d in changes.pop("dopants")]
+        for key in ("uncertainty", "fit", "provenance", "temperature_k"):
+            if key in changes:
+                data[key] = changes.pop(key)
+        if changes:
+            raise TypeError(f"Calibration.replace got unknown fields {sorted(changes)}")
+        return _from_dict(data)
+
+    def __repr__(self) -> str:
+        return f"Calibration({self.system_id!r}, states={list(self.state_names)})"
+
+
+def _from_dict(raw) -> Calibration:
+    if not isinstance(raw, dict):
+        raise CalibrationError(f"a calibration must be a JSON object; got {type(raw).__name__}")
+    schema = _require(raw, "schema", "")
+    if schema != SCHEMA:
+        raise _field("schema", f"must be {SCHEMA!r} (this ionkinetics reads schema version 1)", schema)
+    try:
+        system = species.parse_system_id(_require(raw, "system", ""))
+    except (ValueError, TypeError) as exc:
+        raise CalibrationError(f"calibration field 'system' is invalid: {exc}") from None
+    temperature_k = _number(raw.get("temperature_k", 298.15), "temperature_k", lo=0.0, lo_open=True)
+    carrier_raw = _require(raw, "carrier", "")
+    carrier = _require(carrier_raw, "ion", "carrier")
+    cations = system.cation_molar
+    if carrier not in species.IONS:
+        raise _field("carrier.ion", f"must be a known ion ({', '.join(species.CATIONS)})", carrier)
+    if carrier not in cations:
+        raise _field("carrier.ion", f"must be a cation of the system {system} ({', '.join(cations)})", carrier)
+    oc_raw = _require(carrier_raw, "open_conductance", "carrier")
+    oc = {
+        "c_ps": _number(_require(oc_raw, "c_ps", "carrier.open_conductance"), "carrier.open_conductance.c_ps", lo=0.0, lo_open=True),
+        "alpha_per_v": _number(_require(oc_raw, "alpha_per_v", "carrier.open_conductance"), "carrier.open_conductance.alpha_per_v"),
+        "v_smooth_v": _number(
+            _require(oc_raw, "v_smooth_v", "carrier.open_conductance"), "carrier.open_conductance.v_smooth_v", lo=0.0, lo_open=True
+        ),
+    }
+    dopants_raw = _require(raw, "dopants", "")
+    if not isinstance(dopants_raw, list):
+        raise _field("dopants", "must be a list", dopants_raw)
+    dopants = []
+    for i, d in enumerate(dopants_raw):
+        where = f"dopants[{i}]"
+        ion = _require(d, "ion", where)
+        if ion not in species.IONS:
+            raise _field(f"{where}.ion", f"must be a known ion ({', '.join(species.CATIONS)})", ion)
+        if ion not in cations or ion == carrier:
+            raise _field(f"{where}.ion", f"must be a non-carrier cation of the system {system}", ion)
+        site = _require(d, "site", where)
+        if site not in SITES:
+            raise _field(f"{where}.site", f"must be one of {SITES}", site)
+        charge = species.IONS[ion].charge
+        trap = _rate(_require(d, "trap", where), TRAP_KEYS, f"{where}.trap", charge)
+        escape = _rate(_require(d, "escape", where), ESCAPE_KEYS, f"{where}.escape", charge)
+        leak = _number(d.get("leak_fraction", 0.0), f"{where}.leak_fraction", lo=0.0, hi=1.0)
+        if leak >= 1.0:
+            raise _field(f"{where}.leak_fraction", "must be < 1 (a blocked pore conducts less than an open one)", leak)
+        dopants.append(Dopant(ion, cations[ion], site, MappingProxyType(trap), MappingProxyType(escape), leak))
+    named = {carrier} | {d.ion for d in dopants}
+    if len({d.ion for d in dopants}) != len(dopants):
+        raise _field("dopants", "must list each ion once", [d.ion for d in dopants])
+    missing = [c for c in cations if c not in named]
+    if missing:
+        raise _field("dopants", f"must describe every non-carrier cation of {system}; missing {missing}", [d.ion for d in dopants])
+    provenance = raw.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise _field("provenance", "must be an object", provenance)
+    return Calibration(
+        system=system,
+        carrier=carrier,
+        open_conductance=MappingProxyType(oc),
+        dopants=tuple(dopants),
+        temperature_k=temperature_k,
+        uncertainty=raw.get("uncertainty"),
+        fit=raw.get("fit"),
+        provenance=provenance,
+    )
+
+
+def _to_params(cal: Calibration) -> KineticParams:
+    traps, escapes, molar, leak = [], [], [], []
+    for d in cal.dopants:
+        pairs = [(dict(d.trap), dict(d.escape))]
+        if d.site == "entrance":
+            pairs.append((_mirror(dict(d.trap), TRAP_KEYS), _mirror(dict(d.escape), ESCAPE_KEYS)))
+        for trap, escape in pairs:
+            traps.append([trap[k] for k in TRAP_KEYS])
+            escapes.append([escape[k] for k in ESCAPE_KEYS])
+            molar.append(d.molar)
+            leak.append(d.leak_fraction)
+    traps_a = np.asarray(traps, dtype=float).reshape(-1, 5).T
+    escapes_a = np.asarray(escapes, dtype=float).reshape(-1, 5).T
+    oc = cal.open_conductance
+    return KineticParams(
+        open=OpenConductance(jnp.asarray(oc["c_ps"]), jnp.asarray(oc["alpha_per_v"]), jnp.asarray(oc["v_smooth_v"])),
+        trap=BellRate(*(jnp.asarray(x) for x in traps_a)),
+        escape=BellRate(*(jnp.asarray(x) for x in escapes_a)),
+        molar=jnp.asarray(np.asarray(molar, dtype=float)),
+        leak_fraction=jnp.asarray(np.asarray(leak, dtype=float)),
+        v_thermal_v=jnp.asarray(thermal_voltage_v(cal.temperature_k)),
+    )
+
+
+def calibration_dir() -> Path:
+    """Folder of the shipped calibrations: packaged data in a wheel, ``calibration/`` in a checkout."""
+    packaged = resources.files("ionkinetics") / "_shipped" / "calibration"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[3] / "calibration"
+
+
+def _shipped() -> dict[str, Path]:
+    found = {}
+    folder = calibration_dir()
+    for path in sorted(folder.glob("*.json")):
+        with open(path, encoding="utf-8") as fh:
+            found[str(species.parse_system_id(json.load(fh)["system"]))] = path
+    return found
+
+
+def list_calibrations() -> list[str]:
+    """System ids of the shipped calibrations."""
+    return list(_shipped())
+
+
+def load_calibration(system_or_path) -> Calibration:
+    """Load a shipped calibration by system id, or any calibration JSON by path; validates."""
+    if isinstance(system_or_path, Calibration):
+        return system_or_path
+    text = str(system_or_path)
+    path = Path(text)
+    if not (text.endswith(".json") or path.is_file()):
+        key = str(species.parse_system_id(text))
+        shipped = _shipped()
+        if key not in shipped:
+            raise ValueError(f"no shipped calibration for {key!r}; shipped: {', '.join(shipped) or 'none'}. Pass a path to a JSON file instead.")
+        path = shipped[key]
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration file {str(path)!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise CalibrationError(f"calibration file {str(path)!r} is not valid JSON: {exc}") from None
+    try:
+        return _from_dict(raw)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{path}: {exc}") from None
+
+
+def save_calibration(cal: Calibration, path) -> Path:
+    """Validate and write ``cal`` to ``path`` atomically (temporary file, then rename)."""
+    data = cal.to_dict()
+    _from_dict(json.loads(json.dumps(data)))  # round-trip through JSON must validate
+    return write_json_atomic(path, data)

@@ -1,0 +1,28 @@
+"""The JAX Markov occupancy model of voltage-gated pore conductance.
+
+A pore is open or blocked by a dopant at one of its sites; rates follow a saturating
+two-polarity Bell law; occupancy advances by exact matrix exponentials (mean-field) or exact
+multinomial moves of N pores (stochastic). See :func:`simulate`.
+"""
+
+from . import protocols as protocols
+from ._params import BellRate as BellRate
+from ._params import KineticParams as KineticParams
+from ._params import OpenConductance as OpenConductance
+from ._params import stack_params as stack_params
+from ._params import thermal_voltage_v as thermal_voltage_v
+from ._rates import bell_rate_per_ns as bell_rate_per_ns
+from ._rates import conductance_ps as conductance_ps
+from ._rates import generator as generator
+from ._rates import mean_relaxation_time_ns as mean_relaxation_time_ns
+from ._rates import open_conductance_ps as open_conductance_ps
+from ._rates import propagators as propagators
+from ._rates import state_weights as state_weights
+from ._rates import steady_state as steady_state
+from ._rates import step_occupancy as step_occupancy
+from ._rates import transition_rates_per_ns as transition_rates_per_ns
+from ._simulate import Trace as Trace
+from ._simulate import mean_field_scan as mean_field_scan
+from ._simulate import simulate as simulate
+from ._simulate import stochastic_scan as stochastic_scan
+from ._simulate import switching_energy as switching_energy

@@ -1,0 +1,131 @@
+"""Rate laws, the generator Q(V) and its exact propagators, for one device.
+
+All functions take a single (unbatched) :class:`KineticParams` and a scalar voltage; batch
+with ``jax.vmap``. Row-vector convention: ``dp/dt = p·Q``, rows of Q sum to zero.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._params import BellRate, KineticParams, OpenConductance
+
+__all__ = [
+    "bell_rate_per_ns",
+    "conductance_ps",
+    "generator",
+    "mean_relaxation_time_ns",
+    "open_conductance_ps",
+    "propagators",
+    "state_weights",
+    "steady_state",
+    "step_occupancy",
+    "transition_rates_per_ns",
+]
+
+# exp() arguments are clipped here: exp(80) ≈ 5.5e34 still fits in float32 (max 3.4e38).
+_EXP_CLIP = 80.0
+
+
+def bell_rate_per_ns(rate: BellRate, v, v_thermal_v) -> jax.Array:
+    """Saturating two-polarity Bell law, shape (S,)."""
+    x = v / v_thermal_v
+    up = jnp.exp(jnp.clip(rate.delta_plus * x, -_EXP_CLIP, _EXP_CLIP))
+    down = jnp.exp(jnp.clip(-rate.delta_minus * x, -_EXP_CLIP, _EXP_CLIP))
+    k_bell = rate.k_plus_per_ns * up + rate.k_minus_per_ns * down
+    return k_bell * rate.k_max_per_ns / (k_bell + rate.k_max_per_ns)
+
+
+def transition_rates_per_ns(params: KineticParams, v) -> tuple[jax.Array, jax.Array]:
+    """(trapping rates open→blocked_s, escape rates blocked_s→open), each shape (S,).
+
+    Trapping and its diffusion-limited ceiling both scale with the dopant's molarity.
+    """
+    trap = bell_rate_per_ns(params.trap, v, params.v_thermal_v) * params.molar
+    escape = bell_rate_per_ns(params.escape, v, params.v_thermal_v)
+    return trap, escape
+
+
+def generator(params: KineticParams, v) -> jax.Array:
+    """Q(V), shape (K, K), K = S + 1; state 0 is open, the others blocked."""
+    trap, escape = transition_rates_per_ns(params, v)
+    k = params.n_states
+    q = jnp.zeros((k, k), dtype=jnp.result_type(trap, escape))
+    q = q.at[0, 1:].set(trap).at[1:, 0].set(escape)
+    return q - jnp.diag(q.sum(axis=1))
+
+
+def steady_state(params: KineticParams, v) -> jax.Array:
+    """Stationary occupancy π(V), shape (K,). Exact for the star-shaped chain:
+    π_s/π_open = trap_s/escape_s."""
+    trap, escape = transition_rates_per_ns(params, v)
+    ratio = trap / escape
+    p_open = 1.0 / (1.0 + ratio.sum())
+    return jnp.concatenate([p_open[None], ratio * p_open])
+
+
+def open_conductance_ps(open_: OpenConductance, v) -> jax.Array:
+    """Carrier conductance of one open pore, pS, even and smooth in V."""
+    v_abs = jnp.sqrt(v * v + open_.v_smooth_v**2) - open_.v_smooth_v
+    return open_.c_ps * jnp.exp(jnp.clip(open_.alpha_per_v * v_abs, -_EXP_CLIP, _EXP_CLIP))
+
+
+def state_weights(params: KineticParams) -> jax.Array:
+    """Conductance of each state relative to an open pore: [1, leak_1, ..., leak_S]."""
+    one = jnp.ones((1,), dtype=jnp.result_type(params.leak_fraction))
+    return jnp.concatenate([one, params.leak_fraction])
+
+
+def conductance_ps(params: KineticParams, v) -> jax.Array:
+    """Steady-state conductance per pore, pS."""
+    return open_conductance_ps(params.open, v) * (steady_state(params, v) @ state_weights(params))
+
+
+def propagators(params: KineticParams, v, dt_ns) -> tuple[jax.Array, jax.Array]:
+    """Exact one-step propagators for constant V over ``dt_ns``.
+
+    Returns ``P = expm(Q·dt)`` and ``A = ∫₀^dt expm(Q·s) ds`` (units ns), both (K, K):
+    ``p(t+dt) = p(t)·P`` and ``∫ p ds = p(t)·A`` over the step. Closed forms for K ≤ 2;
+    otherwise one expm of the block matrix ``[[Q, I], [0, 0]]·dt`` (Van Loan).
+    """
+    k = params.n_states
+    if k == 1:
+        one = jnp.ones((1, 1), dtype=jnp.result_type(params.v_thermal_v, dt_ns))
+        return one, one * dt_ns
+    if k == 2:
+        trap, escape = transition_rates_per_ns(params, v)
+        lam = trap[0] + escape[0]
+        pi = jnp.stack([escape[0], trap[0]]) / lam
+        big_pi = jnp.broadcast_to(pi, (2, 2))
+        rest = jnp.eye(2, dtype=pi.dtype) - big_pi
+        decay = jnp.exp(-lam * dt_ns)
+        p = big_pi + decay * rest
+        a = big_pi * dt_ns + rest * (-jnp.expm1(-lam * dt_ns) / lam)
+        return p, a
+    q = generator(params, v)
+    eye = jnp.eye(k, dtype=q.dtype)
+    block = jnp.block([[q, eye], [jnp.zeros_like(q), jnp.zeros_like(q)]]) * dt_ns
+    e = jax.scipy.linalg.expm(block)
+    return e[:k, :k], e[:k, k:]
+
+
+def step_occupancy(params: KineticParams, p0, v, t_ns) -> jax.Array:
+    """Occupancy ``p0·expm(Q(v)·t)`` after holding ``v`` for ``t_ns`` from ``p0``."""
+    p, _ = propagators(params, v, t_ns)
+    return p0 @ p
+
+
+def mean_relaxation_time_ns(params: KineticParams, v, p0) -> jax.Array:
+    """Integral relaxation time of w after a step to ``v`` from occupancy ``p0``.
+
+    ``τ = ∫₀^∞ (w(t) − w∞) dt / (w(0) − w∞)``; for two states this is exactly 1/(k_trap + k_escape).
+    Solves ``x·Q = −(p0 − π)``, ``x·1 = 0`` (the integral of p − π) without time stepping.
+    """
+    q = generator(params, v)
+    pi = steady_state(params, v)
+    d0 = p0 - pi
+    m = q.at[:, -1].set(1.0)  # Q's columns sum to zero: swap one for the normalisation row
+    rhs = (-d0).at[-1].set(0.0)
+    x = jnp.linalg.solve(m.T, rhs)
+    return x[0] / d0[0]

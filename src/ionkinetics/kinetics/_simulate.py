@@ -1,0 +1,320 @@
+"""Mean-field and stochastic simulation: one jitted ``lax.scan`` per run, vmapped over batches.
+
+Mean-field: occupancy advances by the exact ``P = expm(Q(V)·dt)`` of each step (no Euler), and
+the energy by the exact interval integral ``A = ∫ expm(Q·s) ds``, so for piecewise-constant V
+both are exact to round-off whatever ``dt``.
+
+Stochastic: N independent pores as counts per state; each step the pores in state s move
+to the other states by an exact multinomial draw from row s of the same P (two binomials for
+two states). Step k draws from ``fold_in(key, k)``: the same key gives the same run whatever
+``save_every``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import protocols as _protocols
+from ._params import KineticParams
+from ._rates import open_conductance_ps, propagators, state_weights, steady_state
+
+__all__ = ["Trace", "mean_field_scan", "simulate", "stochastic_scan", "switching_energy"]
+
+# pS · V² · ns = pA · V · ns = 1e-21 J = 1e-3 aJ
+_AJ_PER_PS_V2_NS = 1e-3
+_NORM_TOL = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class Trace:
+    """Result of :func:`simulate`, sampled every ``save_every`` steps (S + 1 points, t = 0 first).
+
+    ``v`` is the voltage held from each time on. ``p`` (..., S+1, K) is the occupancy, ``w`` the
+    open fraction. ``g_ps``, ``i_pa`` and the cumulative energy ``e_aj`` are per pore for a
+    mean-field run and for the whole membrane of ``n_pores`` pores for a stochastic one.
+    ``ok`` is False where the run lost probability or went non-finite.
+    """
+
+    t_ns: np.ndarray
+    v: np.ndarray
+    p: np.ndarray
+    w: np.ndarray
+    g_ps: np.ndarray
+    i_pa: np.ndarray
+    e_aj: np.ndarray
+    ok: np.ndarray
+    n_pores: int | None = None
+
+
+def _energy_increment(params, v, p, a, c):
+    return open_conductance_ps(params.open, v) * (p @ a @ c) * v * v * _AJ_PER_PS_V2_NS
+
+
+def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 1):
+    """One device, mean-field. ``v_k`` (T,) volts per step, ``p0`` (K,).
+
+    Returns occupancy (T/save_every + 1, K) and cumulative energy per pore, aJ, at the saved
+    times. Pure and differentiable; ``simulate`` wraps it with jit and vmap.
+    """
+    c = state_weights(params)
+
+    def one_step(carry, v):
+        p, e = carry
+        prop, integral = propagators(params, v, dt_ns)
+        return (p @ prop, e + _energy_increment(params, v, p, integral, c)), None
+
+    def chunk(carry, vs):
+        carry, _ = lax.scan(one_step, carry, vs)
+        return carry, carry
+
+    e0 = jnp.zeros((), dtype=p0.dtype)
+    _, (p_s, e_s) = lax.scan(chunk, (p0, e0), v_k.reshape(-1, save_every))
+    return jnp.concatenate([p0[None], p_s]), jnp.concatenate([e0[None], e_s])
+
+
+def _binomial(key, n, prob):
+    prob = jnp.clip(prob, 0.0, 1.0)
+    return jax.random.binomial(key, n, prob, dtype=n.dtype)
+
+
+def _multinomial_counts(key, n, prob):
+    """Exact multinomial moves for counts ``n`` (K,) with transition matrix ``prob`` (K, K)."""
+    k = n.shape[0]
+    if k == 1:
+        return n
+    if k == 2:
+        k01, k10 = jax.random.split(key)
+        leave0 = _binomial(k01, n[0], prob[0, 1])
+        leave1 = _binomial(k10, n[1], prob[1, 0])
+        return n + jnp.stack([leave1 - leave0, leave0 - leave1])
+    keys = jax.random.split(key, k * (k - 1)).reshape(k, k - 1)
+    out = jnp.zeros_like(n)
+    for s in range(k):  # conditional binomials along each row: exact multinomial
+        remaining, used = n[s], jnp.zeros((), prob.dtype)
+        for j in range(k - 1):
+            left = 1.0 - used
+            q = jnp.where(left > 0, prob[s, j] / jnp.where(left > 0, left, 1.0), 1.0)
+            x = _binomial(keys[s, j], remaining, q)
+            out = out.at[j].add(x)
+            remaining, used = remaining - x, used + prob[s, j]
+        out = out.at[k - 1].add(remaining)
+    return out
+
+
+def stochastic_scan(params: KineticParams, v_k, dt_ns, n0, key, *, save_every: int = 1):
+    """One device of N = sum(n0) pores. Returns counts (T/save_every + 1, K) and the
+    cumulative membrane energy, aJ (the conditional expectation over each step)."""
+    c = state_weights(params)
+    n_total = n0.sum()
+    steps = jnp.arange(v_k.shape[0]).reshape(-1, save_every)
+
+    def one_step(carry, inp):
+        n, e = carry
+        v, k = inp
+        prop, integral = propagators(params, v, dt_ns)
+        e = e + n_total * _energy_increment(params, v, n / n_total, integral, c)
+        return (_multinomial_counts(jax.random.fold_in(key, k), n, prop), e), None
+
+    def chunk(carry, inp):
+        carry, _ = lax.scan(one_step, carry, inp)
+        return carry, carry
+
+    e0 = jnp.zeros((), dtype=n0.dtype)
+    _, (n_s, e_s) = lax.scan(chunk, (n0, e0), (v_k.reshape(-1, save_every), steps))
+    return jnp.concatenate([n0[None], n_s]), jnp.concatenate([e0[None], e_s])
+
+
+def _initial_occupancy(params, v_rest, p0):
+    return steady_state(params, v_rest) if p0 is None else p0
+
+
+def _mean_field_device(params, v_k, dt_ns, v_rest, p0, save_every):
+    p_init = _initial_occupancy(params, v_rest, p0)
+    return mean_field_scan(params, v_k, dt_ns, p_init.astype(jnp.result_type(p_init, dt_ns)), save_every=save_every)
+
+
+def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, save_every):
+    p_init = _initial_occupancy(params, v_rest, p0)
+    k_init, k_run = jax.random.split(key)
+    dtype = jnp.result_type(p_init, dt_ns)
+    n0 = _multinomial_counts(k_init, jnp.zeros_like(p_init, dtype=dtype).at[0].set(n_pores), jnp.broadcast_to(p_init, (p_init.shape[0],) * 2))
+    return stochastic_scan(params, v_k, dt_ns, n0, k_run, save_every=save_every)
+
+
+def _axes(flag):
+    return 0 if flag else None
+
+
+@functools.partial(jax.jit, static_argnames=("save_every", "batch"))
+def _run_mean_field(params, v_k, dt_ns, v_rest, p0, *, save_every, batch):
+    fn = functools.partial(_mean_field_device, save_every=save_every)
+    if any(batch):
+        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1] or batch[0]), _axes(batch[2])))
+    return fn(params, v_k, dt_ns, v_rest, p0)
+
+
+@functools.partial(jax.jit, static_argnames=("save_every", "batch", "batch_size"))
+def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, *, save_every, batch, batch_size):
+    fn = functools.partial(_stochastic_device, save_every=save_every)
+    if any(batch):
+        fn = jax.vmap(
+            fn,
+            in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1] or batch[0]), _axes(batch[2]), 0, None),
+        )
+        key = jax.random.split(key, batch_size)
+    return fn(params, v_k, dt_ns, v_rest, p0, key, n_pores)
+
+
+def _as_params(cal) -> KineticParams:
+    if isinstance(cal, KineticParams):
+        return cal
+    params = getattr(cal, "params", None)
+    if isinstance(params, KineticParams):
+        return params
+    raise TypeError(f"cal must be a Calibration or KineticParams; got {type(cal).__name__}")
+
+
+def _voltages(protocol, dt_ns):
+    """(v_k (T,) or (B, T), v_rest () or (B,)) from a protocol, a list of them, or an array."""
+    if isinstance(protocol, _protocols.Protocol):
+        return protocol.sample(dt_ns), np.float64(protocol.v_rest_v)
+    if isinstance(protocol, (list, tuple)) and protocol and all(isinstance(p, _protocols.Protocol) for p in protocol):
+        vs = [p.sample(dt_ns) for p in protocol]
+        if len({v.size for v in vs}) != 1:
+            raise ValueError("protocols in a batch must have the same duration_ns; got differing numbers of steps")
+        return np.stack(vs), np.array([p.v_rest_v for p in protocol])
+    v = np.asarray(protocol, dtype=float)
+    if v.ndim not in (1, 2) or v.shape[-1] == 0:
+        raise ValueError(f"protocol must be a Protocol, a list of them, or voltages of shape (T,) or (B, T); got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("protocol voltages must be finite")
+    return v, v[..., 0]
+
+
+def simulate(
+    cal,
+    protocol,
+    dt_ns: float = 0.05,
+    *,
+    n_pores: int | None = None,
+    key=None,
+    p0=None,
+    save_every: int = 1,
+    throw: bool = True,
+) -> Trace:
+    """Run the occupancy model under a voltage protocol.
+
+    Args:
+        cal: a Calibration or KineticParams; a batch (leading axis B) runs B devices at once.
+        protocol: a Protocol, a list of equal-length Protocols, or voltages per step (T,) or (B, T).
+        dt_ns: time step, ns. Must put every jump of the protocol on the grid.
+        n_pores: None for the mean-field (per-pore) model; an int N for N stochastic pores.
+        key: a ``jax.random`` key, required with ``n_pores``.
+        p0: initial occupancy (K,) or (B, K); default the steady state at the protocol's rest voltage.
+        save_every: keep every n-th step (must divide the number of steps).
+        throw: raise if a run loses probability or goes non-finite (else see ``Trace.ok``).
+    """
+    params = _as_params(cal)
+    if isinstance(dt_ns, bool) or not isinstance(dt_ns, (int, float, np.floating)) or not dt_ns > 0:
+        raise ValueError(f"dt_ns must be a number > 0 (ns); got {dt_ns!r}")
+    v_k, v_rest = _voltages(protocol, float(dt_ns))
+    n_steps = v_k.shape[-1]
+    if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every < 1 or n_steps % save_every:
+        raise ValueError(f"save_every must be a positive integer dividing the {n_steps} steps; got {save_every!r}")
+    params_batched = len(params.batch_shape) == 1
+    if len(params.batch_shape) > 1:
+        raise ValueError(f"cal may have at most one batch axis; got batch shape {params.batch_shape}")
+    v_batched = v_k.ndim == 2
+    p0_batched = False
+    if p0 is not None:
+        p0 = jnp.asarray(p0, dtype=float)
+        if p0.shape[-1] != params.n_states or p0.ndim > 2:
+            raise ValueError(f"p0 must have shape ({params.n_states},) or (B, {params.n_states}); got {p0.shape}")
+        if not bool(jnp.all(p0 >= 0)) or not bool(jnp.all(jnp.abs(p0.sum(-1) - 1) < _NORM_TOL)):
+            raise ValueError("p0 must be non-negative and sum to 1 over the states")
+        p0_batched = p0.ndim == 2
+    batch_sizes = {}
+    if params_batched:
+        batch_sizes["cal"] = params.batch_shape[0]
+    if v_batched:
+        batch_sizes["protocol"] = v_k.shape[0]
+    if p0_batched:
+        batch_sizes["p0"] = p0.shape[0]
+    if len(set(batch_sizes.values())) > 1:
+        raise ValueError(f"batch sizes of cal, protocol and p0 must agree; got {batch_sizes}")
+    batch = (params_batched, v_batched, p0_batched)
+    dt = jnp.asarray(dt_ns, dtype=float)
+    if n_pores is None:
+        if key is not None:
+            raise ValueError("key is only used with n_pores (stochastic runs); drop it or pass n_pores")
+        p_s, e_s = _run_mean_field(params, jnp.asarray(v_k), dt, jnp.asarray(v_rest), p0, save_every=save_every, batch=batch)
+        scale = 1.0
+    else:
+        if isinstance(n_pores, bool) or not isinstance(n_pores, (int, np.integer)) or n_pores < 1:
+            raise ValueError(f"n_pores must be an integer >= 1 (or None for mean-field); got {n_pores!r}")
+        if key is None:
+            raise ValueError("a stochastic run (n_pores given) needs an explicit key=jax.random.key(seed)")
+        counts, e_s = _run_stochastic(
+            params, jnp.asarray(v_k), dt, jnp.asarray(v_rest), p0, key, float(n_pores),
+            save_every=save_every, batch=batch, batch_size=max(batch_sizes.values(), default=1),
+        )
+        p_s = counts / n_pores
+        scale = float(n_pores)
+    p_s, e_s = np.asarray(p_s), np.asarray(e_s)
+    ok = np.all(np.isfinite(p_s), axis=(-1, -2)) & np.all(np.abs(p_s.sum(-1) - 1.0) < _NORM_TOL, axis=-1)
+    if throw and not np.all(ok):
+        raise FloatingPointError(
+            "simulation lost probability or produced non-finite occupancy "
+            f"({np.size(ok) - np.count_nonzero(ok)} of {np.size(ok)} devices); check the calibration's rates "
+            "or pass throw=False to inspect Trace.ok"
+        )
+    idx = np.arange(0, n_steps + 1, save_every)
+    v_saved = np.take(v_k, np.minimum(idx, n_steps - 1), axis=-1)
+    t_ns = idx * float(dt_ns)
+    v_full = np.broadcast_to(v_saved, p_s.shape[:-1])
+    g_ps = np.asarray(_conductance_at(params, v_full, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)) * scale
+    return Trace(
+        t_ns=t_ns,
+        v=v_full.copy(),
+        p=p_s,
+        w=p_s[..., 0],
+        g_ps=g_ps,
+        i_pa=g_ps * v_saved,
+        e_aj=e_s,
+        ok=ok,
+        n_pores=None if n_pores is None else int(n_pores),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("params_batched", "p_batched"))
+def _conductance_at(params, v, p, *, params_batched, p_batched):
+    """Conductance per pore at saved times: v (..., S+1), p (..., S+1, K)."""
+
+    def one(pr, vv, pp):
+        return open_conductance_ps(pr.open, vv) * (pp @ state_weights(pr))
+
+    fn = jax.vmap(one, in_axes=(None, 0, 0))  # over saved times
+    if p_batched:
+        fn = jax.vmap(fn, in_axes=(_axes(params_batched), 0, 0))
+    return fn(params, v, p)
+
+
+def switching_energy(trace: Trace, t0_ns: float, t1_ns: float) -> np.ndarray:
+    """Energy ``∫ I·V dt`` from ``t0_ns`` to ``t1_ns``, aJ per pore (exact at saved times,
+    linear in between)."""
+    t = trace.t_ns
+    for name, value in (("t0_ns", t0_ns), ("t1_ns", t1_ns)):
+        if not (t[0] <= value <= t[-1]):
+            raise ValueError(f"{name} must lie within the trace, [{t[0]:g}, {t[-1]:g}] ns; got {value!r}")
+    if t1_ns < t0_ns:
+        raise ValueError(f"t1_ns must be >= t0_ns; got t0_ns={t0_ns}, t1_ns={t1_ns}")
+    e = np.asarray(trace.e_aj)
+    interp = np.vectorize(lambda row, x: np.interp(x, t, row), signature="(n),()->()")
+    total = interp(e, t1_ns) - interp(e, t0_ns)
+    return total / (trace.n_pores or 1)

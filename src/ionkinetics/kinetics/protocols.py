@@ -1,0 +1,277 @@
+"""Voltage protocols: DC, step, pulse train, sine and sampled arrays.
+
+A protocol is a frozen description; :meth:`Protocol.sample` turns it into the voltage held on
+each time step ``[t_k, t_k + dt)``, the form the exact piecewise-constant integrator takes.
+Jumps must fall on the time grid (otherwise the "exact" update would smear them), so
+``sample`` refuses a ``dt_ns`` that does not divide every breakpoint. Smooth protocols
+(sine) are held at each step's midpoint, a second-order zero-order hold.
+
+Before ``t = 0`` the device sits at ``v_rest_v``; simulations start from the steady state there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+__all__ = ["DC", "Protocol", "PulseTrain", "Sampled", "Sine", "Step", "dc", "pulse_train", "sampled", "sine", "step"]
+
+_GRID_RTOL = 1e-9
+
+
+def _check_real(name: str, value, *, positive=False, nonnegative=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0; got {value!r}")
+    if nonnegative and value < 0:
+        raise ValueError(f"{name} must be >= 0; got {value!r}")
+    return value
+
+
+class Protocol:
+    """Base class: subclasses define ``duration_ns``, ``v_rest_v``, ``voltage_v`` and ``breakpoints_ns``."""
+
+    duration_ns: float
+    v_rest_v: float
+
+    def voltage_v(self, t_ns) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def breakpoints_ns(self) -> np.ndarray:
+        """Times at which the voltage jumps (must lie on the time grid)."""
+        return np.zeros(0)
+
+    def n_steps(self, dt_ns: float) -> int:
+        dt_ns = _check_real("dt_ns", dt_ns, positive=True)
+        n = self.duration_ns / dt_ns
+        if abs(n - round(n)) > _GRID_RTOL * max(1.0, n):
+            raise ValueError(
+                f"dt_ns must divide the protocol duration_ns={self.duration_ns:g}; got dt_ns={dt_ns:g} "
+                f"({n:.6g} steps). Pick a dt_ns that gives a whole number of steps."
+            )
+        return int(round(n))
+
+    def sample(self, dt_ns: float) -> np.ndarray:
+        """Voltage held on each step, shape (n_steps,), volts."""
+        n = self.n_steps(dt_ns)
+        for tb in self.breakpoints_ns():
+            k = tb / dt_ns
+            if abs(k - round(k)) > _GRID_RTOL * max(1.0, k):
+                raise ValueError(
+                    f"dt_ns={dt_ns:g} does not put the protocol's jump at t={tb:g} ns on the time grid; "
+                    "choose a dt_ns that divides every jump time so the exact update stays exact"
+                )
+        t_mid = (np.arange(n) + 0.5) * dt_ns
+        return np.asarray(self.voltage_v(t_mid), dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class DC(Protocol):
+    v: float
+    duration_ns: float
+    v_rest_v: float = 0.0
+
+    def __post_init__(self):
+        _check_real("v", self.v)
+        _check_real("duration_ns", self.duration_ns, positive=True)
+        _check_real("v_rest_v", self.v_rest_v)
+
+    def voltage_v(self, t_ns):
+        return np.full(np.shape(t_ns), float(self.v))
+
+
+@dataclasses.dataclass(frozen=True)
+class Step(Protocol):
+    v: float
+    t_on_ns: float
+    t_off_ns: float | None
+    duration_ns: float
+    v_base: float = 0.0
+
+    def __post_init__(self):
+        _check_real("v", self.v)
+        _check_real("t_on_ns", self.t_on_ns, nonnegative=True)
+        _check_real("duration_ns", self.duration_ns, positive=True)
+        _check_real("v_base", self.v_base)
+        if self.t_off_ns is not None:
+            _check_real("t_off_ns", self.t_off_ns)
+            if not self.t_on_ns < self.t_off_ns <= self.duration_ns:
+                raise ValueError(
+                    f"step needs t_on_ns < t_off_ns <= duration_ns; got t_on_ns={self.t_on_ns}, "
+                    f"t_off_ns={self.t_off_ns}, duration_ns={self.duration_ns}"
+                )
+        elif self.t_on_ns >= self.duration_ns:
+            raise ValueError(f"step needs t_on_ns < duration_ns; got {self.t_on_ns} >= {self.duration_ns}")
+
+    @property
+    def v_rest_v(self) -> float:
+        return float(self.v_base)
+
+    def breakpoints_ns(self):
+        return np.array([t for t in (self.t_on_ns, self.t_off_ns) if t is not None], dtype=float)
+
+    def voltage_v(self, t_ns):
+        t = np.asarray(t_ns, dtype=float)
+        on = t >= self.t_on_ns
+        if self.t_off_ns is not None:
+            on &= t < self.t_off_ns
+        return np.where(on, float(self.v), float(self.v_base))
+
+
+@dataclasses.dataclass(frozen=True)
+class PulseTrain(Protocol):
+    amplitude_v: float
+    width_ns: float
+    period_ns: float
+    count: int
+    t_start_ns: float
+    duration_ns: float
+    v_base: float = 0.0
+
+    def __post_init__(self):
+        _check_real("amplitude_v", self.amplitude_v)
+        _check_real("width_ns", self.width_ns, positive=True)
+        _check_real("period_ns", self.period_ns, positive=True)
+        _check_real("t_start_ns", self.t_start_ns, nonnegative=True)
+        _check_real("duration_ns", self.duration_ns, positive=True)
+        _check_real("v_base", self.v_base)
+        if isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or self.count < 1:
+            raise ValueError(f"count must be an integer >= 1 (number of pulses); got {self.count!r}")
+        if self.width_ns >= self.period_ns:
+            raise ValueError(f"width_ns must be < period_ns; got width_ns={self.width_ns}, period_ns={self.period_ns}")
+        end = self.t_start_ns + (self.count - 1) * self.period_ns + self.width_ns
+        if end > self.duration_ns:
+            raise ValueError(f"the last pulse ends at {end:g} ns, after duration_ns={self.duration_ns:g}; lengthen duration_ns")
+
+    @property
+    def v_rest_v(self) -> float:
+        return float(self.v_base)
+
+    def pulse_onsets_ns(self) -> np.ndarray:
+        return self.t_start_ns + self.period_ns * np.arange(self.count)
+
+    def breakpoints_ns(self):
+        on = self.pulse_onsets_ns()
+        return np.sort(np.concatenate([on, on + self.width_ns]))
+
+    def voltage_v(self, t_ns):
+        t = np.asarray(t_ns, dtype=float) - self.t_start_ns
+        k = np.floor(t / self.period_ns)
+        on = (t >= 0) & (k < self.count) & (t - k * self.period_ns < self.width_ns)
+        return np.where(on, float(self.amplitude_v), float(self.v_base))
+
+
+@dataclasses.dataclass(frozen=True)
+class Sine(Protocol):
+    amplitude_v: float
+    frequency_ghz: float
+    duration_ns: float
+    offset_v: float = 0.0
+    phase_rad: float = 0.0
+
+    def __post_init__(self):
+        _check_real("amplitude_v", self.amplitude_v)
+        _check_real("frequency_ghz", self.frequency_ghz, positive=True)
+        _check_real("duration_ns", self.duration_ns, positive=True)
+        _check_real("offset_v", self.offset_v)
+        _check_real("phase_rad", self.phase_rad)
+
+    @property
+    def v_rest_v(self) -> float:
+        return float(self.offset_v + self.amplitude_v * math.sin(self.phase_rad))
+
+    def voltage_v(self, t_ns):
+        t = np.asarray(t_ns, dtype=float)
+        return self.offset_v + self.amplitude_v * np.sin(2 * np.pi * self.frequency_ghz * t + self.phase_rad)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Sampled(Protocol):
+    """Piecewise-constant voltage: ``v[i]`` held on ``[t_ns[i], t_ns[i+1])``; ``t_ns[0] = 0``."""
+
+    t_ns: np.ndarray
+    v: np.ndarray
+
+    def __post_init__(self):
+        t = np.asarray(self.t_ns, dtype=float)
+        v = np.asarray(self.v, dtype=float)
+        if t.ndim != 1 or v.ndim != 1 or t.size != v.size + 1 or v.size == 0:
+            raise ValueError(
+                f"sampled needs t_ns with one more entry than v (edges of the held intervals); "
+                f"got t_ns shape {t.shape} and v shape {v.shape}"
+            )
+        if not (np.all(np.isfinite(t)) and np.all(np.isfinite(v))):
+            raise ValueError("sampled t_ns and v must be finite")
+        if t[0] != 0.0 or np.any(np.diff(t) <= 0):
+            raise ValueError(f"sampled t_ns must start at 0 and increase strictly; got t_ns[:3]={t[:3]}")
+        object.__setattr__(self, "t_ns", t)
+        object.__setattr__(self, "v", v)
+
+    @property
+    def duration_ns(self) -> float:
+        return float(self.t_ns[-1])
+
+    @property
+    def v_rest_v(self) -> float:
+        return float(self.v[0])
+
+    def breakpoints_ns(self):
+        jumps = np.nonzero(np.diff(self.v))[0] + 1
+        return self.t_ns[jumps]
+
+    def voltage_v(self, t_ns):
+        idx = np.clip(np.searchsorted(self.t_ns, np.asarray(t_ns, dtype=float), side="right") - 1, 0, self.v.size - 1)
+        return self.v[idx]
+
+
+def dc(v: float, duration_ns: float, *, v_rest_v: float = 0.0) -> DC:
+    """Constant ``v`` volts from t = 0 for ``duration_ns``, starting from rest at ``v_rest_v``."""
+    return DC(v, duration_ns, v_rest_v)
+
+
+def step(v: float, t_on_ns: float, t_off_ns: float | None = None, *, duration_ns: float | None = None, v_base: float = 0.0) -> Step:
+    """``v`` volts on ``[t_on_ns, t_off_ns)``, ``v_base`` otherwise.
+
+    ``duration_ns`` defaults to ``t_off_ns + (t_off_ns − t_on_ns)`` (as long off as on); a step
+    that never turns off (``t_off_ns=None``) needs it given.
+    """
+    if duration_ns is None:
+        if t_off_ns is None:
+            raise ValueError("step with t_off_ns=None (never turns off) needs duration_ns; pass duration_ns=...")
+        duration_ns = t_off_ns + (t_off_ns - t_on_ns)
+    return Step(v, t_on_ns, t_off_ns, duration_ns, v_base)
+
+
+def pulse_train(
+    amplitude_v: float,
+    width_ns: float,
+    period_ns: float,
+    count: int,
+    *,
+    t_start_ns: float = 0.0,
+    duration_ns: float | None = None,
+    v_base: float = 0.0,
+) -> PulseTrain:
+    """``count`` rectangular pulses of ``amplitude_v`` and ``width_ns`` every ``period_ns``.
+
+    ``duration_ns`` defaults to the start plus ``count`` periods.
+    """
+    if duration_ns is None:
+        duration_ns = t_start_ns + count * period_ns
+    return PulseTrain(amplitude_v, width_ns, period_ns, count, t_start_ns, duration_ns, v_base)
+
+
+def sine(amplitude_v: float, frequency_ghz: float, duration_ns: float, *, offset_v: float = 0.0, phase_rad: float = 0.0) -> Sine:
+    """``offset_v + amplitude_v·sin(2π·f·t + phase)``, f in GHz (cycles per ns)."""
+    return Sine(amplitude_v, frequency_ghz, duration_ns, offset_v, phase_rad)
+
+
+def sampled(t_ns, v) -> Sampled:
+    """Piecewise-constant voltage ``v[i]`` on ``[t_ns[i], t_ns[i+1])`` (``len(t_ns) == len(v) + 1``)."""
+    return Sampled(t_ns, v)
