@@ -1,1 +1,55 @@
-"""ionkinetics."""
+"""ionkinetics: voltage-gated ion transport through Å-scale pores in 2D membranes.
+
+Molecular dynamics (OpenMM) → calibrated rate laws → a JAX Markov model of the pores'
+conductance weight w(t) → circuits. See ``../DESIGN.md`` and the README.
+"""
+
+__version__ = "0.1.0"
+
+from . import calibrate as calibrate
+from . import kinetics as kinetics
+from . import species as species
+from .calibrate import Calibration as Calibration
+from .calibrate import fit_targets as fit_targets
+from .calibrate import list_calibrations as list_calibrations
+from .calibrate import load_calibration as load_calibration
+from .calibrate import load_targets as load_targets
+from .calibrate import save_calibration as save_calibration
+from .kinetics import Trace as Trace
+from .kinetics import protocols as protocols
+from .kinetics import simulate as simulate
+from .kinetics import switching_energy as switching_energy
+from .species import parse_system_id as parse_system_id
+
+__all__ = [
+    "Calibration",
+    "Trace",
+    "__version__",
+    "calibrate",
+    "conductance",
+    "fit_targets",
+    "kinetics",
+    "list_calibrations",
+    "load_calibration",
+    "load_targets",
+    "parse_system_id",
+    "protocols",
+    "save_calibration",
+    "simulate",
+    "species",
+    "switching_energy",
+]
+
+
+def conductance(cal, v):
+    """Steady-state conductance per pore, pS, at voltage(s) ``v`` (volts); vectorised over v."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from .kinetics import conductance_ps
+
+    params = load_calibration(cal).params if not isinstance(cal, kinetics.KineticParams) else cal
+    v_arr = jnp.asarray(v, dtype=float)
+    out = jax.vmap(lambda x: conductance_ps(params, x))(v_arr.reshape(-1)).reshape(v_arr.shape)
+    return np.asarray(out)

@@ -281,27 +281,64 @@ def _from_dict(raw) -> Calibration:
     )
 
 
-def _to_params(cal: Calibration) -> KineticParams:
-    traps, escapes, molar, leak = [], [], [], []
-    for d in cal.dopants:
-        pairs = [(dict(d.trap), dict(d.escape))]
-        if d.site == "entrance":
-            pairs.append((_mirror(dict(d.trap), TRAP_KEYS), _mirror(dict(d.escape), ESCAPE_KEYS)))
-        for trap, escape in pairs:
-            traps.append([trap[k] for k in TRAP_KEYS])
-            escapes.append([escape[k] for k in ESCAPE_KEYS])
-            molar.append(d.molar)
-            leak.append(d.leak_fraction)
-    traps_a = np.asarray(traps, dtype=float).reshape(-1, 5).T
-    escapes_a = np.asarray(escapes, dtype=float).reshape(-1, 5).T
-    oc = cal.open_conductance
+def site_rates(site: str, k0, delta, k_max, *, trap: bool) -> dict:
+    """Rate dict of the first state of a site from its zero-bias rate ``k0`` and gating charge.
+
+    ``center``: ``k0/2`` on each polarity, so ``k = k0·cosh(δV/V_T)``. ``entrance`` (cis mouth):
+    trapping goes with the field, ``k0·exp(+δV/V_T)``; escape against it, ``k0·exp(−δV/V_T)``.
+    Works on floats and on JAX tracers alike.
+    """
+    keys = TRAP_KEYS if trap else ESCAPE_KEYS
+    zero = 0.0 * k0
+    if site == "center":
+        values = (k0 / 2, delta, k0 / 2, delta, k_max)
+    elif trap:
+        values = (k0, delta, zero, zero, k_max)
+    else:
+        values = (zero, zero, k0, delta, k_max)
+    return dict(zip(keys, values, strict=True))
+
+
+def params_from_rates(open_conductance, dopants, v_thermal_v) -> KineticParams:
+    """Build :class:`KineticParams` from per-dopant rate dicts.
+
+    ``dopants`` is a sequence of ``(molar, site, trap, escape, leak_fraction)``; an entrance
+    site contributes its cis state and the mirrored trans state. Values may be JAX tracers, so
+    the fitter and the file loader share this one path.
+    """
+    columns: dict[str, list] = {"trap": [], "escape": [], "molar": [], "leak": []}
+    for molar, site, trap, escape, leak in dopants:
+        pairs = [(trap, escape)]
+        if site == "entrance":
+            pairs.append((_mirror(trap, TRAP_KEYS), _mirror(escape, ESCAPE_KEYS)))
+        for tr, es in pairs:
+            columns["trap"].append([tr[k] for k in TRAP_KEYS])
+            columns["escape"].append([es[k] for k in ESCAPE_KEYS])
+            columns["molar"].append(molar)
+            columns["leak"].append(leak)
+
+    def stack(rows, i):
+        return jnp.stack([jnp.asarray(r[i], dtype=float) for r in rows]) if rows else jnp.zeros((0,))
+
+    def as_array(values):
+        return jnp.stack([jnp.asarray(x, dtype=float) for x in values]) if values else jnp.zeros((0,))
+
+    oc = open_conductance
     return KineticParams(
-        open=OpenConductance(jnp.asarray(oc["c_ps"]), jnp.asarray(oc["alpha_per_v"]), jnp.asarray(oc["v_smooth_v"])),
-        trap=BellRate(*(jnp.asarray(x) for x in traps_a)),
-        escape=BellRate(*(jnp.asarray(x) for x in escapes_a)),
-        molar=jnp.asarray(np.asarray(molar, dtype=float)),
-        leak_fraction=jnp.asarray(np.asarray(leak, dtype=float)),
-        v_thermal_v=jnp.asarray(thermal_voltage_v(cal.temperature_k)),
+        open=OpenConductance(*(jnp.asarray(oc[k], dtype=float) for k in ("c_ps", "alpha_per_v", "v_smooth_v"))),
+        trap=BellRate(*(stack(columns["trap"], i) for i in range(5))),
+        escape=BellRate(*(stack(columns["escape"], i) for i in range(5))),
+        molar=as_array(columns["molar"]),
+        leak_fraction=as_array(columns["leak"]),
+        v_thermal_v=jnp.asarray(v_thermal_v, dtype=float),
+    )
+
+
+def _to_params(cal: Calibration) -> KineticParams:
+    return params_from_rates(
+        cal.open_conductance,
+        [(d.molar, d.site, dict(d.trap), dict(d.escape), d.leak_fraction) for d in cal.dopants],
+        thermal_voltage_v(cal.temperature_k),
     )
 
 
