@@ -155,7 +155,7 @@ def _axes(flag):
 def _run_mean_field(params, v_k, dt_ns, v_rest, p0, *, save_every, batch):
     fn = functools.partial(_mean_field_device, save_every=save_every)
     if any(batch):
-        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1] or batch[0]), _axes(batch[2])))
+        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2])))
     return fn(params, v_k, dt_ns, v_rest, p0)
 
 
@@ -165,7 +165,7 @@ def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, *, save_every,
     if any(batch):
         fn = jax.vmap(
             fn,
-            in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1] or batch[0]), _axes(batch[2]), 0, None),
+            in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), 0, None),
         )
         key = jax.random.split(key, batch_size)
     return fn(params, v_k, dt_ns, v_rest, p0, key, n_pores)
