@@ -86,8 +86,9 @@ def _batched_step_runs(cals, key):
         mean = simulate(batch, proto, DT_NS)
         for i, cal in enumerate(group):
             key, sub = jax.random.split(key)
-            noisy = simulate(cal, np.tile(v_k, (N_STOCHASTIC_TRACES, 1)), DT_NS, n_pores=N_PORES_PER_MEMBRANE, key=sub,
-                             save_every=10)
+            noisy = simulate(
+                cal, np.tile(v_k, (N_STOCHASTIC_TRACES, 1)), DT_NS, n_pores=N_PORES_PER_MEMBRANE, key=sub, save_every=10
+            )
             out[cal.system_id] = (_index(mean, i), noisy)
     return out
 
@@ -95,8 +96,16 @@ def _batched_step_runs(cals, key):
 def _index(trace, i):
     from dataclasses import replace
 
-    return replace(trace, v=trace.v[i], p=trace.p[i], w=trace.w[i], g_ps=trace.g_ps[i], i_pa=trace.i_pa[i], e_aj=trace.e_aj[i],
-                   ok=trace.ok[i])
+    return replace(
+        trace,
+        v=trace.v[i],
+        p=trace.p[i],
+        w=trace.w[i],
+        g_ps=trace.g_ps[i],
+        i_pa=trace.i_pa[i],
+        e_aj=trace.e_aj[i],
+        ok=trace.ok[i],
+    )
 
 
 def _plot_gv(cals, path):
@@ -129,8 +138,9 @@ def _plot_stacked(columns, path, title):
     """columns: list of (label, mean Trace, stochastic Trace or None)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, len(columns), figsize=(4.2 * len(columns), 7.2), sharex="col", squeeze=False,
-                             gridspec_kw={"height_ratios": [2, 2, 1]})
+    fig, axes = plt.subplots(
+        3, len(columns), figsize=(4.2 * len(columns), 7.2), sharex="col", squeeze=False, gridspec_kw={"height_ratios": [2, 2, 1]}
+    )
     for j, (label, mean, noisy) in enumerate(columns):
         ax_i, ax_w, ax_v = axes[:, j]
         if noisy is not None:
@@ -163,8 +173,14 @@ def _potentiation(cals):
         w_after = np.interp(ends, tr.t_ns, tr.w)
         last = ends[-1]
         w_end = float(np.interp(POTENTIATION["duration_ns"], tr.t_ns, tr.w))
-        results[cal.system_id] = (tr, {"w_after_each_pulse": w_after.tolist(), "w_at_end": w_end,
-                                       "t_after_last_pulse_ns": POTENTIATION["duration_ns"] - float(last)})
+        results[cal.system_id] = (
+            tr,
+            {
+                "w_after_each_pulse": w_after.tolist(),
+                "w_at_end": w_end,
+                "t_after_last_pulse_ns": POTENTIATION["duration_ns"] - float(last),
+            },
+        )
     return proto, results
 
 
@@ -208,18 +224,27 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
             row["published_e_switch_aj"] = PUBLISHED_SWITCHING_AJ.get(row["system"], "")
     order = sorted(mixtures, key=lambda c: (c.system.pore != "crown6", c.system_id))
     _plot_stacked(
-        [(c.system_id + (" (assumed)" if c.provenance.get("contains_assumed_values") else ""), *runs[c.system_id]) for c in order],
+        [
+            (c.system_id + (" (assumed)" if c.provenance.get("contains_assumed_values") else ""), *runs[c.system_id])
+            for c in order
+        ],
         out / "step_responses.png",
         f"0.5 V step from {STEP['t_on_ns']:g} to {STEP['t_off_ns']:g} ns: mean-field (thick) and "
         f"{N_STOCHASTIC_TRACES} membranes of {N_PORES_PER_MEMBRANE} stochastic pores (thin)",
     )
     tick("pulse-train potentiation")
-    activating = [c for c in mixtures if any(r["system"] == c.system_id and "activator" in r["role"] and "inactivator" not in r["role"]
-                                             for r in rows)]
+    activating = [
+        c
+        for c in mixtures
+        if any(r["system"] == c.system_id and "activator" in r["role"] and "inactivator" not in r["role"] for r in rows)
+    ]
     proto, pot = _potentiation(activating)
-    _plot_stacked([(sid, tr, None) for sid, (tr, _) in pot.items()], out / "potentiation.png",
-                  f"{proto.count} pulses of {proto.amplitude_v:g} V, {proto.width_ns:g} ns every {proto.period_ns:g} ns: "
-                  "w grows pulse by pulse (potentiation) and relaxes after (forgetting)")
+    _plot_stacked(
+        [(sid, tr, None) for sid, (tr, _) in pot.items()],
+        out / "potentiation.png",
+        f"{proto.count} pulses of {proto.amplitude_v:g} V, {proto.width_ns:g} ns every {proto.period_ns:g} ns: "
+        "w grows pulse by pulse (potentiation) and relaxes after (forgetting)",
+    )
     summary = {
         "units": "conductance pS per pore, voltage V, time ns, energy aJ per pore",
         "switching_energy_window": "from the step onset for one (tau) and four (4tau) integral relaxation times of w at 0.5 V",

@@ -23,8 +23,9 @@ def _x64():
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                    transient=False)
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=False
+    )
 
 
 @app.command("list")
@@ -35,8 +36,12 @@ def list_cmd():
     table = Table("system", "states", "assumed values", "source")
     for sid in list_calibrations():
         cal = load_calibration(sid)
-        table.add_row(sid, ", ".join(cal.state_names), "yes" if cal.provenance.get("contains_assumed_values") else "no",
-                      str(cal.provenance.get("targets_file", "")))
+        table.add_row(
+            sid,
+            ", ".join(cal.state_names),
+            "yes" if cal.provenance.get("contains_assumed_values") else "no",
+            str(cal.provenance.get("targets_file", "")),
+        )
     console.print(table)
 
 
@@ -62,10 +67,19 @@ def demo(
         summary = run_demo(out, seed=seed, progress=advance)
         progress.update(task, completed=stages, description="done")
     table = Table(title="ionkinetics demo: shipped calibrations (per pore; energies are predictions, never fitted)")
-    cols = [("system", "system", None), ("role", "role", None), ("G(0.1 V) pS", "g_0.1v_ps", ".3g"), ("G(0.3 V) pS", "g_0.3v_ps", ".3g"),
-            ("α 1/V", "alpha_per_v", ".2f"), ("β 1/V", "beta_per_v", ".2f"), ("τ_on 0.5 V ns", "tau_on_0p5v_ns", ".3g"),
-            ("τ_off 0 V ns", "tau_off_0v_ns", ".3g"), ("E_sw(τ) aJ", "e_switch_tau_aj", ".3f"), ("E_sw(4τ) aJ", "e_switch_4tau_aj", ".3f"),
-            ("paper E aJ", "published_e_switch_aj", None)]
+    cols = [
+        ("system", "system", None),
+        ("role", "role", None),
+        ("G(0.1 V) pS", "g_0.1v_ps", ".3g"),
+        ("G(0.3 V) pS", "g_0.3v_ps", ".3g"),
+        ("α 1/V", "alpha_per_v", ".2f"),
+        ("β 1/V", "beta_per_v", ".2f"),
+        ("τ_on 0.5 V ns", "tau_on_0p5v_ns", ".3g"),
+        ("τ_off 0 V ns", "tau_off_0v_ns", ".3g"),
+        ("E_sw(τ) aJ", "e_switch_tau_aj", ".3f"),
+        ("E_sw(4τ) aJ", "e_switch_4tau_aj", ".3f"),
+        ("paper E aJ", "published_e_switch_aj", None),
+    ]
     for title, _, _ in cols:
         table.add_column(title)
     for row in summary["systems"]:

@@ -27,7 +27,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import jax.numpy as jnp
-import numpy as np
 
 from .. import species
 from .._io import write_json_atomic
@@ -77,7 +76,9 @@ def _require(mapping, key, where):
     if not isinstance(mapping, dict):
         raise _field(where, "must be an object", mapping)
     if key not in mapping:
-        raise CalibrationError(f"calibration is missing the field '{where}.{key}'" if where else f"calibration is missing the field '{key}'")
+        raise CalibrationError(
+            f"calibration is missing the field '{where}.{key}'" if where else f"calibration is missing the field '{key}'"
+        )
     return mapping[key]
 
 
@@ -163,7 +164,7 @@ class Calibration:
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        return ("open",) + tuple(n for d in self.dopants for n in d.state_names)
+        return ("open", *tuple(n for d in self.dopants for n in d.state_names))
 
     @property
     def symmetric(self) -> bool:
@@ -233,10 +234,17 @@ def _from_dict(raw) -> Calibration:
         raise _field("carrier.ion", f"must be a cation of the system {system} ({', '.join(cations)})", carrier)
     oc_raw = _require(carrier_raw, "open_conductance", "carrier")
     oc = {
-        "c_ps": _number(_require(oc_raw, "c_ps", "carrier.open_conductance"), "carrier.open_conductance.c_ps", lo=0.0, lo_open=True),
-        "alpha_per_v": _number(_require(oc_raw, "alpha_per_v", "carrier.open_conductance"), "carrier.open_conductance.alpha_per_v"),
+        "c_ps": _number(
+            _require(oc_raw, "c_ps", "carrier.open_conductance"), "carrier.open_conductance.c_ps", lo=0.0, lo_open=True
+        ),
+        "alpha_per_v": _number(
+            _require(oc_raw, "alpha_per_v", "carrier.open_conductance"), "carrier.open_conductance.alpha_per_v"
+        ),
         "v_smooth_v": _number(
-            _require(oc_raw, "v_smooth_v", "carrier.open_conductance"), "carrier.open_conductance.v_smooth_v", lo=0.0, lo_open=True
+            _require(oc_raw, "v_smooth_v", "carrier.open_conductance"),
+            "carrier.open_conductance.v_smooth_v",
+            lo=0.0,
+            lo_open=True,
         ),
     }
     dopants_raw = _require(raw, "dopants", "")
@@ -265,7 +273,9 @@ def _from_dict(raw) -> Calibration:
         raise _field("dopants", "must list each ion once", [d.ion for d in dopants])
     missing = [c for c in cations if c not in named]
     if missing:
-        raise _field("dopants", f"must describe every non-carrier cation of {system}; missing {missing}", [d.ion for d in dopants])
+        raise _field(
+            "dopants", f"must describe every non-carrier cation of {system}; missing {missing}", [d.ion for d in dopants]
+        )
     provenance = raw.get("provenance", {})
     if not isinstance(provenance, dict):
         raise _field("provenance", "must be an object", provenance)
@@ -374,7 +384,10 @@ def load_calibration(system_or_path) -> Calibration:
         key = str(species.parse_system_id(text))
         shipped = _shipped()
         if key not in shipped:
-            raise ValueError(f"no shipped calibration for {key!r}; shipped: {', '.join(shipped) or 'none'}. Pass a path to a JSON file instead.")
+            raise ValueError(
+                f"no shipped calibration for {key!r}; shipped: {', '.join(shipped) or 'none'}. "
+                "Pass a path to a JSON file instead."
+            )
         path = shipped[key]
     if not path.is_file():
         raise FileNotFoundError(f"calibration file {str(path)!r} does not exist")

@@ -93,10 +93,20 @@ def _rates_of(values, targets: Targets):
     molar = targets.system.cation_molar
     dopants = []
     for ion, site in targets.dopants:
-        trap = site_rates(site, values[f"{ion}.trap.k0_per_ns_per_molar"], values[f"{ion}.trap.delta"],
-                          values[f"{ion}.trap.k_max_per_ns_per_molar"], trap=True)
-        escape = site_rates(site, values[f"{ion}.escape.k0_per_ns"], values[f"{ion}.escape.delta"],
-                            values[f"{ion}.escape.k_max_per_ns"], trap=False)
+        trap = site_rates(
+            site,
+            values[f"{ion}.trap.k0_per_ns_per_molar"],
+            values[f"{ion}.trap.delta"],
+            values[f"{ion}.trap.k_max_per_ns_per_molar"],
+            trap=True,
+        )
+        escape = site_rates(
+            site,
+            values[f"{ion}.escape.k0_per_ns"],
+            values[f"{ion}.escape.delta"],
+            values[f"{ion}.escape.k_max_per_ns"],
+            trap=False,
+        )
         dopants.append((molar[ion], site, trap, escape, values[f"{ion}.leak_fraction"]))
     return open_, dopants
 
@@ -245,8 +255,9 @@ def fit_targets(
             "transform": tr[0],
             "sigma_transformed": s_u if math.isfinite(s_u) else None,
         }
-    cal = _calibration(targets, values, sigma, cov, loss_best, gnorm, iters, predictions, identifiable, unidentified, command,
-                       n_starts, seed)
+    cal = _calibration(
+        targets, values, sigma, cov, loss_best, gnorm, iters, predictions, identifiable, unidentified, command, n_starts, seed
+    )
     return FitResult(
         calibration=cal,
         loss=loss_best,
@@ -274,8 +285,9 @@ def _laplace(hess: np.ndarray, free) -> tuple[np.ndarray, bool, list[str]]:
     return inv, False, [n for n, w in zip(free, weak, strict=True) if w]
 
 
-def _calibration(targets, values, sigma, cov, loss, gnorm, iters, predictions, identifiable, unidentified, command,
-                 n_starts, seed) -> Calibration:
+def _calibration(
+    targets, values, sigma, cov, loss, gnorm, iters, predictions, identifiable, unidentified, command, n_starts, seed
+) -> Calibration:
     open_, dopants = _rates_of(values, targets)
     molar = targets.system.cation_molar
     n_res = sum(len(p["residuals"]) for p in predictions)

@@ -156,7 +156,11 @@ def _check_row(i, row) -> Target:
     required, optional = _KIND_FIELDS[kind], _OPTIONAL.get(kind, {})
     unknown = set(row) - set(required) - set(optional) - _META
     if unknown:
-        raise _err(where, f"has unknown fields {sorted(unknown)} for kind {kind!r}; allowed {sorted(set(required) | set(optional))}", sorted(unknown))
+        raise _err(
+            where,
+            f"has unknown fields {sorted(unknown)} for kind {kind!r}; allowed {sorted(set(required) | set(optional))}",
+            sorted(unknown),
+        )
     values = {}
     for key, rule in {**required, **optional}.items():
         if key not in row:

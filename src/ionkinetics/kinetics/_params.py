@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["BellRate", "KineticParams", "OpenConductance", "V_THERMAL_298_V", "thermal_voltage_v"]
+__all__ = ["V_THERMAL_298_V", "BellRate", "KineticParams", "OpenConductance", "thermal_voltage_v"]
 
 BOLTZMANN_J_PER_K = 1.380649e-23
 ELEMENTARY_CHARGE_C = 1.602176634e-19

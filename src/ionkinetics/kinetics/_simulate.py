@@ -143,7 +143,9 @@ def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, save_every)
     p_init = _initial_occupancy(params, v_rest, p0)
     k_init, k_run = jax.random.split(key)
     dtype = jnp.result_type(p_init, dt_ns)
-    n0 = _multinomial_counts(k_init, jnp.zeros_like(p_init, dtype=dtype).at[0].set(n_pores), jnp.broadcast_to(p_init, (p_init.shape[0],) * 2))
+    n0 = _multinomial_counts(
+        k_init, jnp.zeros_like(p_init, dtype=dtype).at[0].set(n_pores), jnp.broadcast_to(p_init, (p_init.shape[0],) * 2)
+    )
     return stochastic_scan(params, v_k, dt_ns, n0, k_run, save_every=save_every)
 
 
@@ -261,8 +263,16 @@ def simulate(
         if key is None:
             raise ValueError("a stochastic run (n_pores given) needs an explicit key=jax.random.key(seed)")
         counts, e_s = _run_stochastic(
-            params, jnp.asarray(v_k), dt, jnp.asarray(v_rest), p0, key, float(n_pores),
-            save_every=save_every, batch=batch, batch_size=max(batch_sizes.values(), default=1),
+            params,
+            jnp.asarray(v_k),
+            dt,
+            jnp.asarray(v_rest),
+            p0,
+            key,
+            float(n_pores),
+            save_every=save_every,
+            batch=batch,
+            batch_size=max(batch_sizes.values(), default=1),
         )
         p_s = counts / n_pores
         scale = float(n_pores)

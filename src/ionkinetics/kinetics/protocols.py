@@ -55,7 +55,7 @@ class Protocol:
                 f"dt_ns must divide the protocol duration_ns={self.duration_ns:g}; got dt_ns={dt_ns:g} "
                 f"({n:.6g} steps). Pick a dt_ns that gives a whole number of steps."
             )
-        return int(round(n))
+        return round(n)
 
     def sample(self, dt_ns: float) -> np.ndarray:
         """Voltage held on each step, shape (n_steps,), volts."""
@@ -135,14 +135,14 @@ class PulseTrain(Protocol):
     v_base: float = 0.0
 
     def __post_init__(self):
+        if isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or self.count < 1:
+            raise ValueError(f"count must be an integer >= 1 (number of pulses); got {self.count!r}")
         _check_real("amplitude_v", self.amplitude_v)
         _check_real("width_ns", self.width_ns, positive=True)
         _check_real("period_ns", self.period_ns, positive=True)
         _check_real("t_start_ns", self.t_start_ns, nonnegative=True)
         _check_real("duration_ns", self.duration_ns, positive=True)
         _check_real("v_base", self.v_base)
-        if isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or self.count < 1:
-            raise ValueError(f"count must be an integer >= 1 (number of pulses); got {self.count!r}")
         if self.width_ns >= self.period_ns:
             raise ValueError(f"width_ns must be < period_ns; got width_ns={self.width_ns}, period_ns={self.period_ns}")
         end = self.t_start_ns + (self.count - 1) * self.period_ns + self.width_ns
@@ -235,7 +235,9 @@ def dc(v: float, duration_ns: float, *, v_rest_v: float = 0.0) -> DC:
     return DC(v, duration_ns, v_rest_v)
 
 
-def step(v: float, t_on_ns: float, t_off_ns: float | None = None, *, duration_ns: float | None = None, v_base: float = 0.0) -> Step:
+def step(
+    v: float, t_on_ns: float, t_off_ns: float | None = None, *, duration_ns: float | None = None, v_base: float = 0.0
+) -> Step:
     """``v`` volts on ``[t_on_ns, t_off_ns)``, ``v_base`` otherwise.
 
     ``duration_ns`` defaults to ``t_off_ns + (t_off_ns − t_on_ns)`` (as long off as on); a step
@@ -244,7 +246,7 @@ def step(v: float, t_on_ns: float, t_off_ns: float | None = None, *, duration_ns
     if duration_ns is None:
         if t_off_ns is None:
             raise ValueError("step with t_off_ns=None (never turns off) needs duration_ns; pass duration_ns=...")
-        duration_ns = t_off_ns + (t_off_ns - t_on_ns)
+        duration_ns = t_off_ns + abs(t_off_ns - t_on_ns)  # abs: a reversed step reaches the t_on < t_off check
     return Step(v, t_on_ns, t_off_ns, duration_ns, v_base)
 
 

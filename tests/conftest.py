@@ -1,0 +1,28 @@
+"""Strict settings: 64-bit JAX, warnings as errors (pyproject), one allclose helper, named
+n-sigma bound for random tests, and slow tests behind --runslow."""
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+# Random tests fail only beyond this many standard errors (openmmtools' NSIGMA_MAX habit).
+NSIGMA_MAX = 6.0
+
+
+def assert_allclose(actual, desired, *, rtol, atol, err_msg=""):
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(desired), rtol=rtol, atol=atol, err_msg=err_msg)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,32 @@
+"""Hand-made calibrations for model tests (independent of the shipped files)."""
+
+from ionkinetics.calibrate import Calibration, site_rates
+
+
+def make_calibration(
+    system="crown6:NaCl@1.0+KCl@0.5",
+    *,
+    dopants=(("K+", "center", 0.08, 0.1, 3e-5, 0.55, 0.0),),
+    c_ps=400.0,
+    alpha_per_v=-1.7,
+    k_max=(4.0, 20.0),
+):
+    """dopants: (ion, site, trap_k0_per_ns_per_molar, trap_delta, escape_k0_per_ns, escape_delta, leak)."""
+    carrier = {"crown6:NaCl": "Na+", "B3N:KCl": "K+"}[system.split("@")[0]]
+    return Calibration.from_dict(
+        {
+            "schema": "ionkinetics.calibration/1",
+            "system": system,
+            "carrier": {"ion": carrier, "open_conductance": {"c_ps": c_ps, "alpha_per_v": alpha_per_v, "v_smooth_v": 0.005}},
+            "dopants": [
+                {
+                    "ion": ion,
+                    "site": site,
+                    "leak_fraction": leak,
+                    "trap": site_rates(site, tk, td, k_max[0], trap=True),
+                    "escape": site_rates(site, ek, ed, k_max[1], trap=False),
+                }
+                for ion, site, tk, td, ek, ed, leak in dopants
+            ],
+        }
+    )

@@ -1,0 +1,278 @@
+"""The Markov occupancy model against exact answers, another implementation and statistics."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.linalg
+
+import ionkinetics as ik
+from conftest import NSIGMA_MAX, assert_allclose
+from helpers import make_calibration
+from ionkinetics.kinetics import (
+    generator,
+    mean_field_scan,
+    mean_relaxation_time_ns,
+    open_conductance_ps,
+    propagators,
+    protocols,
+    simulate,
+    stack_params,
+    state_weights,
+    steady_state,
+    switching_energy,
+    transition_rates_per_ns,
+)
+from ionkinetics.kinetics._simulate import _run_mean_field
+
+TWO_STATE = make_calibration()
+# K+ at the crown centre and Mg2+ plugging either mouth: four states, a leak, all rate shapes.
+FOUR_STATE = make_calibration(
+    "crown6:NaCl@1.0+KCl@0.5+MgCl2@0.25",
+    dopants=(("K+", "center", 0.08, 0.1, 3e-5, 0.55, 0.0), ("Mg2+", "entrance", 0.05, 0.6, 0.08, 0.3, 0.02)),
+)
+
+
+def two_state_closed_form(cal, v, w0, t_ns):
+    trap, escape = (float(x[0]) for x in transition_rates_per_ns(cal.params, v))
+    lam = trap + escape
+    w_inf = escape / lam
+    return w_inf + (w0 - w_inf) * np.exp(-lam * np.asarray(t_ns))
+
+
+def test_two_state_matches_closed_form_to_1e_10():
+    proto = protocols.step(0.5, t_on_ns=10.0, t_off_ns=60.0, duration_ns=200.0)
+    tr = simulate(TWO_STATE, proto, dt_ns=0.05)
+    w0 = float(steady_state(TWO_STATE.params, 0.0)[0])
+    on = (tr.t_ns >= 10) & (tr.t_ns <= 60)
+    assert_allclose(tr.w[on], two_state_closed_form(TWO_STATE, 0.5, w0, tr.t_ns[on] - 10), rtol=0, atol=1e-10)
+    w60 = tr.w[np.searchsorted(tr.t_ns, 60.0)]
+    off = tr.t_ns >= 60
+    assert_allclose(tr.w[off], two_state_closed_form(TWO_STATE, 0.0, w60, tr.t_ns[off] - 60), rtol=0, atol=1e-10)
+    assert_allclose(tr.w[tr.t_ns <= 10], w0, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("v", [-0.4, 0.0, 0.13, 0.5])
+def test_generator_conserves_probability_and_steady_state_is_stationary(v):
+    q = np.asarray(generator(FOUR_STATE.params, v))
+    pi = np.asarray(steady_state(FOUR_STATE.params, v))
+    assert_allclose(q.sum(axis=1), 0.0, rtol=0, atol=1e-15)
+    assert np.all(q - np.diag(np.diag(q)) >= 0)
+    assert_allclose(pi @ q, 0.0, rtol=0, atol=1e-14 * np.abs(q).max())
+    assert_allclose(pi.sum(), 1.0, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("cal", [TWO_STATE, FOUR_STATE], ids=["2-state", "4-state"])
+def test_propagators_match_scipy_expm_and_quadrature(cal):
+    v, dt_ns = 0.37, 0.8
+    q = np.asarray(generator(cal.params, v))
+    p, a = (np.asarray(x) for x in propagators(cal.params, v, dt_ns))
+    assert_allclose(p, scipy.linalg.expm(q * dt_ns), rtol=1e-12, atol=1e-14)
+    a_quad = scipy.integrate.quad_vec(lambda s: scipy.linalg.expm(q * s), 0.0, dt_ns, epsabs=1e-14, epsrel=1e-12)[0]
+    assert_allclose(a, a_quad, rtol=1e-10, atol=1e-13)
+
+
+def test_probability_conserved_and_exact_whatever_the_step():
+    proto = protocols.pulse_train(0.5, width_ns=4.0, period_ns=20.0, count=5, duration_ns=120.0)
+    fine = simulate(FOUR_STATE, proto, dt_ns=0.01)
+    coarse = simulate(FOUR_STATE, proto, dt_ns=1.0)
+    assert_allclose(fine.p.sum(-1), 1.0, rtol=0, atol=1e-12)
+    assert np.all(fine.p >= -1e-15)
+    # exact piecewise-constant stepping: a 100x coarser grid agrees at the shared times
+    shared = np.searchsorted(fine.t_ns, coarse.t_ns)
+    assert_allclose(fine.p[shared], coarse.p, rtol=0, atol=1e-11)
+    assert_allclose(fine.e_aj[shared], coarse.e_aj, rtol=1e-10, atol=1e-14)
+
+
+def test_energy_equals_integral_of_current_times_voltage():
+    proto = protocols.step(0.45, t_on_ns=5.0, t_off_ns=25.0, duration_ns=40.0)
+    tr = simulate(FOUR_STATE, proto, dt_ns=0.5)
+    params = FOUR_STATE.params
+    p_on = np.asarray(steady_state(params, 0.0))
+    q = np.asarray(generator(params, 0.45))
+    weights = np.asarray(state_weights(params))
+    g_open = float(open_conductance_ps(params.open, 0.45))
+
+    def power_aj_per_ns(t):
+        return g_open * (p_on @ scipy.linalg.expm(q * t) @ weights) * 0.45**2 * 1e-3
+
+    exact = scipy.integrate.quad(power_aj_per_ns, 0.0, 20.0, epsabs=1e-15, epsrel=1e-12)[0]
+    assert_allclose(switching_energy(tr, 5.0, 25.0), exact, rtol=1e-9, atol=0)
+    assert switching_energy(tr, 0.0, 5.0) == 0.0  # no voltage, no energy
+
+
+def test_mean_relaxation_time_two_state_and_integral_definition():
+    for v in (0.0, 0.3, 0.5):
+        trap, escape = (float(x[0]) for x in transition_rates_per_ns(TWO_STATE.params, v))
+        tau = mean_relaxation_time_ns(TWO_STATE.params, v, jnp.array([1.0, 0.0]))
+        assert_allclose(tau, 1.0 / (trap + escape), rtol=1e-12, atol=0)
+    # four states: tau is the integral of (w - w_inf)/(w0 - w_inf), here by quadrature
+    params, v = FOUR_STATE.params, 0.4
+    p0 = np.asarray(steady_state(params, 0.0))
+    q = np.asarray(generator(params, v))
+    w_inf = float(steady_state(params, v)[0])
+    integrand = lambda t: ((p0 @ scipy.linalg.expm(q * t))[0] - w_inf) / (p0[0] - w_inf)  # noqa: E731
+    quad = scipy.integrate.quad(integrand, 0.0, np.inf, limit=400, epsabs=1e-12)[0]
+    assert_allclose(mean_relaxation_time_ns(params, v, jnp.asarray(p0)), quad, rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("cal", [TWO_STATE, FOUR_STATE], ids=["center", "center+entrance"])
+def test_symmetric_system_responds_identically_to_plus_and_minus_v(cal):
+    assert cal.symmetric
+    v_k = protocols.sine(0.4, frequency_ghz=0.02, duration_ns=100.0, phase_rad=0.3).sample(0.1)
+    plus = simulate(cal, v_k, dt_ns=0.1)  # an array starts from the steady state at its first value
+    minus = simulate(cal, -v_k, dt_ns=0.1)
+    # −V mirrors the membrane: a cis plug becomes a trans plug, every other state maps to itself.
+    names = list(cal.state_names)
+    mirror = [names.index(n.replace("@cis", "@x").replace("@trans", "@cis").replace("@x", "@trans")) for n in names]
+    assert_allclose(plus.p, minus.p[..., mirror], rtol=0, atol=1e-13)
+    assert_allclose(plus.i_pa, -minus.i_pa, rtol=1e-12, atol=1e-13)
+
+
+def test_asymmetric_center_rates_break_the_symmetry():
+    cal = FOUR_STATE
+    d = cal.dopants[0]
+    trap = dict(d.trap, k_minus_per_ns_per_molar=0.0)  # K+ trapped only with the field
+    skewed = cal.replace(dopants=[dataclasses.replace(d, trap=trap), cal.dopants[1]])
+    assert not skewed.symmetric
+    g = ik.conductance(skewed, np.array([0.3, -0.3]))
+    assert abs(g[0] - g[1]) > 1e-3 * g.max()
+
+
+def test_stochastic_mean_and_variance_are_binomial():
+    """From all-open, each of N pores is open at t with the mean-field probability p(t):
+    n_open(t) ~ Binomial(N, p(t)) exactly. Checked over M independent membranes."""
+    n_pores, n_membranes = 200, 400
+    proto = protocols.step(0.5, t_on_ns=0.0, t_off_ns=3.0, duration_ns=40.0)
+    v_k = np.tile(proto.sample(0.05), (n_membranes, 1))
+    p0 = jnp.array([1.0, 0.0])
+    mean = simulate(TWO_STATE, proto, dt_ns=0.05, p0=p0)
+    noisy = simulate(TWO_STATE, v_k, dt_ns=0.05, p0=p0, n_pores=n_pores, key=jax.random.key(7))
+    for t in (0.5, 2.0, 5.0, 20.0, 40.0):
+        i = np.searchsorted(mean.t_ns, t)
+        p = mean.w[i]
+        var = p * (1 - p) / n_pores
+        sample = noisy.w[:, i]
+        z_mean = (sample.mean() - p) / np.sqrt(var / n_membranes)
+        assert abs(z_mean) < NSIGMA_MAX, f"t={t}: mean off by {z_mean:.2f} sigma"
+        # sample variance of near-normal data has standard error var*sqrt(2/(M-1))
+        z_var = (sample.var(ddof=1) - var) / (var * np.sqrt(2 / (n_membranes - 1)))
+        assert abs(z_var) < NSIGMA_MAX, f"t={t}: variance off by {z_var:.2f} sigma"
+
+
+def test_stochastic_multinomial_four_states_matches_mean_field():
+    n_pores, n_membranes = 500, 200
+    proto = protocols.pulse_train(0.5, width_ns=3.0, period_ns=10.0, count=3, duration_ns=30.0)
+    mean = simulate(FOUR_STATE, proto, dt_ns=0.1)
+    # a list of protocols (not raw arrays) so every membrane starts from the protocol's rest state
+    noisy = simulate(FOUR_STATE, [proto] * n_membranes, dt_ns=0.1, n_pores=n_pores, key=jax.random.key(3))
+    assert_allclose(noisy.p.sum(-1), 1.0, rtol=0, atol=1e-12)
+    for i in np.searchsorted(mean.t_ns, [2.0, 9.0, 23.0, 30.0]):
+        for s in range(4):
+            p = mean.p[i, s]
+            se = np.sqrt(max(p * (1 - p), 1e-12) / (n_pores * n_membranes))
+            # the initial state is itself a random draw, so the per-state spread is still binomial
+            assert abs(noisy.p[:, i, s].mean() - p) < NSIGMA_MAX * se + 1e-12
+
+
+def test_stochastic_same_key_same_run_and_independent_of_save_every():
+    proto = protocols.step(0.5, 5.0, 20.0, duration_ns=40.0)
+    a = simulate(FOUR_STATE, proto, 0.1, n_pores=1000, key=jax.random.key(11))
+    b = simulate(FOUR_STATE, proto, 0.1, n_pores=1000, key=jax.random.key(11), save_every=4)
+    c = simulate(FOUR_STATE, proto, 0.1, n_pores=1000, key=jax.random.key(12))
+    assert_allclose(a.p[::4], b.p, rtol=0, atol=0)
+    assert not np.array_equal(a.p, c.p)
+    assert_allclose(a.p * 1000, np.round(a.p * 1000), rtol=0, atol=1e-9)  # whole pores
+
+
+def test_batches_equal_single_runs():
+    cals = [TWO_STATE, make_calibration(dopants=(("K+", "center", 0.2, 0.3, 1e-4, 0.4, 0.05),))]
+    proto = protocols.pulse_train(0.4, 2.0, 10.0, 4, duration_ns=50.0)
+    batch = simulate(stack_params([c.params for c in cals]), proto, 0.1)
+    for i, cal in enumerate(cals):
+        single = simulate(cal, proto, 0.1)
+        assert_allclose(batch.p[i], single.p, rtol=0, atol=1e-14)
+        assert_allclose(batch.g_ps[i], single.g_ps, rtol=1e-14, atol=0)
+    voltages = simulate(TWO_STATE, np.stack([proto.sample(0.1), -proto.sample(0.1)]), 0.1)
+    assert_allclose(voltages.w[0], simulate(TWO_STATE, proto.sample(0.1), 0.1).w, rtol=0, atol=1e-14)
+
+
+def test_simulate_compiles_once_for_equal_shapes():
+    proto = protocols.step(0.3, 1.0, 5.0, duration_ns=10.0)
+    other = make_calibration(dopants=(("K+", "center", 0.5, 0.2, 1e-3, 0.3, 0.1),))
+    simulate(TWO_STATE, proto, 0.05)
+    before = _run_mean_field._cache_size()
+    for cal in (TWO_STATE, other, TWO_STATE):
+        simulate(cal, protocols.step(0.4, 2.0, 6.0, duration_ns=10.0), 0.05)
+    simulate(other, protocols.step(0.1, 1.0, 5.0, duration_ns=20.0), 0.1)  # another dt, same number of steps
+    assert _run_mean_field._cache_size() == before
+
+
+def test_gradient_through_the_scan_matches_finite_differences():
+    v_k = jnp.asarray(protocols.pulse_train(0.5, 2.0, 8.0, 3, duration_ns=24.0).sample(0.2))
+    base = TWO_STATE.params
+
+    def final_energy(scale):
+        params = dataclasses.replace(
+            base, escape=dataclasses.replace(base.escape, k_plus_per_ns=base.escape.k_plus_per_ns * scale)
+        )
+        p0 = steady_state(params, 0.0)
+        return mean_field_scan(params, v_k, 0.2, p0)[1][-1]
+
+    grad = jax.grad(final_energy)(1.0)
+    h = 1e-5
+    fd = (final_energy(1.0 + h) - final_energy(1.0 - h)) / (2 * h)
+    assert_allclose(grad, fd, rtol=1e-6, atol=0)
+
+
+def test_bad_inputs_raise_clear_errors():
+    proto = protocols.step(0.5, 1.03, 5.0, duration_ns=10.0)
+    with pytest.raises(ValueError, match=r"jump at t=1\.03"):
+        simulate(TWO_STATE, proto, 0.05)
+    with pytest.raises(ValueError, match="dt_ns must divide"):
+        simulate(TWO_STATE, protocols.dc(0.1, 1.0), 0.3)
+    with pytest.raises(ValueError, match="needs an explicit key"):
+        simulate(TWO_STATE, protocols.dc(0.1, 1.0), 0.1, n_pores=10)
+    with pytest.raises(ValueError, match="n_pores must be an integer >= 1"):
+        simulate(TWO_STATE, protocols.dc(0.1, 1.0), 0.1, n_pores=0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="dt_ns must be a number > 0"):
+        simulate(TWO_STATE, protocols.dc(0.1, 1.0), -0.1)
+    with pytest.raises(ValueError, match="p0 must be non-negative and sum to 1"):
+        simulate(TWO_STATE, protocols.dc(0.1, 1.0), 0.1, p0=[0.5, 0.6])
+    with pytest.raises(ValueError, match="save_every must be a positive integer dividing"):
+        simulate(TWO_STATE, protocols.dc(0.1, 1.0), 0.1, save_every=3)
+    with pytest.raises(ValueError, match="batch sizes of cal, protocol and p0 must agree"):
+        simulate(stack_params([TWO_STATE.params] * 2), np.zeros((3, 10)), 0.1)
+    with pytest.raises(ValueError, match="same number of states"):
+        stack_params([TWO_STATE.params, FOUR_STATE.params])
+    with pytest.raises(ValueError, match="t1_ns must be >= t0_ns"):
+        switching_energy(simulate(TWO_STATE, protocols.dc(0.1, 1.0), 0.1), 0.5, 0.2)
+    with pytest.raises(TypeError, match="cal must be a Calibration or KineticParams"):
+        simulate("crown6", protocols.dc(0.1, 1.0), 0.1)
+
+
+def test_protocol_shapes_and_errors():
+    pt = protocols.pulse_train(0.5, width_ns=2.0, period_ns=5.0, count=3, t_start_ns=1.0, duration_ns=20.0)
+    v = pt.sample(0.5)
+    assert v.shape == (40,)
+    on = np.nonzero(v)[0] * 0.5
+    assert_allclose(on, [1.0, 1.5, 2.0, 2.5, 6.0, 6.5, 7.0, 7.5, 11.0, 11.5, 12.0, 12.5], rtol=0, atol=0)
+    s = protocols.sine(0.2, frequency_ghz=0.25, duration_ns=4.0)
+    assert_allclose(s.sample(1.0), 0.2 * np.sin(2 * np.pi * 0.25 * np.array([0.5, 1.5, 2.5, 3.5])), rtol=0, atol=1e-15)
+    sm = protocols.sampled([0.0, 1.0, 3.0], [0.1, -0.2])
+    assert_allclose(sm.sample(0.5), [0.1, 0.1, -0.2, -0.2, -0.2, -0.2], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="width_ns must be < period_ns"):
+        protocols.pulse_train(0.5, width_ns=5.0, period_ns=5.0, count=2)
+    with pytest.raises(ValueError, match="count must be an integer >= 1"):
+        protocols.pulse_train(0.5, 1.0, 5.0, count=0)
+    with pytest.raises(ValueError, match="t_on_ns < t_off_ns"):
+        protocols.step(0.5, 10.0, 5.0)
+    with pytest.raises(ValueError, match="needs duration_ns"):
+        protocols.step(0.5, 10.0)
+    with pytest.raises(ValueError, match="frequency_ghz must be > 0"):
+        protocols.sine(0.1, 0.0, 10.0)
+    with pytest.raises(ValueError, match="one more entry than v"):
+        protocols.sampled([0.0, 1.0], [0.1, 0.2])
