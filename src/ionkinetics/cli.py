@@ -66,31 +66,42 @@ def demo(
 
         summary = run_demo(out, seed=seed, progress=advance)
         progress.update(task, completed=stages, description="done")
-    table = Table(title="ionkinetics demo: shipped calibrations (per pore; energies are predictions, never fitted)")
-    cols = [
+    table = Table(title="shipped calibrations, per pore (switching energies E are predictions, never fitted)")
+    cols = [  # compact headers so the table fits an 80-column terminal; the CSV/JSON keep every column
         ("system", "system", None),
         ("role", "role", None),
-        ("G(0.1 V) pS", "g_0.1v_ps", ".3g"),
-        ("G(0.3 V) pS", "g_0.3v_ps", ".3g"),
-        ("α 1/V", "alpha_per_v", ".2f"),
-        ("β 1/V", "beta_per_v", ".2f"),
-        ("τ_on 0.5 V ns", "tau_on_0p5v_ns", ".3g"),
-        ("τ_off 0 V ns", "tau_off_0v_ns", ".3g"),
-        ("E_sw(τ) aJ", "e_switch_tau_aj", ".3f"),
-        ("E_sw(4τ) aJ", "e_switch_4tau_aj", ".3f"),
-        ("paper E aJ", "published_e_switch_aj", None),
+        ("G.1V pS", "g_0.1v_ps", ".3g"),
+        ("G.3V pS", "g_0.3v_ps", ".3g"),
+        ("α /V", "alpha_per_v", ".1f"),
+        ("β /V", "beta_per_v", ".1f"),
+        ("τon ns", "tau_on_0p5v_ns", ".3g"),
+        ("τoff ns", "tau_off_0v_ns", ".3g"),
+        ("E τ|4τ aJ", ("e_switch_tau_aj", "e_switch_4tau_aj"), ".2g"),
+        ("paper aJ", "published_e_switch_aj", None),
     ]
     for title, _, _ in cols:
-        table.add_column(title)
+        table.add_column(title, overflow="fold")
+    records = []
     for row in summary["systems"]:
         cells = []
         for _, key, fmt in cols:
-            value = row.get(key, "")
-            cells.append(format(value, fmt) if (fmt and isinstance(value, float)) else str(value))
+            keys = key if isinstance(key, tuple) else (key,)
+            values = [row.get(k, "") for k in keys]
+            cells.append("|".join(format(v, fmt) if (fmt and isinstance(v, float)) else str(v) for v in values))
+        cells[1] = cells[1].replace("voltage ", "")
         if row.get("assumed_targets"):
             cells[0] += " *"
         table.add_row(*cells)
-    console.print(table)
+        records.append(cells)
+    if console.width >= 110:
+        console.print(table)
+    else:  # a narrow terminal: one short record per system instead of a folded table
+        console.print(f"[bold]{table.title}[/]")
+        for cells in records:
+            console.print(f"[bold]{cells[0]}[/]  {cells[1]}")
+            console.print(
+                "   " + "  ".join(f"{title} {cell}" for (title, _, _), cell in zip(cols[2:], cells[2:], strict=True) if cell)
+            )
     console.print("* calibrated to assumed values (no numbers in the paper's text); see its targets file.")
     for sid, pot in summary["potentiation"]["systems"].items():
         ws = ", ".join(f"{w:.2f}" for w in pot["w_after_each_pulse"])
@@ -117,6 +128,12 @@ def fit(
     for name, entry in result.sigma.items():
         table.add_row(name, f"{entry['value']:.5g}", "not identified" if entry["sigma"] is None else f"{entry['sigma']:.3g}")
     console.print(table)
+    for alt in result.alternative_minima:
+        shown = ", ".join(f"{k} = {v:.4g}" for k, v in alt["values"].items())
+        console.print(
+            f"[yellow]warning: another start fits as well (χ² = {2 * alt['loss']:.3g}): {shown}; "
+            "the targets do not pin the parameters down uniquely (recorded in fit.alternative_minima)[/]"
+        )
     if not result.converged:
         console.print("[yellow]warning: the optimiser stopped before the gradient tolerance; see fit.gradient_norm[/]")
     console.print(f"wrote {path}")

@@ -30,6 +30,11 @@ from ._targets import Target, Targets
 __all__ = ["FitResult", "fit_targets", "predict_target"]
 
 _IDENTIFIABLE_RTOL = 1e-9
+# Two starts' losses tie when they differ by less than this (chi² of exact fits is ~1e-25).
+_TIE_ATOL = 1e-10
+_TIE_RTOL = 1e-6
+# Tied end points are distinct minima when a parameter differs by more than this, relatively.
+_DISTINCT_RTOL = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +50,7 @@ class FitResult:
     predictions: list
     converged: bool
     identifiable: bool
+    alternative_minima: tuple = ()
 
 
 def _transform(name: str, targets: Targets):
@@ -228,15 +234,14 @@ def fit_targets(
         rng = np.random.default_rng(seed)
         starts = [u0] + [u0 + start_spread * rng.standard_normal(u0.shape) for _ in range(n_starts - 1)]
         run = _lbfgs(loss, max_iter, gtol)
-        best = None
+        ends = []
         for start in starts:
             u, value, gnorm, count = run(jnp.asarray(start))
-            value = float(value)
-            if math.isfinite(value) and (best is None or value < best[1]):
-                best = (np.asarray(u), value, float(gnorm), int(count))
-        if best is None:
+            if math.isfinite(float(value)):
+                ends.append((np.asarray(u), float(value), float(gnorm), int(count)))
+        if not ends:
             raise FloatingPointError("every fit start gave a non-finite loss; check the starting values in [parameters]")
-        u_best, loss_best, gnorm, iters = best
+        u_best, loss_best, gnorm, iters, alternatives = _choose_minimum(ends, values_of, targets.free)
         hess = np.asarray(jax.hessian(loss)(jnp.asarray(u_best)))
         values = {k: float(v) for k, v in values_of(jnp.asarray(u_best)).items()}
         params = _params(values, targets)
@@ -256,7 +261,20 @@ def fit_targets(
             "sigma_transformed": s_u if math.isfinite(s_u) else None,
         }
     cal = _calibration(
-        targets, values, sigma, cov, loss_best, gnorm, iters, predictions, identifiable, unidentified, command, n_starts, seed
+        targets,
+        values,
+        sigma,
+        cov,
+        loss_best,
+        gnorm,
+        iters,
+        predictions,
+        identifiable,
+        unidentified,
+        command,
+        n_starts,
+        seed,
+        alternatives,
     )
     return FitResult(
         calibration=cal,
@@ -268,6 +286,7 @@ def fit_targets(
         predictions=predictions,
         converged=gnorm <= max(gtol, 1e-6 * max(1.0, loss_best)),
         identifiable=identifiable,
+        alternative_minima=tuple(alternatives),
     )
 
 
@@ -285,8 +304,43 @@ def _laplace(hess: np.ndarray, free) -> tuple[np.ndarray, bool, list[str]]:
     return inv, False, [n for n, w in zip(free, weak, strict=True) if w]
 
 
+def _choose_minimum(ends, values_of, free):
+    """Pick the fit among the starts' end points, deterministically.
+
+    Starts whose loss ties with the lowest (within round-off, ``_TIE_ATOL`` + ``_TIE_RTOL``·loss)
+    are equally good fits; among them the earliest start wins (start 0 begins at the values the
+    targets file gives), so round-off never decides. Tied end points that differ in a parameter
+    by more than ``_DISTINCT_RTOL`` are distinct minima: the targets do not pin the parameters
+    down globally even where the Hessian is regular, and they are returned to be recorded.
+    """
+    lowest = min(e[1] for e in ends)
+    tied = [e for e in ends if e[1] <= lowest + _TIE_ATOL + _TIE_RTOL * lowest]
+    chosen = tied[0]
+    chosen_values = values_of(jnp.asarray(chosen[0]))
+    alternatives = []
+    for u, value, _g, _n in tied[1:]:
+        other = {n: float(values_of(jnp.asarray(u))[n]) for n in free}
+        known = [chosen_values] + [a["values"] for a in alternatives]
+        if all(any(abs(other[n] - float(k[n])) > _DISTINCT_RTOL * max(abs(float(k[n])), 1e-12) for n in free) for k in known):
+            alternatives.append({"loss": value, "values": other})
+    return chosen[0], chosen[1], chosen[2], chosen[3], alternatives
+
+
 def _calibration(
-    targets, values, sigma, cov, loss, gnorm, iters, predictions, identifiable, unidentified, command, n_starts, seed
+    targets,
+    values,
+    sigma,
+    cov,
+    loss,
+    gnorm,
+    iters,
+    predictions,
+    identifiable,
+    unidentified,
+    command,
+    n_starts,
+    seed,
+    alternatives=(),
 ) -> Calibration:
     open_, dopants = _rates_of(values, targets)
     molar = targets.system.cation_molar
@@ -331,6 +385,8 @@ def _calibration(
             "starts": n_starts,
             "seed": seed,
             "optimizer": "optax.lbfgs (zoom line search) on jax.grad of the jitted loss, float64",
+            "selection": "lowest loss; ties within round-off go to the earliest start (start 0 = the file's values)",
+            "alternative_minima": list(alternatives),
             "predictions": predictions,
         },
         "provenance": {

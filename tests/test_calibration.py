@@ -1,0 +1,154 @@
+"""Calibration files: schema validation, round trips, and the shipped calibrations against the
+paper's statements (including the ones held out of the fit)."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+import ionkinetics as ik
+from conftest import assert_allclose
+from helpers import make_calibration
+from ionkinetics.calibrate import Calibration, CalibrationError, encounter_rate_per_ns_per_molar
+from ionkinetics.kinetics import protocols
+
+GOOD = make_calibration(
+    "crown6:NaCl@1.0+KCl@0.5+MgCl2@0.25",
+    dopants=(("K+", "center", 0.08, 0.1, 3e-5, 0.55, 0.0), ("Mg2+", "entrance", 0.05, 0.6, 0.08, 0.3, 0.02)),
+).to_dict()
+
+
+def _broken(edit):
+    raw = copy.deepcopy(GOOD)
+    edit(raw)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r.pop("carrier"), r"missing the field 'carrier'"),
+        (lambda r: r["dopants"][0]["trap"].pop("delta_plus"), r"missing the field 'dopants\[0\]\.trap\.delta_plus'"),
+        (lambda r: r.update(schema="ionkinetics.calibration/0"), r"'schema'.*ionkinetics\.calibration/1"),
+        (lambda r: r["dopants"][0]["escape"].update(k_plus_per_ns=-1.0), r"dopants\[0\]\.escape\.k_plus_per_ns' must be >= 0"),
+        (lambda r: r["dopants"][0].update(ion="Xe+"), r"'dopants\[0\]\.ion' must be a known ion \(Li\+.*got 'Xe\+'"),
+        (lambda r: r["dopants"][0]["trap"].update(delta_plus=1.5), r"trap\.delta_plus' must be <= 1"),  # K+: |z| = 1
+        (lambda r: r["dopants"][1]["trap"].update(delta_plus=2.5), r"trap\.delta_plus' must be <= 2"),  # Mg2+: |z| = 2
+        (lambda r: r["dopants"][0].update(leak_fraction=1.0), r"leak_fraction"),
+        (lambda r: r["dopants"][0]["trap"].update(k_max_per_ns_per_molar=0.0), r"k_max_per_ns_per_molar' must be > 0"),
+        (lambda r: r["dopants"][0]["trap"].update(speed=1.0), r"unknown keys \['speed'\]"),
+        (lambda r: r["carrier"]["open_conductance"].update(c_ps="big"), r"c_ps' must be a number"),
+        (lambda r: r["dopants"].pop(1), r"every non-carrier cation.*Mg2\+"),
+        (lambda r: r["dopants"][0].update(site="rim"), r"site"),
+        (lambda r: r.update(system="crown6:NaCl@1.0+KCl@0.5+XeCl@1"), r"unknown salt 'XeCl'"),
+    ],
+)
+def test_bad_calibrations_are_rejected_naming_the_field(edit, message):
+    with pytest.raises(CalibrationError, match=message):
+        Calibration.from_dict(_broken(edit))
+
+
+def test_round_trip_through_a_file_is_exact(tmp_path):
+    cal = Calibration.from_dict(GOOD)
+    path = ik.save_calibration(cal, tmp_path / "sub" / "cal.json")
+    again = ik.load_calibration(path)
+    assert again.to_dict() == cal.to_dict()
+    assert again.state_names == ("open", "K+", "Mg2+@cis", "Mg2+@trans")
+    assert not list(tmp_path.glob("**/*.tmp*"))  # the atomic write left no temporary file
+
+
+def test_a_bad_file_on_disk_is_refused_and_names_the_file_field(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_broken(lambda r: r["dopants"][0]["escape"].update(delta_minus=-0.1))))
+    with pytest.raises(CalibrationError, match=r"escape\.delta_minus' must be >= 0"):
+        ik.load_calibration(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ik.load_calibration(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match=r"no shipped calibration for 'B10N6:CsCl@1\.0'"):
+        ik.load_calibration("B10N6:CsCl@1.0")
+
+
+def test_encounter_ceiling_is_a_few_per_ns_at_half_molar():
+    # DESIGN.md: the diffusion-limited encounter rate at 0.5 M is "a few per ns"
+    assert 1.0 < 0.5 * encounter_rate_per_ns_per_molar("K+") < 5.0
+
+
+# --- shipped calibrations against the paper ------------------------------------------------
+
+
+def test_every_shipped_calibration_loads_with_provenance():
+    ids = ik.list_calibrations()
+    assert {
+        "crown6:NaCl@1.0",
+        "crown6:NaCl@1.0+KCl@0.5",
+        "crown6:NaCl@1.0+NH4Cl@0.5",
+        "crown6:NaCl@1.0+MgCl2@0.25",
+        "B3N:KCl@1.0",
+        "B3N:KCl@1.0+RbCl@0.5",
+        "B3N:KCl@1.0+NaCl@0.5",
+    } <= set(ids)
+    for sid in ids:
+        cal = ik.load_calibration(sid)
+        prov = cal.provenance
+        assert prov["command"].startswith("ionkinetics fit calibration/targets/")
+        assert prov["source"].startswith("Y. Noh and A. Smolyanitsky")
+        assert cal.uncertainty["identifiable"], sid
+        if prov["contains_assumed_values"]:
+            assert prov["assumptions"], sid
+
+
+def _w_after_step(cal, v_to, t_ns, v_from=0.0, dt_ns=0.05):
+    tr = ik.simulate(cal, protocols.dc(v_to, t_ns), dt_ns, p0=ik.kinetics.steady_state(cal.params, v_from))
+    return tr
+
+
+def test_carriers_match_published_conductances():
+    na = ik.load_calibration("crown6:NaCl@1.0")
+    assert abs(ik.conductance(na, 0.1) / 350.0 - 1) < 0.3  # "approximately 350 pS" (2.2)
+    k = ik.load_calibration("B3N:KCl@1.0")
+    g = ik.conductance(k, np.array([0.1, 0.4]))
+    assert abs(g[0] / 40.0 - 1) < 0.3 and abs(g[1] / 200.0 - 1) < 0.3  # "∼40 pS at 0.1 V to ∼200 pS at 0.4 V"
+
+
+def test_crown_k_voltage_activation():
+    cal = ik.load_calibration("crown6:NaCl@1.0+KCl@0.5")
+    g = ik.conductance(cal, np.array([0.1, 0.3]))
+    assert 0.5 < g[0] < 2.0  # "approximately 1 pS"
+    assert g[1] / g[0] > 10  # held out: "rising by more than an order of magnitude by 0.3 V"
+    on = _w_after_step(cal, 0.5, 200.0)
+    assert on.w[0] <= 0.05
+    assert on.w[np.searchsorted(on.t_ns, 5.0)] >= 0.75  # "within 5 ns ... from 0 to ∼0.8"
+    off = _w_after_step(cal, 0.0, 200.0, v_from=0.5)
+    t_closed = off.t_ns[np.argmax(off.w < 0.1)]
+    assert 30.0 <= t_closed <= 150.0  # "gradually decays back to the closed state over 100 ns"
+
+
+def test_b3n_rb_voltage_inactivation():
+    cal = ik.load_calibration("B3N:KCl@1.0+RbCl@0.5")
+    g = ik.conductance(cal, np.array([0.1, 0.4]))
+    assert 8.0 < g[0] < 32.0 and 1.0 < g[1] < 4.0  # "∼16 pS at 0.1 V to ∼2 pS at 0.4 V"
+    on = _w_after_step(cal, 0.5, 100.0)
+    assert on.w[0] >= 0.85
+    assert on.w[np.searchsorted(on.t_ns, 10.0)] <= 0.2  # "open to closed state within 10 ns"
+    off = _w_after_step(cal, 0.0, 100.0, v_from=0.5)
+    assert off.w[np.searchsorted(off.t_ns, 100.0)] >= 0.85  # "back to ∼0.9 over 50 ns"
+
+
+@pytest.mark.parametrize(
+    ("sid", "alpha", "tol"),
+    [("crown6:NaCl@1.0+NH4Cl@0.5", 8.0, 1.0), ("crown6:NaCl@1.0+MgCl2@0.25", -7.1, 1.0), ("crown6:NaCl@1.0", -1.7, 0.3)],
+)
+def test_published_exponential_slopes(sid, alpha, tol):
+    v = np.array([0.1, 0.2, 0.3])
+    slope = np.polyfit(v, np.log(ik.conductance(ik.load_calibration(sid), v)), 1)[0]
+    assert abs(slope - alpha) < tol
+
+
+def test_conductance_is_vectorised_and_matches_scalar():
+    cal = ik.load_calibration("B3N:KCl@1.0+RbCl@0.5")
+    v = np.linspace(-0.5, 0.5, 11).reshape(11, 1)
+    g = ik.conductance(cal, v)
+    assert g.shape == (11, 1)
+    assert_allclose(g[3, 0], ik.conductance(cal, float(v[3, 0])), rtol=1e-14, atol=0)
+    assert_allclose(g[::-1], g, rtol=1e-12, atol=0)  # symmetric in V
