@@ -1,0 +1,20 @@
+"""Circuits of ionic membranes: a networkx graph of two-terminal elements, compiled once to
+arrays and solved by a jitted implicit transient (see ``_solver``)."""
+
+from ._graph import GROUND as GROUND
+from ._graph import Block as Block
+from ._graph import Capacitor as Capacitor
+from ._graph import CurrentSource as CurrentSource
+from ._graph import Element as Element
+from ._graph import Membrane as Membrane
+from ._graph import Resistor as Resistor
+from ._graph import VoltageSource as VoltageSource
+from ._graph import circuit as circuit
+from ._graph import parallel as parallel
+from ._graph import series as series
+from ._graph import validate as validate
+from ._solver import CircuitTrace as CircuitTrace
+from ._solver import Compiled as Compiled
+from ._solver import Topology as Topology
+from ._solver import compile_circuit as compile_circuit
+from ._solver import transient as transient

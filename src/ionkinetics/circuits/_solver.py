@@ -1,0 +1,497 @@
+"""Transient solver: modified nodal analysis, trapezoidal companions, Newton–Raphson, one
+jitted ``lax.scan``.
+
+Unknowns per time point: the non-ground node voltages, the current through every voltage
+source and through every capacitor. Capacitors use the trapezoidal companion
+``i_{n+1} + i_n = (2C/dt)(v_{n+1} − v_n)``; resistive elements (resistors, membranes,
+sources) are algebraic at ``t_{n+1}``. A membrane's occupancy is advanced *inside* the Newton
+residual by the kinetic core's exact exponential, ``p_{n+1} = p_n·expm(Q(V̄)·dt)`` with
+``V̄ = (V_n + V_{n+1})/2`` (the exponential midpoint rule), so Newton solves node voltages and
+occupancies together with the occupancy eliminated exactly. Both parts are second order; the
+error falls as dt² (measured in the tests).
+
+Source jumps (protocol breakpoints, on the time grid) are discontinuities: before the step
+after a jump the solver finds the consistent state at ``t_n⁺`` (capacitor voltages and
+occupancies continuous, sources at their new values), as a DAE solver re-initialises after an
+event. The trapezoidal step then starts from consistent currents, so there is no ringing, the
+order is kept, and a membrane driven by an ideal source sees exactly the held voltage that the
+kinetic core's ``simulate`` uses (same answer to round-off).
+
+Energy: every element's absorbed energy is accumulated as ``dt·v̄·ī`` with the step's
+averages. By Tellegen's theorem the sum over elements is zero to round-off at every step, and
+for a capacitor it equals ``½C(v²_{n+1} − v²_n)`` exactly, so source energy = dissipated +
+stored holds to round-off.
+
+Stochastic membranes move their pores by exact multinomial draws with the propagator at the
+extrapolated mid-step voltage ``1.5·V_n − 0.5·V_{n−1}`` (``V_n⁺`` after a jump) and then
+hold their counts while Newton solves the step.
+
+Gradients go through the Newton solves by the implicit function theorem (``lax.custom_root``),
+not through the iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+from jax import lax
+
+from ..kinetics._rates import open_conductance_ps, propagators, state_weights, steady_state
+from ..kinetics._simulate import _multinomial_counts
+from . import _graph as G
+
+__all__ = ["CircuitTrace", "Compiled", "compile_circuit", "transient"]
+
+_NEWTON_MAX_ITER = 60
+_NEWTON_ATOL = 1e-13
+_NEWTON_RTOL = 1e-11
+_MAX_DV_PER_ITER_V = 0.2  # voltage limiting, as SPICE limits junction voltages between iterations
+_RESIDUAL_TOL = 1e-7  # a converged step's largest residual (pA or V) is below this × (1 + scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """The static, hashable part of a compiled circuit: node order, element names and
+    terminals per kind (``R, C, V, I, M``; ground is index ``len(nodes)``), membrane sizes."""
+
+    nodes: tuple
+    names: tuple  # per kind, in KINDS order: tuple of element names
+    terminals: tuple  # per kind: (a indices, b indices)
+    n_pores: tuple
+    stochastic: tuple
+    state_names: tuple
+    dt_ns: float
+    n_steps: int
+
+    def idx(self, kind):
+        a, b = self.terminals[KINDS.index(kind)]
+        return np.array(a, dtype=np.int32), np.array(b, dtype=np.int32)
+
+    def names_of(self, kind):
+        return self.names[KINDS.index(kind)]
+
+    @property
+    def branch_names(self) -> tuple:
+        return tuple(n for kind in KINDS for n in self.names_of(kind))
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """A circuit compiled once, before jit: its :class:`Topology` and default element values.
+
+    ``values`` is a dict pytree: ``g_ps`` (resistor conductances, pS), ``c`` (capacitances,
+    pA·ns/V), ``vs``/``is_`` (source values per step, V / pA), ``vs_rest``/``is_rest`` (before
+    t = 0) and ``mem`` (a tuple of KineticParams, one per membrane). Replace any leaf, or give
+    every leaf a leading batch axis, and pass it to :func:`transient`.
+    """
+
+    topology: Topology
+    values: dict
+
+    def value_index(self, name: str) -> tuple[str, int]:
+        """(values key, position) of element ``name``'s value."""
+        for kind, key in zip(KINDS, ("g_ps", "c", "vs", "is_", "mem"), strict=True):
+            if name in self.topology.names_of(kind):
+                return key, self.topology.names_of(kind).index(name)
+        raise ValueError(f"no element named {name!r}; elements: {list(self.topology.branch_names)}")
+
+
+KINDS = ("R", "C", "V", "I", "M")
+
+
+def compile_circuit(graph: nx.MultiDiGraph, duration_ns: float, dt_ns: float) -> Compiled:
+    """Validate ``graph`` and turn it into arrays for :func:`transient` (done once, before jit)."""
+    G.validate(graph)
+    if not (isinstance(dt_ns, (int, float)) and dt_ns > 0):
+        raise ValueError(f"dt_ns must be a number > 0; got {dt_ns!r}")
+    if not (isinstance(duration_ns, (int, float)) and duration_ns > 0):
+        raise ValueError(f"duration_ns must be a number > 0; got {duration_ns!r}")
+    n_steps = round(duration_ns / dt_ns)
+    if abs(n_steps * dt_ns - duration_ns) > 1e-9 * duration_ns:
+        raise ValueError(f"dt_ns must divide duration_ns={duration_ns:g}; got dt_ns={dt_ns:g}")
+    nodes = tuple(n for n in graph if n != G.GROUND)
+    idx = {n: i for i, n in enumerate(nodes)}
+    idx[G.GROUND] = len(nodes)
+    kinds = {"R": G.Resistor, "C": G.Capacitor, "V": G.VoltageSource, "I": G.CurrentSource, "M": G.Membrane}
+    names, index, els = {}, {}, {}
+    for kind, cls in kinds.items():
+        chosen = [(a, b, el) for a, b, el in G.elements(graph) if isinstance(el, cls)]
+        els[kind] = [el for *_, el in chosen]
+        names[kind] = tuple(el.name for el in els[kind])
+        index[kind] = (
+            np.array([idx[a] for a, *_ in chosen], dtype=np.int32),
+            np.array([idx[b] for _, b, _ in chosen], dtype=np.int32),
+        )
+
+    def samples(el):
+        try:
+            return el.protocol.sample(dt_ns)[:n_steps], el.protocol.v_rest_v
+        except ValueError as exc:
+            raise ValueError(f"element {el.name!r}: {exc}") from None
+
+    def source_arrays(kind):
+        if not els[kind]:
+            return np.zeros((0, n_steps)), np.zeros(0)
+        pairs = [samples(el) for el in els[kind]]
+        for el, (s, _) in zip(els[kind], pairs, strict=True):
+            if s.shape[0] != n_steps:
+                raise ValueError(
+                    f"element {el.name!r}: its protocol lasts {el.protocol.duration_ns:g} ns, shorter than {duration_ns:g} ns"
+                )
+        return np.stack([s for s, _ in pairs]), np.array([r for _, r in pairs])
+
+    vs, vs_rest = source_arrays("V")
+    is_, is_rest = source_arrays("I")
+    cals = [el.load() for el in els["M"]]
+    values = {
+        "g_ps": np.array([G.PS_PER_SIEMENS / el.r_ohm for el in els["R"]]),
+        "c": np.array([G.CAP_UNIT_PER_FARAD * el.c_f for el in els["C"]]),
+        "vs": vs,
+        "vs_rest": vs_rest,
+        "is_": is_,
+        "is_rest": is_rest,
+        "mem": tuple(c.params for c in cals),
+    }
+    topology = Topology(
+        nodes=nodes,
+        names=tuple(names[k] for k in KINDS),
+        terminals=tuple((tuple(int(x) for x in index[k][0]), tuple(int(x) for x in index[k][1])) for k in KINDS),
+        n_pores=tuple(el.n_pores for el in els["M"]),
+        stochastic=tuple(el.stochastic for el in els["M"]),
+        state_names=tuple(c.state_names for c in cals),
+        dt_ns=float(dt_ns),
+        n_steps=int(n_steps),
+    )
+    return Compiled(topology, values)
+
+
+# ----------------------------------------------------------------------------------------------
+# residuals
+
+
+def _branch_v(v_full, ab):
+    a, b = ab
+    return v_full[a] - v_full[b]
+
+
+def _membrane_current(params, n_pores, v, p):
+    return n_pores * open_conductance_ps(params.open, v) * (p @ state_weights(params)) * v
+
+
+def _mean_field_update(params, p_start, v_start, v_end, dt):
+    prop, _ = propagators(params, 0.5 * (v_start + v_end), dt)
+    return p_start @ prop
+
+
+def _split(cc: Compiled, z):
+    n, m = len(cc.nodes), len(cc.names_of("V"))
+    v_full = jnp.concatenate([z[:n], jnp.zeros((1,), z.dtype)])
+    return v_full, z[n : n + m], z[n + m :]
+
+
+def _branches(cc: Topology, vals, z, mem_p, src_i):
+    """Branch voltages and currents (R, C, V, I, M order) at a solution ``z``, with membrane
+    occupancies ``mem_p`` (tuple) at that time."""
+    v_full, i_v, i_c = _split(cc, z)
+    volts, amps = [], []
+    vr = _branch_v(v_full, cc.idx("R"))
+    volts.append(vr), amps.append(vals["g_ps"] * vr)
+    volts.append(_branch_v(v_full, cc.idx("C"))), amps.append(i_c)
+    volts.append(_branch_v(v_full, cc.idx("V"))), amps.append(i_v)
+    volts.append(_branch_v(v_full, cc.idx("I"))), amps.append(src_i)
+    vm = _branch_v(v_full, cc.idx("M"))
+    volts.append(vm)
+    amps.append(
+        jnp.stack(
+            [_membrane_current(pr, n, vm[j], p) for j, (pr, n, p) in enumerate(zip(vals["mem"], cc.n_pores, mem_p, strict=True))]
+        )
+        if cc.n_pores
+        else jnp.zeros(0, z.dtype)
+    )
+    return jnp.concatenate(volts), jnp.concatenate(amps)
+
+
+def _residual(cc: Compiled, vals, mode, z, ctx):
+    """F(z) = 0 for one time point. ``mode``: "dc" (operating point), "init" (consistent state
+    after a jump), "step" (trapezoidal step from ``ctx``)."""
+    n = len(cc.nodes)
+    v_full, _i_v, i_c = _split(cc, z)
+    src_v, src_i = ctx["src_v"], ctx["src_i"]
+    vm = _branch_v(v_full, cc.idx("M"))
+    mem_p = []
+    for j, pr in enumerate(vals["mem"]):
+        if mode == "dc":
+            mem_p.append(steady_state(pr, vm[j]))
+        elif mode == "step" and not cc.stochastic[j]:
+            mem_p.append(_mean_field_update(pr, ctx["mem_p"][j], ctx["v_mem"][j], vm[j], cc.dt_ns))
+        else:
+            mem_p.append(ctx["mem_p"][j])
+    _, amps = _branches(cc, vals, z, mem_p, src_i)
+    f = jnp.zeros(n + 1, z.dtype)
+    start = 0
+    for kind in KINDS:
+        a, b = cc.idx(kind)
+        cur = amps[start : start + len(a)]
+        f = f.at[a].add(cur).at[b].add(-cur)
+        start += len(a)
+    rows = [f[:n], _branch_v(v_full, cc.idx("V")) - src_v]
+    vc = _branch_v(v_full, cc.idx("C"))
+    if mode == "dc":
+        rows.append(i_c)
+    elif mode == "init":
+        rows.append(vc - ctx["v_c"])
+    else:
+        rows.append(cc.dt_ns / (2.0 * vals["c"]) * (i_c + ctx["i_c"]) - (vc - ctx["v_c"]))
+    return jnp.concatenate(rows), tuple(mem_p)
+
+
+def _limited_newton(fun, n_volt):
+    """Newton with the voltage part of each update clipped to ``_MAX_DV_PER_ITER_V``."""
+
+    def solve(f, z0):
+        def body(carry):
+            z, _, it = carry
+            dz = jnp.linalg.solve(jax.jacfwd(f)(z), f(z))
+            big = jnp.max(jnp.abs(dz[:n_volt])) if n_volt else jnp.zeros((), z.dtype)
+            scale = jnp.where(big > _MAX_DV_PER_ITER_V, _MAX_DV_PER_ITER_V / jnp.where(big > 0, big, 1.0), 1.0)
+            dz = dz * scale
+            return z - dz, dz, it + 1
+
+        def cond(carry):
+            z, dz, it = carry
+            small = jnp.max(jnp.abs(dz)) <= _NEWTON_ATOL + _NEWTON_RTOL * jnp.max(jnp.abs(z))
+            return (it < _NEWTON_MAX_ITER) & ~small & jnp.all(jnp.isfinite(z))
+
+        z, _, _ = lax.while_loop(cond, body, (z0, jnp.full_like(z0, jnp.inf), 0))
+        return z
+
+    return solve
+
+
+def _tangent_solve(g, y):
+    return jnp.linalg.solve(jax.jacfwd(g)(y), y)
+
+
+def _solve(cc, vals, mode, z0, ctx):
+    fun = lambda z: _residual(cc, vals, mode, z, ctx)[0]  # noqa: E731
+    z = lax.custom_root(fun, z0, _limited_newton(fun, len(cc.nodes)), _tangent_solve)
+    f, mem_p = _residual(cc, vals, mode, z, ctx)
+    bad = jnp.max(jnp.abs(f)) > _RESIDUAL_TOL * (1.0 + jnp.max(jnp.abs(z)))
+    bad = bad | ~jnp.all(jnp.isfinite(z))
+    return z, mem_p, bad, jnp.argmax(jnp.abs(jnp.where(jnp.isfinite(f), f, jnp.inf)))
+
+
+# ----------------------------------------------------------------------------------------------
+# the scan
+
+_INT = jnp.int32
+
+
+def _jumps(vals):
+    """True for each step whose source values differ from the previous step's (or, for step 0,
+    from the values before t = 0)."""
+    both = jnp.concatenate([vals["vs"], vals["is_"]], axis=0)
+    rest = jnp.concatenate([vals["vs_rest"], vals["is_rest"]])
+    prev = jnp.concatenate([rest[:, None], both[:, :-1]], axis=1)
+    return jnp.any(both != prev, axis=0)
+
+
+def _run(cc: Topology, vals, key, save_every: int):
+    """One circuit: operating point, then ``n_steps`` steps. Returns the solutions, occupancies
+    and cumulative absorbed energy per branch (aJ) at the saved points, and a failure record
+    ``[step, residual row, phase]`` (step −1: none; −2: the operating point)."""
+    n_unknown = len(cc.nodes) + len(cc.names_of("V")) + len(cc.names_of("C"))
+    dtype = jnp.result_type(float)
+    n_mem = len(cc.n_pores)
+    ctx0 = {"src_v": vals["vs_rest"], "src_i": vals["is_rest"]}
+    z_dc, mem_dc, bad0, row0 = _solve(cc, vals, "dc", jnp.zeros(n_unknown, dtype), ctx0)
+    key_init, key_run = jax.random.split(key)
+    states = []
+    for j, p in enumerate(mem_dc):
+        if cc.stochastic[j]:
+            start = jnp.zeros_like(p).at[0].set(cc.n_pores[j])
+            counts = _multinomial_counts(jax.random.fold_in(key_init, j), start, jnp.broadcast_to(p, (p.shape[0],) * 2))
+            states.append(counts / cc.n_pores[j])
+        else:
+            states.append(p)
+    states = tuple(states)
+    vm0 = _branch_v(_split(cc, z_dc)[0], cc.idx("M"))
+
+    def context(z, mem_p, src_v, src_i):
+        v_full, _, i_c = _split(cc, z)
+        return {
+            "src_v": src_v,
+            "src_i": src_i,
+            "mem_p": mem_p,
+            "v_mem": _branch_v(v_full, cc.idx("M")),
+            "v_c": _branch_v(v_full, cc.idx("C")),
+            "i_c": i_c,
+        }
+
+    def one_step(carry, inp):
+        z, mem_p, vm_prev, energy, fail, _ = carry
+        src_v, src_i, jump, k = inp
+        z_plus, _, bad_plus, row_plus = lax.cond(
+            jump,
+            lambda: _solve(cc, vals, "init", z, context(z, mem_p, src_v, src_i)),
+            lambda: (z, mem_p, jnp.zeros((), bool), jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype)),
+        )
+        ctx = context(z_plus, mem_p, src_v, src_i)
+        bv_start, bi_start = _branches(cc, vals, z_plus, mem_p, src_i)
+        held = []
+        for j in range(n_mem):
+            if cc.stochastic[j]:  # exact multinomial moves at the extrapolated mid-step voltage
+                v_mid = jnp.where(jump, ctx["v_mem"][j], 1.5 * ctx["v_mem"][j] - 0.5 * vm_prev[j])
+                prop, _ = propagators(vals["mem"][j], v_mid, cc.dt_ns)
+                counts = jnp.round(mem_p[j] * cc.n_pores[j])
+                step_key = jax.random.fold_in(jax.random.fold_in(key_run, k), j)
+                held.append(_multinomial_counts(step_key, counts, prop) / cc.n_pores[j])
+            else:
+                held.append(mem_p[j])
+        ctx["mem_p"] = tuple(held)
+        z_new, p_end, bad, row = _solve(cc, vals, "step", z_plus, ctx)
+        p_end = tuple(p_end)
+        bv_end, bi_end = _branches(cc, vals, z_new, p_end, src_i)
+        energy = energy + cc.dt_ns * 0.25 * (bv_start + bv_end) * (bi_start + bi_end) * _AJ_PER_PA_V_NS
+        now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), jnp.where(bad_plus, 1, 2).astype(_INT)])
+        fail = jnp.where((fail[0] == -1) & (bad | bad_plus), now, fail)
+        return (z_new, p_end, ctx["v_mem"], energy, fail, bi_end), None
+
+    def chunk(carry, inp):
+        carry, _ = lax.scan(one_step, carry, inp)
+        return carry, (carry[0], carry[1], carry[3], carry[5])
+
+    n_branch = len(cc.branch_names)
+    fail0 = jnp.where(
+        bad0, jnp.stack([jnp.asarray(-2, _INT), row0.astype(_INT), jnp.asarray(0, _INT)]), jnp.array([-1, 0, 0], _INT)
+    )
+    _, bi0 = _branches(cc, vals, z_dc, states, vals["is_rest"])
+    carry0 = (z_dc, states, vm0, jnp.zeros(n_branch, dtype), fail0, bi0)
+    inputs = (vals["vs"].T, vals["is_"].T, _jumps(vals), jnp.arange(cc.n_steps, dtype=_INT))
+    shaped = jax.tree_util.tree_map(lambda x: x.reshape(cc.n_steps // save_every, save_every, *x.shape[1:]), inputs)
+    carry, (z_s, p_s, e_s, i_s) = lax.scan(chunk, carry0, shaped)
+    z_all = jnp.concatenate([z_dc[None], z_s])
+    p_all = tuple(jnp.concatenate([s0[None], ps], axis=0) for s0, ps in zip(states, p_s, strict=True))
+    e_all = jnp.concatenate([jnp.zeros((1, n_branch), dtype), e_s])
+    i_all = jnp.concatenate([bi0[None], i_s])
+    return z_all, p_all, e_all, i_all, carry[4]
+
+
+_AJ_PER_PA_V_NS = 1e-3
+
+
+@functools.partial(jax.jit, static_argnames=("cc", "save_every", "batched"))
+def _run_jit(cc, vals, key, *, save_every, batched):
+    fn = functools.partial(_run, cc, save_every=save_every)
+    if batched:
+        return jax.vmap(fn)(vals, key)
+    return fn(vals, key)
+
+
+@dataclasses.dataclass(frozen=True)
+class CircuitTrace:
+    """Result of :func:`transient` at the saved times (t = 0 is the operating point).
+
+    Arrays have a leading batch axis for a batched run. ``node_v`` (..., S+1, nodes) volts;
+    ``branch_v``/``branch_i_pa`` (..., S+1, branches) with branch current from ``a`` to ``b``
+    through the element; ``w`` maps each membrane to its open fraction; ``energy_aj`` is the
+    cumulative energy each element absorbed (sources: negative when they deliver).
+    """
+
+    t_ns: np.ndarray
+    topology: Topology
+    node_v: np.ndarray
+    branch_v: np.ndarray
+    branch_i_pa: np.ndarray
+    occupancy: dict
+    energy_aj: np.ndarray
+
+    def v(self, node: str) -> np.ndarray:
+        if node == G.GROUND:
+            return np.zeros(self.node_v.shape[:-1])
+        if node not in self.topology.nodes:
+            raise ValueError(f"no node named {node!r}; nodes: {list(self.topology.nodes)}")
+        return self.node_v[..., self.topology.nodes.index(node)]
+
+    def _branch(self, name):
+        names = self.topology.branch_names
+        if name not in names:
+            raise ValueError(f"no element named {name!r}; elements: {list(names)}")
+        return names.index(name)
+
+    def i(self, element: str) -> np.ndarray:
+        """Current through ``element``, pA (from its first to its second node)."""
+        return self.branch_i_pa[..., self._branch(element)]
+
+    def vb(self, element: str) -> np.ndarray:
+        """Voltage across ``element`` (first node minus second), V."""
+        return self.branch_v[..., self._branch(element)]
+
+    def energy(self, element: str) -> np.ndarray:
+        return self.energy_aj[..., self._branch(element)]
+
+    def w(self, membrane: str) -> np.ndarray:
+        if membrane not in self.occupancy:
+            raise ValueError(f"no membrane named {membrane!r}; membranes: {list(self.occupancy)}")
+        return self.occupancy[membrane][..., 0]
+
+
+def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1, batched: bool = False, throw: bool = True):
+    """Run a compiled circuit. ``values`` replaces ``compiled.values`` (with a leading batch axis
+    on every leaf when ``batched``); ``key`` is required when a membrane is stochastic (one key,
+    split over a batch). Raises ``FloatingPointError`` naming the time and the element or node
+    where Newton failed, unless ``throw=False``."""
+    cc = compiled.topology
+    vals = compiled.values if values is None else values
+    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1 or cc.n_steps % save_every:
+        raise ValueError(f"save_every must be a positive integer dividing the {cc.n_steps} steps; got {save_every!r}")
+    if any(cc.stochastic) and key is None:
+        raise ValueError("this circuit has stochastic membranes: pass key=jax.random.key(seed)")
+    key = jax.random.key(0) if key is None else key
+    vals = jax.tree_util.tree_map(jnp.asarray, vals)
+    if batched:
+        sizes = {x.shape[0] for x in jax.tree_util.tree_leaves(vals)}
+        if len(sizes) != 1:
+            raise ValueError(f"batched values need the same leading axis on every leaf; got sizes {sorted(sizes)}")
+        key = jax.random.split(key, sizes.pop())
+    z, p, e, branch_i, fail = _run_jit(cc, vals, key, save_every=save_every, batched=batched)
+    z, e, fail, branch_i = np.asarray(z), np.asarray(e), np.asarray(fail), np.asarray(branch_i)
+    if throw:
+        for f in fail.reshape(-1, 3):
+            if f[0] != -1:
+                raise FloatingPointError(_failure_message(cc, f))
+    n = len(cc.nodes)
+    v_full = np.concatenate([z[..., :n], np.zeros((*z.shape[:-1], 1))], axis=-1)
+    volts = [v_full[..., a] - v_full[..., b] for a, b in (cc.idx(k) for k in KINDS)]
+    branch_v = np.concatenate(volts, axis=-1)
+    return CircuitTrace(
+        t_ns=np.arange(0, cc.n_steps + 1, save_every) * cc.dt_ns,
+        topology=cc,
+        node_v=z[..., :n],
+        branch_v=branch_v,
+        branch_i_pa=branch_i,
+        occupancy={name: np.asarray(x) for name, x in zip(cc.names_of("M"), p, strict=True)},
+        energy_aj=e,
+    )
+
+
+def _failure_message(cc: Topology, fail) -> str:
+    step, row, phase = (int(x) for x in fail)
+    n, m = len(cc.nodes), len(cc.names_of("V"))
+    if row < n:
+        where = f"node {cc.nodes[row]!r} (current balance)"
+    elif row < n + m:
+        where = f"element {cc.names_of('V')[row - n]!r} (source voltage)"
+    else:
+        where = f"element {cc.names_of('C')[row - n - m]!r} (capacitor update)"
+    when = "at the operating point (t = 0)" if step == -2 else f"at t = {(step + 1) * cc.dt_ns:g} ns"
+    what = {0: "operating point", 1: "re-initialisation after a source jump", 2: "time step"}[phase]
+    return (
+        f"Newton did not converge {when} ({what}); the largest residual is at {where}. "
+        "Try a smaller dt_ns, or check element values (a huge conductance ratio or a steep membrane gating)."
+    )
