@@ -17,4 +17,5 @@ from ._solver import CircuitTrace as CircuitTrace
 from ._solver import Compiled as Compiled
 from ._solver import Topology as Topology
 from ._solver import compile_circuit as compile_circuit
+from ._solver import solve as solve
 from ._solver import transient as transient

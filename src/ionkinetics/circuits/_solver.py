@@ -45,7 +45,7 @@ from ..kinetics._rates import open_conductance_ps, propagators, state_weights, s
 from ..kinetics._simulate import _multinomial_counts
 from . import _graph as G
 
-__all__ = ["CircuitTrace", "Compiled", "compile_circuit", "transient"]
+__all__ = ["CircuitTrace", "Compiled", "Topology", "compile_circuit", "solve", "transient"]
 
 _NEWTON_MAX_ITER = 60
 _NEWTON_ATOL = 1e-13
@@ -383,6 +383,18 @@ def _run(cc: Topology, vals, key, save_every: int):
 
 
 _AJ_PER_PA_V_NS = 1e-3
+
+
+def solve(topology: Topology, values, key=None, *, save_every: int = 1):
+    """Pure-JAX transient of one circuit, for ``jax.grad``/``jax.vmap``/``jax.jit`` by the caller.
+
+    Returns ``(z, occupancies, energy_aj, branch_i_pa, failure)``: unknowns per saved point
+    (node voltages, then voltage-source and capacitor currents), a tuple of occupancies per
+    membrane, cumulative absorbed energy and current per branch (``topology.branch_names``
+    order), and ``[step, row, phase]`` of the first Newton failure (step −1 if none).
+    Gradients pass through each Newton solve by the implicit function theorem.
+    """
+    return _run(topology, values, jax.random.key(0) if key is None else key, save_every)
 
 
 @functools.partial(jax.jit, static_argnames=("cc", "save_every", "batched"))

@@ -1,0 +1,242 @@
+"""Circuits against closed forms, the kinetic core, conservation laws and finite differences."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+import pytest
+
+import ionkinetics as ik
+from conftest import NSIGMA_MAX, assert_allclose
+from ionkinetics import circuits as C
+from ionkinetics.kinetics import open_conductance_ps, state_weights
+
+P = ik.protocols
+RB = "B3N:KCl@1.0+RbCl@0.5"
+
+
+def _kcl_residual_pa(tr):
+    """Largest net current into any non-ground node, pA, at every saved point."""
+    top = tr.topology
+    net = np.zeros((*tr.branch_i_pa.shape[:-1], len(top.nodes) + 1))
+    col = 0
+    for kind in C._solver.KINDS:
+        a, b = top.idx(kind)
+        for j in range(len(a)):
+            net[..., a[j]] += tr.branch_i_pa[..., col]
+            net[..., b[j]] -= tr.branch_i_pa[..., col]
+            col += 1
+    return np.abs(net[..., :-1]).max(axis=-1)
+
+
+def test_series_and_parallel_resistors_equal_their_closed_forms():
+    r1, r2, r3, r4 = 1e9, 2e9, 3e9, 6e9
+    net = C.series(C.Resistor("R1", r1), C.parallel(C.Resistor("R2", r2), C.series(C.Resistor("R3", r3), C.Resistor("R4", r4))))
+    g = C.circuit(net, C.VoltageSource("V1", P.dc(0.2, 1.0)))
+    tr = C.transient(C.compile_circuit(g, 1.0, 0.1))
+    tr = dataclasses.replace(tr, branch_i_pa=tr.branch_i_pa[1:])  # t = 0 is the rest state (0 V before the DC turns on)
+    r_total = r1 + 1 / (1 / r2 + 1 / (r3 + r4))
+    assert_allclose(-tr.i("V1"), 0.2 / r_total * 1e12, rtol=1e-12, atol=0)  # pA
+    i1 = 0.2 / r_total
+    v_mid = 0.2 - i1 * r1
+    assert_allclose(tr.i("R2"), v_mid / r2 * 1e12, rtol=1e-12, atol=0)
+    assert_allclose(tr.i("R4"), v_mid / (r3 + r4) * 1e12, rtol=1e-12, atol=0)
+    assert _kcl_residual_pa(tr).max() < 1e-9
+
+
+def _rc(dt_ns, duration_ns=10.0):
+    g = C.circuit(
+        C.series(C.Resistor("R1", 1e9), C.Capacitor("C1", 1e-18)),
+        C.VoltageSource("V1", P.step(0.1, 1.0, 6.0, duration_ns=duration_ns)),
+    )
+    return C.transient(C.compile_circuit(g, duration_ns, dt_ns))
+
+
+def _rc_exact(t):  # τ = RC = 1 ns, 0.1 V from 1 to 6 ns
+    on = 0.1 * (1 - np.exp(-(t - 1.0)))
+    return np.where(t < 1.0, 0.0, np.where(t < 6.0, on, 0.1 * (1 - np.exp(-5.0)) * np.exp(-(t - 6.0))))
+
+
+def test_rc_step_matches_the_exponential_and_converges_at_second_order():
+    errors = []
+    for dt in (0.1, 0.05, 0.025):
+        tr = _rc(dt)
+        errors.append(np.abs(tr.vb("C1") - _rc_exact(tr.t_ns)).max())
+        assert _kcl_residual_pa(tr).max() < 1e-8
+    assert errors[-1] / 0.1 < 1e-4  # relative to the 0.1 V step
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert_allclose(orders, 2.0, rtol=0, atol=0.05)  # trapezoidal: the declared order is 2
+
+
+def test_membrane_on_an_ideal_source_reproduces_the_kinetic_core():
+    proto = P.pulse_train(0.5, width_ns=4.0, period_ns=15.0, count=3, duration_ns=45.0)
+    g = C.circuit(C.Membrane("M1", RB, n_pores=100), C.VoltageSource("V1", proto))
+    tr = C.transient(C.compile_circuit(g, 45.0, 0.05))
+    cal = ik.load_calibration(RB)
+    ref = ik.simulate(cal, proto, 0.05)
+    assert_allclose(tr.w("M1"), ref.w, rtol=0, atol=1e-13)
+    v_held = proto.sample(0.05)  # the voltage over the step that ends at each saved point
+    g_ref = open_conductance_ps(cal.params.open, v_held) * (ref.p[1:] @ state_weights(cal.params))
+    assert_allclose(tr.i("M1")[1:], 100 * g_ref * v_held, rtol=1e-12, atol=1e-12)
+    # the core integrates the energy exactly; the circuit takes the trapezoid of the same current (O(dt²))
+    assert_allclose(tr.energy("M1")[-1], 100 * ref.e_aj[-1], rtol=2e-4, atol=0)
+
+
+def _rc_membrane(stochastic=False, r_ohm=5e8, n_pores=100, duration_ns=40.0):
+    load = C.parallel(C.Membrane("M1", RB, n_pores=n_pores, stochastic=stochastic), C.Capacitor("Cm", 2e-17))
+    g = C.circuit(
+        C.series(C.Resistor("Racc", r_ohm), load),
+        C.VoltageSource("V1", P.step(0.5, 5.0, min(25.0, duration_ns - 2.0), duration_ns=duration_ns)),
+    )
+    return C.compile_circuit(g, duration_ns, 0.05)
+
+
+def test_energy_balance_source_equals_dissipated_plus_stored():
+    cc = _rc_membrane()
+    tr = C.transient(cc)
+    delivered = -tr.energy("V1")[-1]
+    dissipated = tr.energy("Racc")[-1] + tr.energy("M1")[-1]
+    c_f = 2e-17
+    stored = 0.5 * c_f * (tr.vb("Cm")[-1] ** 2 - tr.vb("Cm")[0] ** 2) * 1e18  # J → aJ
+    assert delivered > 0
+    assert_allclose(delivered, dissipated + stored, rtol=1e-6, atol=0)
+    assert_allclose(tr.energy("Cm")[-1], stored, rtol=1e-9, atol=1e-15)  # the capacitor's share is ½CΔv², exactly
+    assert _kcl_residual_pa(tr).max() < 1e-7
+
+
+def test_gradients_match_finite_differences():
+    cc = _rc_membrane(duration_ns=10.0)
+    top = cc.topology
+    i_r = top.branch_names.index("Racc")
+
+    def charge(values):  # charge through the access resistor over the run, pA·ns
+        _, _, _, amps, _ = C.solve(top, values)
+        return jnp.sum(amps[1:, i_r]) * top.dt_ns
+
+    base = jax.tree_util.tree_map(jnp.asarray, cc.values)
+
+    def with_r(r_ohm):
+        return dict(base, g_ps=base["g_ps"].at[0].set(1e12 / r_ohm))
+
+    def with_escape(scale):  # scale both escape prefactors of the Rb+ plug
+        p = base["mem"][0]
+        esc = dataclasses.replace(
+            p.escape, k_plus_per_ns=p.escape.k_plus_per_ns * scale, k_minus_per_ns=p.escape.k_minus_per_ns * scale
+        )
+        return dict(base, mem=(dataclasses.replace(p, escape=esc),))
+
+    for make, x0, h in ((with_r, 5e8, 1e3), (with_escape, 1.0, 1e-6)):
+        f = jax.jit(lambda x, make=make: charge(make(x)))
+        grad = jax.grad(lambda x, make=make: charge(make(x)))(x0)
+        fd = (f(x0 + h) - f(x0 - h)) / (2 * h)
+        assert_allclose(grad, fd, rtol=1e-5, atol=0)
+        assert abs(grad) > 0
+
+
+def test_stochastic_membranes_average_to_the_mean_field_circuit():
+    n_pores, n_runs = 50, 64
+    mean = C.transient(_rc_membrane(n_pores=n_pores))
+    cc = _rc_membrane(stochastic=True, n_pores=n_pores)
+    batch = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x), (n_runs, *jnp.shape(x))), cc.values)
+    runs = C.transient(cc, values=batch, batched=True, key=jax.random.key(5))
+    w = runs.w("M1")
+    assert_allclose(w * n_pores, np.round(w * n_pores), rtol=0, atol=1e-9)  # whole pores
+    for t in (4.0, 6.0, 10.0, 24.0, 30.0, 40.0):
+        i = np.searchsorted(mean.t_ns, t)
+        se = max(w[:, i].std(ddof=1), 1.0 / n_pores) / np.sqrt(n_runs)
+        assert abs(w[:, i].mean() - mean.w("M1")[i]) < NSIGMA_MAX * se, t
+
+
+def test_batch_equals_single_runs_and_compiles_once():
+    cc = _rc_membrane(duration_ns=10.0)
+    rs = np.array([2e8, 5e8, 1e9])
+    batch = jax.tree_util.tree_map(lambda x: jnp.stack([jnp.asarray(x)] * 3), cc.values)
+    batch["g_ps"] = jnp.asarray(1e12 / rs)[:, None]
+    out = C.transient(cc, values=batch, batched=True)
+    for j, r in enumerate(rs):
+        single = C.transient(cc, values=dict(cc.values, g_ps=np.array([1e12 / r])))
+        assert_allclose(out.i("V1")[j], single.i("V1"), rtol=1e-10, atol=1e-9)
+    before = C._solver._run_jit._cache_size()
+    C.transient(cc, values=dict(cc.values, g_ps=np.array([1e12 / 3e8])))
+    assert C._solver._run_jit._cache_size() == before
+
+
+def _graph_without_ground():
+    g = nx.MultiDiGraph()
+    g.add_edge("a", "b", key="R1", element=C.Resistor("R1", 1e9))
+    g.add_edge("a", "b", key="V1", element=C.VoltageSource("V1", P.dc(0.1, 1.0)))
+    return g
+
+
+def _graph(*edges):
+    g = nx.MultiDiGraph()
+    for a, b, el in edges:
+        g.add_edge(a, b, key=el.name, element=el)
+    return g
+
+
+V = C.VoltageSource("V1", P.dc(0.1, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_graph_without_ground, r"no ground: one node must be named '0'"),
+        (
+            lambda: _graph(("in", "0", V), ("in", "x", C.Resistor("R1", 1e9)), ("in", "0", C.Resistor("R2", 1e9))),
+            r"node 'x' is floating: only one element \(R1\)",
+        ),
+        (
+            lambda: _graph(
+                ("in", "0", V),
+                ("in", "0", C.Resistor("R1", 1e9)),
+                ("a", "b", C.Resistor("R2", 1e9)),
+                ("a", "b", C.Resistor("R3", 1e9)),
+            ),
+            r"nodes \['a', 'b'\] are floating: no element connects them to ground",
+        ),
+        (
+            lambda: _graph(("in", "0", V), ("in", "0", C.VoltageSource("V2", P.dc(0.2, 1.0)))),
+            r"\['V1', 'V2'\] form a loop of voltage sources",
+        ),
+        (
+            lambda: _graph(
+                ("in", "0", V),
+                ("in", "m", C.Resistor("R1", 1e9)),
+                ("m", "0", C.Capacitor("C1", 1e-18)),
+                ("m", "x", C.Capacitor("C2", 1e-18)),
+                ("x", "0", C.Capacitor("C3", 1e-18)),
+                ("x", "0", C.Resistor("R2", 1e9)),
+            ),
+            r"loop of voltage sources and/or capacitors",
+        ),
+        (
+            lambda: _graph(("in", "0", V), ("in", "m", C.Capacitor("C1", 1e-18)), ("m", "0", C.Capacitor("C2", 1e-18))),
+            r"\['m'\] are floating at DC",
+        ),
+        (
+            lambda: _graph(("in", "0", V), ("in", "0", C.Resistor("R1", -5.0))),
+            r"element 'R1': r_ohm \(resistance, ohm\) must be a finite number > 0; got -5\.0",
+        ),
+        (
+            lambda: _graph(("in", "0", V), ("in", "m", C.Resistor("R1", 1e9)), ("m", "0", C.Capacitor("C1", 0.0))),
+            r"element 'C1': c_f \(capacitance, F\) must be a finite number > 0",
+        ),
+        (
+            lambda: _graph(("in", "0", V), ("in", "0", C.Membrane("M1", "B3N:KCl@1.0+XeCl@0.5"))),
+            r"element 'M1': unknown or invalid calibration",
+        ),
+    ],
+)
+def test_bad_circuits_raise_naming_the_element_and_rule(make, message):
+    with pytest.raises(ValueError, match=message):
+        C.compile_circuit(make(), 1.0, 0.1)
+
+
+def test_newton_failure_names_time_and_place():
+    cc = _rc_membrane(duration_ns=10.0)
+    with pytest.raises(FloatingPointError, match=r"Newton did not converge at t = 5\.05 ns .*node"):
+        bad = dict(cc.values, vs=np.where(np.arange(cc.topology.n_steps) >= 100, np.nan, cc.values["vs"]))
+        C.transient(cc, values=bad)
