@@ -240,3 +240,15 @@ def test_newton_failure_names_time_and_place():
     with pytest.raises(FloatingPointError, match=r"Newton did not converge at t = 5\.05 ns .*node"):
         bad = dict(cc.values, vs=np.where(np.arange(cc.topology.n_steps) >= 100, np.nan, cc.values["vs"]))
         C.transient(cc, values=bad)
+
+
+def test_stochastic_operating_point_balances_with_the_drawn_pores_and_unknown_elements_are_refused():
+    tr = C.transient(_rc_membrane(stochastic=True, n_pores=20, duration_ns=10.0), key=jax.random.key(2))
+    assert _kcl_residual_pa(tr).max() < 1e-6  # t = 0 included: KCL with the drawn occupancy
+
+    class Diode(C.Resistor):
+        pass
+
+    g = C.circuit(C.series(C.Resistor("R1", 1e9), Diode("D1", 1e9)), V)
+    with pytest.raises(ValueError, match=r"element 'D1' is a Diode; the solver knows Resistor"):
+        C.compile_circuit(g, 1.0, 0.1)

@@ -83,3 +83,29 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, args, mes
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in " ".join((result.stdout + result.stderr).split())
     assert not list(tmp_path.iterdir())
+
+
+def test_demo_circuit_experiments_show_the_neuromorphic_behaviour(demo_dir):
+    """The circuit experiments the demo runs (circuits/*.toml): the physics each one is there to show."""
+    c = json.loads((demo_dir / "summary.json").read_text())["circuits"]
+    assert (demo_dir / "circuits" / "memristor" / "memristor_iv.png").is_file()
+    pulse = c["pulse-generation"]  # inactivation: the current peaks at the step, then the pores plug
+    assert pulse["peak_current_pa"] > 0 and 0 < pulse["fwhm_ns"] < 20 and pulse["t_peak_ns"] < 11
+    pot = c["potentiation"]  # each write pulse raises the weight; it then relaxes
+    w = np.array(pot["w_after_each_pulse"])
+    assert np.all(np.diff(w) > 0) and w[-1] > 1.5 * w[0] and w[0] > 10 * pot["w_rest"]
+    cal = ik.load_calibration("crown6:NaCl@1.0+KCl@0.5")
+    tau_read = ik.kinetics.mean_relaxation_time_ns(cal.params, 0.05, ik.kinetics.steady_state(cal.params, 0.5))
+    assert abs(pot["retention_tau_ns"] / float(tau_read) - 1) < 0.15  # circuit retention ≈ the membrane's own τ at the read bias
+    ppf = np.array(pot["ppf_ratio"])
+    assert np.all(ppf > 1) and np.all(np.diff(ppf) < 0) and abs(ppf[-1] - 1) < 0.05  # facilitation fades with the interval
+    mem = c["memristor"]  # pinched hysteresis whose lobes shrink as the frequency rises
+    assert mem["area_shrinks_with_frequency"] and max(mem["pinch_current_fraction_near_0v"]) < 1e-3
+    band = c["bandpass"]  # activator in series with inactivator: conduction in a voltage band
+    g = np.array(band["conductance_ps"])
+    k = int(np.argmax(g))
+    assert 0 < k < len(g) - 1 and g[k] > 3 * g[0]
+    par = c["parallel"]  # parallel membranes sum their currents
+    assert par["kcl_max_mismatch_pa"] < 1e-6 * max(par["source_current_pa"])
+    ret = c["retention"]
+    assert np.all(np.diff(ret["w_read"]) < 0) and ret["w_read"][0] > ret["w_before_write"]

@@ -24,6 +24,7 @@ from ionkinetics.kinetics import (
     state_weights,
     steady_state,
     switching_energy,
+    transition_matrix,
     transition_rates_per_ns,
 )
 from ionkinetics.kinetics._simulate import _run_mean_field
@@ -73,6 +74,7 @@ def test_propagators_match_scipy_expm_and_quadrature(cal):
     assert_allclose(p, scipy.linalg.expm(q * dt_ns), rtol=1e-12, atol=1e-14)
     a_quad = scipy.integrate.quad_vec(lambda s: scipy.linalg.expm(q * s), 0.0, dt_ns, epsabs=1e-14, epsrel=1e-12)[0]
     assert_allclose(a, a_quad, rtol=1e-10, atol=1e-13)
+    assert_allclose(transition_matrix(cal.params, v, dt_ns), p, rtol=1e-12, atol=1e-14)
 
 
 def test_probability_conserved_and_exact_whatever_the_step():

@@ -194,6 +194,19 @@ def _csv(rows) -> str:
     return buf.getvalue()
 
 
+def _circuit_experiments(out: Path) -> dict:
+    """Every shipped circuit experiment (``circuits/*.toml``), each into its own folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .circuits import list_circuits, load_circuit, run_experiment
+
+    files = [load_circuit(path) for path in list_circuits()]
+    # two threads: XLA compiles (most of the time here) release the GIL, so two cores share them
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        summaries = list(pool.map(lambda cf: run_experiment(cf, out / cf.name), files))
+    return {cf.name: {k: v for k, v in s.items() if k not in ("file", "figures")} for cf, s in zip(files, summaries, strict=True)}
+
+
 def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
     """Run the demo and write its files into ``out_dir``; returns the summary dict."""
     import matplotlib
@@ -245,12 +258,15 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
         f"{proto.count} pulses of {proto.amplitude_v:g} V, {proto.width_ns:g} ns every {proto.period_ns:g} ns: "
         "w grows pulse by pulse (potentiation) and relaxes after (forgetting)",
     )
+    tick("circuit experiments")
+    circuits = _circuit_experiments(out / "circuits")
     summary = {
         "units": "conductance pS per pore, voltage V, time ns, energy aJ per pore",
         "switching_energy_window": "from the step onset for one (tau) and four (4tau) integral relaxation times of w at 0.5 V",
         "systems": rows,
         "potentiation": {"protocol": POTENTIATION, "systems": {k: v for k, (_, v) in pot.items()}},
-        "files": ["gv_curves.png", "step_responses.png", "potentiation.png", "summary.csv", "summary.json"],
+        "circuits": circuits,
+        "files": ["gv_curves.png", "step_responses.png", "potentiation.png", "summary.csv", "summary.json", "circuits/"],
     }
     write_text_atomic(out / "summary.csv", _csv(rows))
     write_json_atomic(out / "summary.json", json.loads(json.dumps(summary, default=float)))

@@ -55,7 +55,7 @@ def demo(
     from ._demo import run_demo
 
     start = time.perf_counter()
-    stages = 3
+    stages = 4
     with _progress() as progress:
         task = progress.add_task("loading calibrations", total=stages)
         done = {"n": -1}
@@ -106,7 +106,67 @@ def demo(
     for sid, pot in summary["potentiation"]["systems"].items():
         ws = ", ".join(f"{w:.2f}" for w in pot["w_after_each_pulse"])
         console.print(f"potentiation {sid}: w after each pulse = [{ws}]; w at the end = {pot['w_at_end']:.3f}")
+    for name, c in summary["circuits"].items():
+        console.print(f"circuit {name}: {_circuit_line(c)}")
     console.print(f"wrote {', '.join(summary['files'])} to {out.resolve()} in {time.perf_counter() - start:.1f} s")
+
+
+def _circuit_line(c: dict) -> str:
+    kind = c["experiment"]
+    if kind == "pulse":
+        return f"current pulse: peak {c['peak_current_pa']:.4g} pA, FWHM {c['fwhm_ns']:.3g} ns, charge {c['charge_fc']:.3g} fC"
+    if kind == "potentiation":
+        w = ", ".join(f"{x:.2f}" for x in c["w_after_each_pulse"])
+        ppf = ", ".join(f"{i:g} ns: {r:.2f}" for i, r in zip(c["ppf_intervals_ns"], c["ppf_ratio"], strict=True))
+        return f"w after each pulse [{w}]; retention τ {c['retention_tau_ns']:.3g} ns; PPF {ppf}"
+    if kind == "memristor":
+        areas = ", ".join(f"{f:g} GHz: {a:.3g}" for f, a in zip(c["frequencies_ghz"], c["loop_area_pa_v"], strict=True))
+        return f"pinched I–V loop area (pA·V) {areas}; shrinks with frequency: {c['area_shrinks_with_frequency']}"
+    if kind == "retention":
+        return f"read after write: w = {', '.join(f'{x:.2f}' for x in c['w_read'])}; retention τ {c['retention_tau_ns']:.3g} ns"
+    if kind == "sweep":
+        return f"conductance peaks at {c['peak_conductance_v']:g} V; half-maximum band {c['half_max_band_v']} V"
+    return kind
+
+
+circuit_app = typer.Typer(no_args_is_help=True, help="Circuits of ionic membranes: run experiments, export SPICE.")
+app.add_typer(circuit_app, name="circuit")
+
+
+@circuit_app.command("run")
+def circuit_run(
+    file: Path = typer.Argument(..., help="Circuit TOML (schema ionkinetics.circuit/1), e.g. circuits/potentiation.toml."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: ./circuit-<name>/)."),
+):
+    """Solve a circuit file's experiment; write its figures and summary.json."""
+    _x64()
+    from .circuits import load_circuit, run_experiment
+
+    cf = load_circuit(file)
+    target = out or Path(f"circuit-{cf.name}")
+    start = time.perf_counter()
+    with console.status(f"solving {cf.name} ({cf.duration_ns:g} ns at dt {cf.dt_ns:g} ns)"):
+        summary = run_experiment(cf, target)
+    console.print(f"{cf.name}: {_circuit_line(summary)}")
+    console.print(
+        f"wrote {', '.join([*summary['figures'], 'summary.json'])} to {target.resolve()} in {time.perf_counter() - start:.1f} s"
+    )
+
+
+@circuit_app.command("export-spice")
+def circuit_export_spice(
+    file: Path = typer.Argument(..., help="Circuit TOML."),
+    output: Path = typer.Option(..., "--output", "-o", help="ngspice netlist to write."),
+):
+    """Write an ngspice netlist: membranes as behavioural subcircuits with occupancy state nodes."""
+    _x64()
+    from ._io import write_text_atomic
+    from .circuits import load_circuit
+    from .circuits._spice import to_spice
+
+    cf = load_circuit(file)
+    path = write_text_atomic(output, to_spice(cf.graph, cf.duration_ns, cf.dt_ns, title=cf.name))
+    console.print(f"wrote {path}; run it with: ngspice -b {path}")
 
 
 @app.command()

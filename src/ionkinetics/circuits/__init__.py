@@ -1,6 +1,15 @@
 """Circuits of ionic membranes: a networkx graph of two-terminal elements, compiled once to
 arrays and solved by a jitted implicit transient (see ``_solver``)."""
 
+from ._experiments import EXPERIMENTS as EXPERIMENTS
+from ._experiments import run_experiment as run_experiment
+from ._files import CIRCUIT_SCHEMA as CIRCUIT_SCHEMA
+from ._files import CircuitFile as CircuitFile
+from ._files import CircuitFileError as CircuitFileError
+from ._files import circuits_dir as circuits_dir
+from ._files import list_circuits as list_circuits
+from ._files import load_circuit as load_circuit
+from ._files import parse_circuit as parse_circuit
 from ._graph import GROUND as GROUND
 from ._graph import Block as Block
 from ._graph import Capacitor as Capacitor

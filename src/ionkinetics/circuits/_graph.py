@@ -235,6 +235,11 @@ def validate(graph: nx.MultiDiGraph) -> None:
         names.add(el.name)
         if a == b:
             raise ValueError(f"element {el.name!r} connects node {a!r} to itself")
+        if type(el) not in (Resistor, Capacitor, VoltageSource, CurrentSource, Membrane):
+            raise ValueError(
+                f"element {el.name!r} is a {type(el).__name__}; the solver knows Resistor, Capacitor, "
+                "VoltageSource, CurrentSource and Membrane"
+            )
         el.check()
     for node in graph:
         if graph.degree(node) < 2:

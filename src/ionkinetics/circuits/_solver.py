@@ -41,13 +41,14 @@ import networkx as nx
 import numpy as np
 from jax import lax
 
-from ..kinetics._rates import open_conductance_ps, propagators, state_weights, steady_state
+from ..kinetics._rates import open_conductance_ps, state_weights, steady_state, transition_matrix
 from ..kinetics._simulate import _multinomial_counts
 from . import _graph as G
 
 __all__ = ["CircuitTrace", "Compiled", "Topology", "compile_circuit", "solve", "transient"]
 
-_NEWTON_MAX_ITER = 60
+_NEWTON_MAX_ITER = 100
+_MAX_HALVINGS = 10
 _NEWTON_ATOL = 1e-13
 _NEWTON_RTOL = 1e-11
 _MAX_DV_PER_ITER_V = 0.2  # voltage limiting, as SPICE limits junction voltages between iterations
@@ -184,8 +185,7 @@ def _membrane_current(params, n_pores, v, p):
 
 
 def _mean_field_update(params, p_start, v_start, v_end, dt):
-    prop, _ = propagators(params, 0.5 * (v_start + v_end), dt)
-    return p_start @ prop
+    return p_start @ transition_matrix(params, 0.5 * (v_start + v_end), dt)
 
 
 def _split(cc: Compiled, z):
@@ -250,17 +250,47 @@ def _residual(cc: Compiled, vals, mode, z, ctx):
     return jnp.concatenate(rows), tuple(mem_p)
 
 
+def _with_value(f):
+    def both(x):
+        y = f(x)
+        return y, y
+
+    return both
+
+
 def _limited_newton(fun, n_volt):
-    """Newton with the voltage part of each update clipped to ``_MAX_DV_PER_ITER_V``."""
+    """Newton with the voltage part of each update clipped to ``_MAX_DV_PER_ITER_V`` and a
+    backtracking line search on ‖F‖ (halving, at most ``_MAX_HALVINGS`` times): membranes in
+    series can have negative differential resistance, where plain Newton cycles."""
 
     def solve(f, z0):
         def body(carry):
             z, _, it = carry
-            dz = jnp.linalg.solve(jax.jacfwd(f)(z), f(z))
+            jac, fz = jax.jacfwd(_with_value(f), has_aux=True)(z)  # F and J from one trace
+            dz = jnp.linalg.solve(jac, fz)
             big = jnp.max(jnp.abs(dz[:n_volt])) if n_volt else jnp.zeros((), z.dtype)
-            scale = jnp.where(big > _MAX_DV_PER_ITER_V, _MAX_DV_PER_ITER_V / jnp.where(big > 0, big, 1.0), 1.0)
-            dz = dz * scale
-            return z - dz, dz, it + 1
+            dz = dz * jnp.where(big > _MAX_DV_PER_ITER_V, _MAX_DV_PER_ITER_V / jnp.where(big > 0, big, 1.0), 1.0)
+            # rows mix pA (current balance) and V (constraints): the merit ‖D·F‖² equilibrates
+            # them by each row's largest Jacobian entry, held fixed through the line search
+            row = jnp.max(jnp.abs(jac), axis=1)
+            d = 1.0 / jnp.where(row > 0, row, 1.0)
+            fz = d * fz
+            norm0 = jnp.sum(fz * fz)
+
+            def shrink(state):
+                alpha, _ = state
+                return alpha * 0.5, jnp.sum(jnp.square(d * f(z - 0.5 * alpha * dz)))
+
+            # round-off floor of ‖F‖²: below it a full step is always taken
+            floor = fz.size * jnp.square(_NEWTON_RTOL * (1.0 + jnp.max(jnp.abs(z[:n_volt]), initial=0.0)))
+
+            def too_big(state):
+                alpha, norm = state
+                return (alpha > 2.0**-_MAX_HALVINGS) & ~(norm <= (1.0 - 1e-4 * alpha) * norm0 + floor)
+
+            # start "one halving above" the full step so f is traced once, inside the loop
+            alpha, _ = lax.while_loop(too_big, shrink, (jnp.full((), 2.0, z.dtype), jnp.full((), jnp.inf, z.dtype)))
+            return z - alpha * dz, dz, it + 1  # convergence is judged on the full Newton step
 
         def cond(carry):
             z, dz, it = carry
@@ -320,6 +350,11 @@ def _run(cc: Topology, vals, key, save_every: int):
         else:
             states.append(p)
     states = tuple(states)
+    if any(cc.stochastic):  # the drawn pores carry a different current: re-balance t = 0 with them held
+        z_dc, _, bad_i, row_i = _solve(
+            cc, vals, "init", z_dc, {**ctx0, "mem_p": states, "v_c": _branch_v(_split(cc, z_dc)[0], cc.idx("C"))}
+        )
+        bad0, row0 = bad0 | bad_i, jnp.where(bad0, row0, row_i)
     vm0 = _branch_v(_split(cc, z_dc)[0], cc.idx("M"))
 
     def context(z, mem_p, src_v, src_i):
@@ -347,7 +382,7 @@ def _run(cc: Topology, vals, key, save_every: int):
         for j in range(n_mem):
             if cc.stochastic[j]:  # exact multinomial moves at the extrapolated mid-step voltage
                 v_mid = jnp.where(jump, ctx["v_mem"][j], 1.5 * ctx["v_mem"][j] - 0.5 * vm_prev[j])
-                prop, _ = propagators(vals["mem"][j], v_mid, cc.dt_ns)
+                prop = transition_matrix(vals["mem"][j], v_mid, cc.dt_ns)
                 counts = jnp.round(mem_p[j] * cc.n_pores[j])
                 step_key = jax.random.fold_in(jax.random.fold_in(key_run, k), j)
                 held.append(_multinomial_counts(step_key, counts, prop) / cc.n_pores[j])
@@ -471,7 +506,11 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
         if len(sizes) != 1:
             raise ValueError(f"batched values need the same leading axis on every leaf; got sizes {sorted(sizes)}")
         key = jax.random.split(key, sizes.pop())
-    z, p, e, branch_i, fail = _run_jit(cc, vals, key, save_every=save_every, batched=batched)
+    with jax.enable_x64(True):  # Newton's tolerances need float64 whatever the global setting
+        vals = jax.tree_util.tree_map(
+            lambda x: jnp.asarray(x, dtype=jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, vals
+        )
+        z, p, e, branch_i, fail = _run_jit(cc, vals, key, save_every=save_every, batched=batched)
     z, e, fail, branch_i = np.asarray(z), np.asarray(e), np.asarray(fail), np.asarray(branch_i)
     if throw:
         for f in fail.reshape(-1, 3):

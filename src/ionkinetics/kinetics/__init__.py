@@ -20,6 +20,7 @@ from ._rates import propagators as propagators
 from ._rates import state_weights as state_weights
 from ._rates import steady_state as steady_state
 from ._rates import step_occupancy as step_occupancy
+from ._rates import transition_matrix as transition_matrix
 from ._rates import transition_rates_per_ns as transition_rates_per_ns
 from ._simulate import Trace as Trace
 from ._simulate import mean_field_scan as mean_field_scan

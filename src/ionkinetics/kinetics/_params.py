@@ -97,4 +97,5 @@ def stack_params(params: list[KineticParams]) -> KineticParams:
             f"parameter sets to stack must have the same number of states; got {sorted(counts)}. "
             "Batch systems with the same dopant sites together."
         )
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *params)
+    # stacked on the host: one numpy copy per leaf (jnp.stack of 10⁴ traced scalars compiles a huge concatenate)
+    return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *params)

@@ -88,10 +88,8 @@ def _multinomial_counts(key, n, prob):
     k = n.shape[0]
     if k == 1:
         return n
-    if k == 2:
-        k01, k10 = jax.random.split(key)
-        leave0 = _binomial(k01, n[0], prob[0, 1])
-        leave1 = _binomial(k10, n[1], prob[1, 0])
+    if k == 2:  # both leaving counts in one binomial call (half the sampler's fixed cost)
+        leave0, leave1 = _binomial(key, n, jnp.stack([prob[0, 1], prob[1, 0]]))
         return n + jnp.stack([leave1 - leave0, leave0 - leave1])
     keys = jax.random.split(key, k * (k - 1)).reshape(k, k - 1)
     out = jnp.zeros_like(n)

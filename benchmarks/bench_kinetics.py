@@ -1,0 +1,519 @@
+"""Benchmarks of the JAX Markov occupancy model against peers run side by side in this process.
+
+    python benchmarks/bench_kinetics.py [--quick] [--cal SYSTEM] [--set NAME=INT ...]
+
+1. Mean-field: a batch of devices (a shipped calibration with its rate prefactors, Bell
+   exponents and open conductance jittered per device) under one pulse train, as one jitted,
+   vmapped ``ionkinetics.simulate`` call. Peers on a subset of the devices, time extrapolated
+   to the whole batch: (A) ``scipy.integrate.solve_ivp`` of dp/dt = p·Q(V), integrated piecewise
+   between the protocol's jumps; (B) a plain numpy loop over steps with ``scipy.linalg.expm``
+   propagators cached per distinct voltage. Both must match the JAX ``w`` to 1e-6.
+2. Stochastic: one membrane of 10^6 pores, and a batch of membranes of 100 pores each. Peer: a
+   numpy loop of ``numpy.random.Generator.binomial`` (``multinomial`` for more than two
+   states) on the same counts. Checks: each single membrane's w and the batch mean of w agree
+   with the mean-field w within 6 binomial standard errors.
+
+Benchmarks, not tests: nothing asserts a speed. The script exits 1 if an agreement check fails.
+Ratios are peer time / JAX time (> 1: JAX is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import itertools
+import os
+import platform
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import jaxlib  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import scipy.integrate  # noqa: E402
+import scipy.linalg  # noqa: E402
+
+import ionkinetics as ik  # noqa: E402
+from ionkinetics.kinetics import KineticParams, stack_params  # noqa: E402
+
+DT_NS = 0.05
+SAVE_EVERY = 50  # 2.5 ns between saved points: not commensurate with the 7 ns period
+PULSE_V, WIDTH_NS, PERIOD_NS = 0.5, 2.0, 7.0
+MF_TOL = 1e-6  # max |w_peer - w_jax|
+Z_MAX = 6.0  # standard errors
+
+FULL = dict(
+    mf_devices=10_000,
+    mf_steps=10_000,
+    peer_devices=20,
+    stack_devices=1_000,
+    st_pores=1_000_000,
+    st_steps=10_000,
+    batch_membranes=10_000,
+    batch_pores=100,
+    batch_steps=10_000,
+    batch_peer_steps=1_000,
+    repeats=3,
+)
+QUICK = dict(
+    mf_devices=1_000,
+    mf_steps=10_000,
+    peer_devices=5,
+    stack_devices=200,
+    st_pores=1_000_000,
+    st_steps=10_000,
+    batch_membranes=2_000,
+    batch_pores=100,
+    batch_steps=1_000,
+    batch_peer_steps=500,
+    repeats=3,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# machine and timing
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_lines() -> list[str]:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    dev = jax.devices()[0]
+    return [
+        f"date        {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"cpu         {cpu_model()}; {os.cpu_count()} logical cores ({usable} usable)",
+        f"platform    {platform.platform()}",
+        f"jax         backend={jax.default_backend()} device={dev.device_kind} ({dev}) x64={jax.config.jax_enable_x64}",
+        f"versions    python {platform.python_version()}, jax {jax.__version__}, jaxlib {jaxlib.__version__}, "
+        f"numpy {np.__version__}, scipy {scipy.__version__}, ionkinetics {ik.__version__}",
+        f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at start",
+    ]
+
+
+def wall(fn):
+    """(seconds, result) of one call, waiting for any JAX arrays in the result."""
+    t0 = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(out.p if isinstance(out, ik.Trace) else out)
+    return time.perf_counter() - t0, out
+
+
+def best_of(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        t, out = wall(fn)
+        times.append(t)
+    return min(times), out
+
+
+def per_device_best(fn, devices, repeats):
+    """Sum over devices of each device's best-of-``repeats`` time (robust to bursts of load
+    from other processes), and the stacked results."""
+    total, outs = 0.0, []
+    for pr in devices:
+        t, out = best_of(lambda pr=pr: fn(pr), repeats)
+        total += t
+        outs.append(out)
+    return total, np.stack(outs)
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, case, size, impl, seconds, device_steps, ratio=None, note=""):
+        per = seconds / device_steps * 1e9 if device_steps else float("nan")
+        self.rows.append((case, size, impl, seconds, per, ratio, note))
+
+    def print(self):
+        head = f"{'case':<12} {'size':<30} {'implementation':<40} {'time s':>9} {'ns/dev-step':>12} {'peer/jax':>9}  note"
+        print(head)
+        print("-" * len(head))
+        for case, size, impl, sec, per, ratio, note in self.rows:
+            r = f"{ratio:9.1f}" if ratio is not None and ratio >= 10 else (f"{ratio:9.2f}" if ratio is not None else " " * 9)
+            per_s = f"{per:12.1f}" if np.isfinite(per) else " " * 12
+            print(f"{case:<12} {size:<30} {impl:<40} {sec:9.3f} {per_s} {r}  {note}")
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def pulse_protocol(n_steps: int):
+    """Pulses of PULSE_V, WIDTH_NS every PERIOD_NS from t = 0, as many as fit in n_steps·DT_NS."""
+    duration = n_steps * DT_NS
+    count = int((duration - WIDTH_NS) // PERIOD_NS) + 1
+    return ik.protocols.pulse_train(PULSE_V, WIDTH_NS, PERIOD_NS, count, duration_ns=duration)
+
+
+def perturbed_batch(params: KineticParams, n: int, seed: int = 0, sigma: float = 0.2) -> KineticParams:
+    """n devices: the rate prefactors and open conductance jittered log-normally (sigma), the
+    Bell exponents by ±sigma/4 relative, built on the host (numpy leaves, batch axis first)."""
+    rng = np.random.default_rng(seed)
+    host = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n, *np.shape(x))).copy(), params)
+
+    def jitter(x, s):
+        return x * rng.lognormal(0.0, s, x.shape)
+
+    def bell(rate):
+        return dataclasses.replace(
+            rate,
+            k_plus_per_ns=jitter(rate.k_plus_per_ns, sigma),
+            k_minus_per_ns=jitter(rate.k_minus_per_ns, sigma),
+            delta_plus=jitter(rate.delta_plus, sigma / 4),
+            delta_minus=jitter(rate.delta_minus, sigma / 4),
+        )
+
+    return dataclasses.replace(
+        host,
+        open=dataclasses.replace(host.open, c_ps=jitter(host.open.c_ps, sigma / 2)),
+        trap=bell(host.trap),
+        escape=bell(host.escape),
+    )
+
+
+def device(host: KineticParams, i: int) -> KineticParams:
+    return jax.tree.map(lambda x: x[i], host)
+
+
+def tiled(params: KineticParams, n: int) -> KineticParams:
+    """n identical copies (the API has no 'replicate membranes' switch; see README)."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), params)
+
+
+# --------------------------------------------------------------------------------------------
+# numpy / scipy peers (the rate law re-implemented from its documented form, not the JAX code)
+
+
+def np_bell(rate, v, v_t):
+    x = v / v_t
+    k = rate.k_plus_per_ns * np.exp(rate.delta_plus * x) + rate.k_minus_per_ns * np.exp(-rate.delta_minus * x)
+    return k * rate.k_max_per_ns / (k + rate.k_max_per_ns)
+
+
+def np_generator(pr: KineticParams, v: float) -> np.ndarray:
+    trap = np_bell(pr.trap, v, pr.v_thermal_v) * pr.molar
+    escape = np_bell(pr.escape, v, pr.v_thermal_v)
+    k = trap.size + 1
+    q = np.zeros((k, k))
+    q[0, 1:] = trap
+    q[1:, 0] = escape
+    q -= np.diag(q.sum(axis=1))
+    return q
+
+
+def np_steady_state(q: np.ndarray) -> np.ndarray:
+    """pi·Q = 0, sum(pi) = 1, by least squares on the stacked system."""
+    k = q.shape[0]
+    a = np.vstack([q.T, np.ones((1, k))])
+    b = np.zeros(k + 1)
+    b[-1] = 1.0
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def peer_solve_ivp(pr, proto, n_steps, save_every, method="LSODA"):
+    """w at the saved times by solve_ivp between consecutive jumps (t_eval for saved times)."""
+    t_save = np.arange(0, n_steps + 1, save_every) * DT_NS
+    edges = np.unique(np.concatenate([[0.0], proto.breakpoints_ns(), [n_steps * DT_NS]]))
+    q_cache = {}
+    p = np_steady_state(np_generator(pr, proto.v_rest_v))
+    out = np.full((t_save.size, p.size), np.nan)
+    for a, b in itertools.pairwise(edges):
+        v = float(proto.voltage_v(0.5 * (a + b)))
+        q = q_cache.get(v)
+        if q is None:
+            q = q_cache[v] = np_generator(pr, v)
+        idx = np.nonzero((t_save >= a - 1e-9) & (t_save <= b + 1e-9))[0]
+        t_eval = np.unique(np.append(np.clip(t_save[idx], a, b), b))  # always end at the jump
+        sol = scipy.integrate.solve_ivp(
+            lambda _t, y, q=q: y @ q,
+            (a, b),
+            p,
+            method=method,
+            t_eval=t_eval,
+            rtol=1e-10,
+            atol=1e-12,
+            jac=lambda _t, _y, q=q: q.T,  # LSODA wants a callable (an array jac raises in scipy 1.17)
+        )
+        if not sol.success:
+            raise RuntimeError(f"solve_ivp failed on [{a}, {b}] ns: {sol.message}")
+        out[idx] = sol.y.T[np.searchsorted(t_eval, np.clip(t_save[idx], a, b))]
+        p = sol.y[:, -1]
+    return out[:, 0]
+
+
+def peer_expm_loop(pr, v_k, v_rest, save_every):
+    """w at the saved times by p <- p·expm(Q(v)·dt), one propagator per distinct voltage."""
+    levels, which = np.unique(v_k, return_inverse=True)
+    props = [scipy.linalg.expm(np_generator(pr, float(v)) * DT_NS) for v in levels]
+    p = np_steady_state(np_generator(pr, v_rest))
+    out = [p[0]]
+    for k, j in enumerate(which, start=1):
+        p = p @ props[j]
+        if k % save_every == 0:
+            out.append(p[0])
+    return np.array(out)
+
+
+def peer_binomial_membrane(pr, v_k, v_rest, n_pores, save_every, rng):
+    """Counts of one membrane stepped by exact binomial (multinomial) moves; returns w saved."""
+    levels, which = np.unique(v_k, return_inverse=True)
+    props = [scipy.linalg.expm(np_generator(pr, float(v)) * DT_NS) for v in levels]
+    n = rng.multinomial(n_pores, np_steady_state(np_generator(pr, v_rest)))
+    k_states = n.size
+    out = [n[0]]
+    for k, j in enumerate(which, start=1):
+        prop = props[j]
+        if k_states == 2:
+            leave0 = rng.binomial(n[0], prop[0, 1])
+            leave1 = rng.binomial(n[1], prop[1, 0])
+            n = n + np.array([leave1 - leave0, leave0 - leave1])
+        else:
+            n = sum(rng.multinomial(n[s], prop[s]) for s in range(k_states))
+        if k % save_every == 0:
+            out.append(n[0])
+    return np.array(out) / n_pores
+
+
+def peer_binomial_batch(pr, v_k, v_rest, n_membranes, n_pores, rng):
+    """B membranes of identical pores stepped together (vectorised over membranes); final w."""
+    levels, which = np.unique(v_k, return_inverse=True)
+    props = [scipy.linalg.expm(np_generator(pr, float(v)) * DT_NS) for v in levels]
+    pi = np_steady_state(np_generator(pr, v_rest))
+    n = rng.multinomial(n_pores, pi, size=n_membranes)
+    k_states = pi.size
+    for j in which:
+        prop = props[j]
+        if k_states == 2:
+            leave0 = rng.binomial(n[:, 0], prop[0, 1])
+            leave1 = rng.binomial(n[:, 1], prop[1, 0])
+            n = n + np.stack([leave1 - leave0, leave0 - leave1], axis=1)
+        else:
+            n = sum(rng.multinomial(n[:, s], prop[s]) for s in range(k_states))
+    return n[:, 0] / n_pores
+
+
+def z_score(w_obs, w_ref, n_total):
+    """|w_obs - w_ref| in binomial standard errors sqrt(w(1-w)/n): pores are independent."""
+    se = np.sqrt(np.clip(w_ref * (1.0 - w_ref), 1e-300, None) / n_total)
+    return np.abs(w_obs - w_ref) / se
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
+    ap.add_argument("--cal", default="crown6:NaCl@1.0+KCl@0.5", help="shipped calibration (system id) or JSON path")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help=f"override a size, e.g. --set mf_devices=100 (names: {', '.join(FULL)})",
+    )
+    args = ap.parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in cfg or not value.isdigit() or int(value) < 1:
+            ap.error(f"--set needs NAME=positive integer with NAME one of {', '.join(cfg)}; got {item!r}")
+        cfg[name] = int(value)
+    for name in ("mf_steps", "st_steps", "batch_steps"):
+        if cfg[name] % SAVE_EVERY:
+            ap.error(f"{name} must be a multiple of save_every = {SAVE_EVERY}; got {cfg[name]}")
+    cfg["peer_devices"] = min(cfg["peer_devices"], cfg["mf_devices"])
+    cfg["stack_devices"] = min(cfg["stack_devices"], cfg["mf_devices"])
+    cfg["batch_peer_steps"] = min(cfg["batch_peer_steps"], cfg["batch_steps"])
+    reps = cfg["repeats"]
+    t_start = time.perf_counter()
+
+    cal = ik.load_calibration(args.cal)
+    params = cal.params
+    changed = ", ".join(f"{k}={v}" for k, v in cfg.items() if v != (QUICK if args.quick else FULL)[k])
+    print("ionkinetics kinetics benchmark" + (" (--quick)" if args.quick else "") + (f" ({changed})" if changed else ""))
+    for line in machine_lines():
+        print("  " + line)
+    print(
+        f"  model       {args.cal}: {params.n_states} states; dt = {DT_NS} ns; pulse train {PULSE_V} V, "
+        f"{WIDTH_NS} ns wide every {PERIOD_NS} ns from rest at 0 V; save_every = {SAVE_EVERY}"
+    )
+    print()
+    table = Table()
+    checks = []  # (name, value, limit, ok)
+
+    # ---- 1. mean-field batch -----------------------------------------------------------------
+    n_dev, n_steps, n_sub = cfg["mf_devices"], cfg["mf_steps"], cfg["peer_devices"]
+    proto = pulse_protocol(n_steps)
+    v_k = proto.sample(DT_NS)
+    host = perturbed_batch(params, n_dev)
+    batch = jax.tree.map(jnp.asarray, host)
+    size = f"{n_dev} dev x {n_steps} steps"
+
+    def run_mf():
+        return ik.simulate(batch, proto, DT_NS, save_every=SAVE_EVERY)
+
+    t_first, _ = wall(run_mf)
+    t_mf, tr = best_of(run_mf, reps)
+    table.add("mean-field", size, "jax simulate (jit+vmap), best of 3", t_mf, n_dev * n_steps)
+    table.add("", "", "  first call (compile + run)", t_first, 0, note=f"compile ~ {t_first - t_mf:.2f} s")
+
+    # stack_params, the documented way to batch parameter sets, on a slice of the same batch
+    # (leaves as jax arrays, as jnp arithmetic on cal.params gives). The first call compiles a
+    # concatenate of n operands per leaf shape, so it grows faster than n: no extrapolation.
+    n_stack = cfg["stack_devices"]
+    singles = [jax.tree.map(jnp.asarray, device(host, i)) for i in range(n_stack)]
+    t_stack1, stacked = wall(lambda: stack_params(singles))
+    t_stack2, _ = wall(lambda: stack_params(singles))
+    same = all(np.array_equal(a, b[:n_stack]) for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(host), strict=True))
+    t_tree, _ = wall(lambda: jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *singles))
+    table.add("", "", f"  stack_params of {n_stack} sets, 1st call", t_stack1, 0, note="not used for the run")
+    table.add("", "", f"  stack_params of {n_stack} sets, repeat", t_stack2, 0)
+    table.add("", "", f"  tree_map(np.stack) of {n_stack} sets", t_tree, 0, t_stack1 / t_tree, "ratio: stack_params 1st / this")
+    checks.append((f"stack_params({n_stack}) == host-built batch slice", 0.0 if same else 1.0, 0.0, same))
+
+    sub = np.unique(np.linspace(0, n_dev - 1, n_sub).astype(int))
+    w_jax = tr.w[sub]
+
+    # peer A: solve_ivp
+    sub_params = [params_np(device(host, i)) for i in sub]
+    t_a, w_a = per_device_best(lambda pr: peer_solve_ivp(pr, proto, n_steps, SAVE_EVERY), sub_params, reps)
+    t_a *= n_dev / sub.size
+    dev_a = float(np.max(np.abs(w_a - w_jax)))
+    table.add(
+        "",
+        "",
+        f"  peer A: solve_ivp LSODA, {sub.size} dev",
+        t_a,
+        n_dev * n_steps,
+        t_a / t_mf,
+        f"best of 3 per dev, extrap. to {n_dev}; max|dw| = {dev_a:.1e}",
+    )
+    checks.append(("mean-field: max |w_jax - w_solve_ivp|", dev_a, MF_TOL, dev_a <= MF_TOL))
+
+    # peer B: numpy loop with cached expm propagators
+    t_b, w_b = per_device_best(lambda pr: peer_expm_loop(pr, v_k, proto.v_rest_v, SAVE_EVERY), sub_params, reps)
+    t_b *= n_dev / sub.size
+    dev_b = float(np.max(np.abs(w_b - w_jax)))
+    table.add(
+        "",
+        "",
+        f"  peer B: numpy loop + expm, {sub.size} dev",
+        t_b,
+        n_dev * n_steps,
+        t_b / t_mf,
+        f"best of 3 per dev, extrap. to {n_dev}; max|dw| = {dev_b:.1e}",
+    )
+    checks.append(("mean-field: max |w_jax - w_expm_loop|", dev_b, MF_TOL, dev_b <= MF_TOL))
+
+    # ---- 2a. one membrane of 10^6 pores -------------------------------------------------------
+    n_pores, st_steps = cfg["st_pores"], cfg["st_steps"]
+    proto_st = pulse_protocol(st_steps)
+    v_st = proto_st.sample(DT_NS)
+    key = jax.random.key(20261125)
+
+    def run_st():
+        return ik.simulate(cal, proto_st, DT_NS, n_pores=n_pores, key=key, save_every=SAVE_EVERY)
+
+    t_first, _ = wall(run_st)
+    t_st, tr_st = best_of(run_st, reps)
+    w_ref = ik.simulate(cal, proto_st, DT_NS, save_every=SAVE_EVERY).w
+    size = f"1 x {n_pores:.0e} pores x {st_steps} st"
+    table.add(
+        "stochastic",
+        size,
+        "jax simulate, best of 3",
+        t_st,
+        st_steps,
+        note=f"target < 10 s: {'met' if t_st < 10 else 'NOT met'}",
+    )
+    table.add("", "", "  first call (compile + run)", t_first, 0, note=f"compile ~ {t_first - t_st:.2f} s")
+    rng = np.random.default_rng(20261125)
+    host1 = params_np(params)
+    t_np, w_np = best_of(lambda: peer_binomial_membrane(host1, v_st, proto_st.v_rest_v, n_pores, SAVE_EVERY, rng), reps)
+    table.add("", "", "  peer: numpy Generator.binomial loop", t_np, st_steps, t_np / t_st, "all steps, best of 3")
+    z_jax = float(np.max(z_score(tr_st.w, w_ref, n_pores)))
+    z_np = float(np.max(z_score(w_np, w_ref, n_pores)))
+    checks.append((f"1 membrane: max_t |w_jax - w_mf| / SE ({w_ref.size} times)", z_jax, Z_MAX, z_jax <= Z_MAX))
+    checks.append((f"1 membrane: max_t |w_numpy - w_mf| / SE ({w_ref.size} times)", z_np, Z_MAX, z_np <= Z_MAX))
+
+    # ---- 2b. a batch of small membranes ---------------------------------------------------------
+    n_mem, n_p, b_steps, peer_steps = cfg["batch_membranes"], cfg["batch_pores"], cfg["batch_steps"], cfg["batch_peer_steps"]
+    reps_params = tiled(params, n_mem)
+    proto_b = pulse_protocol(b_steps)
+    warm_steps = 2 * SAVE_EVERY
+
+    def run_batch(pr):
+        return ik.simulate(reps_params, pr, DT_NS, n_pores=n_p, key=key, save_every=SAVE_EVERY)
+
+    # the full-length run is too long to repeat: estimate the compile time on a short run of
+    # the same batch (compile time does not depend on the number of steps), then run once
+    warm = pulse_protocol(warm_steps)
+    t_w1, _ = wall(lambda: run_batch(warm))
+    t_w2, _ = wall(lambda: run_batch(warm))
+    compile_est = max(t_w1 - t_w2, 0.0)
+    t_b_total, tr_b = wall(lambda: run_batch(proto_b))
+    t_b_run = t_b_total - compile_est
+    size = f"{n_mem} x {n_p} pores x {b_steps} st"
+    table.add("", size, "jax simulate (vmap), 1 run", t_b_run, n_mem * b_steps, note=f"{t_b_total:.2f} s incl. compile")
+    table.add("", "", f"  compile (from a {warm_steps}-step run)", compile_est, 0)
+    v_peer = proto_b.sample(DT_NS)[:peer_steps]
+    t0 = time.perf_counter()
+    peer_binomial_batch(params_np(params), v_peer, proto_b.v_rest_v, n_mem, n_p, rng)
+    t_pb = (time.perf_counter() - t0) * b_steps / peer_steps
+    table.add(
+        "",
+        "",
+        "  peer: numpy binomial, vectorised",
+        t_pb,
+        n_mem * b_steps,
+        t_pb / t_b_run,
+        f"{peer_steps} steps, extrap. to {b_steps}",
+    )
+    w_ref_b = ik.simulate(cal, proto_b, DT_NS, save_every=SAVE_EVERY).w
+    mean_w = tr_b.w.mean(axis=0)
+    z_b = float(np.max(z_score(mean_w, w_ref_b, n_mem * n_p)))
+    var_ratio = float(np.mean(tr_b.w.var(axis=0, ddof=1)[1:] / (w_ref_b[1:] * (1 - w_ref_b[1:]) / n_p)))
+    checks.append((f"batch: max_t |mean w - w_mf| / SE ({w_ref_b.size} times)", z_b, Z_MAX, z_b <= Z_MAX))
+
+    # ---- report -------------------------------------------------------------------------------
+    table.print()
+    print()
+    print("agreement checks")
+    for name, value, limit, ok in checks:
+        print(f"  {'ok  ' if ok else 'FAIL'} {name:<58} {value:10.3g}  (limit {limit:g})")
+    print(f"  info var across membranes / binomial w(1-w)/N, mean over times: {var_ratio:.3f} (expect ~1)")
+    print()
+    print(f"load avg at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; total wall {time.perf_counter() - t_start:.1f} s")
+    failed = [c for c in checks if not c[3]]
+    if failed:
+        print(f"{len(failed)} agreement check(s) FAILED", file=sys.stderr)
+        return 1
+    return 0
+
+
+def params_np(params: KineticParams) -> KineticParams:
+    return jax.tree.map(np.asarray, params)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Circuit files (TOML, schema ``ionkinetics.circuit/1``).
+
+::
+
+    schema = "ionkinetics.circuit/1"
+    name = "pulse-generation"
+    description = "a voltage-inactivating membrane stepped through an access resistor"
+    duration_ns = 120.0
+    dt_ns = 0.05
+    save_every = 2                      # optional, keep every n-th step
+
+    [[element]]
+    name = "V1"
+    kind = "voltage_source"             # resistor | capacitor | voltage_source | current_source | membrane
+    nodes = ["in", "0"]                 # first node, second node; ground is "0"
+    protocol = { kind = "step", v = 0.5, t_on_ns = 10.0, t_off_ns = 80.0 }
+
+    [[element]]
+    name = "Racc"
+    kind = "resistor"
+    nodes = ["in", "m"]
+    r_ohm = 5e8
+
+    [[element]]
+    name = "M1"
+    kind = "membrane"
+    nodes = ["m", "0"]
+    calibration = "B3N:KCl@1.0+RbCl@0.5"   # a shipped system id, or a JSON path relative to this file
+    n_pores = 100
+    stochastic = false
+
+    [experiment]                        # optional: what `ionkinetics circuit run` measures
+    kind = "pulse"                      # pulse | potentiation | memristor | retention | sweep
+    ...
+
+Element fields: resistor ``r_ohm``; capacitor ``c_f``; sources ``protocol`` (``kind`` one of
+``dc, step, pulse_train, sine, sampled`` with the arguments of :mod:`ionkinetics.protocols`;
+current-source values are pA); membrane ``calibration``, ``n_pores``, ``stochastic``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import networkx as nx
+
+from ..kinetics import protocols as _protocols
+from . import _graph as G
+
+__all__ = ["CIRCUIT_SCHEMA", "CircuitFile", "circuits_dir", "list_circuits", "load_circuit", "parse_protocol"]
+
+CIRCUIT_SCHEMA = "ionkinetics.circuit/1"
+_KINDS = {
+    "resistor": (G.Resistor, {"r_ohm"}),
+    "capacitor": (G.Capacitor, {"c_f"}),
+    "voltage_source": (G.VoltageSource, {"protocol"}),
+    "current_source": (G.CurrentSource, {"protocol"}),
+    "membrane": (G.Membrane, {"calibration", "n_pores", "stochastic"}),
+}
+_REQUIRED = {
+    "resistor": {"r_ohm"},
+    "capacitor": {"c_f"},
+    "voltage_source": {"protocol"},
+    "current_source": {"protocol"},
+    "membrane": {"calibration"},
+}
+_PROTOCOLS = {
+    "dc": _protocols.dc,
+    "step": _protocols.step,
+    "pulse_train": _protocols.pulse_train,
+    "sine": _protocols.sine,
+    "sampled": _protocols.sampled,
+}
+
+
+class CircuitFileError(ValueError):
+    """A circuit file that breaks the schema; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CircuitFile:
+    name: str
+    description: str
+    graph: nx.MultiDiGraph
+    duration_ns: float
+    dt_ns: float
+    save_every: int
+    experiment: dict
+    path: str | None
+
+
+def parse_protocol(spec, where: str) -> _protocols.Protocol:
+    """A protocol from ``{kind = ..., <arguments>}``."""
+    if not isinstance(spec, dict) or spec.get("kind") not in _PROTOCOLS:
+        raise CircuitFileError(f"{where}.kind must be one of {sorted(_PROTOCOLS)}; got {spec!r}")
+    args = {k: v for k, v in spec.items() if k != "kind"}
+    try:
+        return _PROTOCOLS[spec["kind"]](**args)
+    except TypeError as exc:
+        raise CircuitFileError(f"{where}: {exc}") from None
+    except ValueError as exc:
+        raise CircuitFileError(f"{where}: {exc}") from None
+
+
+def _element(i: int, raw: dict, base: Path | None) -> tuple[str, str, G.Element]:
+    where = f"element[{i}]"
+    if not isinstance(raw, dict):
+        raise CircuitFileError(f"{where} must be a table; got {raw!r}")
+    kind = raw.get("kind")
+    if kind not in _KINDS:
+        raise CircuitFileError(f"{where}.kind must be one of {sorted(_KINDS)}; got {kind!r}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise CircuitFileError(f"{where}.name must be a non-empty string; got {name!r}")
+    where = f"element {name!r}"
+    nodes = raw.get("nodes")
+    if not (isinstance(nodes, list) and len(nodes) == 2 and all(isinstance(n, (str, int)) for n in nodes)):
+        raise CircuitFileError(f"{where}: nodes must be a list of two node names; got {nodes!r}")
+    cls, allowed = _KINDS[kind]
+    unknown = set(raw) - allowed - {"kind", "name", "nodes"}
+    if unknown:
+        raise CircuitFileError(f"{where}: unknown fields {sorted(unknown)} for a {kind}; allowed {sorted(allowed)}")
+    missing = _REQUIRED[kind] - set(raw)
+    if missing:
+        raise CircuitFileError(f"{where}: a {kind} needs {sorted(missing)}")
+    args = {k: raw[k] for k in allowed if k in raw}
+    if "protocol" in args:
+        args["protocol"] = parse_protocol(args["protocol"], f"{where}.protocol")
+    if kind == "membrane" and base is not None and str(args["calibration"]).endswith(".json"):
+        args["calibration"] = str((base / args["calibration"]).resolve())
+    element = cls(name=name, **args)
+    element.check()
+    return str(nodes[0]), str(nodes[1]), element
+
+
+def parse_circuit(raw: dict, *, path: str | None = None) -> CircuitFile:
+    if raw.get("schema") != CIRCUIT_SCHEMA:
+        raise CircuitFileError(f"field 'schema' must be {CIRCUIT_SCHEMA!r}; got {raw.get('schema')!r}")
+    for key in ("duration_ns", "dt_ns"):
+        value = raw.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise CircuitFileError(f"field {key!r} must be a number > 0; got {value!r}")
+    save_every = raw.get("save_every", 1)
+    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
+        raise CircuitFileError(f"field 'save_every' must be an integer >= 1; got {save_every!r}")
+    rows = raw.get("element")
+    if not isinstance(rows, list) or not rows:
+        raise CircuitFileError("field 'element' must be a non-empty array of tables ([[element]])")
+    base = Path(path).parent if path else None
+    graph = nx.MultiDiGraph()
+    for i, row in enumerate(rows):
+        a, b, el = _element(i, row, base)
+        if any(k == el.name for *_, k in graph.edges(keys=True)):
+            raise CircuitFileError(f"element name {el.name!r} appears twice; names must be unique")
+        graph.add_edge(a, b, key=el.name, element=el)
+    G.validate(graph)
+    experiment = raw.get("experiment", {})
+    if not isinstance(experiment, dict):
+        raise CircuitFileError(f"field 'experiment' must be a table; got {experiment!r}")
+    return CircuitFile(
+        name=str(raw.get("name", Path(path).stem if path else "circuit")),
+        description=str(raw.get("description", "")),
+        graph=graph,
+        duration_ns=float(raw["duration_ns"]),
+        dt_ns=float(raw["dt_ns"]),
+        save_every=save_every,
+        experiment=experiment,
+        path=path,
+    )
+
+
+def load_circuit(path) -> CircuitFile:
+    """Read and validate a circuit TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"circuit file {str(path)!r} does not exist")
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise CircuitFileError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse_circuit(raw, path=str(path))
+    except ValueError as exc:
+        raise CircuitFileError(f"{path}: {exc}") from None
+
+
+def circuits_dir() -> Path:
+    """Folder of the shipped circuit experiments: packaged data in a wheel, ``circuits/`` in a checkout."""
+    packaged = resources.files("ionkinetics") / "_shipped" / "circuits"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[3] / "circuits"
+
+
+def list_circuits() -> list[Path]:
+    """The shipped circuit files, by name."""
+    return sorted(circuits_dir().glob("*.toml"))
