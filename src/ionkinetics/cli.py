@@ -17,9 +17,18 @@ console = Console()
 
 
 def _x64():
+    """64-bit JAX, and a persistent compilation cache (``$IONKINETICS_JAX_CACHE``, default
+    ``~/.cache/ionkinetics/jax``; set it to an empty string to disable): compiling is most of a
+    short run's time, so a second ``demo`` or ``circuit run`` starts warm."""
+    import os
+
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    cache = os.environ.get("IONKINETICS_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "ionkinetics", "jax"))
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _progress() -> Progress:
