@@ -52,6 +52,7 @@ import jaxlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ionkinetics as ik  # noqa: E402
+from _machine import cpu_model  # noqa: E402
 from ionkinetics import circuits as C  # noqa: E402
 from ionkinetics.circuits import compile_circuit, transient  # noqa: E402
 from ionkinetics.circuits._spice import read_spice_data, to_spice  # noqa: E402
@@ -66,17 +67,6 @@ AMP_RANGE_V = (0.3, 0.6)  # see the module docstring for why not higher at this 
 AGREE_TOL = 1e-3
 FULL = dict(variants=1000, steps=10_000, subset=20, repeats=2)
 QUICK = dict(variants=100, steps=2000, subset=10, repeats=3)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_lines(ngspice: str) -> list[str]:

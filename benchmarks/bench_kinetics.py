@@ -40,6 +40,7 @@ import scipy.integrate  # noqa: E402
 import scipy.linalg  # noqa: E402
 
 import ionkinetics as ik  # noqa: E402
+from _machine import cpu_model  # noqa: E402
 from ionkinetics.kinetics import KineticParams, stack_params  # noqa: E402
 
 DT_NS = 0.05
@@ -78,17 +79,6 @@ QUICK = dict(
 
 # --------------------------------------------------------------------------------------------
 # machine and timing
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_lines() -> list[str]:

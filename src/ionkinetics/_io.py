@@ -5,7 +5,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tomllib
 from pathlib import Path
+
+
+def read_toml(path, what: str, error: type[Exception]) -> tuple[Path, dict]:
+    """Read a TOML file; a missing file raises FileNotFoundError naming ``what``, bad TOML ``error``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+    try:
+        with open(path, "rb") as fh:
+            return path, tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
 
 
 def write_text_atomic(path, text: str) -> Path:

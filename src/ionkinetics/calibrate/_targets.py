@@ -49,10 +49,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
-from pathlib import Path
 
 from .. import species
+from .._io import read_toml
 from ._calibration import SITES, encounter_rate_per_ns_per_molar, escape_ceiling_per_ns, load_calibration
 
 __all__ = ["TARGETS_SCHEMA", "Target", "Targets", "load_targets", "parameter_names"]
@@ -277,14 +276,7 @@ def parse_targets(raw: dict, *, path: str | None = None) -> Targets:
 def load_targets(path) -> Targets:
     """Read and validate a targets TOML file; pulls the open-pore conductance from
     ``open_conductance_from`` (a calibration path relative to the file, or a system id)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"targets file {str(path)!r} does not exist")
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetsError(f"{path}: not valid TOML: {exc}") from None
+    path, raw = read_toml(path, "targets", TargetsError)
     try:
         targets = parse_targets(raw, path=str(path))
     except TargetsError as exc:

@@ -41,12 +41,12 @@ current-source values are pA); membrane ``calibration``, ``n_pores``, ``stochast
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from importlib import resources
 from pathlib import Path
 
 import networkx as nx
 
+from .._io import read_toml
 from ..kinetics import protocols as _protocols
 from . import _graph as G
 
@@ -174,14 +174,7 @@ def parse_circuit(raw: dict, *, path: str | None = None) -> CircuitFile:
 
 def load_circuit(path) -> CircuitFile:
     """Read and validate a circuit TOML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"circuit file {str(path)!r} does not exist")
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise CircuitFileError(f"{path}: not valid TOML: {exc}") from None
+    path, raw = read_toml(path, "circuit", CircuitFileError)
     try:
         return parse_circuit(raw, path=str(path))
     except ValueError as exc:

@@ -84,11 +84,8 @@ class Capacitor(Element):
 
 
 @dataclasses.dataclass(frozen=True)
-class VoltageSource(Element):
-    """Ideal voltage source ``v_a − v_b = protocol(t)`` (volts)."""
-
+class _Source(Element):
     protocol: _protocols.Protocol = None
-    prefix = "V"
 
     def check(self):
         super().check()
@@ -97,17 +94,18 @@ class VoltageSource(Element):
 
 
 @dataclasses.dataclass(frozen=True)
-class CurrentSource(Element):
+class VoltageSource(_Source):
+    """Ideal voltage source ``v_a − v_b = protocol(t)`` (volts)."""
+
+    prefix = "V"
+
+
+@dataclasses.dataclass(frozen=True)
+class CurrentSource(_Source):
     """Ideal current source pushing ``protocol(t)`` pA from ``a`` to ``b`` through itself
     (the protocol's values are read as pA)."""
 
-    protocol: _protocols.Protocol = None
     prefix = "I"
-
-    def check(self):
-        super().check()
-        if not isinstance(self.protocol, _protocols.Protocol):
-            raise ValueError(f"element {self.name!r}: protocol must be an ionkinetics protocol; got {self.protocol!r}")
 
 
 @dataclasses.dataclass(frozen=True)
