@@ -278,3 +278,15 @@ def test_protocol_shapes_and_errors():
         protocols.sine(0.1, 0.0, 10.0)
     with pytest.raises(ValueError, match="one more entry than v"):
         protocols.sampled([0.0, 1.0], [0.1, 0.2])
+
+
+def test_propagator_table_for_few_voltages_equals_per_step_propagators():
+    proto = protocols.pulse_train(0.45, width_ns=2.0, period_ns=5.0, count=6, duration_ns=40.0)
+    v_k = proto.sample(0.1)
+    levels, idx = np.unique(v_k, return_inverse=True)
+    p0 = steady_state(FOUR_STATE.params, 0.0)
+    direct = mean_field_scan(FOUR_STATE.params, jnp.asarray(v_k), 0.1, p0)
+    table = mean_field_scan(FOUR_STATE.params, jnp.asarray(idx), 0.1, p0, levels=jnp.asarray(levels))
+    assert levels.size == 2
+    for a, b in zip(direct, table, strict=True):
+        assert_allclose(a, b, rtol=1e-13, atol=1e-15)

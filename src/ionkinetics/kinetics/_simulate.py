@@ -29,6 +29,10 @@ __all__ = ["Trace", "mean_field_scan", "simulate", "stochastic_scan", "switching
 # pS · V² · ns = pA · V · ns = 1e-21 J = 1e-3 aJ
 _AJ_PER_PS_V2_NS = 1e-3
 _NORM_TOL = 1e-6
+# Use a propagator table when a run has at most this many distinct voltages, and at least
+# _LEVEL_GAIN steps per level (otherwise computing per step costs no more).
+_MAX_LEVELS = 256
+_LEVEL_GAIN = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,17 +60,29 @@ def _energy_increment(params, v, p, a, c):
     return open_conductance_ps(params.open, v) * (p @ a @ c) * v * v * _AJ_PER_PS_V2_NS
 
 
-def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 1):
+def _step_factors(params, dt_ns, levels):
+    """``(v, i) -> (v, P, A)`` for a step: from the propagators of the distinct voltages
+    ``levels`` computed once (``i`` indexes them), or per step from ``v`` when ``levels`` is None."""
+    if levels is None:
+        return lambda v: (v, *propagators(params, v, dt_ns))
+    props, integrals = jax.vmap(lambda v: propagators(params, v, dt_ns))(levels)
+    return lambda i: (levels[i], props[i], integrals[i])
+
+
+def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 1, levels=None):
     """One device, mean-field. ``v_k`` (T,) volts per step, ``p0`` (K,).
 
+    With ``levels`` (U,) given, ``v_k`` holds integer indices into it instead and the U
+    propagators are computed once (a pulse train has two voltages: T/2 fewer matrix exponentials).
     Returns occupancy (T/save_every + 1, K) and cumulative energy per pore, aJ, at the saved
     times. Pure and differentiable; ``simulate`` wraps it with jit and vmap.
     """
     c = state_weights(params)
+    factors = _step_factors(params, dt_ns, levels)
 
-    def one_step(carry, v):
+    def one_step(carry, x):
         p, e = carry
-        prop, integral = propagators(params, v, dt_ns)
+        v, prop, integral = factors(x)
         return (p @ prop, e + _energy_increment(params, v, p, integral, c)), None
 
     def chunk(carry, vs):
@@ -105,17 +121,19 @@ def _multinomial_counts(key, n, prob):
     return out
 
 
-def stochastic_scan(params: KineticParams, v_k, dt_ns, n0, key, *, save_every: int = 1):
+def stochastic_scan(params: KineticParams, v_k, dt_ns, n0, key, *, save_every: int = 1, levels=None):
     """One device of N = sum(n0) pores. Returns counts (T/save_every + 1, K) and the
-    cumulative membrane energy, aJ (the conditional expectation over each step)."""
+    cumulative membrane energy, aJ (the conditional expectation over each step). ``levels``
+    as in :func:`mean_field_scan`."""
     c = state_weights(params)
     n_total = n0.sum()
     steps = jnp.arange(v_k.shape[0]).reshape(-1, save_every)
+    factors = _step_factors(params, dt_ns, levels)
 
     def one_step(carry, inp):
         n, e = carry
-        v, k = inp
-        prop, integral = propagators(params, v, dt_ns)
+        x, k = inp
+        v, prop, integral = factors(x)
         e = e + n_total * _energy_increment(params, v, n / n_total, integral, c)
         return (_multinomial_counts(jax.random.fold_in(key, k), n, prop), e), None
 
@@ -132,19 +150,20 @@ def _initial_occupancy(params, v_rest, p0):
     return steady_state(params, v_rest) if p0 is None else p0
 
 
-def _mean_field_device(params, v_k, dt_ns, v_rest, p0, save_every):
+def _mean_field_device(params, v_k, dt_ns, v_rest, p0, levels, save_every):
     p_init = _initial_occupancy(params, v_rest, p0)
-    return mean_field_scan(params, v_k, dt_ns, p_init.astype(jnp.result_type(p_init, dt_ns)), save_every=save_every)
+    p_init = p_init.astype(jnp.result_type(p_init, dt_ns))
+    return mean_field_scan(params, v_k, dt_ns, p_init, save_every=save_every, levels=levels)
 
 
-def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, save_every):
+def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, save_every):
     p_init = _initial_occupancy(params, v_rest, p0)
     k_init, k_run = jax.random.split(key)
     dtype = jnp.result_type(p_init, dt_ns)
     n0 = _multinomial_counts(
         k_init, jnp.zeros_like(p_init, dtype=dtype).at[0].set(n_pores), jnp.broadcast_to(p_init, (p_init.shape[0],) * 2)
     )
-    return stochastic_scan(params, v_k, dt_ns, n0, k_run, save_every=save_every)
+    return stochastic_scan(params, v_k, dt_ns, n0, k_run, save_every=save_every, levels=levels)
 
 
 def _axes(flag):
@@ -152,23 +171,23 @@ def _axes(flag):
 
 
 @functools.partial(jax.jit, static_argnames=("save_every", "batch"))
-def _run_mean_field(params, v_k, dt_ns, v_rest, p0, *, save_every, batch):
+def _run_mean_field(params, v_k, dt_ns, v_rest, p0, levels, *, save_every, batch):
     fn = functools.partial(_mean_field_device, save_every=save_every)
     if any(batch):
-        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2])))
-    return fn(params, v_k, dt_ns, v_rest, p0)
+        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), None))
+    return fn(params, v_k, dt_ns, v_rest, p0, levels)
 
 
 @functools.partial(jax.jit, static_argnames=("save_every", "batch", "batch_size"))
-def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, *, save_every, batch, batch_size):
+def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, *, save_every, batch, batch_size):
     fn = functools.partial(_stochastic_device, save_every=save_every)
     if any(batch):
         fn = jax.vmap(
             fn,
-            in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), 0, None),
+            in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), 0, None, None),
         )
         key = jax.random.split(key, batch_size)
-    return fn(params, v_k, dt_ns, v_rest, p0, key, n_pores)
+    return fn(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels)
 
 
 def _as_params(cal) -> KineticParams:
@@ -250,10 +269,16 @@ def simulate(
         raise ValueError(f"batch sizes of cal, protocol and p0 must agree; got {batch_sizes}")
     batch = (params_batched, v_batched, p0_batched)
     dt = jnp.asarray(dt_ns, dtype=float)
+    # few distinct voltages (steps, pulse trains): propagators once per level, steps index them
+    levels, inverse = np.unique(v_k, return_inverse=True)
+    if levels.size <= _MAX_LEVELS and levels.size * _LEVEL_GAIN <= n_steps:
+        v_in, levels_in = jnp.asarray(inverse.reshape(v_k.shape).astype(np.int32)), jnp.asarray(levels)
+    else:
+        v_in, levels_in = jnp.asarray(v_k), None
     if n_pores is None:
         if key is not None:
             raise ValueError("key is only used with n_pores (stochastic runs); drop it or pass n_pores")
-        p_s, e_s = _run_mean_field(params, jnp.asarray(v_k), dt, jnp.asarray(v_rest), p0, save_every=save_every, batch=batch)
+        p_s, e_s = _run_mean_field(params, v_in, dt, jnp.asarray(v_rest), p0, levels_in, save_every=save_every, batch=batch)
         scale = 1.0
     else:
         if isinstance(n_pores, bool) or not isinstance(n_pores, (int, np.integer)) or n_pores < 1:
@@ -262,12 +287,13 @@ def simulate(
             raise ValueError("a stochastic run (n_pores given) needs an explicit key=jax.random.key(seed)")
         counts, e_s = _run_stochastic(
             params,
-            jnp.asarray(v_k),
+            v_in,
             dt,
             jnp.asarray(v_rest),
             p0,
             key,
             float(n_pores),
+            levels_in,
             save_every=save_every,
             batch=batch,
             batch_size=max(batch_sizes.values(), default=1),
