@@ -1,0 +1,274 @@
+"""Resumable OpenMM runs under a time-dependent transmembrane bias.
+
+A run directory holds::
+
+    spec.json          the run's settings and their hash (a directory from another spec is refused)
+    frames/chunk_000000.npz ...   ion positions (float32, nm) per frame, one file per chunk, each
+                       written atomically; with the frame times, the bias and the box
+    checkpoint_<c>.chk OpenMM checkpoint (positions, velocities, box, parameters, integrator RNG)
+                       after chunk c − 1, written atomically
+    progress.json      {"frames_done": n, "chunks_done": c, "checkpoint": "checkpoint_<c>.chk", ...}:
+                       the commit point, written atomically after the chunk and its checkpoint
+
+Each chunk is committed in three atomic writes: the frames, the checkpoint, then progress.json.
+A run killed anywhere resumes from the checkpoint progress.json names, discards chunks and
+checkpoints written after it, and produces exactly the frames an uninterrupted run would (bit
+for bit on the Reference platform, whose integrator is deterministic given the checkpointed RNG
+state).
+
+The bias is a uniform field along z set through a global parameter of the system's field force
+(``E = V/L_z``); protocols are the kinetic core's, evaluated once per frame interval (their jumps
+must fall on the frame grid).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Protocol as _TypingProtocol
+
+import numpy as np
+
+from .._io import write_json_atomic
+from ..kinetics import protocols as _protocols
+
+__all__ = ["BuiltSystem", "RunResult", "load_frames", "run_md"]
+
+# kJ/mol per (e·V): the field parameter is a force per charge, kJ/mol/nm/e, and E = V/L_z
+FARADAY_KJ_PER_MOL_PER_V = 96.48533212331002
+
+
+class BuiltSystem(_TypingProtocol):
+    """What the runner needs from a system builder (``ionkinetics.md`` builds one)."""
+
+    topology: object  # openmm.app.Topology
+    system: object  # openmm.System, whose field force has the global parameter ``field_parameter``
+    positions_nm: np.ndarray  # (N, 3)
+    box_nm: np.ndarray  # (3,) orthorhombic
+    ion_indices: np.ndarray  # (n_ions,) particle indices recorded every frame
+    ion_species: tuple  # (n_ions,) species names, e.g. "K+", "Cl-"
+    field_parameter: str  # name of the global parameter holding E in kJ/mol/nm/e
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """The parts of a run that determine its frames (hashed into ``spec.json``)."""
+
+    length_ns: float
+    timestep_fs: float = 2.0
+    frame_ps: float = 10.0
+    chunk_frames: int = 100
+    temperature_k: float = 298.15
+    friction_per_ps: float = 1.0
+    seed: int = 0
+    platform: str = "auto"
+    minimize: bool = True
+
+    def __post_init__(self):
+        for name in ("length_ns", "timestep_fs", "frame_ps", "temperature_k", "friction_per_ps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a number > 0; got {value!r}")
+        for name in ("chunk_frames", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "chunk_frames" else 0):
+                raise ValueError(f"{name} must be an integer >= {1 if name == 'chunk_frames' else 0}; got {value!r}")
+        steps = self.frame_ps * 1000.0 / self.timestep_fs
+        if abs(steps - round(steps)) > 1e-9 * steps:
+            raise ValueError(f"frame_ps must be a whole number of time steps ({self.timestep_fs} fs); got {self.frame_ps}")
+        frames = self.length_ns * 1000.0 / self.frame_ps
+        if abs(frames - round(frames)) > 1e-9 * frames:
+            raise ValueError(f"length_ns must be a whole number of frames ({self.frame_ps} ps); got {self.length_ns}")
+
+    @property
+    def steps_per_frame(self) -> int:
+        return round(self.frame_ps * 1000.0 / self.timestep_fs)
+
+    @property
+    def n_frames(self) -> int:
+        return round(self.length_ns * 1000.0 / self.frame_ps)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    frames_done: int
+    resumed_from_frame: int
+    platform: str
+    ns_per_day: float
+
+
+def choose_platform(name: str = "auto"):
+    """An OpenMM platform: ``auto`` tries CUDA (mixed precision), then OpenCL, then CPU."""
+    import openmm
+
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name != "auto":
+        if name not in names:
+            raise ValueError(f"platform must be 'auto' or one of {names}; got {name!r}")
+        return openmm.Platform.getPlatformByName(name), _properties(name)
+    for candidate in ("CUDA", "OpenCL", "CPU", "Reference"):
+        if candidate in names:
+            return openmm.Platform.getPlatformByName(candidate), _properties(candidate)
+    raise RuntimeError(f"no usable OpenMM platform among {names}")
+
+
+def _properties(name: str) -> dict:
+    return {"Precision": "mixed"} if name in ("CUDA", "OpenCL") else {}
+
+
+def _protocol_volts(protocol: _protocols.Protocol, settings: RunSettings) -> np.ndarray:
+    """Bias held over each frame interval (V), from the kinetic core's protocol sampling."""
+    if not math.isclose(protocol.duration_ns, settings.length_ns, rel_tol=1e-9):
+        raise ValueError(f"protocol duration_ns={protocol.duration_ns:g} must equal the run's length_ns={settings.length_ns:g}")
+    try:
+        return protocol.sample(settings.frame_ps / 1000.0)
+    except ValueError as exc:
+        raise ValueError(f"bias protocol: {exc} (jumps must fall on the {settings.frame_ps:g} ps frame grid)") from None
+
+
+def _spec_hash(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _write_npz_atomic(path: Path, **arrays) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def run_md(
+    built: BuiltSystem,
+    protocol: _protocols.Protocol,
+    settings: RunSettings,
+    run_dir,
+    *,
+    spec: dict | None = None,
+    progress=None,
+    stop_after_frames: int | None = None,
+) -> RunResult:
+    """Run (or resume) ``built`` under ``protocol`` into ``run_dir``.
+
+    ``spec`` (JSON-able) identifies the run with ``settings``; an existing directory made from a
+    different spec is refused. ``progress(frames_done, n_frames, ns_per_day)`` is called after each
+    chunk. ``stop_after_frames`` stops early (as a kill would), for tests and time-boxed jobs.
+    """
+    import openmm
+    import openmm.app as app
+    import openmm.unit as u
+
+    volts = _protocol_volts(protocol, settings)
+    run_dir = Path(run_dir)
+    record = {"settings": dataclasses.asdict(settings), "spec": spec or {}, "protocol": repr(protocol)}
+    digest = _spec_hash(record)
+    spec_path = run_dir / "spec.json"
+    if spec_path.exists():
+        old = json.loads(spec_path.read_text())
+        if old.get("hash") != digest:
+            raise ValueError(
+                f"run_dir {str(run_dir)!r} holds a run of another spec (hash {old.get('hash')} != {digest}); "
+                "use a new directory or the same spec"
+            )
+    frames_dir = run_dir / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    if not spec_path.exists():
+        write_json_atomic(spec_path, {**record, "hash": digest})
+
+    platform, props = choose_platform(settings.platform)
+    box = np.asarray(built.box_nm, dtype=float)
+    integrator = openmm.LangevinMiddleIntegrator(
+        settings.temperature_k * u.kelvin, settings.friction_per_ps / u.picosecond, settings.timestep_fs * u.femtoseconds
+    )
+    integrator.setRandomNumberSeed(settings.seed + 1)  # 0 would mean "pick one at random"
+    simulation = app.Simulation(built.topology, built.system, integrator, platform, props)
+    progress_path = run_dir / "progress.json"
+    done = {"frames_done": 0, "chunks_done": 0, "checkpoint": None}
+    if progress_path.exists():
+        done = json.loads(progress_path.read_text())
+        with open(run_dir / done["checkpoint"], "rb") as fh:
+            simulation.context.loadCheckpoint(fh.read())
+    else:
+        simulation.context.setPeriodicBoxVectors(*(np.diag(box) * u.nanometer))
+        simulation.context.setPositions(np.asarray(built.positions_nm) * u.nanometer)
+        if settings.minimize:
+            simulation.minimizeEnergy()
+        simulation.context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1)
+    # anything written after the last commit (a kill between the writes) is dropped
+    for stale in sorted(frames_dir.glob("chunk_*.npz")):
+        if int(stale.stem.split("_")[1]) >= done["chunks_done"]:
+            stale.unlink()
+    for stale in run_dir.glob("checkpoint_*.chk"):
+        if stale.name != done["checkpoint"]:
+            stale.unlink()
+    resumed_from = done["frames_done"]
+    n_frames = settings.n_frames
+    ions = np.asarray(built.ion_indices)
+    start_wall = time.perf_counter()
+    frames_this_call = 0
+    ns_per_day = float("nan")
+    while done["frames_done"] < n_frames:
+        first = done["frames_done"]
+        count = min(settings.chunk_frames, n_frames - first)
+        pos = np.empty((count, ions.size, 3), dtype=np.float32)
+        for j in range(count):
+            frame = first + j
+            e_field = volts[frame] / box[2] * FARADAY_KJ_PER_MOL_PER_V  # kJ/mol/nm/e
+            simulation.context.setParameter(built.field_parameter, e_field)
+            simulation.step(settings.steps_per_frame)
+            state = simulation.context.getState(getPositions=True)
+            pos[j] = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)[ions]
+        times = (np.arange(first, first + count) + 1) * settings.frame_ps / 1000.0
+        _write_npz_atomic(
+            frames_dir / f"chunk_{done['chunks_done']:06d}.npz",
+            positions_nm=pos,
+            t_ns=times,
+            v=volts[first : first + count],
+            box_nm=box,
+        )
+        chunks = done["chunks_done"] + 1
+        checkpoint = f"checkpoint_{chunks:06d}.chk"
+        _write_bytes_atomic(run_dir / checkpoint, simulation.context.createCheckpoint())
+        previous = done["checkpoint"]
+        done = {"frames_done": first + count, "chunks_done": chunks, "checkpoint": checkpoint, "time_ns": float(times[-1])}
+        write_json_atomic(progress_path, done)  # the commit point
+        if previous:
+            (run_dir / previous).unlink(missing_ok=True)
+        frames_this_call += count
+        elapsed = time.perf_counter() - start_wall
+        ns_per_day = frames_this_call * settings.frame_ps / 1000.0 / elapsed * 86400.0
+        if progress is not None:
+            progress(done["frames_done"], n_frames, ns_per_day)
+        if stop_after_frames is not None and frames_this_call >= stop_after_frames:
+            break
+    return RunResult(run_dir, done["frames_done"], resumed_from, platform.getName(), ns_per_day)
+
+
+def load_frames(run_dir) -> dict:
+    """All recorded frames of a run: ``positions_nm`` (frames, ions, 3), ``t_ns``, ``v``, ``box_nm``."""
+    run_dir = Path(run_dir)
+    chunks = sorted((run_dir / "frames").glob("chunk_*.npz"))
+    if not chunks:
+        raise FileNotFoundError(f"no frames recorded in {str(run_dir)!r}")
+    parts = [np.load(c) for c in chunks]
+    return {
+        "positions_nm": np.concatenate([p["positions_nm"] for p in parts]),
+        "t_ns": np.concatenate([p["t_ns"] for p in parts]),
+        "v": np.concatenate([p["v"] for p in parts]),
+        "box_nm": parts[0]["box_nm"],
+    }

@@ -1,0 +1,108 @@
+"""The MD runner on a toy system (ions in a box with LJ, no water): field force = qE, resumable
+runs give the same frames as uninterrupted ones, the record is complete, bad input is refused."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from conftest import assert_allclose
+from ionkinetics.kinetics import protocols
+from ionkinetics.md._runner import FARADAY_KJ_PER_MOL_PER_V, RunSettings, load_frames, run_md
+
+openmm = pytest.importorskip("openmm")
+app = pytest.importorskip("openmm.app")
+
+
+@dataclasses.dataclass
+class Toy:
+    topology: object
+    system: object
+    positions_nm: np.ndarray
+    box_nm: np.ndarray
+    ion_indices: np.ndarray
+    ion_species: tuple
+    field_parameter: str = "field_kj_per_mol_nm_e"
+
+
+def _toy(n=8, seed=0):
+    """n/2 cations and n/2 anions (LJ + Coulomb, reaction field) in a 2.5 nm box, with the field force."""
+    box = np.array([2.5, 2.5, 2.5])
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.diag(box)])
+    nb = openmm.NonbondedForce()
+    nb.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
+    nb.setCutoffDistance(1.0)
+    field = openmm.CustomExternalForce("-q*field_kj_per_mol_nm_e*z")
+    field.addGlobalParameter("field_kj_per_mol_nm_e", 0.0)
+    field.addPerParticleParameter("q")
+    top = app.Topology()
+    chain = top.addChain()
+    species = []
+    for i in range(n):
+        q = 1.0 if i % 2 == 0 else -1.0
+        system.addParticle(23.0 if q > 0 else 35.45)
+        nb.addParticle(q, 0.3, 0.5)
+        field.addParticle(i, [q])
+        res = top.addResidue("NA" if q > 0 else "CL", chain)
+        top.addAtom("NA" if q > 0 else "CL", app.Element.getBySymbol("Na" if q > 0 else "Cl"), res)
+        species.append("Na+" if q > 0 else "Cl-")
+    system.addForce(nb)
+    system.addForce(field)
+    top.setPeriodicBoxVectors(np.diag(box) * openmm.unit.nanometer)
+    grid = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n] * 1.2 + 0.3
+    return Toy(top, system, grid.astype(float), box, np.arange(n), tuple(species))
+
+
+SETTINGS = RunSettings(length_ns=0.03, timestep_fs=2.0, frame_ps=1.0, chunk_frames=5, platform="Reference", seed=3)
+
+
+def test_field_force_on_a_lone_ion_is_qE():
+    toy = _toy(2)
+    ctx = openmm.Context(toy.system, openmm.VerletIntegrator(1.0), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(np.array([[0.2, 0.2, 0.2], [1.4, 1.4, 1.4]]) * openmm.unit.nanometer)
+    v, lz = 0.5, toy.box_nm[2]
+    e_field = v / lz * FARADAY_KJ_PER_MOL_PER_V
+    nb_only = (
+        ctx.getState(getForces=True).getForces(asNumpy=True).value_in_unit(openmm.unit.kilojoule_per_mole / openmm.unit.nanometer)
+    )
+    ctx.setParameter(toy.field_parameter, e_field)
+    both = (
+        ctx.getState(getForces=True).getForces(asNumpy=True).value_in_unit(openmm.unit.kilojoule_per_mole / openmm.unit.nanometer)
+    )
+    assert_allclose(both[:, 2] - nb_only[:, 2], [e_field, -e_field], rtol=1e-12, atol=1e-12)
+    assert_allclose(e_field * lz / FARADAY_KJ_PER_MOL_PER_V, v, rtol=1e-15, atol=0)  # ΔV = E·L_z
+
+
+def test_killed_and_resumed_run_gives_the_same_frames(tmp_path):
+    proto = protocols.step(0.5, 0.01, 0.02, duration_ns=0.03)
+    run_md(_toy(), proto, SETTINGS, tmp_path / "whole")
+    part = run_md(_toy(), proto, SETTINGS, tmp_path / "split", stop_after_frames=10)  # "killed" after 2 chunks
+    assert part.frames_done == 10
+    # a kill between a chunk's frames and its commit leaves an extra chunk file: it must be discarded
+    stray = np.load(tmp_path / "split" / "frames" / "chunk_000000.npz")
+    np.savez(tmp_path / "split" / "frames" / "chunk_000002.npz", **stray)
+    rest = run_md(_toy(), proto, SETTINGS, tmp_path / "split")
+    assert rest.resumed_from_frame == 10 and rest.frames_done == 30
+    a, b = load_frames(tmp_path / "whole"), load_frames(tmp_path / "split")
+    assert a["positions_nm"].shape == (30, 8, 3)
+    assert np.array_equal(a["positions_nm"], b["positions_nm"])  # bit for bit on Reference
+    assert_allclose(a["t_ns"], np.arange(1, 31) * 1e-3, rtol=1e-12, atol=0)
+    assert_allclose(a["v"], np.where((np.arange(30) >= 10) & (np.arange(30) < 20), 0.5, 0.0), rtol=0, atol=0)
+    assert json.loads((tmp_path / "split" / "progress.json").read_text())["frames_done"] == 30
+    assert len(list((tmp_path / "split").glob("checkpoint_*.chk"))) == 1
+
+
+def test_a_run_directory_from_another_spec_is_refused_and_bad_settings_name_the_rule(tmp_path):
+    proto = protocols.dc(0.2, 0.03)
+    run_md(_toy(), proto, SETTINGS, tmp_path / "r", stop_after_frames=5)
+    other = dataclasses.replace(SETTINGS, seed=4)
+    with pytest.raises(ValueError, match="holds a run of another spec"):
+        run_md(_toy(), proto, other, tmp_path / "r")
+    with pytest.raises(ValueError, match="frame_ps must be a whole number of time steps"):
+        RunSettings(length_ns=0.03, timestep_fs=2.0, frame_ps=1.001)
+    with pytest.raises(ValueError, match=r"protocol duration_ns=0\.05 must equal the run's length_ns=0\.03"):
+        run_md(_toy(), protocols.dc(0.2, 0.05), SETTINGS, tmp_path / "q")
+    with pytest.raises(ValueError, match="frame grid"):
+        run_md(_toy(), protocols.step(0.5, 0.0105, 0.02, duration_ns=0.03), SETTINGS, tmp_path / "s")
