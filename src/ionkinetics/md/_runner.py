@@ -189,6 +189,7 @@ def run_md(
     frames_dir.mkdir(parents=True, exist_ok=True)
     if not spec_path.exists():
         write_json_atomic(spec_path, {**record, "hash": digest})
+        write_json_atomic(run_dir / "system.json", _system_record(built))
 
     platform, props = choose_platform(settings.platform)
     box = np.asarray(built.box_nm, dtype=float)
@@ -259,6 +260,18 @@ def run_md(
     return RunResult(run_dir, done["frames_done"], resumed_from, platform.getName(), ns_per_day)
 
 
+def _system_record(built) -> dict:
+    """What analysis needs to read the frames: ion species, membrane plane, pore centres, box."""
+    centres = getattr(built, "pore_centres_nm", None)
+    return {
+        "ion_species": list(built.ion_species),
+        "box_nm": np.asarray(built.box_nm, dtype=float).tolist(),
+        "membrane_z_nm": float(getattr(built, "membrane_z_nm", 0.0)),
+        "pore_centres_nm": None if centres is None else np.asarray(centres, dtype=float)[:, :2].tolist(),
+        "n_atoms": int(np.asarray(built.positions_nm).shape[0]),
+    }
+
+
 def load_frames(run_dir) -> dict:
     """All recorded frames of a run: ``positions_nm`` (frames, ions, 3), ``t_ns``, ``v``, ``box_nm``."""
     run_dir = Path(run_dir)
@@ -271,4 +284,5 @@ def load_frames(run_dir) -> dict:
         "t_ns": np.concatenate([p["t_ns"] for p in parts]),
         "v": np.concatenate([p["v"] for p in parts]),
         "box_nm": parts[0]["box_nm"],
+        "system": json.loads((run_dir / "system.json").read_text()),
     }
