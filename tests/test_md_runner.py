@@ -9,6 +9,7 @@ import pytest
 
 from conftest import assert_allclose
 from ionkinetics.kinetics import protocols
+from ionkinetics.md._analyze_run import analyze_run
 from ionkinetics.md._runner import FARADAY_KJ_PER_MOL_PER_V, RunSettings, load_frames, run_md
 
 openmm = pytest.importorskip("openmm")
@@ -24,6 +25,8 @@ class Toy:
     ion_indices: np.ndarray
     ion_species: tuple
     field_parameter: str = "field_kj_per_mol_nm_e"
+    membrane_z_nm: float = 1.25
+    pore_centres_nm: np.ndarray = dataclasses.field(default_factory=lambda: np.array([[1.25, 1.25]]))
 
 
 def _toy(n=8, seed=0):
@@ -106,3 +109,17 @@ def test_a_run_directory_from_another_spec_is_refused_and_bad_settings_name_the_
         run_md(_toy(), protocols.dc(0.2, 0.05), SETTINGS, tmp_path / "q")
     with pytest.raises(ValueError, match="frame grid"):
         run_md(_toy(), protocols.step(0.5, 0.0105, 0.02, duration_ns=0.03), SETTINGS, tmp_path / "s")
+
+
+def test_analyze_run_splits_a_step_protocol_into_constant_bias_segments(tmp_path):
+    proto = protocols.step(0.5, 0.01, 0.02, duration_ns=0.03)
+    run_md(_toy(), proto, SETTINGS, tmp_path / "r")
+    out = analyze_run(tmp_path / "r", blockers=["Na+"])
+    assert [s["v"] for s in out["segments"]] == [0.0, 0.5, 0.0]
+    assert [round(s["t_start_ns"], 6) for s in out["segments"]] == [0.001, 0.011, 0.021]
+    assert len(out["w_t"]["w"]) == 30 and all(0.0 <= w <= 1.0 for w in out["w_t"]["w"])
+    on = out["segments"][1]
+    assert on["conductance_ps"] is not None and out["segments"][0]["conductance_ps"] is None  # no conductance at 0 V
+    assert json.loads((tmp_path / "r" / "analysis.json").read_text())["schema"] == "ionkinetics.md-run-analysis/1"
+    with pytest.raises(ValueError, match="blockers"):
+        analyze_run(tmp_path / "r", blockers=["Xe+"])
