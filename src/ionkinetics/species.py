@@ -109,13 +109,13 @@ _PORE_LIST = (
     Pore(
         "crown6",
         "graphene",
-        "18-crown-6 pore embedded in graphene: six ether oxygens line the edge",
-        0,
+        "18-crown-6 pore embedded in graphene: one hexagon's six C removed, the six C bonded to it made ether O",
+        6,
         "6 O (ether)",
     ),
     Pore("B3N", "hBN", "hBN vacancy with one N and its three B removed; six N at the edge", 4, "6 N"),
-    Pore("B6N3", "hBN", "hBN vacancy with six B and three N removed", 9, "B/N"),
-    Pore("B10N6", "hBN", "hBN vacancy with ten B and six N removed, the largest of the four", 16, "B/N"),
+    Pore("B6N3", "hBN", "hBN vacancy with six B and three N removed; nine N at the edge", 9, "9 N"),
+    Pore("B10N6", "hBN", "hBN vacancy with ten B and six N removed, the largest of the four; twelve N at the edge", 16, "12 N"),
 )
 PORES: MappingProxyType[str, Pore] = MappingProxyType({p.name: p for p in _PORE_LIST})
 

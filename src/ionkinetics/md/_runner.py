@@ -39,8 +39,7 @@ from ..kinetics import protocols as _protocols
 
 __all__ = ["BuiltSystem", "RunResult", "load_frames", "run_md"]
 
-# kJ/mol per (e·V): the field parameter is a force per charge, kJ/mol/nm/e, and E = V/L_z
-FARADAY_KJ_PER_MOL_PER_V = 96.48533212331002
+from ._system import FARADAY_KJ_PER_MOL_PER_V as FARADAY_KJ_PER_MOL_PER_V  # kJ/mol per (e·V): E = V/L_z · this
 
 
 class BuiltSystem(_TypingProtocol):
@@ -101,25 +100,6 @@ class RunResult:
     resumed_from_frame: int
     platform: str
     ns_per_day: float
-
-
-def choose_platform(name: str = "auto"):
-    """An OpenMM platform: ``auto`` tries CUDA (mixed precision), then OpenCL, then CPU."""
-    import openmm
-
-    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-    if name != "auto":
-        if name not in names:
-            raise ValueError(f"platform must be 'auto' or one of {names}; got {name!r}")
-        return openmm.Platform.getPlatformByName(name), _properties(name)
-    for candidate in ("CUDA", "OpenCL", "CPU", "Reference"):
-        if candidate in names:
-            return openmm.Platform.getPlatformByName(candidate), _properties(candidate)
-    raise RuntimeError(f"no usable OpenMM platform among {names}")
-
-
-def _properties(name: str) -> dict:
-    return {"Precision": "mixed"} if name in ("CUDA", "OpenCL") else {}
 
 
 def _protocol_volts(protocol: _protocols.Protocol, settings: RunSettings) -> np.ndarray:
@@ -191,7 +171,9 @@ def run_md(
         write_json_atomic(spec_path, {**record, "hash": digest})
         write_json_atomic(run_dir / "system.json", _system_record(built))
 
-    platform, props = choose_platform(settings.platform)
+    from ._system import select_platform
+
+    platform, props = select_platform(settings.platform)
     box = np.asarray(built.box_nm, dtype=float)
     integrator = openmm.LangevinMiddleIntegrator(
         settings.temperature_k * u.kelvin, settings.friction_per_ps / u.picosecond, settings.timestep_fs * u.femtoseconds

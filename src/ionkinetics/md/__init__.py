@@ -1,0 +1,54 @@
+"""Molecular dynamics (OpenMM): membranes with Å-pores, mixed electrolytes, the transmembrane field.
+
+``build_membrane`` → ``build_electrolyte`` → ``assemble_system`` (or ``build_system`` from a
+system id in one call) give an :class:`MDSystem`: OpenMM Topology and System, positions in nm,
+the frozen membrane, ion indices and species, and the field parameter a runner sets to apply a
+bias. See the modules' docstrings for the geometry, the force field (``data/ionkinetics.xml``
+with OpenMM's ``amber14/tip3p.xml``) and the counting rules.
+
+Uncertain force-field choices and how to swap them: hBN charges (±1.05 e bulk, −0.70 e at
+vacancy edges) and the crown-ether O charge (−0.40 e, ring C +0.20 e) vary between published
+models. Copy ``shipped_forcefield_xml()``, edit the single-atom residue templates (GRA, CRC,
+CRO, HBB, HBN, HBE; keep each membrane neutral: edge N = 2/3 of bulk N, O = −2 × ring C) and
+pass ``forcefield_files=("amber14/tip3p.xml", "my.xml")`` to ``build_system`` (or to
+``build_membrane`` and ``assemble_system``); or override per-atom charges with
+``assemble_system(..., membrane_charges_e=...)``.
+"""
+
+from ._analysis import CylinderSite as CylinderSite
+from ._analysis import analyze_trajectory as analyze_trajectory
+from ._analysis import count_crossings as count_crossings
+from ._analysis import dwell_times as dwell_times
+from ._analysis import ionic_current as ionic_current
+from ._analysis import pore_occupancy as pore_occupancy
+from ._analyze_run import analyze_run as analyze_run
+from ._electrolyte import AVOGADRO_PER_MOL as AVOGADRO_PER_MOL
+from ._electrolyte import ION_RESIDUES as ION_RESIDUES
+from ._electrolyte import WATER_NUMBER_DENSITY_PER_NM3 as WATER_NUMBER_DENSITY_PER_NM3
+from ._electrolyte import Composition as Composition
+from ._electrolyte import Electrolyte as Electrolyte
+from ._electrolyte import build_electrolyte as build_electrolyte
+from ._electrolyte import ion_count as ion_count
+from ._membranes import A_CC_GRAPHENE_NM as A_CC_GRAPHENE_NM
+from ._membranes import A_HBN_NM as A_HBN_NM
+from ._membranes import MEMBRANE_TEMPLATES as MEMBRANE_TEMPLATES
+from ._membranes import Membrane as Membrane
+from ._membranes import build_membrane as build_membrane
+from ._membranes import default_forcefield_files as default_forcefield_files
+from ._membranes import largest_inscribed_circle_nm as largest_inscribed_circle_nm
+from ._membranes import shipped_forcefield_xml as shipped_forcefield_xml
+from ._runner import RunSettings as RunSettings
+from ._runner import load_frames as load_frames
+from ._runner import run_md as run_md
+from ._system import DEFAULT_CUTOFF_NM as DEFAULT_CUTOFF_NM
+from ._system import FARADAY_KJ_PER_MOL_PER_V as FARADAY_KJ_PER_MOL_PER_V
+from ._system import FIELD_FORCE_GROUP as FIELD_FORCE_GROUP
+from ._system import FIELD_PARAMETER as FIELD_PARAMETER
+from ._system import MDSystem as MDSystem
+from ._system import add_field_force as add_field_force
+from ._system import assemble_system as assemble_system
+from ._system import build_system as build_system
+from ._system import field_for_voltage as field_for_voltage
+from ._system import select_platform as select_platform
+from ._system import set_voltage as set_voltage
+from ._system import voltage_for_field as voltage_for_field
