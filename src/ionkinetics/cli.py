@@ -142,6 +142,88 @@ circuit_app = typer.Typer(no_args_is_help=True, help="Circuits of ionic membrane
 app.add_typer(circuit_app, name="circuit")
 
 
+md_app = typer.Typer(no_args_is_help=True, help="Molecular dynamics (OpenMM): build, run and analyse membranes under bias.")
+app.add_typer(md_app, name="md")
+
+
+@md_app.command("build")
+def md_build(spec: Path = typer.Argument(..., help="MD spec TOML (schema ionkinetics.md/1), e.g. md/crown6-NaCl-KCl.toml.")):
+    """Build the system of a spec and print what was built (composition, pores, atoms); writes nothing."""
+    from .md._spec import load_md_spec
+
+    s = load_md_spec(spec)
+    with console.status(f"building {s.system}"):
+        built = s.build()
+    console.print_json(data=built.summary())
+
+
+@md_app.command("run")
+def md_run(
+    spec: Path = typer.Argument(..., help="MD spec TOML (schema ionkinetics.md/1)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (default md/runs/<name>/); resumes if it exists."),
+):
+    """Run (or resume) an MD spec: checkpoints every chunk, frames recorded incrementally."""
+    import json
+
+    from ._io import write_json_atomic
+    from .md._runner import run_md
+    from .md._spec import load_md_spec
+
+    s = load_md_spec(spec)
+    run_dir = out or Path("md") / "runs" / s.name
+    with console.status(f"building {s.system}"):
+        built = s.build()
+    with _progress() as progress:
+        task = progress.add_task(f"{s.name} on {s.settings.platform}", total=s.settings.n_frames)
+
+        def report(done, total, ns_per_day):
+            progress.update(task, completed=done, description=f"{s.name}: {ns_per_day:.2f} ns/day")
+
+        result = run_md(built, s.protocol, s.settings, run_dir, spec=json.loads(json.dumps(s.raw)), progress=report)
+    write_json_atomic(run_dir / "build.json", built.summary())
+    note = f" (resumed from frame {result.resumed_from_frame})" if result.resumed_from_frame else ""
+    console.print(
+        f"{result.frames_done} frames on {result.platform} at {result.ns_per_day:.2f} ns/day{note}; wrote {run_dir.resolve()}"
+    )
+
+
+@md_app.command("analyze")
+def md_analyze(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `ionkinetics md run`."),
+    blockers: str = typer.Option(None, help="Comma-separated blocking species (default: the spec's [analysis].blockers)."),
+):
+    """Currents, conductances, w(t) and trapping/escape rates per constant-bias segment → analysis.json."""
+    import json
+
+    from .md._analyze_run import analyze_run
+
+    spec_file = run_dir / "spec.json"
+    if not spec_file.is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no spec.json)")
+    spec = json.loads(spec_file.read_text())["spec"]
+    names = blockers.split(",") if blockers else spec.get("analysis", {}).get("blockers", [])
+    skip = float(spec.get("analysis", {}).get("skip_ns", 0.0))
+    out = analyze_run(run_dir, blockers=names, skip_ns=skip)
+    table = Table("t (ns)", "V", "I (pA)", "G (pS)", "w", "k_trap /ns", "k_escape /ns", title=f"{run_dir}: blockers {names}")
+
+    def cell(seg, key, fmt=".3g"):
+        value = seg.get(key)
+        return "—" if value is None else format(value, fmt)
+
+    for seg in out["segments"]:
+        table.add_row(
+            f"{seg['t_start_ns']:.3g}–{seg['t_stop_ns']:.3g}",
+            f"{seg['v']:g}",
+            f"{cell(seg, 'current_pa')} ± {cell(seg, 'current_se_pa', '.2g')}",
+            cell(seg, "conductance_ps"),
+            cell(seg, "w_mean"),
+            cell(seg, "trap_rate_per_ns"),
+            cell(seg, "escape_rate_per_ns"),
+        )
+    console.print(table)
+    console.print(f"wrote {(run_dir / 'analysis.json').resolve()}")
+
+
 @circuit_app.command("run")
 def circuit_run(
     file: Path = typer.Argument(..., help="Circuit TOML (schema ionkinetics.circuit/1), e.g. circuits/potentiation.toml."),
