@@ -53,9 +53,8 @@ def main():
     print(f"  cpu        {cpu_model()}; {os.cpu_count()} logical cores; {platform.platform()}")
     print(f"  openmm     {openmm.__version__}, platform {plat.getName()} {props}")
     print(f"  system     {args.system}: {len(built.positions_nm)} atoms, box {np.round(built.box_nm, 3).tolist()} nm")
-    print(
-        f"  run        {args.ps} ps, dt {settings.timestep_fs} fs, a frame every {settings.frame_ps} ps, checkpoint every {settings.chunk_frames} frames"
-    )
+    every = f"a frame every {settings.frame_ps} ps, checkpoint every {settings.chunk_frames} frames"
+    print(f"  run        {args.ps} ps, dt {settings.timestep_fs} fs, {every}")
     rates = {"bare": [], "runner": []}
     for _ in range(2):  # alternate to share any drift in machine load
         rates["bare"].append(bare(built, settings, plat, props))
