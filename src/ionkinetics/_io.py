@@ -39,3 +39,12 @@ def write_text_atomic(path, text: str) -> Path:
 
 def write_json_atomic(path, data) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def load_toml_as(path, what: str, error: type[Exception], parse):
+    """``parse(raw, path=...)`` of a TOML file; any ValueError comes back as ``error`` prefixed by the path."""
+    path, raw = read_toml(path, what, error)
+    try:
+        return parse(raw, path=str(path))
+    except ValueError as exc:
+        raise error(f"{path}: {exc}") from None

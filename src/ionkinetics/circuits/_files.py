@@ -46,7 +46,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from .._io import read_toml
+from .._io import load_toml_as
 from ..kinetics import protocols as _protocols
 from . import _graph as G
 
@@ -174,11 +174,7 @@ def parse_circuit(raw: dict, *, path: str | None = None) -> CircuitFile:
 
 def load_circuit(path) -> CircuitFile:
     """Read and validate a circuit TOML file."""
-    path, raw = read_toml(path, "circuit", CircuitFileError)
-    try:
-        return parse_circuit(raw, path=str(path))
-    except ValueError as exc:
-        raise CircuitFileError(f"{path}: {exc}") from None
+    return load_toml_as(path, "circuit", CircuitFileError, parse_circuit)
 
 
 def circuits_dir() -> Path:

@@ -34,7 +34,7 @@ import dataclasses
 from pathlib import Path
 
 from .. import species as _species
-from .._io import read_toml
+from .._io import load_toml_as
 from ..circuits._files import parse_protocol
 from ..kinetics import protocols as _protocols
 from ._runner import RunSettings
@@ -122,8 +122,4 @@ def parse_md_spec(raw: dict, *, path: str | None = None) -> MDSpec:
 
 
 def load_md_spec(path) -> MDSpec:
-    path, raw = read_toml(path, "MD spec", MDSpecError)
-    try:
-        return parse_md_spec(raw, path=str(path))
-    except ValueError as exc:
-        raise MDSpecError(f"{path}: {exc}") from None
+    return load_toml_as(path, "MD spec", MDSpecError, parse_md_spec)
