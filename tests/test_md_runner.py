@@ -138,3 +138,16 @@ def test_a_real_membrane_run_killed_and_resumed_on_reference_gives_the_same_fram
     assert a["positions_nm"].shape == (10, len(built.ion_indices), 3)
     assert np.array_equal(a["positions_nm"], b["positions_nm"])
     assert np.all(np.isfinite(a["positions_nm"]))
+
+
+def test_optional_dcd_chunks_hold_every_atom_for_viewing(tmp_path):
+    settings = dataclasses.replace(SETTINGS, dcd_every_frames=2)
+    run_md(_toy(), protocols.dc(0.2, 0.03), settings, tmp_path / "r", stop_after_frames=10)
+    run_md(_toy(), protocols.dc(0.2, 0.03), settings, tmp_path / "r")
+    dcds = sorted((tmp_path / "r" / "frames").glob("chunk_*.dcd"))
+    assert len(dcds) == 6
+    for path in dcds:
+        raw = path.read_bytes()
+        assert raw[4:8] == b"CORD" and len(raw) > 100  # a DCD header; readable by VMD / MDTraj
+    with pytest.raises(ValueError, match="dcd_every_frames must be an integer >= 0"):
+        RunSettings(length_ns=0.03, dcd_every_frames=-1)

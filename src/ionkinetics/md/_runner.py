@@ -67,16 +67,17 @@ class RunSettings:
     seed: int = 0
     platform: str = "auto"
     minimize: bool = True
+    dcd_every_frames: int = 0  # > 0: also write every atom to frames/chunk_<c>.dcd every n frames (for viewing)
 
     def __post_init__(self):
         for name in ("length_ns", "timestep_fs", "frame_ps", "temperature_k", "friction_per_ps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a number > 0; got {value!r}")
-        for name in ("chunk_frames", "seed"):
+        for name, low in (("chunk_frames", 1), ("seed", 0), ("dcd_every_frames", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "chunk_frames" else 0):
-                raise ValueError(f"{name} must be an integer >= {1 if name == 'chunk_frames' else 0}; got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
         steps = self.frame_ps * 1000.0 / self.timestep_fs
         if abs(steps - round(steps)) > 1e-9 * steps:
             raise ValueError(f"frame_ps must be a whole number of time steps ({self.timestep_fs} fs); got {self.frame_ps}")
@@ -129,6 +130,27 @@ def _write_npz_atomic(path: Path, **arrays) -> None:
     tmp = path.with_name(f".{path.name}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _write_dcd_atomic(path: Path, topology, box, frames, settings: RunSettings) -> None:
+    """Every atom at the given (frame number, positions nm) as a DCD for VMD/MDTraj, written atomically."""
+    import openmm.app as app
+    import openmm.unit as u
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        dcd = app.DCDFile(
+            fh,
+            topology,
+            settings.timestep_fs * u.femtoseconds,
+            firstStep=frames[0][0] * settings.steps_per_frame,
+            interval=settings.dcd_every_frames * settings.steps_per_frame,
+        )
+        for _, xyz in frames:
+            dcd.writeModel(xyz * u.nanometer, periodicBoxVectors=np.diag(box) * u.nanometer)
+        fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
@@ -193,7 +215,7 @@ def run_md(
             simulation.minimizeEnergy()
         simulation.context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1)
     # anything written after the last commit (a kill between the writes) is dropped
-    for stale in sorted(frames_dir.glob("chunk_*.npz")):
+    for stale in sorted([*frames_dir.glob("chunk_*.npz"), *frames_dir.glob("chunk_*.dcd")]):
         if int(stale.stem.split("_")[1]) >= done["chunks_done"]:
             stale.unlink()
     for stale in run_dir.glob("checkpoint_*.chk"):
@@ -209,14 +231,20 @@ def run_md(
         first = done["frames_done"]
         count = min(settings.chunk_frames, n_frames - first)
         pos = np.empty((count, ions.size, 3), dtype=np.float32)
+        full = []
         for j in range(count):
             frame = first + j
             e_field = volts[frame] / box[2] * FARADAY_KJ_PER_MOL_PER_V  # kJ/mol/nm/e
             simulation.context.setParameter(built.field_parameter, e_field)
             simulation.step(settings.steps_per_frame)
             state = simulation.context.getState(getPositions=True)
-            pos[j] = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)[ions]
+            xyz = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
+            pos[j] = xyz[ions]
+            if settings.dcd_every_frames and (frame + 1) % settings.dcd_every_frames == 0:
+                full.append((frame + 1, xyz.copy()))
         times = (np.arange(first, first + count) + 1) * settings.frame_ps / 1000.0
+        if full:
+            _write_dcd_atomic(frames_dir / f"chunk_{done['chunks_done']:06d}.dcd", built.topology, box, full, settings)
         _write_npz_atomic(
             frames_dir / f"chunk_{done['chunks_done']:06d}.npz",
             positions_nm=pos,

@@ -20,6 +20,7 @@
     temperature_k = 298.15
     seed = 1
     platform = "auto"                        # CUDA (mixed) → OpenCL → CPU, or a name
+    dcd_every_frames = 0                     # > 0: every atom to frames/chunk_*.dcd for viewing
 
     [analysis]
     blockers = ["K+"]                        # species that block a pore, for w(t) and dwell times
