@@ -52,7 +52,8 @@ _MAX_HALVINGS = 10
 _NEWTON_ATOL = 1e-13
 _NEWTON_RTOL = 1e-11
 _MAX_DV_PER_ITER_V = 0.2  # voltage limiting, as SPICE limits junction voltages between iterations
-_RESIDUAL_TOL = 1e-7  # a converged step's largest residual (pA or V) is below this × (1 + scale)
+_RESIDUAL_TOL = 1e-7  # a converged step's current balance (pA) is below this × (1 + largest current)
+_RESIDUAL_TOL_V = 1e-9  # and its constraint rows (V) below this × (1 + largest node voltage)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,8 +312,16 @@ def _solve(cc, vals, mode, z0, ctx):
     fun = lambda z: _residual(cc, vals, mode, z, ctx)[0]  # noqa: E731
     z = lax.custom_root(fun, z0, _limited_newton(fun, len(cc.nodes)), _tangent_solve)
     f, mem_p = _residual(cc, vals, mode, z, ctx)
-    bad = jnp.max(jnp.abs(f)) > _RESIDUAL_TOL * (1.0 + jnp.max(jnp.abs(z)))
-    bad = bad | ~jnp.all(jnp.isfinite(z))
+    n = len(cc.nodes)
+    # current-balance rows are judged in pA against the circuit's currents, constraint rows in V
+    amps = jnp.concatenate([jnp.abs(z[n:]), jnp.abs(ctx["src_i"]), jnp.zeros(1, z.dtype)])
+    tol = jnp.concatenate(
+        [
+            jnp.full(n, _RESIDUAL_TOL * (1.0 + jnp.max(amps))),
+            jnp.full(f.size - n, _RESIDUAL_TOL_V * (1.0 + jnp.max(jnp.abs(z[:n]), initial=0.0))),
+        ]
+    )
+    bad = jnp.any(jnp.abs(f) > tol) | ~jnp.all(jnp.isfinite(z))
     return z, mem_p, bad, jnp.argmax(jnp.abs(jnp.where(jnp.isfinite(f), f, jnp.inf)))
 
 
