@@ -109,3 +109,14 @@ def test_demo_circuit_experiments_show_the_neuromorphic_behaviour(demo_dir):
     assert par["kcl_max_mismatch_pa"] < 1e-6 * max(par["source_current_pa"])
     ret = c["retention"]
     assert np.all(np.diff(ret["w_read"]) < 0) and ret["w_read"][0] > ret["w_before_write"]
+
+
+def test_design_command_counts_and_predicts_from_the_text_role_table(tmp_path):
+    result = runner.invoke(app, ["design", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "design.json").read_text())
+    assert report["n_mixtures"] == 2044 and report["n_bicationic"] == 144
+    activated = {r["system"] for r in report["voltage_activated"]}
+    assert "crown6:LiCl@1.0+KCl@0.5" in activated  # the paper's worked example (section 2.4)
+    assert "B3N:KCl@1.0+RbCl@0.5" in {r["system"] for r in report["voltage_inactivated"]}
+    assert (tmp_path / "role_map.png").read_bytes()[:4] == b"\x89PNG"

@@ -5,8 +5,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import NSIGMA_MAX
 
+from conftest import NSIGMA_MAX
 from ionkinetics.calibrate._rate_fit import (
     DwellData,
     compare_zero_bias,
@@ -76,7 +76,9 @@ def test_two_polarity_recovers_known_parameters():
         assert 0.5 < fit.se_bootstrap[key] / fit.se_laplace[key] < 2.0, key
     # the fitted law, written as a calibration rate dict, is the kinetic core's law
     d = fit.to_rate_dict()
-    rate = BellRate(*(jnp.asarray([d[k]]) for k in ("k_plus_per_ns", "delta_plus", "k_minus_per_ns", "delta_minus", "k_max_per_ns")))
+    rate = BellRate(
+        *(jnp.asarray([d[k]]) for k in ("k_plus_per_ns", "delta_plus", "k_minus_per_ns", "delta_minus", "k_max_per_ns"))
+    )
     for v in BIASES_V:
         np.testing.assert_allclose(float(bell_rate_per_ns(rate, v, V_T)[0]), fit.rate_per_ns([v])[0], rtol=1e-9)
 
@@ -111,7 +113,14 @@ def test_entrance_trapping_per_molar_with_ceiling():
     ev, ex = synthetic(rng, rates, n_runs=30, run_ns=100.0)
     data = dwell_data_from_intervals(BIASES_V, ev, ex)
     fit = fit_bell_rates(
-        data, ion="Rb+", model="with_field", molar=molar, k_max_per_ns=molar * k_max, bootstrap="nonparametric", n_bootstrap=60, seed=1
+        data,
+        ion="Rb+",
+        model="with_field",
+        molar=molar,
+        k_max_per_ns=molar * k_max,
+        bootstrap="nonparametric",
+        n_bootstrap=60,
+        seed=1,
     )
     assert set(fit.params) == {"k0_per_ns_per_molar", "delta"}
     assert_within(fit, {"k0_per_ns_per_molar": k0, "delta": delta}, fit.se_laplace)

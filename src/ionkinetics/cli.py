@@ -142,6 +142,39 @@ circuit_app = typer.Typer(no_args_is_help=True, help="Circuits of ionic membrane
 app.add_typer(circuit_app, name="circuit")
 
 
+@app.command()
+def design(
+    roles: Path = typer.Option(
+        None, "--roles", help="Role table (TOML/JSON, schema ionkinetics.role-table/1); default: the paper's text."
+    ),
+    out: Path = typer.Option(Path("ionkinetics-design"), "--out", "-o", help="Folder for design.json and role_map.png."),
+):
+    """The design space: mixtures per pore, bicationic pairs, and the voltage-activated/inactivated
+    systems a role table predicts (carrier × activator, carrier × inactivator in the same pore)."""
+    from ._io import write_json_atomic
+    from .calibrate import PAPER_TEXT_ROLES, design_report, load_role_table, role_map_figure
+
+    table = load_role_table(roles) if roles else PAPER_TEXT_ROLES
+    report = design_report(table)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "design.json", {"role_table": {p: dict(r) for p, r in table.items()}, **report})
+    role_map_figure(table).savefig(out / "role_map.png", dpi=130)
+    console.print(
+        f"{report['n_ions']} cations × {report['n_pores']} pores: {report['n_mixtures']} mixtures "
+        f"(2^N − 1 per pore), {report['n_bicationic']} bicationic pairs"
+    )
+    source = str(roles) if roles else "the paper's text (partial: only the roles it states)"
+    console.print(f"role table: {source}, {report['role_table_entries']} of {report['role_table_entries_possible']} entries")
+    for kind in ("voltage_activated", "voltage_inactivated"):
+        rows = report[kind]
+        console.print(
+            f"[bold]{kind.replace('_', ' ')}[/] ({len(rows)}; the paper's full table: {report['paper_full_table_counts'][kind]})"
+        )
+        for r in rows:
+            console.print(f"  {r['system']}  ({r['carrier']} gated by {r['controller']})")
+    console.print(f"wrote design.json, role_map.png to {out.resolve()}")
+
+
 md_app = typer.Typer(no_args_is_help=True, help="Molecular dynamics (OpenMM): build, run and analyse membranes under bias.")
 app.add_typer(md_app, name="md")
 

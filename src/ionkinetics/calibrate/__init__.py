@@ -1,4 +1,5 @@
-"""Calibration: the file format, published-number targets and the differentiable fit."""
+"""Calibration: the file format, published-number targets, the differentiable fit, rate-law fits
+to dwell times, G–V/β fits and roles, and the design space."""
 
 from ._calibration import SCHEMA as SCHEMA
 from ._calibration import Calibration as Calibration
@@ -12,9 +13,26 @@ from ._calibration import load_calibration as load_calibration
 from ._calibration import params_from_rates as params_from_rates
 from ._calibration import save_calibration as save_calibration
 from ._calibration import site_rates as site_rates
+from ._design import PAPER_TEXT_ROLES as PAPER_TEXT_ROLES
+from ._design import DesignedSystem as DesignedSystem
+from ._design import bicationic_pairs as bicationic_pairs
+from ._design import count_bicationic as count_bicationic
+from ._design import count_mixtures as count_mixtures
+from ._design import design_report as design_report
+from ._design import enumerate_mixtures as enumerate_mixtures
+from ._design import load_role_table as load_role_table
+from ._design import predict_systems as predict_systems
 from ._fit import FitResult as FitResult
 from ._fit import fit_targets as fit_targets
 from ._fit import predict_target as predict_target
+from ._gv import classify_ion_role as classify_ion_role
+from ._gv import fit_gv as fit_gv
+from ._gv import fit_wv as fit_wv
+from ._gv import role_map_figure as role_map_figure
+from ._rate_fit import DwellData as DwellData
+from ._rate_fit import compare_zero_bias as compare_zero_bias
+from ._rate_fit import fit_bell_rates as fit_bell_rates
+from ._rate_fit import kramers_rate_per_ns as kramers_rate_per_ns
 from ._targets import TARGETS_SCHEMA as TARGETS_SCHEMA
 from ._targets import Target as Target
 from ._targets import Targets as Targets

@@ -105,7 +105,9 @@ class DwellData:
         if np.any(n < 0) or np.any(n != np.round(n)):
             raise _bad("n_events", "must be non-negative integers", n.tolist())
         if np.any(t <= 0):
-            raise _bad("exposure_ns", "must be > 0 at every bias (a bias with no time at risk carries no information)", t.tolist())
+            raise _bad(
+                "exposure_ns", "must be > 0 at every bias (a bias with no time at risk carries no information)", t.tolist()
+            )
         object.__setattr__(self, "v_v", v)
         object.__setattr__(self, "n_events", n)
         object.__setattr__(self, "exposure_ns", t)
@@ -121,7 +123,9 @@ def dwell_data_from_intervals(v_v: Sequence[float], event_k: Sequence, exposure_
     restricted to one state: ``event_k[sel]``, ``exposure_ns_k[sel]``); keeps them for the
     nonparametric bootstrap."""
     if not (len(v_v) == len(event_k) == len(exposure_ns_k)):
-        raise ValueError(f"v_v, event_k and exposure_ns_k need one entry per bias; got {len(v_v)}, {len(event_k)}, {len(exposure_ns_k)}")
+        raise ValueError(
+            f"v_v, event_k and exposure_ns_k need one entry per bias; got {len(v_v)}, {len(event_k)}, {len(exposure_ns_k)}"
+        )
     ev = tuple(np.asarray(e, dtype=float) for e in event_k)
     ex = tuple(np.asarray(x, dtype=float) for x in exposure_ns_k)
     for b, (e, x) in enumerate(zip(ev, ex, strict=True)):
@@ -323,7 +327,13 @@ def _fit_once(model, x, n, t, k_max, molar, charge, starts=None):
     best = None
     for start in starts if starts is not None else _starts(model, n, t, x, charge):
         res = optimize.minimize(
-            _nll_and_grad, start, args=args, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10}
+            _nll_and_grad,
+            start,
+            args=args,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10},
         )
         if best is None or res.fun < best.fun:
             best = res
@@ -375,7 +385,9 @@ def fit_bell_rates(
     theta = np.asarray(best.x, dtype=float)
     names = _PARAM_NAMES[model]
     at_bound = tuple(
-        nm for nm, th, (lo, hi) in zip(names, theta, bounds, strict=True) if nm.startswith("delta") and min(th - lo, hi - th) < 1e-6
+        nm
+        for nm, th, (lo, hi) in zip(names, theta, bounds, strict=True)
+        if nm.startswith("delta") and min(th - lo, hi - th) < 1e-6
     )
     hess = _hessian(theta, args)
     try:
@@ -398,7 +410,9 @@ def fit_bell_rates(
                 for b, (e, ex) in enumerate(zip(data.event_k, data.exposure_ns_k, strict=True)):
                     idx = rng.integers(0, e.size, e.size)
                     nb[b], tb[b] = e[idx].sum(), max(ex[idx].sum(), 1e-300)
-            res, _, _ = _fit_once(model, x, nb, tb, k_max_per_ns, molar, charge, starts=[theta, *_starts(model, nb, tb, x, charge)[:1]])
+            res, _, _ = _fit_once(
+                model, x, nb, tb, k_max_per_ns, molar, charge, starts=[theta, *_starts(model, nb, tb, x, charge)[:1]]
+            )
             thetas.append(res.x)
         thetas_b = np.asarray(thetas)
         phys_b = np.array([list(_physical(model, th, suffix).values()) for th in thetas_b])
