@@ -86,3 +86,11 @@ def test_a_box_too_small_for_the_pore_array_is_refused(tmp_path):
     with pytest.raises(ValueError, match="box_xy_nm"):
         spec.build()
     assert not list(tmp_path.iterdir())
+
+
+def test_md_pmf_refuses_an_ion_the_system_does_not_hold(tmp_path):
+    spec = _write(tmp_path / "tiny.toml", TINY)
+    result = runner.invoke(app, ["md", "pmf", str(spec), "--ion", "Na+", "--out", str(tmp_path / "pmf")])
+    assert result.exit_code != 0
+    assert "--ion must be a species in B3N:KCl@1.0+RbCl@0.5" in str(result.exception)
+    assert not (tmp_path / "pmf").exists()

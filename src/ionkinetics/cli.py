@@ -220,6 +220,44 @@ def md_run(
     )
 
 
+@md_app.command("pmf")
+def md_pmf(
+    spec: Path = typer.Argument(..., help="MD spec TOML: the system whose pore the ion crosses."),
+    ion: str = typer.Option(..., help="Species of the pulled ion, e.g. K+ (one ion of it is restrained)."),
+    z_min_nm: float = typer.Option(-1.5, help="Lowest window centre (nm from the membrane plane)."),
+    z_max_nm: float = typer.Option(1.5, help="Highest window centre (nm)."),
+    spacing_nm: float = typer.Option(0.1, help="Window spacing (nm)."),
+    sampling_steps: int = typer.Option(50000, help="Sampling steps per window (after 5000 of equilibration)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Folder (default md/runs/<name>-pmf-<ion>/); finished windows are skipped."
+    ),
+):
+    """Umbrella sampling of one ion along the pore axis, then MBAR (pymbar): PMF with errors, overlap check."""
+    from ._io import write_json_atomic
+    from .md import WindowSettings, analyze_windows, plot_pmf, run_window, window_centres_nm
+    from .md._spec import load_md_spec
+
+    s = load_md_spec(spec)
+    built = s.build()
+    matches = [int(i) for i, sp in zip(built.ion_indices, built.ion_species, strict=True) if sp == ion]
+    if not matches:
+        raise ValueError(f"--ion must be a species in {s.system} ({', '.join(sorted(set(built.ion_species)))}); got {ion!r}")
+    target = out or Path("md") / "runs" / f"{s.name}-pmf-{ion.replace('+', 'p').replace('-', 'm')}"
+    settings = WindowSettings(sampling_steps=sampling_steps, seed=s.settings.seed, platform=s.settings.platform)
+    centres = window_centres_nm(z_min_nm, z_max_nm, spacing_nm)
+    with _progress() as progress:
+        task = progress.add_task(f"{len(centres)} windows", total=len(centres))
+        for i, z0 in enumerate(centres):
+            run_window(built, matches[0], i, float(z0), settings, target)
+            progress.update(task, advance=1)
+    result = analyze_windows(target)
+    write_json_atomic(target / "pmf.json", result.summary())
+    plot_pmf(result, label=f"{ion} through {s.system.split(':')[0]}").savefig(target / "pmf.png", dpi=130)
+    if not result.overlap_ok:
+        console.print(f"[yellow]warning: poor overlap next to windows {result.poor_overlap_windows}; add windows there[/]")
+    console.print(f"wrote pmf.json, pmf.png to {target.resolve()}")
+
+
 @md_app.command("analyze")
 def md_analyze(
     run_dir: Path = typer.Argument(..., help="A run directory written by `ionkinetics md run`."),
