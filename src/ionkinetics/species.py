@@ -165,16 +165,7 @@ class SystemId:
 
     def __post_init__(self):
         get_pore(self.pore)
-        if not self.salts:
-            raise ValueError("a system needs at least one salt, e.g. 'crown6:NaCl@1.0'")
-        seen = set()
-        for name, molar in self.salts:
-            get_salt(name)
-            if name in seen:
-                raise ValueError(f"salt {name!r} appears twice in the system; give each salt once")
-            seen.add(name)
-            if not (isinstance(molar, (int, float)) and math.isfinite(molar) and molar > 0):
-                raise ValueError(f"molarity of {name} must be a finite number > 0 (mol/L); got {molar!r}")
+        check_salts(self.salts)
 
     @property
     def cation_molar(self) -> dict[str, float]:
@@ -188,6 +179,39 @@ class SystemId:
 
     def __str__(self) -> str:
         return format_system_id(self.pore, self.salts)
+
+
+def check_salts(salts) -> tuple[tuple[str, float], ...]:
+    """Validate ``((salt, molar), ...)``: known salts, each once, molarities finite and > 0 (mol/L)."""
+    salts = tuple((name, molar) for name, molar in salts)
+    if not salts:
+        raise ValueError("a system needs at least one salt, e.g. 'crown6:NaCl@1.0'")
+    seen = set()
+    for name, molar in salts:
+        get_salt(name)
+        if name in seen:
+            raise ValueError(f"salt {name!r} appears twice in the system; give each salt once")
+        seen.add(name)
+        if isinstance(molar, bool) or not (isinstance(molar, (int, float)) and math.isfinite(molar) and molar > 0):
+            raise ValueError(f"molarity of {name} must be a finite number > 0 (mol/L); got {molar!r}")
+    return salts
+
+
+def parse_salts(text: str, *, context: str | None = None) -> tuple[tuple[str, float], ...]:
+    """``"NaCl@1.0+KCl@0.5"`` (the salt part of a system id) into validated ``((salt, molar), ...)``."""
+    where = context if context is not None else text
+    salts = []
+    for part in text.split("+"):
+        name, sep, molar = part.strip().partition("@")
+        if not sep:
+            raise ValueError(f"each salt in a system id needs '@<molar>', e.g. 'NaCl@1.0'; got {part!r} in {where!r}")
+        get_salt(name.strip())
+        try:
+            value = float(molar)
+        except ValueError:
+            raise ValueError(f"molarity in {part!r} must be a number of mol/L; got {molar!r} in {where!r}") from None
+        salts.append((name.strip(), value))
+    return check_salts(salts)
 
 
 def _format_molar(m: float) -> str:
@@ -213,15 +237,5 @@ def parse_system_id(text: str) -> SystemId:
     if not m:
         raise ValueError(f"system id must look like 'crown6:NaCl@1.0+KCl@0.5' (<pore>:<salt>@<molar>+...); got {text!r}")
     pore, rest = m.groups()
-    salts = []
-    for part in rest.split("+"):
-        name, sep, molar = part.strip().partition("@")
-        if not sep:
-            raise ValueError(f"each salt in a system id needs '@<molar>', e.g. 'NaCl@1.0'; got {part!r} in {text!r}")
-        get_salt(name.strip())
-        try:
-            value = float(molar)
-        except ValueError:
-            raise ValueError(f"molarity in {part!r} must be a number of mol/L; got {molar!r} in {text!r}") from None
-        salts.append((name.strip(), value))
-    return SystemId(pore, tuple(salts))
+    get_pore(pore)
+    return SystemId(pore, parse_salts(rest, context=text))

@@ -11,6 +11,7 @@ Before ``t = 0`` the device sits at ``v_rest_v``; simulations start from the ste
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 
@@ -34,14 +35,15 @@ def _check_real(name: str, value, *, positive=False, nonnegative=False) -> float
     return value
 
 
-class Protocol:
+class Protocol(abc.ABC):
     """Base class: subclasses define ``duration_ns``, ``v_rest_v``, ``voltage_v`` and ``breakpoints_ns``."""
 
     duration_ns: float
     v_rest_v: float
 
-    def voltage_v(self, t_ns) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def voltage_v(self, t_ns) -> np.ndarray:
+        """Voltage (V) at times ``t_ns``."""
 
     def breakpoints_ns(self) -> np.ndarray:
         """Times at which the voltage jumps (must lie on the time grid)."""

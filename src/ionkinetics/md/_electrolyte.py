@@ -208,21 +208,24 @@ def _bad(arg: str, rule: str, value) -> ValueError:
 
 def _normalise_salts(salts, pore: str | None) -> tuple[tuple[str, float], ...]:
     """Salts from a system id, a ``"NaCl@1.0+KCl@0.5"`` string, a SystemId, a mapping or pairs."""
-    placeholder = pore or "crown6"  # species.SystemId wants a pore; a pristine sheet has none
     try:
+        if isinstance(salts, str) and ":" in salts:
+            salts = _species.parse_system_id(salts)
         if isinstance(salts, _species.SystemId):
-            sid = salts
-        elif isinstance(salts, str):
-            sid = _species.parse_system_id(salts if ":" in salts else f"{placeholder}:{salts}")
+            if salts.pore != pore:
+                raise _bad("salts", f"name the membrane's pore ({pore!r}) if they carry a pore", str(salts))
+            return tuple((name, float(m)) for name, m in salts.salts)
+        if isinstance(salts, str):
+            checked = _species.parse_salts(salts)
         elif isinstance(salts, Mapping):
-            sid = _species.SystemId(placeholder, tuple((str(k), v) for k, v in salts.items()))
+            checked = _species.check_salts((str(k), v) for k, v in salts.items())
         else:
-            sid = _species.SystemId(placeholder, tuple((str(k), v) for k, v in salts))
+            checked = _species.check_salts((str(k), v) for k, v in salts)
     except (ValueError, TypeError) as err:
+        if str(err).startswith("salts"):
+            raise
         raise type(err)(f"salts: {err}") from None
-    if sid.pore != placeholder:
-        raise _bad("salts", f"name the membrane's pore ({pore!r}) if they carry a pore", str(sid))
-    return tuple((name, float(m)) for name, m in sid.salts)
+    return tuple((name, float(m)) for name, m in checked)
 
 
 def _random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
