@@ -30,7 +30,8 @@ def demo_dir(tmp_path_factory):
 def test_demo_writes_figures_and_summary(demo_dir):
     for name in ("gv_curves.png", "step_responses.png", "potentiation.png", "summary.csv", "summary.json"):
         path = demo_dir / name
-        assert (path.is_file() and path.stat().st_size > 1000) or name.endswith(".csv"), name
+        assert path.is_file(), name
+        assert name.endswith(".csv") or path.stat().st_size > 1000, name
     assert (demo_dir / "gv_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((demo_dir / "summary.json").read_text())
     rows = {r["system"]: r for r in summary["systems"]}

@@ -52,7 +52,7 @@ _MAX_HALVINGS = 10
 _NEWTON_ATOL = 1e-13
 _NEWTON_RTOL = 1e-11
 _MAX_DV_PER_ITER_V = 0.2  # voltage limiting, as SPICE limits junction voltages between iterations
-_RESIDUAL_TOL = 1e-7  # a converged step's current balance (pA) is below this × (1 + largest current)
+_RESIDUAL_TOL_PA = 1e-7  # a converged step's current balance (pA) is below this × (1 + largest current)
 _RESIDUAL_TOL_V = 1e-9  # and its constraint rows (V) below this × (1 + largest node voltage)
 
 
@@ -317,7 +317,7 @@ def _solve(cc, vals, mode, z0, ctx):
     amps = jnp.concatenate([jnp.abs(z[n:]), jnp.abs(ctx["src_i"]), jnp.zeros(1, z.dtype)])
     tol = jnp.concatenate(
         [
-            jnp.full(n, _RESIDUAL_TOL * (1.0 + jnp.max(amps))),
+            jnp.full(n, _RESIDUAL_TOL_PA * (1.0 + jnp.max(amps))),
             jnp.full(f.size - n, _RESIDUAL_TOL_V * (1.0 + jnp.max(jnp.abs(z[:n]), initial=0.0))),
         ]
     )
