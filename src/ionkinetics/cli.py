@@ -227,7 +227,9 @@ def md_pmf(
     z_min_nm: float = typer.Option(-1.5, help="Lowest window centre (nm from the membrane plane)."),
     z_max_nm: float = typer.Option(1.5, help="Highest window centre (nm)."),
     spacing_nm: float = typer.Option(0.1, help="Window spacing (nm)."),
-    sampling_steps: int = typer.Option(50000, help="Sampling steps per window (after 5000 of equilibration)."),
+    sampling_steps: int = typer.Option(50000, help="Sampling steps per window."),
+    equilibration_steps: int = typer.Option(5000, help="Equilibration steps per window, before sampling."),
+    k_z: float = typer.Option(2000.0, help="Umbrella force constant along z (kJ/mol/nm²)."),
     out: Path = typer.Option(
         None, "--out", "-o", help="Folder (default md/runs/<name>-pmf-<ion>/); finished windows are skipped."
     ),
@@ -243,7 +245,13 @@ def md_pmf(
     if not matches:
         raise ValueError(f"--ion must be a species in {s.system} ({', '.join(sorted(set(built.ion_species)))}); got {ion!r}")
     target = out or Path("md") / "runs" / f"{s.name}-pmf-{ion.replace('+', 'p').replace('-', 'm')}"
-    settings = WindowSettings(sampling_steps=sampling_steps, seed=s.settings.seed, platform=s.settings.platform)
+    settings = WindowSettings(
+        sampling_steps=sampling_steps,
+        equilibration_steps=equilibration_steps,
+        k_z_kj_per_mol_nm2=k_z,
+        seed=s.settings.seed,
+        platform=s.settings.platform,
+    )
     centres = window_centres_nm(z_min_nm, z_max_nm, spacing_nm)
     with _progress() as progress:
         task = progress.add_task(f"{len(centres)} windows", total=len(centres))

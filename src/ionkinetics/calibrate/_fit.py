@@ -135,6 +135,8 @@ def predict_target(params, target: Target) -> dict:
         return {"alpha_per_v": alpha, "c_ps": jnp.exp(ln_g.mean() - alpha * v.mean())}
     if target.kind == "steady_w":
         return {"w": steady_state(params, t["v"])[0]}
+    if target.kind == "w_trace":
+        return {"w": _predict_w_trace(params, t)}
     p_from = steady_state(params, t["v_from"])
     if target.kind == "step_w":
         return {"w": step_occupancy(params, p_from, t["v_to"], t["t_ns"])[0]}
@@ -144,6 +146,31 @@ def predict_target(params, target: Target) -> dict:
     if target.kind == "step_tau":
         return {"tau_ns": mean_relaxation_time_ns(params, t["v_to"], p_from)}
     raise ValueError(f"unknown target kind {target.kind!r}")
+
+
+def _trace_start(params, t: dict):
+    pi = steady_state(params, t["v"][0])
+    if "w_start" not in t:
+        return pi
+    blocked = pi[1:] / jnp.maximum(pi[1:].sum(), 1e-300)
+    return jnp.concatenate([jnp.asarray([t["w_start"]]), (1.0 - t["w_start"]) * blocked])
+
+
+def _predict_w_trace(params, t: dict):
+    """Open fraction at ``t_ns`` under the piecewise-constant bias of a ``w_trace`` target: exact
+    propagation from one bias change to the next (the change points are static)."""
+    starts = np.asarray(t["v_start_ns"], dtype=float)
+    times = np.asarray(t["t_ns"], dtype=float)
+    p = _trace_start(params, t)
+    out = []
+    for i, (t0, v) in enumerate(zip(starts, t["v"], strict=True)):
+        t1 = starts[i + 1] if i + 1 < starts.size else np.inf
+        inside = times[(times > t0) & (times <= t1)]
+        if inside.size:
+            out.append(jax.vmap(lambda x, p=p, v=v, t0=t0: step_occupancy(params, p, v, x - t0)[0])(jnp.asarray(inside)))
+        if np.isfinite(t1):
+            p = step_occupancy(params, p, v, t1 - t0)
+    return jnp.concatenate(out)
 
 
 def _residuals(model: dict, target: Target):
@@ -157,7 +184,7 @@ def _residuals(model: dict, target: Target):
         if "c_ps" in t:
             parts.append(jnp.log(model["c_ps"] / t["c_ps"]) / t["rel_sigma_c"])
         return jnp.stack(parts)
-    if target.kind in ("steady_w", "step_w", "step_trace"):
+    if target.kind in ("steady_w", "step_w", "step_trace", "w_trace"):
         return jnp.atleast_1d((model["w"] - jnp.asarray(t["w"])) / t["sigma"])
     if target.kind == "step_tau":
         return jnp.atleast_1d(jnp.log(model["tau_ns"] / t["tau_ns"]) / t["rel_sigma"])

@@ -35,7 +35,14 @@ step_w             v_from, v_to, t_ns, w, sigma                (w(t) − w)/sigm
 step_trace         v_from, v_to, t_ns (list), w (list), sigma  same, for every time
 step_tau           v_from, v_to, tau_ns, rel_sigma             ln(τ_model/τ)/rel_sigma, τ the integral
                                                                relaxation time of w
+w_trace            t_ns (list), w (list), sigma, v_start_ns    (w(t) − w)/sigma under a piecewise-
+                   (list), v (list); optional w_start          constant bias: v[i] from v_start_ns[i]
+                                                               (the first 0) on; from the steady state
+                                                               at v[0], or from open fraction w_start
+                                                               (blocked states as in that steady state)
 =================  ==========================================  =====================================
+
+``w_trace`` is how an MD w(t) enters a fit (``calibrate.md_targets`` writes them from runs).
 
 Parameter names: ``open.c_ps``, ``open.alpha_per_v``, ``open.v_smooth_v``, and for a dopant X
 ``X.trap.k0_per_ns_per_molar``, ``X.trap.delta``, ``X.trap.k_max_per_ns_per_molar``,
@@ -66,9 +73,11 @@ _KIND_FIELDS = {
     "step_w": {"v_from": "number", "v_to": "number", "t_ns": "positive", "w": "unit", "sigma": "positive"},
     "step_trace": {"v_from": "number", "v_to": "number", "t_ns": "list", "w": "list", "sigma": "positive"},
     "step_tau": {"v_from": "number", "v_to": "number", "tau_ns": "positive", "rel_sigma": "positive"},
+    "w_trace": {"t_ns": "list", "w": "list", "sigma": "positive", "v_start_ns": "list", "v": "list"},
 }
 _OPTIONAL = {
     "gv_fit": {"alpha_per_v": "number", "sigma_alpha_per_v": "positive", "c_ps": "positive", "rel_sigma_c": "positive"},
+    "w_trace": {"w_start": "unit"},
 }
 _META = {"kind", "section", "quote", "assumed", "note"}
 
@@ -183,11 +192,19 @@ def _check_row(i, row) -> Target:
             raise TargetsError(f"{where} (gv_fit) gives alpha_per_v, so it needs sigma_alpha_per_v")
         if has_c and "rel_sigma_c" not in values:
             raise TargetsError(f"{where} (gv_fit) gives c_ps, so it needs rel_sigma_c")
-    if kind == "step_trace":
+    if kind in ("step_trace", "w_trace"):
         if len(values["t_ns"]) != len(values["w"]):
             raise _err(f"{where}.w", f"must have as many entries as t_ns ({len(values['t_ns'])})", values["w"])
         if any(t <= 0 for t in values["t_ns"]) or any(not 0 <= w <= 1 for w in values["w"]):
             raise _err(where, "needs t_ns > 0 and w within [0, 1]", (values["t_ns"], values["w"]))
+    if kind == "w_trace":
+        starts, t = values["v_start_ns"], values["t_ns"]
+        if len(values["v"]) != len(starts):
+            raise _err(f"{where}.v", f"must have one bias per entry of v_start_ns ({len(starts)})", values["v"])
+        if starts[0] != 0.0 or any(b <= a for a, b in zip(starts, starts[1:])):
+            raise _err(f"{where}.v_start_ns", "must start at 0 and increase strictly", starts)
+        if any(b <= a for a, b in zip(t, t[1:])):
+            raise _err(f"{where}.t_ns", "must increase strictly", t)
     assumed = row.get("assumed", False)
     if not isinstance(assumed, bool):
         raise _err(f"{where}.assumed", "must be true or false", assumed)

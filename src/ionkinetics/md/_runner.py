@@ -7,7 +7,7 @@ A run directory holds::
                        written atomically; with the frame times, the bias and the box
     checkpoint_<c>.chk OpenMM checkpoint (positions, velocities, box, parameters, integrator RNG)
                        after chunk c − 1, written atomically
-    progress.json      {"frames_done": n, "chunks_done": c, "checkpoint": "checkpoint_<c>.chk", ...}:
+    progress.json      {"frames_done": n, "chunks_done": c, "checkpoint": "checkpoint_<c>.chk", "platform": ...}:
                        the commit point, written atomically after the chunk and its checkpoint
 
 Each chunk is committed in three atomic writes: the frames, the checkpoint, then progress.json.
@@ -256,7 +256,13 @@ def run_md(
         checkpoint = f"checkpoint_{chunks:06d}.chk"
         _write_bytes_atomic(run_dir / checkpoint, simulation.context.createCheckpoint())
         previous = done["checkpoint"]
-        done = {"frames_done": first + count, "chunks_done": chunks, "checkpoint": checkpoint, "time_ns": float(times[-1])}
+        done = {
+            "frames_done": first + count,
+            "chunks_done": chunks,
+            "checkpoint": checkpoint,
+            "time_ns": float(times[-1]),
+            "platform": platform.getName(),
+        }
         write_json_atomic(progress_path, done)  # the commit point
         if previous:
             (run_dir / previous).unlink(missing_ok=True)
@@ -279,6 +285,9 @@ def _system_record(built) -> dict:
         "membrane_z_nm": float(getattr(built, "membrane_z_nm", 0.0)),
         "pore_centres_nm": None if centres is None else np.asarray(centres, dtype=float)[:, :2].tolist(),
         "n_atoms": int(np.asarray(built.positions_nm).shape[0]),
+        "system_id": getattr(built, "system_id", None),
+        "forcefield_files": list(getattr(built, "forcefield_files", ()) or ()),
+        "cutoff_nm": getattr(built, "cutoff_nm", None),
     }
 
 
