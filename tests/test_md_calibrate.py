@@ -154,3 +154,46 @@ def test_unfinished_and_mismatched_runs_are_refused(synthetic_runs, tmp_path):
     with pytest.raises(ValueError, match="n_bootstrap"):
         calibrate_from_runs([synthetic_runs[0][0]], n_bootstrap=-1)
 
+
+def test_w_trace_target_matches_step_trace_and_chains_steps():
+    """A w_trace of one step equals the step_trace prediction; a two-step trace equals stepping
+    twice with the kinetic core's exact propagators; w_start sets the open fraction at t = 0."""
+    from ionkinetics.calibrate import Target, predict_target
+    from ionkinetics.kinetics._rates import steady_state, step_occupancy
+
+    params = _truth().params
+    times = [0.5, 1.0, 3.0, 7.5]
+    step = predict_target(params, Target("step_trace", {"v_from": 0.0, "v_to": 0.5, "t_ns": times, "w": [0.5] * 4, "sigma": 1.0}))
+    trace = predict_target(
+        params,
+        Target(
+            "w_trace",
+            {"t_ns": [0.1, *[5.0 + t for t in times]], "w": [0.5] * 5, "sigma": 1.0, "v_start_ns": [0.0, 5.0], "v": [0.0, 0.5]},
+        ),
+    )
+    np.testing.assert_allclose(np.asarray(trace["w"])[1:], np.asarray(step["w"]), rtol=1e-12)
+    two = predict_target(
+        params,
+        Target(
+            "w_trace",
+            {"t_ns": [2.0, 4.0], "w": [0.5, 0.5], "sigma": 1.0, "v_start_ns": [0.0, 1.0], "v": [0.5, -0.25], "w_start": 1.0},
+        ),
+    )
+    p1 = step_occupancy(params, np.array([1.0, 0.0]), 0.5, 1.0)
+    want = [float(step_occupancy(params, p1, -0.25, t - 1.0)[0]) for t in (2.0, 4.0)]
+    np.testing.assert_allclose(np.asarray(two["w"]), want, rtol=1e-12)
+    assert float(steady_state(params, 0.5)[0]) != pytest.approx(want[0])
+
+
+def test_calibrate_command_writes_the_same_calibration(direct, synthetic_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from ionkinetics.cli import app
+
+    out = tmp_path / "openmm-synthetic.json"
+    args = ["calibrate", *[str(r) for r, _, _ in synthetic_runs], "-o", str(out), "--bootstrap", "50"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cal = ik.load_calibration(out)
+    assert cal.to_dict()["dopants"] == direct.to_dict()["dopants"]
+    assert cal.provenance["command"].startswith("ionkinetics")

@@ -369,6 +369,49 @@ def fit(
     console.print(f"wrote {path}")
 
 
+@app.command()
+def calibrate(
+    run_dirs: list[Path] = typer.Argument(
+        ..., help="Finished `ionkinetics md run` directories: mixture runs and carrier-only controls."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Calibration JSON to write, e.g. calibration/openmm-<name>.json."),
+    carrier: str = typer.Option(None, help="Carrier cation (default: the mixture's cation that is not the blocker)."),
+    dopant: str = typer.Option(None, help="Dopant cation (default: the runs' [analysis].blockers)."),
+    refine: bool = typer.Option(False, help="Also fit the kinetic model to the runs' w(t) and G(V), from the direct estimate."),
+    bootstrap: int = typer.Option(200, help="Parametric-bootstrap resamples of the rate fits (0: Laplace errors only)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap and of the refinement's start jitter."),
+):
+    """A calibration from MD: censored-ML Bell laws of the pores' dwell times, G–V of the carrier,
+    optionally refined on w(t) and G(V); uncertainties and provenance (runs, platform, force field, commit)."""
+    _x64()
+    from .calibrate import save_calibration
+    from .calibrate._from_md import calibrate_from_runs
+
+    command = " ".join(shlex.quote(a) for a in ["ionkinetics", *sys.argv[1:]])
+    with console.status(f"calibrating from {len(run_dirs)} run(s)"):
+        cal = calibrate_from_runs(
+            run_dirs, carrier=carrier, dopant=dopant, refine=refine, n_bootstrap=bootstrap, seed=seed, command=command
+        )
+    path = save_calibration(cal, output)
+    details = cal.fit["md_direct"]["details"]
+    for which in ("trap", "escape"):
+        if which not in details:
+            continue
+        d = details[which]
+        table = Table("V", "events", "time at risk (ns)", "observed /ns", "Bell law /ns", title=f"{cal.dopants[0].ion} {which}")
+        for row in zip(d["v"], d["n_events"], d["exposure_ns"], d["observed_rate_per_ns"], d["fitted_rate_per_ns"], strict=True):
+            table.add_row(f"{row[0]:g}", f"{row[1]:.0f}", f"{row[2]:.4g}", f"{row[3]:.4g}", f"{row[4]:.4g}")
+        console.print(table)
+    sigma = cal.uncertainty["parameters"]
+    table = Table("parameter", "value", "1σ", title=f"{cal.system_id} from {cal.provenance['total_simulated_ns']:g} ns of MD")
+    for name, entry in sigma.items():
+        table.add_row(name, f"{entry['value']:.5g}", "—" if entry["sigma"] is None else f"{entry['sigma']:.3g}")
+    console.print(table)
+    for note in cal.provenance.get("assumptions", []):
+        console.print(f"[yellow]assumed: {note}[/]")
+    console.print(f"wrote {path}")
+
+
 @app.command("simulate")
 def simulate_cmd(
     system: str = typer.Argument(..., help="Shipped system id (e.g. 'crown6:NaCl@1.0+KCl@0.5') or a calibration JSON."),

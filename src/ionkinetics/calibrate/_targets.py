@@ -55,6 +55,7 @@ mouth (``k0·exp(+δ·V/V_T)``) and its escape against it (``k0·exp(−δ·V/V_
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 from .. import species
@@ -201,9 +202,9 @@ def _check_row(i, row) -> Target:
         starts, t = values["v_start_ns"], values["t_ns"]
         if len(values["v"]) != len(starts):
             raise _err(f"{where}.v", f"must have one bias per entry of v_start_ns ({len(starts)})", values["v"])
-        if starts[0] != 0.0 or any(b <= a for a, b in zip(starts, starts[1:])):
+        if starts[0] != 0.0 or any(b <= a for a, b in itertools.pairwise(starts)):
             raise _err(f"{where}.v_start_ns", "must start at 0 and increase strictly", starts)
-        if any(b <= a for a, b in zip(t, t[1:])):
+        if any(b <= a for a, b in itertools.pairwise(t)):
             raise _err(f"{where}.t_ns", "must increase strictly", t)
     assumed = row.get("assumed", False)
     if not isinstance(assumed, bool):
