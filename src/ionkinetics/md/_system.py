@@ -117,7 +117,8 @@ def select_platform(name: str | None = None, *, precision: str = "mixed", probe:
     """An OpenMM platform and its properties: CUDA (``precision``, default mixed), then OpenCL,
     then CPU. ``name`` (or the environment variable ``IONKINETICS_PLATFORM``) picks one
     explicitly; ``"auto"`` or None means the order above. With ``probe`` each automatic candidate
-    must open a one-particle context first, so a CUDA plugin without a usable GPU is skipped."""
+    must open a one-particle context first, so a CUDA plugin without a usable GPU is skipped.
+    ``IONKINETICS_DEVICE_INDEX`` picks the GPU (OpenMM ``DeviceIndex``; campaigns set it per worker)."""
     if precision not in _PRECISIONS:
         raise _bad("precision", f"must be one of {', '.join(_PRECISIONS)}", precision)
     available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
@@ -126,8 +127,12 @@ def select_platform(name: str | None = None, *, precision: str = "mixed", probe:
     if name != "auto" and name not in available:
         raise _bad("name", f"must be 'auto' or an OpenMM platform available here ({', '.join(available)})", name)
 
+    device = os.environ.get("IONKINETICS_DEVICE_INDEX")
+
     def props(n: str) -> dict[str, str]:
-        return {"Precision": precision} if n in ("CUDA", "OpenCL", "HIP") else {}
+        if n not in ("CUDA", "OpenCL", "HIP"):
+            return {}
+        return {"Precision": precision, **({"DeviceIndex": device} if device else {})}
 
     if name != "auto":
         return openmm.Platform.getPlatformByName(name), props(name)

@@ -1,0 +1,658 @@
+"""MD campaigns: systems × biases × seeds × lengths (and PMF windows) as independent tasks on Dask.
+
+A campaign spec (TOML, schema ``ionkinetics.campaign/1``, in ``md/``)::
+
+    schema = "ionkinetics.campaign/1"
+    name = "crown6-NaCl-KCl-cpu"             # output: md/runs/<name>/ unless --out
+
+    [membrane]                               # as in MD specs, for every system
+    spacing_nm = 1.6
+    cells = [2, 1]
+    box_z_nm = 6.0
+
+    [run]                                    # RunSettings, except length_ns and seed (the sweep's)
+    frame_ps = 10.0
+    chunk_frames = 50
+    platform = "auto"
+
+    [analysis]
+    skip_ns = 0.0
+
+    [[system]]
+    id = "crown6:NaCl@1.0+KCl@0.5"
+    blockers = ["K+"]                        # the dopant: pores it sits in count as blocked
+
+    [[system]]
+    id = "crown6:NaCl@1.0"                   # a carrier-only control (no blockers)
+
+    [sweep]
+    biases_v = [0.25, 0.5, 0.75]
+    seeds = [1, 2, 3]
+    lengths_ns = [2.0]
+    protocol = "step"                        # "step": 0 V for rest_ns, V, 0 V for rest_ns; "dc": V throughout
+    rest_ns = 0.5
+
+    [[pmf]]                                  # optional: one task per umbrella window
+    system = "crown6:KCl@1.0"
+    ion = "K+"
+    z_min_nm = -0.1
+    z_max_nm = 1.2
+    spacing_nm = 0.1
+    equilibration_steps = 2500
+    sampling_steps = 5000
+    k_z = 2000.0
+    seed = 1
+
+Every (system, bias, seed, length) is one MD task and every window one PMF task, with an id
+that depends only on what the task computes (a readable prefix and a hash of its settings),
+so re-planning the same spec gives the same ids and adding a seed adds tasks without renaming
+the others. The output folder holds::
+
+    tasks/<task_id>/             an MD run directory (checkpointed, resumable; ``md run`` format)
+    pmf/<system>-<ion>/          the windows of one PMF (``window_<i>.npz``, written atomically)
+    results/<task_id>.json       the task's result, written atomically when it has finished: the
+                                 commit point; a task with a result is never run again
+    campaign.json                the last run's table (status, attempts, ns/day per task)
+    calibration/, pmf/*/pmf.json what ``campaign collect`` derives
+
+Execution: :func:`run_campaign` submits every task without a result to a Dask cluster — a
+``LocalCluster`` of single-threaded worker processes by default, an existing scheduler by
+address, or any ``distributed.Client`` (e.g. on a dask-jobqueue ``SLURMCluster``). A task whose
+worker dies is rescheduled by Dask and resumes from its last checkpoint; a task that raises is
+retried up to ``retries`` times; what still fails is reported and the other tasks' results
+are kept. With ``gpus`` > 0 worker *i* uses GPU ``i mod gpus`` (OpenMM ``DeviceIndex``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import species as _species
+from .._io import load_toml_as, write_json_atomic
+from ..kinetics import protocols as _protocols
+from ._runner import RunSettings
+
+__all__ = [
+    "CAMPAIGN_SCHEMA",
+    "Campaign",
+    "CampaignError",
+    "Task",
+    "collect_campaign",
+    "execute_task",
+    "load_campaign",
+    "parse_campaign",
+    "run_campaign",
+]
+
+CAMPAIGN_SCHEMA = "ionkinetics.campaign/1"
+DEFAULT_RETRIES = 2
+_MEMBRANE_KEYS = {"spacing_nm", "cells", "box_xy_nm", "box_z_nm"}
+_RUN_KEYS = {f.name for f in dataclasses.fields(RunSettings)} - {"length_ns", "seed"}
+_SWEEP_KEYS = {"biases_v", "seeds", "lengths_ns", "protocol", "rest_ns"}
+_PMF_KEYS = {"system", "ion", "z_min_nm", "z_max_nm", "spacing_nm", "equilibration_steps", "sampling_steps", "k_z", "seed"}
+_PMF_DEFAULTS = {"equilibration_steps": 5000, "sampling_steps": 50000, "k_z": 2000.0, "seed": 0}
+_TOP_KEYS = {"schema", "name", "note", "membrane", "run", "analysis", "system", "sweep", "pmf"}
+
+
+class CampaignError(ValueError):
+    """A campaign spec that breaks the schema; the message names the field."""
+
+
+def _bad(field: str, rule: str, value) -> CampaignError:
+    return CampaignError(f"campaign field '{field}' {rule}; got {value!r}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+
+
+def _digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One unit of work: ``kind`` "md" (a run) or "pmf" (an umbrella window); ``payload`` is
+    everything it computes from (JSON-ready), ``task_id`` a readable prefix plus its hash."""
+
+    task_id: str
+    kind: str
+    payload: dict
+
+    @property
+    def simulated_ns(self) -> float:
+        if self.kind == "md":
+            return float(self.payload["settings"]["length_ns"])
+        w = self.payload["window"]
+        return (w["equilibration_steps"] + w["sampling_steps"]) * w["timestep_fs"] * 1e-6
+
+    def to_dict(self) -> dict:
+        return {"task_id": self.task_id, "kind": self.kind, "payload": self.payload}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Task:
+        return cls(raw["task_id"], raw["kind"], raw["payload"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Campaign:
+    name: str
+    tasks: tuple[Task, ...]
+    systems: tuple[dict, ...]
+    raw: dict
+    path: str | None
+
+    @property
+    def simulated_ns(self) -> float:
+        return float(sum(t.simulated_ns for t in self.tasks))
+
+    def default_out(self) -> Path:
+        return Path("md") / "runs" / self.name
+
+
+def _table(raw: dict, key: str, allowed: set) -> dict:
+    table = raw.get(key, {})
+    if not isinstance(table, dict):
+        raise _bad(key, "must be a table", table)
+    unknown = set(table) - allowed
+    if unknown:
+        raise _bad(key, f"has unknown fields {sorted(unknown)}; allowed {sorted(allowed)}", sorted(unknown))
+    return dict(table)
+
+
+def _numbers(field: str, value, *, positive: bool = False, integer: bool = False) -> list:
+    if not isinstance(value, list) or not value:
+        raise _bad(field, "must be a non-empty list", value)
+    out = []
+    for x in value:
+        ok = isinstance(x, int) if integer else isinstance(x, (int, float))
+        if isinstance(x, bool) or not ok or not math.isfinite(x) or (positive and x <= 0) or (integer and x < 0):
+            kind = "integers >= 0" if integer else ("numbers > 0" if positive else "finite numbers")
+            raise _bad(field, f"must hold {kind}", value)
+        out.append(x)
+    if len(set(out)) != len(out):
+        raise _bad(field, "must not repeat a value", value)
+    return out
+
+
+def _protocol(kind: str, v: float, length_ns: float, rest_ns: float) -> _protocols.Protocol:
+    if kind == "dc":
+        return _protocols.DC(v=v, duration_ns=length_ns)
+    return _protocols.Step(v=v, t_on_ns=rest_ns, t_off_ns=length_ns - rest_ns, duration_ns=length_ns)
+
+
+def _protocol_dict(kind: str, v: float, length_ns: float, rest_ns: float) -> dict:
+    if kind == "dc":
+        return {"kind": "dc", "v": v, "duration_ns": length_ns}
+    return {"kind": "step", "v": v, "t_on_ns": rest_ns, "t_off_ns": length_ns - rest_ns, "duration_ns": length_ns}
+
+
+def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
+    """Validate a campaign mapping (as read from TOML) and expand it into tasks."""
+    from ._pmf import WindowSettings, window_centres_nm
+
+    if raw.get("schema") != CAMPAIGN_SCHEMA:
+        raise _bad("schema", f"must be {CAMPAIGN_SCHEMA!r}", raw.get("schema"))
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise _bad("(top level)", f"has unknown fields {sorted(unknown)}; allowed {sorted(_TOP_KEYS)}", sorted(unknown))
+    name = raw.get("name", Path(path).stem if path else None)
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise _bad("name", "must be a plain directory name", name)
+    membrane = _table(raw, "membrane", _MEMBRANE_KEYS)
+    for key in ("cells", "box_xy_nm"):
+        if key in membrane:
+            membrane[key] = list(membrane[key])
+    run = _table(raw, "run", _RUN_KEYS)
+    analysis = _table(raw, "analysis", {"skip_ns"})
+    skip = analysis.get("skip_ns", 0.0)
+    if isinstance(skip, bool) or not isinstance(skip, (int, float)) or skip < 0:
+        raise _bad("analysis.skip_ns", "must be a number >= 0", skip)
+    systems_raw = raw.get("system", [])
+    if not isinstance(systems_raw, list):
+        raise _bad("system", "must be an array of tables ([[system]])", systems_raw)
+    systems = []
+    for i, s in enumerate(systems_raw):
+        if not isinstance(s, dict) or set(s) - {"id", "blockers"}:
+            raise _bad(f"system[{i}]", "must be a table with 'id' and optional 'blockers'", s)
+        try:
+            sid = _species.parse_system_id(s.get("id"))
+        except (TypeError, ValueError) as exc:
+            raise CampaignError(f"campaign field 'system[{i}].id': {exc}") from None
+        blockers = s.get("blockers", [])
+        if not isinstance(blockers, list) or any(b not in sid.cation_molar for b in blockers):
+            raise _bad(f"system[{i}].blockers", f"must list cations of {sid} ({', '.join(sid.cation_molar)})", blockers)
+        systems.append({"id": str(sid), "blockers": list(blockers)})
+    if len({s["id"] for s in systems}) != len(systems):
+        raise _bad("system", "must list each system id once", [s["id"] for s in systems])
+    tasks: list[Task] = []
+    if systems:
+        sweep = _table(raw, "sweep", _SWEEP_KEYS)
+        biases = _numbers("sweep.biases_v", sweep.get("biases_v"))
+        seeds = _numbers("sweep.seeds", sweep.get("seeds"), integer=True)
+        lengths = _numbers("sweep.lengths_ns", sweep.get("lengths_ns"), positive=True)
+        kind = sweep.get("protocol", "step")
+        if kind not in ("step", "dc"):
+            raise _bad("sweep.protocol", "must be 'step' or 'dc'", kind)
+        rest = sweep.get("rest_ns", 0.0)
+        if kind == "step" and (isinstance(rest, bool) or not isinstance(rest, (int, float)) or not 0 < 2 * rest < min(lengths)):
+            raise _bad("sweep.rest_ns", "must be > 0 and leave time at bias (2·rest_ns < every length)", rest)
+        for s in systems:
+            for length in lengths:
+                for v in biases:
+                    for seed in seeds:
+                        try:
+                            settings = RunSettings(length_ns=float(length), seed=int(seed), **run)
+                            proto = _protocol(kind, float(v), float(length), float(rest))
+                            proto.sample(settings.frame_ps / 1000.0)
+                        except (TypeError, ValueError) as exc:
+                            raise CampaignError(f"campaign fields [run]/[sweep] (length {length} ns, V {v}): {exc}") from None
+                        payload = {
+                            "system": s["id"],
+                            "membrane": membrane,
+                            "settings": dataclasses.asdict(settings),
+                            "protocol": _protocol_dict(kind, float(v), float(length), float(rest)),
+                            "analysis": {"blockers": s["blockers"], "skip_ns": float(skip)},
+                        }
+                        tid = f"md-{_slug(s['id'])}-{v:+.3f}V-s{seed}-{length:g}ns-{_digest(payload)}"
+                        tasks.append(Task(tid, "md", payload))
+    pmfs = raw.get("pmf", [])
+    if not isinstance(pmfs, list):
+        raise _bad("pmf", "must be an array of tables ([[pmf]])", pmfs)
+    for i, p in enumerate(pmfs):
+        p = _table({"pmf": p}, "pmf", _PMF_KEYS)
+        where = f"pmf[{i}]"
+        try:
+            sid = _species.parse_system_id(p.get("system"))
+        except (TypeError, ValueError) as exc:
+            raise CampaignError(f"campaign field '{where}.system': {exc}") from None
+        ion = p.get("ion")
+        if ion not in (*sid.cation_molar, "Cl-"):
+            raise _bad(f"{where}.ion", f"must be an ion of {sid}", ion)
+        merged = {**_PMF_DEFAULTS, **p}
+        try:
+            centres = window_centres_nm(float(merged["z_min_nm"]), float(merged["z_max_nm"]), float(merged["spacing_nm"]))
+            window = WindowSettings(
+                k_z_kj_per_mol_nm2=float(merged["k_z"]),
+                equilibration_steps=int(merged["equilibration_steps"]),
+                sampling_steps=int(merged["sampling_steps"]),
+                seed=int(merged["seed"]),
+                platform=run.get("platform", "auto"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CampaignError(f"campaign field '{where}': {exc}") from None
+        folder = f"{_slug(str(sid))}-{_slug(ion)}"
+        for w, z0 in enumerate(centres):
+            payload = {
+                "system": str(sid),
+                "membrane": membrane,
+                "ion": ion,
+                "window_index": w,
+                "z0_nm": float(z0),
+                "window": dataclasses.asdict(window),
+                "folder": folder,
+            }
+            tasks.append(Task(f"pmf-{folder}-w{w:03d}-{_digest(payload)}", "pmf", payload))
+    if not tasks:
+        raise CampaignError("a campaign needs [[system]] entries with a [sweep], or [[pmf]] entries; it has neither")
+    return Campaign(name, tuple(tasks), tuple(systems), raw, path)
+
+
+def load_campaign(path) -> Campaign:
+    return load_toml_as(path, "campaign spec", CampaignError, parse_campaign)
+
+
+# ---------------------------------------------------------------------------------------------
+# one task
+# ---------------------------------------------------------------------------------------------
+
+
+def _result_path(out: Path, task_id: str) -> Path:
+    return out / "results" / f"{task_id}.json"
+
+
+def _frames_sha256(run_dir: Path) -> str:
+    import numpy as np
+
+    h = hashlib.sha256()
+    for chunk in sorted((run_dir / "frames").glob("chunk_*.npz")):
+        with np.load(chunk) as z:
+            for key in ("positions_nm", "t_ns", "v"):
+                h.update(np.ascontiguousarray(z[key]).tobytes())
+    return h.hexdigest()
+
+
+def _worker_name() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return None
+
+
+def _use_gpu_of_worker() -> None:
+    """With ``IONKINETICS_GPUS`` = n > 0 in the worker's environment, worker i uses device i mod n."""
+    n = int(os.environ.get("IONKINETICS_GPUS", "0") or 0)
+    name = _worker_name()
+    if n > 0 and name is not None and name.isdigit():
+        os.environ["IONKINETICS_DEVICE_INDEX"] = str(int(name) % n)
+
+
+def execute_task(task: dict, out_dir: str) -> dict:
+    """Run one task (a :meth:`Task.to_dict`) into ``out_dir`` and write its result atomically.
+
+    Idempotent: a task with a result returns it untouched; an interrupted MD task resumes from
+    its last checkpoint; a finished PMF window is not re-run. Safe to call from any process."""
+    out = Path(out_dir)
+    t = Task.from_dict(task)
+    path = _result_path(out, t.task_id)
+    if path.exists():
+        return json.loads(path.read_text())
+    _use_gpu_of_worker()
+    from ._system import build_system
+
+    p = t.payload
+    membrane = {k: tuple(v) if isinstance(v, list) else v for k, v in p["membrane"].items()}
+    start = time.perf_counter()
+    if t.kind == "md":
+        from ._analyze_run import analyze_run
+        from ._runner import run_md
+
+        settings = RunSettings(**p["settings"])
+        proto = _protocol(p["protocol"]["kind"], p["protocol"]["v"], settings.length_ns, p["protocol"].get("t_on_ns", 0.0))
+        built = build_system(p["system"], seed=settings.seed, **membrane)
+        run_dir = out / "tasks" / t.task_id
+        spec = {"system": p["system"], "analysis": p["analysis"], "membrane": p["membrane"], "task_id": t.task_id}
+        ran = run_md(built, proto, settings, run_dir, spec=spec)
+        analysis = analyze_run(run_dir, blockers=p["analysis"]["blockers"], skip_ns=p["analysis"]["skip_ns"])
+        result = {
+            "run_dir": str(run_dir),
+            "frames": ran.frames_done,
+            "frames_sha256": _frames_sha256(run_dir),
+            "segments": [
+                {
+                    k: seg.get(k)
+                    for k in (
+                        "v",
+                        "t_start_ns",
+                        "t_stop_ns",
+                        "w_mean",
+                        "conductance_ps",
+                        "current_pa",
+                        "trap_rate_per_ns",
+                        "escape_rate_per_ns",
+                        "n_trap_events",
+                        "n_escape_events",
+                    )
+                }
+                for seg in analysis["segments"]
+            ],
+        }
+        execution = {"platform": ran.platform, "ns_per_day": ran.ns_per_day, "resumed_from_frame": ran.resumed_from_frame}
+    elif t.kind == "pmf":
+        import numpy as np
+
+        from ._pmf import WindowSettings, load_window, run_window
+
+        window = WindowSettings(**p["window"])
+        built = build_system(p["system"], seed=window.seed, **membrane)
+        ions = [int(i) for i, s in zip(built.ion_indices, built.ion_species, strict=True) if s == p["ion"]]
+        wpath, ran = run_window(built, ions[0], p["window_index"], p["z0_nm"], window, out / "pmf" / p["folder"])
+        data = load_window(wpath)
+        result = {
+            "window_file": str(wpath),
+            "samples": int(np.asarray(data["z_nm"]).size),
+            "z_mean_nm": float(np.mean(data["z_nm"])),
+            "z_sha256": hashlib.sha256(np.ascontiguousarray(data["z_nm"]).tobytes()).hexdigest(),
+        }
+        wall = float(np.asarray(data["wall_s"]))
+        execution = {
+            "platform": str(np.asarray(data["platform"])),
+            "ns_per_day": t.simulated_ns / wall * 86400.0 if wall > 0 else None,
+            "ran_now": ran,
+        }
+    else:
+        raise ValueError(f"task kind must be 'md' or 'pmf'; got {t.kind!r}")
+    record = {
+        **t.to_dict(),
+        "simulated_ns": t.simulated_ns,
+        "result": result,
+        "execution": {
+            **execution,
+            "worker": _worker_name(),
+            "wall_s": time.perf_counter() - start,
+            "finished_utc": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
+        },
+    }
+    write_json_atomic(path, record)
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# a campaign on Dask
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignReport:
+    out_dir: Path
+    rows: tuple[dict, ...]  # task_id, kind, status (done / skipped / failed), simulated_ns, ...
+    wall_s: float
+    n_workers: int | None
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "failed"]
+
+    @property
+    def throughput_ns_per_day(self) -> float:
+        """Simulated ns of the tasks run now, per day of wall time of this call."""
+        ns = sum(r["simulated_ns"] for r in self.rows if r["status"] == "done")
+        return ns / self.wall_s * 86400.0 if self.wall_s > 0 else float("nan")
+
+
+def _local_cluster(n_workers: int, gpus: int):
+    from distributed import LocalCluster
+
+    threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
+    env = {"OPENMM_CPU_THREADS": str(threads), "IONKINETICS_GPUS": str(gpus), "OMP_NUM_THREADS": "1"}
+    return LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env, silence_logs=40
+    )
+
+
+def run_campaign(
+    campaign: Campaign,
+    *,
+    out_dir=None,
+    client=None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    gpus: int = 0,
+    retries: int = DEFAULT_RETRIES,
+    progress: Callable[[dict], None] | None = None,
+) -> CampaignReport:
+    """Run every task of ``campaign`` that has no result yet; returns a :class:`CampaignReport`
+    and writes it to ``out_dir/campaign.json``. ``client`` (a ``distributed.Client``) or
+    ``scheduler`` (an address) uses an existing cluster; otherwise a ``LocalCluster`` of
+    ``n_workers`` processes (default: one per core, or one per GPU) runs and is closed after.
+    ``progress(row)`` is called as each task ends."""
+    from distributed import Client, as_completed
+
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0; got {retries!r}")
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+        raise ValueError(f"gpus must be an integer >= 0; got {gpus!r}")
+    if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1):
+        raise ValueError(f"n_workers must be an integer >= 1; got {n_workers!r}")
+    if client is not None and scheduler is not None:
+        raise ValueError("give client or scheduler, not both")
+    out = Path(out_dir) if out_dir is not None else campaign.default_out()
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    rows = {}
+    pending = []
+    for t in campaign.tasks:
+        if _result_path(out, t.task_id).exists():
+            rows[t.task_id] = {
+                "task_id": t.task_id,
+                "kind": t.kind,
+                "status": "skipped",
+                "simulated_ns": t.simulated_ns,
+                "attempts": 0,
+            }
+        else:
+            pending.append(t)
+    own = None
+    start = time.perf_counter()
+    workers = None
+    try:
+        if pending:
+            if client is None:
+                if scheduler is not None:
+                    client = own = Client(scheduler)
+                else:
+                    workers = n_workers or (gpus if gpus else min(os.cpu_count() or 1, len(pending)))
+                    cluster = _local_cluster(workers, gpus)
+                    client = own = Client(cluster)
+            futures = {
+                client.submit(
+                    execute_task, t.to_dict(), str(out.resolve()), key=f"ionkinetics-{t.task_id}", retries=retries, pure=False
+                ): t
+                for t in pending
+            }
+            for future in as_completed(futures):
+                t = futures[future]
+                row = {"task_id": t.task_id, "kind": t.kind, "simulated_ns": t.simulated_ns}
+                try:
+                    record = future.result()
+                    row.update(
+                        status="done", **{k: record["execution"].get(k) for k in ("platform", "ns_per_day", "worker", "wall_s")}
+                    )
+                    if t.kind == "md":
+                        row["resumed_from_frame"] = record["execution"].get("resumed_from_frame")
+                except Exception as exc:  # the task's own error after its retries, or KilledWorker
+                    row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+                rows[t.task_id] = row
+                if progress is not None:
+                    progress(row)
+    finally:
+        if own is not None:
+            cluster = getattr(own, "cluster", None)
+            own.close()
+            if cluster is not None:
+                cluster.close()
+    ordered = tuple(rows[t.task_id] for t in campaign.tasks)
+    report = CampaignReport(out, ordered, time.perf_counter() - start, workers)
+    write_json_atomic(
+        out / "campaign.json",
+        {
+            "schema": "ionkinetics.campaign-report/1",
+            "campaign": campaign.name,
+            "spec": campaign.path,
+            "wall_s": report.wall_s,
+            "n_workers": workers,
+            "throughput_ns_per_day": report.throughput_ns_per_day,
+            "tasks": list(ordered),
+        },
+    )
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# collect: results → calibrations and PMFs
+# ---------------------------------------------------------------------------------------------
+
+
+def collect_campaign(
+    campaign: Campaign, *, out_dir=None, calibration_dir=None, refine: bool = False, n_bootstrap: int = 200
+) -> dict:
+    """Gather finished results: a calibration per mixture system (its runs and the carrier-only
+    controls of the same pore) and a PMF per [[pmf]] entry. Missing tasks are listed, not run.
+    Calibrations go to ``calibration_dir`` (default ``out_dir/calibration``) as
+    ``openmm-<system>.json``."""
+    from ..calibrate import save_calibration
+    from ..calibrate._from_md import calibrate_from_runs
+    from ._pmf import analyze_windows, plot_pmf
+
+    out = Path(out_dir) if out_dir is not None else campaign.default_out()
+    cal_dir = Path(calibration_dir) if calibration_dir is not None else out / "calibration"
+    done = {t.task_id: _result_path(out, t.task_id) for t in campaign.tasks if _result_path(out, t.task_id).exists()}
+    missing = [t.task_id for t in campaign.tasks if t.task_id not in done]
+    summary = {"missing": missing, "calibrations": [], "pmfs": []}
+    md_tasks = [t for t in campaign.tasks if t.kind == "md" and t.task_id in done]
+    by_system: dict[str, list[Task]] = {}
+    for t in md_tasks:
+        by_system.setdefault(t.payload["system"], []).append(t)
+    for system, tasks in by_system.items():
+        sid = _species.parse_system_id(system)
+        if len(sid.cation_molar) < 2:
+            continue
+        blockers = tasks[0].payload["analysis"]["blockers"]
+        carriers = [c for c in sid.cation_molar if c not in blockers]
+        controls = [
+            t
+            for other, ts in by_system.items()
+            for t in ts
+            if _species.parse_system_id(other).pore == sid.pore
+            and tuple(_species.parse_system_id(other).cation_molar) == tuple(carriers)
+        ]
+        run_dirs = [out / "tasks" / t.task_id for t in [*tasks, *controls]]
+        cal = calibrate_from_runs(
+            run_dirs,
+            refine=refine,
+            n_bootstrap=n_bootstrap,
+            command=f"ionkinetics campaign collect {campaign.path or campaign.name}",
+        )
+        name = f"openmm-{_slug(system).replace('_', '-')}"
+        path = save_calibration(cal, cal_dir / f"{name}.json")
+        summary["calibrations"].append({"system": system, "path": str(path), "runs": len(tasks), "controls": len(controls)})
+    pmf_folders = sorted({t.payload["folder"] for t in campaign.tasks if t.kind == "pmf"})
+    for folder in pmf_folders:
+        windows = [t for t in campaign.tasks if t.kind == "pmf" and t.payload["folder"] == folder]
+        if any(t.task_id not in done for t in windows):
+            continue
+        target = out / "pmf" / folder
+        result = analyze_windows(target)
+        write_json_atomic(target / "pmf.json", result.summary())
+        plot_pmf(result, label=f"{windows[0].payload['ion']} through {windows[0].payload['system'].split(':')[0]}").savefig(
+            target / "pmf.png", dpi=130
+        )
+        summary["pmfs"].append({"folder": str(target), **{k: v for k, v in result.summary().items() if "kj" in k or "kt" in k}})
+    write_json_atomic(out / "collect.json", summary)
+    return summary
+
+
+def plan_rows(campaign: Campaign, out_dir=None) -> list[dict]:
+    """One row per task: id, kind, system, bias or window, seed, simulated ns, done or not."""
+    out = Path(out_dir) if out_dir is not None else campaign.default_out()
+    rows = []
+    for t in campaign.tasks:
+        p = t.payload
+        if t.kind == "md":
+            what = f"{p['protocol']['kind']} {p['protocol']['v']:+g} V"
+            seed = p["settings"]["seed"]
+        else:
+            what = f"{p['ion']} window {p['window_index']} at z = {p['z0_nm']:+.2f} nm"
+            seed = p["window"]["seed"]
+        rows.append(
+            {
+                "task_id": t.task_id,
+                "kind": t.kind,
+                "system": p["system"],
+                "what": what,
+                "seed": seed,
+                "simulated_ns": t.simulated_ns,
+                "done": _result_path(out, t.task_id).exists(),
+            }
+        )
+    return rows

@@ -1,0 +1,153 @@
+"""MD campaigns on Dask: stable task ids, skip/resume, bounded retries, and a worker killed mid-task."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ionkinetics.md._campaign import CampaignError, load_campaign, parse_campaign, plan_rows, run_campaign
+from ionkinetics.md._runner import load_frames
+
+# Tiny real tasks on the Reference platform (deterministic, so a resumed run is bit-identical to
+# an undisturbed one): a 3.2 × 2.8 × 4 nm B3N cell in KCl/RbCl, 12 frames of 2 steps each.
+TINY = {
+    "schema": "ionkinetics.campaign/1",
+    "name": "tiny",
+    "membrane": {"spacing_nm": 1.6, "cells": [2, 1], "box_z_nm": 4.0},
+    "run": {"timestep_fs": 2.0, "frame_ps": 0.004, "chunk_frames": 3, "platform": "Reference", "minimize": False},
+    "system": [{"id": "B3N:KCl@1.0+RbCl@0.5", "blockers": ["Rb+"]}],
+    "sweep": {"biases_v": [0.5], "seeds": [1, 2], "lengths_ns": [4.8e-5], "protocol": "dc"},
+}
+
+
+def test_plan_gives_stable_ids_and_the_cost():
+    a = parse_campaign(TINY)
+    b = parse_campaign(json.loads(json.dumps(TINY)))
+    assert [t.task_id for t in a.tasks] == [t.task_id for t in b.tasks]
+    assert len(a.tasks) == 2 and len({t.task_id for t in a.tasks}) == 2
+    assert a.simulated_ns == pytest.approx(2 * 4.8e-5)
+    more = parse_campaign({**TINY, "sweep": {**TINY["sweep"], "seeds": [1, 2, 3]}})
+    assert {t.task_id for t in a.tasks} < {t.task_id for t in more.tasks}  # adding a seed renames nothing
+    longer = parse_campaign({**TINY, "run": {**TINY["run"], "chunk_frames": 4}})
+    assert not {t.task_id for t in a.tasks} & {t.task_id for t in longer.tasks}  # other settings, other tasks
+
+
+def test_shipped_campaign_specs_parse():
+    from pathlib import Path
+
+    specs = sorted(Path("md").glob("campaign-*.toml"))
+    assert specs
+    for path in specs:
+        c = load_campaign(path)
+        assert c.tasks and c.simulated_ns > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema": "x"}, "field 'schema'"),
+        ({"sweep": {**TINY["sweep"], "biases_v": []}}, "'sweep.biases_v' must be a non-empty list"),
+        ({"sweep": {**TINY["sweep"], "seeds": [1, 1]}}, "must not repeat"),
+        ({"sweep": {**TINY["sweep"], "protocol": "ramp"}}, "'sweep.protocol' must be 'step' or 'dc'"),
+        ({"system": [{"id": "B3N:KCl@1.0", "blockers": ["Rb+"]}]}, "system[0].blockers"),
+        ({"run": {**TINY["run"], "length_ns": 1.0}}, "unknown fields ['length_ns']"),
+        ({"sweep": {**TINY["sweep"], "lengths_ns": [4.7e-5]}}, "whole number of frames"),
+        ({"pmf": [{"system": "crown6:KCl@1.0", "ion": "Na+", "z_min_nm": 0, "z_max_nm": 1, "spacing_nm": 0.1}]}, "pmf[0].ion"),
+    ],
+)
+def test_bad_specs_name_the_field(change, message):
+    with pytest.raises(CampaignError, match=None) as info:
+        parse_campaign({**TINY, **change})
+    assert message in str(info.value)
+
+
+def _results(out):
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("undisturbed")
+    report = run_campaign(parse_campaign(TINY), out_dir=out, n_workers=2)
+    assert [r["status"] for r in report.rows] == ["done", "done"]
+    return out
+
+
+def test_a_rerun_skips_finished_tasks(undisturbed):
+    before = {p: p.stat().st_mtime_ns for p in (undisturbed / "results").glob("*.json")}
+    report = run_campaign(parse_campaign(TINY), out_dir=undisturbed)
+    assert [r["status"] for r in report.rows] == ["skipped", "skipped"]
+    assert {p: p.stat().st_mtime_ns for p in (undisturbed / "results").glob("*.json")} == before
+    rows = plan_rows(parse_campaign(TINY), undisturbed)
+    assert all(r["done"] for r in rows)
+
+
+def test_a_worker_killed_mid_task_loses_nothing_and_changes_nothing(undisturbed, tmp_path):
+    """One worker is SIGKILLed after its task committed a chunk; Dask reschedules the task, which
+    resumes from its checkpoint. Every task's result exists exactly once and equals the
+    undisturbed campaign's, frames bit for bit."""
+    from distributed import Client, LocalCluster
+
+    campaign = parse_campaign(TINY)
+    killed = {}
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50) as cluster,
+        Client(cluster) as client,
+    ):
+
+        def assassin():
+            deadline = time.time() + 300
+            while time.time() < deadline and not killed:
+                for t in campaign.tasks:
+                    prog = tmp_path / "tasks" / t.task_id / "progress.json"
+                    try:
+                        chunks = json.loads(prog.read_text())["chunks_done"]
+                    except (OSError, ValueError, KeyError):
+                        continue
+                    if 1 <= chunks < 4:
+                        key = f"ionkinetics-{t.task_id}"
+                        pids = client.run(os.getpid)
+                        for addr, keys in client.processing().items():
+                            if key in keys and addr in pids:
+                                os.kill(pids[addr], signal.SIGKILL)
+                                killed[t.task_id] = chunks
+                                return
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=assassin, daemon=True)
+        watcher.start()
+        report = run_campaign(campaign, out_dir=tmp_path, client=client)
+        watcher.join(timeout=5)
+
+    assert killed, "no task was caught mid-run (the test could not kill a worker)"
+    assert [r["status"] for r in report.rows] == ["done", "done"]
+    (task_id,) = killed
+    assert next(r for r in report.rows if r["task_id"] == task_id)["resumed_from_frame"] > 0
+    got, want = _results(tmp_path), _results(undisturbed)
+    assert sorted(got) == sorted(want) == sorted(t.task_id for t in campaign.tasks)
+    for tid in want:
+        assert got[tid]["result"]["frames_sha256"] == want[tid]["result"]["frames_sha256"]
+        assert got[tid]["result"]["segments"] == want[tid]["result"]["segments"]
+        a, b = load_frames(tmp_path / "tasks" / tid), load_frames(undisturbed / "tasks" / tid)
+        assert np.array_equal(a["positions_nm"], b["positions_nm"])
+        assert np.array_equal(a["t_ns"], np.sort(np.unique(a["t_ns"])))  # every frame once, in order
+        assert len(list((tmp_path / "tasks" / tid / "frames").glob("chunk_*.npz"))) == 4
+
+
+def test_a_failing_task_is_retried_then_reported_and_the_others_finish(tmp_path):
+    campaign = parse_campaign(TINY)
+    bad = campaign.tasks[0].task_id
+    (tmp_path / "tasks" / bad).mkdir(parents=True)
+    (tmp_path / "tasks" / bad / "spec.json").write_text(json.dumps({"hash": "someone-elses-run"}))
+    report = run_campaign(campaign, out_dir=tmp_path, n_workers=1, retries=1)
+    status = {r["task_id"]: r for r in report.rows}
+    assert status[bad]["status"] == "failed" and "another spec" in status[bad]["error"]
+    assert status[campaign.tasks[1].task_id]["status"] == "done"
+    assert sorted(_results(tmp_path)) == [campaign.tasks[1].task_id]
+    saved = json.loads((tmp_path / "campaign.json").read_text())
+    assert [t["status"] for t in saved["tasks"]] == ["failed", "done"]
