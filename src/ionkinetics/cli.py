@@ -303,6 +303,103 @@ def md_analyze(
     console.print(f"wrote {(run_dir / 'analysis.json').resolve()}")
 
 
+campaign_app = typer.Typer(no_args_is_help=True, help="MD campaigns on Dask: plan, run (resumable), collect into calibrations.")
+app.add_typer(campaign_app, name="campaign")
+
+
+@campaign_app.command("plan")
+def campaign_plan(
+    spec: Path = typer.Argument(..., help="Campaign TOML (schema ionkinetics.campaign/1), e.g. md/campaign-headline.toml."),
+    out: Path = typer.Option(None, "--out", "-o", help="Campaign folder (default md/runs/<name>/), to mark finished tasks."),
+):
+    """List the tasks (stable ids) and the simulation they cost."""
+    from .md._campaign import load_campaign, plan_rows
+
+    c = load_campaign(spec)
+    rows = plan_rows(c, out)
+    table = Table("task id", "system", "what", "seed", "ns", "done", title=f"campaign {c.name}")
+    for r in rows:
+        table.add_row(
+            r["task_id"], r["system"], r["what"], str(r["seed"]), f"{r['simulated_ns']:.4g}", "yes" if r["done"] else ""
+        )
+    console.print(table)
+    left = sum(r["simulated_ns"] for r in rows if not r["done"])
+    n_md = sum(r["kind"] == "md" for r in rows)
+    console.print(
+        f"{len(rows)} tasks ({n_md} MD runs, {len(rows) - n_md} PMF windows); "
+        f"{c.simulated_ns:.4g} ns of simulation, {left:.4g} ns still to run"
+    )
+
+
+@campaign_app.command("run")
+def campaign_run(
+    spec: Path = typer.Argument(..., help="Campaign TOML (schema ionkinetics.campaign/1)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Campaign folder (default md/runs/<name>/)."),
+    scheduler: str = typer.Option(
+        None, help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); default a LocalCluster."
+    ),
+    workers: int = typer.Option(None, help="LocalCluster worker processes (default: one per core, or one per GPU)."),
+    gpus: int = typer.Option(0, help="GPUs on this machine: worker i uses GPU i mod gpus."),
+    retries: int = typer.Option(2, help="Retries of a task that raises, before it is reported as failed."),
+):
+    """Run every unfinished task on Dask; finished tasks are skipped, interrupted ones resume."""
+    from .md._campaign import load_campaign, run_campaign
+
+    c = load_campaign(spec)
+    with _progress() as progress:
+        bar = progress.add_task(f"{c.name}: {len(c.tasks)} tasks", total=len(c.tasks))
+
+        def report(row):
+            progress.update(bar, advance=1, description=f"{c.name}: {row['task_id']} {row['status']}")
+
+        result = run_campaign(c, out_dir=out, scheduler=scheduler, n_workers=workers, gpus=gpus, retries=retries, progress=report)
+        progress.update(bar, completed=len(c.tasks))
+    table = Table("task id", "status", "ns", "ns/day", "platform", "worker", title=f"campaign {c.name}")
+    for r in result.rows:
+        rate = r.get("ns_per_day")
+        table.add_row(
+            r["task_id"],
+            r["status"] if r["status"] != "failed" else f"[red]failed: {r.get('error', '')}[/]",
+            f"{r['simulated_ns']:.4g}",
+            "" if rate is None else f"{rate:.3g}",
+            str(r.get("platform") or ""),
+            str(r.get("worker") or ""),
+        )
+    console.print(table)
+    console.print(
+        f"done {sum(r['status'] == 'done' for r in result.rows)}, skipped {sum(r['status'] == 'skipped' for r in result.rows)}, "
+        f"failed {len(result.failed)}; {result.throughput_ns_per_day:.3g} ns/day in {result.wall_s:.1f} s; "
+        f"wrote {(result.out_dir / 'campaign.json').resolve()}"
+    )
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@campaign_app.command("collect")
+def campaign_collect(
+    spec: Path = typer.Argument(..., help="Campaign TOML (schema ionkinetics.campaign/1)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Campaign folder (default md/runs/<name>/)."),
+    calibration_dir: Path = typer.Option(None, help="Where to write openmm-<system>.json (default <out>/calibration)."),
+    refine: bool = typer.Option(False, help="Refine each calibration on the runs' w(t) and G(V)."),
+):
+    """Gather the results: one calibration per mixture (with its carrier-only controls), one PMF per [[pmf]]."""
+    _x64()
+    from .md._campaign import collect_campaign, load_campaign
+
+    c = load_campaign(spec)
+    summary = collect_campaign(c, out_dir=out, calibration_dir=calibration_dir, refine=refine)
+    for cal in summary["calibrations"]:
+        console.print(f"{cal['system']}: {cal['runs']} runs + {cal['controls']} controls → {cal['path']}")
+    for p in summary["pmfs"]:
+        console.print(
+            f"PMF {p['folder']}: barrier {p.get('barrier_kt', float('nan')):.2f} kT, well {p.get('well_kt', float('nan')):.2f} kT"
+        )
+    for f in summary["failed"]:
+        console.print(f"[yellow]not calibrated: {f['system']}: {f['error']}[/]")
+    if summary["missing"]:
+        console.print(f"[yellow]{len(summary['missing'])} tasks have no result yet; run `ionkinetics campaign run {spec}`[/]")
+
+
 @circuit_app.command("run")
 def circuit_run(
     file: Path = typer.Argument(..., help="Circuit TOML (schema ionkinetics.circuit/1), e.g. circuits/potentiation.toml."),

@@ -64,6 +64,8 @@ __all__ = ["MDRun", "calibrate_from_runs", "load_md_run", "md_targets"]
 TRACE_BINS = 40
 # Relative error floor of an MD conductance target (systematic: cutoffs, finite box).
 CONDUCTANCE_REL_SIGMA_FLOOR = 0.05
+# Fewer observed events than this per rate are flagged in the file (the campaign target is 30).
+MIN_EVENTS_PER_RATE = 30
 
 
 def _bad(name: str, rule: str, value) -> ValueError:
@@ -309,9 +311,14 @@ def _open_conductance(points: list[dict]) -> tuple[dict, dict, list[str]]:
 
 def _bell(data: DwellData, *, ion: str, trap: bool, molar: float, temperature_k: float, n_bootstrap: int, seed: int):
     k_max = encounter_rate_per_ns_per_molar(ion) * molar if trap else escape_ceiling_per_ns(ion)
+    what = "trapping" if trap else "escape"
+    if data.n_events.sum() == 0:
+        raise ValueError(
+            f"run_dirs: no {what} event of {ion} in {data.exposure_ns.sum():.4g} pore·ns at risk; run longer or at more biases"
+        )
     if np.unique(np.abs(data.v_v)).size < 2:
         raise ValueError(
-            f"run_dirs: the {'trapping' if trap else 'escape'} rate of {ion} is seen at one |V| only "
+            f"run_dirs: the {what} rate of {ion} is seen at one |V| only "
             f"({sorted(set(np.abs(data.v_v).tolist()))}); a Bell law needs runs at two or more biases"
         )
     fit = fit_bell_rates(
@@ -415,6 +422,11 @@ def _direct(plan: _Plan, n_bootstrap: int, seed: int):
             kmax = "k_max_per_ns_per_molar" if trap else "k_max_per_ns"
             values.update({f"{ion}.{which}.{unit}": k0, f"{ion}.{which}.delta": delta, f"{ion}.{which}.{kmax}": k_max})
             sigma.update({f"{ion}.{which}.{unit}": se_k0, f"{ion}.{which}.delta": se_delta})
+            n_events = int(sum(detail["n_events"]))
+            if n_events < MIN_EVENTS_PER_RATE:
+                assumptions.append(
+                    f"only {n_events} {which} events of {ion} (< {MIN_EVENTS_PER_RATE}): the {which} law is poorly determined"
+                )
             if boot is not None:
                 detail["bootstrap_se"] = {f"{ion}.{which}.{unit}": boot["k0"], f"{ion}.{which}.delta": boot["delta"]}
             details[which] = detail

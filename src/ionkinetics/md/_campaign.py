@@ -588,7 +588,7 @@ def collect_campaign(
     cal_dir = Path(calibration_dir) if calibration_dir is not None else out / "calibration"
     done = {t.task_id: _result_path(out, t.task_id) for t in campaign.tasks if _result_path(out, t.task_id).exists()}
     missing = [t.task_id for t in campaign.tasks if t.task_id not in done]
-    summary = {"missing": missing, "calibrations": [], "pmfs": []}
+    summary = {"missing": missing, "calibrations": [], "failed": [], "pmfs": []}
     md_tasks = [t for t in campaign.tasks if t.kind == "md" and t.task_id in done]
     by_system: dict[str, list[Task]] = {}
     for t in md_tasks:
@@ -627,7 +627,10 @@ def collect_campaign(
         plot_pmf(result, label=f"{windows[0].payload['ion']} through {windows[0].payload['system'].split(':')[0]}").savefig(
             target / "pmf.png", dpi=130
         )
-        summary["pmfs"].append({"folder": str(target), **{k: v for k, v in result.summary().items() if "kj" in k or "kt" in k}})
+        numbers = result.summary()
+        summary["pmfs"].append(
+            {"folder": str(target), **{k: numbers[k] for k in ("barrier_kt", "well_kt", "barrier_z_nm", "well_z_nm")}}
+        )
     write_json_atomic(out / "collect.json", summary)
     return summary
 
