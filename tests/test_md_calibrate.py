@@ -197,3 +197,19 @@ def test_calibrate_command_writes_the_same_calibration(direct, synthetic_runs, t
     cal = ik.load_calibration(out)
     assert cal.to_dict()["dopants"] == direct.to_dict()["dopants"]
     assert cal.provenance["command"].startswith("ionkinetics")
+
+
+def test_md_calibrations_load_by_name_and_never_shadow_published_ones(direct, monkeypatch, tmp_path):
+    from ionkinetics.calibrate import _calibration
+
+    for name in ("crown6-NaCl1.0-KCl0.5.json",):
+        (tmp_path / name).write_text((_calibration.calibration_dir() / name).read_text())
+    ik.save_calibration(direct, tmp_path / "openmm-test-crown6.json")
+    monkeypatch.setattr(_calibration, "calibration_dir", lambda: tmp_path)
+    assert _calibration.list_calibrations() == ["crown6:NaCl@1.0+KCl@0.5"]
+    assert _calibration.list_md_calibrations() == ["openmm-test-crown6"]
+    published = ik.load_calibration("crown6:NaCl@1.0+KCl@0.5")
+    assert "md_runs" not in published.provenance  # the system id still means the published numbers
+    assert ik.load_calibration("openmm-test-crown6").provenance["md_runs"]
+    with pytest.raises(ValueError, match="no shipped MD calibration 'openmm-nothing'"):
+        ik.load_calibration("openmm-nothing")

@@ -39,17 +39,22 @@ def _progress() -> Progress:
 
 @app.command("list")
 def list_cmd():
-    """List the shipped calibrations."""
-    from .calibrate import list_calibrations, load_calibration
+    """List the shipped calibrations: published numbers (by system id) and the project's MD (by name)."""
+    from .calibrate import list_calibrations, list_md_calibrations, load_calibration
 
-    table = Table("system", "states", "assumed values", "source")
-    for sid in list_calibrations():
-        cal = load_calibration(sid)
+    table = Table("load as", "states", "assumed values", "source")
+    for key in [*list_calibrations(), *list_md_calibrations()]:
+        cal = load_calibration(key)
+        prov = cal.provenance
+        source = (
+            prov.get("targets_file") or f"MD: {prov.get('total_simulated_ns', 0):g} ns on {', '.join(prov.get('platforms', []))}"
+        )
         table.add_row(
-            sid,
+            key,
+            cal.system_id,
             ", ".join(cal.state_names),
-            "yes" if cal.provenance.get("contains_assumed_values") else "no",
-            str(cal.provenance.get("targets_file", "")),
+            "yes" if prov.get("contains_assumed_values") else "no",
+            str(source),
         )
     console.print(table)
 

@@ -9,6 +9,7 @@ from ._calibration import calibration_dir as calibration_dir
 from ._calibration import encounter_rate_per_ns_per_molar as encounter_rate_per_ns_per_molar
 from ._calibration import escape_ceiling_per_ns as escape_ceiling_per_ns
 from ._calibration import list_calibrations as list_calibrations
+from ._calibration import list_md_calibrations as list_md_calibrations
 from ._calibration import load_calibration as load_calibration
 from ._calibration import params_from_rates as params_from_rates
 from ._calibration import save_calibration as save_calibration
@@ -25,6 +26,9 @@ from ._design import predict_systems as predict_systems
 from ._fit import FitResult as FitResult
 from ._fit import fit_targets as fit_targets
 from ._fit import predict_target as predict_target
+from ._from_md import calibrate_from_runs as calibrate_from_runs
+from ._from_md import load_md_run as load_md_run
+from ._from_md import md_targets as md_targets
 from ._gv import classify_ion_role as classify_ion_role
 from ._gv import fit_gv as fit_gv
 from ._gv import fit_wv as fit_wv

@@ -40,6 +40,7 @@ __all__ = [
     "encounter_rate_per_ns_per_molar",
     "escape_ceiling_per_ns",
     "list_calibrations",
+    "list_md_calibrations",
     "load_calibration",
     "save_calibration",
 ]
@@ -360,27 +361,44 @@ def calibration_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "calibration"
 
 
+# Calibrations from the project's own MD carry this file-name prefix; they are loaded by name
+# (``openmm-...``), never by system id, so they cannot shadow the published-number calibrations.
+MD_PREFIX = "openmm-"
+
+
 def _shipped() -> dict[str, Path]:
     found = {}
     folder = calibration_dir()
     for path in sorted(folder.glob("*.json")):
+        if path.name.startswith(MD_PREFIX):
+            continue
         with open(path, encoding="utf-8") as fh:
             found[str(species.parse_system_id(json.load(fh)["system"]))] = path
     return found
 
 
 def list_calibrations() -> list[str]:
-    """System ids of the shipped calibrations."""
+    """System ids of the shipped published-number calibrations (loadable by system id)."""
     return list(_shipped())
 
 
+def list_md_calibrations() -> list[str]:
+    """Names of the shipped calibrations from the project's own MD (``openmm-*``, loadable by name)."""
+    return [p.stem for p in sorted(calibration_dir().glob(f"{MD_PREFIX}*.json"))]
+
+
 def load_calibration(system_or_path) -> Calibration:
-    """Load a shipped calibration by system id, or any calibration JSON by path; validates."""
+    """Load a shipped calibration by system id (published numbers) or by name (``openmm-...``,
+    from the project's MD), or any calibration JSON by path; validates."""
     if isinstance(system_or_path, Calibration):
         return system_or_path
     text = str(system_or_path)
     path = Path(text)
-    if not (text.endswith(".json") or path.is_file()):
+    if text.startswith(MD_PREFIX) and not text.endswith(".json") and not path.is_file():
+        path = calibration_dir() / f"{text}.json"
+        if not path.is_file():
+            raise ValueError(f"no shipped MD calibration {text!r}; shipped: {', '.join(list_md_calibrations()) or 'none'}")
+    elif not (text.endswith(".json") or path.is_file()):
         key = str(species.parse_system_id(text))
         shipped = _shipped()
         if key not in shipped:
