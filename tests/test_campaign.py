@@ -151,3 +151,57 @@ def test_a_failing_task_is_retried_then_reported_and_the_others_finish(tmp_path)
     assert sorted(_results(tmp_path)) == [campaign.tasks[1].task_id]
     saved = json.loads((tmp_path / "campaign.json").read_text())
     assert [t["status"] for t in saved["tasks"]] == ["failed", "done"]
+
+
+def test_collect_calibrates_each_mixture_from_its_task_runs(tmp_path):
+    """collect → calibrate_from_runs on the campaign's own task folders (synthetic runs stand in
+    for finished MD here); a PMF entry whose windows are missing is listed, not run."""
+    from helpers import make_calibration, write_synthetic_md_run
+
+    from ionkinetics.calibrate import encounter_rate_per_ns_per_molar, escape_ceiling_per_ns
+    from ionkinetics.md._campaign import collect_campaign
+
+    spec = {
+        "schema": "ionkinetics.campaign/1",
+        "name": "collect",
+        "run": {"frame_ps": 50.0, "chunk_frames": 100},
+        "system": [{"id": "crown6:NaCl@1.0+KCl@0.5", "blockers": ["K+"]}],
+        "sweep": {"biases_v": [0.25, 0.5], "seeds": [1], "lengths_ns": [80.0], "protocol": "step", "rest_ns": 20.0},
+        "pmf": [{"system": "crown6:KCl@1.0", "ion": "K+", "z_min_nm": 0.0, "z_max_nm": 0.2, "spacing_nm": 0.1}],
+    }
+    campaign = parse_campaign(spec)
+    truth = make_calibration(
+        dopants=(("K+", "center", 0.4, 0.05, 0.5, 0.1, 0.0),),
+        c_ps=100.0,
+        alpha_per_v=-0.8,
+        k_max=(encounter_rate_per_ns_per_molar("K+"), escape_ceiling_per_ns("K+")),
+    )
+    for seed, task in enumerate(t for t in campaign.tasks if t.kind == "md"):
+        v = task.payload["protocol"]["v"]
+        volts = np.concatenate([np.zeros(400), np.full(800, v), np.zeros(400)])
+        write_synthetic_md_run(tmp_path / "tasks" / task.task_id, truth, volts, frame_ns=0.05, seed=seed)
+        (tmp_path / "results").mkdir(exist_ok=True)
+        (tmp_path / "results" / f"{task.task_id}.json").write_text(json.dumps(task.to_dict()))
+    summary = collect_campaign(campaign, out_dir=tmp_path, n_bootstrap=0)
+    assert len(summary["missing"]) == 3 and all(m.startswith("pmf-") for m in summary["missing"])
+    assert summary["failed"] == [] and summary["pmfs"] == []
+    (cal,) = summary["calibrations"]
+    assert cal["runs"] == 2 and cal["controls"] == 0
+    from ionkinetics import load_calibration
+
+    loaded = load_calibration(cal["path"])
+    assert loaded.system_id == "crown6:NaCl@1.0+KCl@0.5"
+    assert len(loaded.provenance["md_runs"]) == 2
+
+
+def test_plan_command_lists_every_task_and_the_cost():
+    from typer.testing import CliRunner
+
+    from ionkinetics.cli import app
+
+    result = CliRunner().invoke(app, ["campaign", "plan", "md/campaign-headline.toml"])
+    assert result.exit_code == 0, result.output
+    c = load_campaign("md/campaign-headline.toml")
+    n_md = sum(t.kind == "md" for t in c.tasks)
+    assert n_md == 4 * 3 * 5
+    assert f"{len(c.tasks)} tasks ({n_md} MD runs, {len(c.tasks) - n_md} PMF windows)" in " ".join(result.output.split())

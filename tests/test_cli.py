@@ -77,6 +77,7 @@ def test_simulate_command_writes_a_trace(tmp_path):
         (["simulate", "crown6:NaCl@1.0+XeCl@0.5"], "unknown salt 'XeCl'"),
         (["fit", "no/such/targets.toml", "-o", "x.json"], "does not exist"),
         (["calibrate", "nowhere", "-o", "x.json"], "run_dirs: 'nowhere' has no spec.json"),
+        (["campaign", "plan", "nowhere.toml"], "does not exist"),
         (["simulate", "B3N:KCl@1.0", "--protocol", "step:v=0.5,t_on_ns=1.03,t_off_ns=5,duration_ns=10"], "jump at t=1.03"),
     ],
 )
