@@ -157,7 +157,6 @@ def test_collect_calibrates_each_mixture_from_its_task_runs(tmp_path):
     """collect → calibrate_from_runs on the campaign's own task folders (synthetic runs stand in
     for finished MD here); a PMF entry whose windows are missing is listed, not run."""
     from helpers import make_calibration, write_synthetic_md_run
-
     from ionkinetics.calibrate import encounter_rate_per_ns_per_molar, escape_ceiling_per_ns
     from ionkinetics.md._campaign import collect_campaign
 

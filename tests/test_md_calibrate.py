@@ -213,3 +213,22 @@ def test_md_calibrations_load_by_name_and_never_shadow_published_ones(direct, mo
     assert ik.load_calibration("openmm-test-crown6").provenance["md_runs"]
     with pytest.raises(ValueError, match="no shipped MD calibration 'openmm-nothing'"):
         ik.load_calibration("openmm-nothing")
+
+
+def test_pmf_barrier_gives_a_kramers_escape_rate_beside_the_fit(synthetic_runs):
+    """A PMF well of depth ΔG (no outer barrier) → k(0) = (D/a²)·exp(−ΔG): choose ΔG so that the
+    Kramers estimate equals the generating escape rate, and it must sit beside the fit within 4σ."""
+    import math
+
+    from ionkinetics.calibrate._rate_fit import diffusive_attempt_frequency_per_ns
+
+    depth = math.log(diffusive_attempt_frequency_per_ns("K+") / TRUTH["escape_k0"])
+    pmf = {"well_kt": -depth, "barrier_kt": -0.5, "well_z_nm": 0.0, "barrier_z_nm": 1.0}
+    cal = calibrate_from_runs([r for r, _, _ in synthetic_runs], n_bootstrap=0, pmf=pmf)
+    cmp = cal.fit["md_direct"]["details"]["zero_bias_vs_pmf"]
+    assert cmp["barrier_kt"] == pytest.approx(depth)
+    assert cmp["kramers_diffusive_k0_per_ns"] == pytest.approx(TRUTH["escape_k0"], rel=1e-12)
+    assert abs(cmp["md_fit_k0_per_ns"] - TRUTH["escape_k0"]) < NSIGMA_PARAMS * cmp["md_fit_k0_se_per_ns"]
+    assert cmp["eyring_k0_per_ns"] > 100 * cmp["kramers_diffusive_k0_per_ns"]  # TST ignores friction
+    with pytest.raises(ValueError, match=r"pmf\['well_kt'\]"):
+        calibrate_from_runs([r for r, _, _ in synthetic_runs], n_bootstrap=0, pmf={"barrier_kt": 1.0})

@@ -482,6 +482,9 @@ def calibrate(
     refine: bool = typer.Option(False, help="Also fit the kinetic model to the runs' w(t) and G(V), from the direct estimate."),
     bootstrap: int = typer.Option(200, help="Parametric-bootstrap resamples of the rate fits (0: Laplace errors only)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap and of the refinement's start jitter."),
+    pmf: Path = typer.Option(
+        None, help="pmf.json of the dopant through this pore: its escape barrier's Kramers/Eyring k(0) beside the fit."
+    ),
 ):
     """A calibration from MD: censored-ML Bell laws of the pores' dwell times, G–V of the carrier,
     optionally refined on w(t) and G(V); uncertainties and provenance (runs, platform, force field, commit)."""
@@ -491,8 +494,18 @@ def calibrate(
 
     command = " ".join(shlex.quote(a) for a in ["ionkinetics", *sys.argv[1:]])
     with console.status(f"calibrating from {len(run_dirs)} run(s)"):
+        import json
+
+        pmf_summary = json.loads(pmf.read_text()) if pmf is not None else None
         cal = calibrate_from_runs(
-            run_dirs, carrier=carrier, dopant=dopant, refine=refine, n_bootstrap=bootstrap, seed=seed, command=command
+            run_dirs,
+            carrier=carrier,
+            dopant=dopant,
+            refine=refine,
+            n_bootstrap=bootstrap,
+            seed=seed,
+            command=command,
+            pmf=pmf_summary,
         )
     path = save_calibration(cal, output)
     details = cal.fit["md_direct"]["details"]
@@ -509,6 +522,12 @@ def calibrate(
     for name, entry in sigma.items():
         table.add_row(name, f"{entry['value']:.5g}", "—" if entry["sigma"] is None else f"{entry['sigma']:.3g}")
     console.print(table)
+    cmp = details.get("zero_bias_vs_pmf")
+    if cmp:
+        console.print(
+            f"escape k(0): MD fit {cmp['md_fit_k0_per_ns']:.3g} /ns; from the PMF barrier {cmp['barrier_kt']:.2f} kT: "
+            f"Kramers (D/a²) {cmp['kramers_diffusive_k0_per_ns']:.3g} /ns, Eyring (k_BT/h) {cmp['eyring_k0_per_ns']:.3g} /ns"
+        )
     for note in cal.provenance.get("assumptions", []):
         console.print(f"[yellow]assumed: {note}[/]")
     console.print(f"wrote {path}")

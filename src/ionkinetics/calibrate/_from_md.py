@@ -353,7 +353,7 @@ def _bell(data: DwellData, *, ion: str, trap: bool, molar: float, temperature_k:
         "delta_at_bound": list(fit.at_bound),
         "k_max_per_ns": k_max,
     }
-    return k0, delta, k_max / (molar if trap else 1.0), se_k0, se_delta, boot, detail
+    return k0, delta, k_max / (molar if trap else 1.0), se_k0, se_delta, boot, detail, fit
 
 
 def _git_commit() -> str | None:
@@ -389,7 +389,23 @@ def _provenance(plan: _Plan, runs: Sequence[MDRun], command: str | None, assumpt
     }
 
 
-def _direct(plan: _Plan, n_bootstrap: int, seed: int):
+def _compare_with_pmf(fit, pmf: dict, ion: str, temperature_k: float) -> dict:
+    """The escape fit's k(0) beside Kramers/Eyring estimates from a PMF of the dopant: the escape
+    barrier is the highest point between the well and bulk minus the well, max(barrier, 0) − well."""
+    from ._rate_fit import compare_zero_bias
+
+    for key in ("well_kt", "barrier_kt"):
+        if not isinstance(pmf.get(key), (int, float)):
+            raise _bad(f"pmf['{key}']", "must be a number (a pmf.json from `ionkinetics md pmf`)", pmf.get(key))
+    barrier = max(float(pmf["barrier_kt"]), 0.0) - float(pmf["well_kt"])
+    out = compare_zero_bias(fit, barrier_kt=barrier, ion=ion, temperature_k=temperature_k)
+    out["escape_barrier_from_pmf"] = "max(barrier_kt, 0) - well_kt of the dopant's PMF"
+    out["pmf"] = {k: pmf.get(k) for k in ("well_kt", "well_z_nm", "barrier_kt", "barrier_z_nm", "n_windows", "n_samples")}
+    out["trapping"] = "not compared: trapping is bimolecular (per molar), a Kramers rate from one barrier is not"
+    return out
+
+
+def _direct(plan: _Plan, n_bootstrap: int, seed: int, pmf: dict | None = None):
     """Parameter values, sigmas, details and assumptions of the direct estimate."""
     assumptions: list[str] = []
     if plan.controls:
@@ -409,7 +425,7 @@ def _direct(plan: _Plan, n_bootstrap: int, seed: int):
         ion = plan.dopant
         molar = plan.system.cation_molar[ion]
         for which, trap in (("trap", True), ("escape", False)):
-            k0, delta, k_max, se_k0, se_delta, boot, detail = _bell(
+            k0, delta, k_max, se_k0, se_delta, boot, detail, fit = _bell(
                 _dwell_data(plan.mixture, which),
                 ion=ion,
                 trap=trap,
@@ -430,6 +446,8 @@ def _direct(plan: _Plan, n_bootstrap: int, seed: int):
             if boot is not None:
                 detail["bootstrap_se"] = {f"{ion}.{which}.{unit}": boot["k0"], f"{ion}.{which}.delta": boot["delta"]}
             details[which] = detail
+            if not trap and pmf is not None:
+                details["zero_bias_vs_pmf"] = _compare_with_pmf(fit, pmf, ion, plan.temperature_k)
         values[f"{ion}.leak_fraction"] = 0.0
     return values, sigma, details, assumptions
 
@@ -568,14 +586,20 @@ def calibrate_from_runs(
     n_bootstrap: int = 200,
     seed: int = 0,
     command: str | None = None,
+    pmf: dict | None = None,
 ) -> Calibration:
     """A calibration (schema ``ionkinetics.calibration/1``) from finished MD run directories;
-    module notes for what is estimated how. ``refine`` adds the fit to w(t) and G(V) targets."""
+    module notes for what is estimated how. ``refine`` adds the fit to w(t) and G(V) targets.
+    ``pmf`` (the ``pmf.json`` summary of the dopant's PMF through this pore) adds the zero-bias
+    escape rate from its barrier (Kramers D/a² and Eyring k_BT/h prefactors) beside the MD fit,
+    under ``fit.md_direct.details.zero_bias_vs_pmf``."""
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise _bad("n_bootstrap", "must be an integer >= 0 (0: Laplace errors only)", n_bootstrap)
     runs = [r if isinstance(r, MDRun) else load_md_run(r) for r in run_dirs]
     plan = _plan(runs, carrier, dopant)
-    values, sigma, details, assumptions = _direct(plan, n_bootstrap, seed)
+    if pmf is not None and plan.dopant is None:
+        raise _bad("pmf", "needs mixture runs (a dopant whose escape it describes)", "given")
+    values, sigma, details, assumptions = _direct(plan, n_bootstrap, seed, pmf)
     direct = {
         "method": "censored maximum likelihood of pooled dwell counts (Bell law, center site) and G-V least squares",
         "values": values,
