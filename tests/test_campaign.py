@@ -184,6 +184,7 @@ def test_collect_calibrates_each_mixture_from_its_task_runs(tmp_path):
     summary = collect_campaign(campaign, out_dir=tmp_path, n_bootstrap=0)
     assert len(summary["missing"]) == 3 and all(m.startswith("pmf-") for m in summary["missing"])
     assert summary["failed"] == [] and summary["pmfs"] == []
+    assert [r["source"] for r in summary["comparison"]] == ["openmm-crown6-NaCl-1.0-KCl-0.5", "published"]
     (cal,) = summary["calibrations"]
     assert cal["runs"] == 2 and cal["controls"] == 0
     from ionkinetics import load_calibration

@@ -20,57 +20,18 @@ import numpy as np
 
 from ._io import write_json_atomic, write_text_atomic
 from .calibrate import list_calibrations, load_calibration
-from .calibrate._roles import classify_role, exponential_fit
-from .kinetics import mean_relaxation_time_ns, protocols, simulate, stack_params, steady_state, switching_energy
+from .calibrate._summary import STEP_V, summarise_calibration
+from .kinetics import protocols, simulate, stack_params, switching_energy
 
 __all__ = ["run_demo"]
 
 DT_NS = 0.05
-STEP_V = 0.5
 STEP = dict(v=STEP_V, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0)
-FIT_V = (0.1, 0.2, 0.3)
 N_STOCHASTIC_TRACES = 10
 N_PORES_PER_MEMBRANE = 16
 # Held-out numbers from section 2.3, never fitted: compared against the model's prediction.
 PUBLISHED_SWITCHING_AJ = {"crown6:NaCl@1.0+KCl@0.5": 0.3, "B3N:KCl@1.0+RbCl@0.5": 0.1}
 POTENTIATION = dict(amplitude_v=0.5, width_ns=2.0, period_ns=25.0, count=8, t_start_ns=20.0, duration_ns=600.0)
-
-
-def _steady_w(params, v):
-    return float(steady_state(params, v)[0])
-
-
-def _summarise(cal) -> dict:
-    from . import conductance
-
-    params = cal.params
-    g_fit = conductance(cal, np.asarray(FIT_V))
-    c_ps, alpha = exponential_fit(FIT_V, g_fit)
-    row = {
-        "system": cal.system_id,
-        "carrier": cal.carrier,
-        "dopants": " ".join(f"{d.ion}({d.site})" for d in cal.dopants),
-        "g_0.1v_ps": float(conductance(cal, 0.1)),
-        "g_0.3v_ps": float(conductance(cal, 0.3)),
-        "g_0.5v_ps": float(conductance(cal, 0.5)),
-        "alpha_per_v": alpha,
-        "c_ps": c_ps,
-        "assumed_targets": bool(cal.provenance.get("contains_assumed_values", False)),
-    }
-    if not cal.dopants:
-        row.update(beta_per_v=0.0, role=classify_role(0.0, has_dopant=False))
-        return row
-    w_fit = [_steady_w(params, v) for v in FIT_V]
-    _w0, beta = exponential_fit(FIT_V, w_fit)
-    row.update(
-        beta_per_v=beta,
-        role=f"{cal.dopants[0].ion}: {classify_role(beta, has_dopant=True)}",
-        w_0v=_steady_w(params, 0.0),
-        w_0p5v=_steady_w(params, STEP_V),
-        tau_on_0p5v_ns=float(mean_relaxation_time_ns(params, STEP_V, steady_state(params, 0.0))),
-        tau_off_0v_ns=float(mean_relaxation_time_ns(params, 0.0, steady_state(params, STEP_V))),
-    )
-    return row
 
 
 def _batched_step_runs(cals, key):
@@ -224,7 +185,7 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
         raise RuntimeError("no shipped calibrations found; run the fits in calibration/regenerate first")
     mixtures = [c for c in cals if c.dopants]
     tick("G-V curves and summary")
-    rows = [_summarise(c) for c in cals]
+    rows = [summarise_calibration(c) for c in cals]
     _plot_gv(cals, out / "gv_curves.png")
     tick("step responses (mean-field and stochastic)")
     runs = _batched_step_runs(mixtures, jax.random.key(seed))

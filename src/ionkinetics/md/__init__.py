@@ -22,6 +22,16 @@ from ._analysis import dwell_times as dwell_times
 from ._analysis import ionic_current as ionic_current
 from ._analysis import pore_occupancy as pore_occupancy
 from ._analyze_run import analyze_run as analyze_run
+from ._campaign import Campaign as Campaign
+from ._campaign import CampaignError as CampaignError
+from ._campaign import CampaignReport as CampaignReport
+from ._campaign import Task as Task
+from ._campaign import collect_campaign as collect_campaign
+from ._campaign import execute_task as execute_task
+from ._campaign import load_campaign as load_campaign
+from ._campaign import parse_campaign as parse_campaign
+from ._campaign import plan_rows as plan_rows
+from ._campaign import run_campaign as run_campaign
 from ._electrolyte import AVOGADRO_PER_MOL as AVOGADRO_PER_MOL
 from ._electrolyte import ION_RESIDUES as ION_RESIDUES
 from ._electrolyte import WATER_NUMBER_DENSITY_PER_NM3 as WATER_NUMBER_DENSITY_PER_NM3

@@ -4,6 +4,7 @@ A campaign spec (TOML, schema ``ionkinetics.campaign/1``, in ``md/``)::
 
     schema = "ionkinetics.campaign/1"
     name = "crown6-NaCl-KCl-cpu"             # output: md/runs/<name>/ unless --out
+    label = "cpu-reduced"                    # optional: calibrations are openmm-<label>-<system>.json
 
     [membrane]                               # as in MD specs, for every system
     spacing_nm = 1.6
@@ -85,11 +86,13 @@ __all__ = [
     "CAMPAIGN_SCHEMA",
     "Campaign",
     "CampaignError",
+    "CampaignReport",
     "Task",
     "collect_campaign",
     "execute_task",
     "load_campaign",
     "parse_campaign",
+    "plan_rows",
     "run_campaign",
 ]
 
@@ -100,7 +103,7 @@ _RUN_KEYS = {f.name for f in dataclasses.fields(RunSettings)} - {"length_ns", "s
 _SWEEP_KEYS = {"biases_v", "seeds", "lengths_ns", "protocol", "rest_ns"}
 _PMF_KEYS = {"system", "ion", "z_min_nm", "z_max_nm", "spacing_nm", "equilibration_steps", "sampling_steps", "k_z", "seed"}
 _PMF_DEFAULTS = {"equilibration_steps": 5000, "sampling_steps": 50000, "k_z": 2000.0, "seed": 0}
-_TOP_KEYS = {"schema", "name", "note", "membrane", "run", "analysis", "system", "sweep", "pmf"}
+_TOP_KEYS = {"schema", "name", "label", "note", "membrane", "run", "analysis", "system", "sweep", "pmf"}
 
 
 class CampaignError(ValueError):
@@ -146,6 +149,7 @@ class Task:
 @dataclasses.dataclass(frozen=True)
 class Campaign:
     name: str
+    label: str | None
     tasks: tuple[Task, ...]
     systems: tuple[dict, ...]
     raw: dict
@@ -208,6 +212,9 @@ def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
     name = raw.get("name", Path(path).stem if path else None)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise _bad("name", "must be a plain directory name", name)
+    label = raw.get("label")
+    if label is not None and (not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", label)):
+        raise _bad("label", "must be letters, digits, '.' and '-' (it goes into file names)", label)
     membrane = _table(raw, "membrane", _MEMBRANE_KEYS)
     for key in ("cells", "box_xy_nm"):
         if key in membrane:
@@ -304,7 +311,7 @@ def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
             tasks.append(Task(f"pmf-{folder}-w{w:03d}-{_digest(payload)}", "pmf", payload))
     if not tasks:
         raise CampaignError("a campaign needs [[system]] entries with a [sweep], or [[pmf]] entries; it has neither")
-    return Campaign(name, tuple(tasks), tuple(systems), raw, path)
+    return Campaign(name, label, tuple(tasks), tuple(systems), raw, path)
 
 
 def load_campaign(path) -> Campaign:
@@ -580,15 +587,16 @@ def collect_campaign(
     controls of the same pore) and a PMF per [[pmf]] entry. Missing tasks are listed, not run.
     Calibrations go to ``calibration_dir`` (default ``out_dir/calibration``) as
     ``openmm-<system>.json``."""
-    from ..calibrate import save_calibration
+    from ..calibrate import list_calibrations, load_calibration, save_calibration
     from ..calibrate._from_md import calibrate_from_runs
+    from ..calibrate._summary import summarise_calibration
     from ._pmf import analyze_windows, plot_pmf
 
     out = Path(out_dir) if out_dir is not None else campaign.default_out()
     cal_dir = Path(calibration_dir) if calibration_dir is not None else out / "calibration"
     done = {t.task_id: _result_path(out, t.task_id) for t in campaign.tasks if _result_path(out, t.task_id).exists()}
     missing = [t.task_id for t in campaign.tasks if t.task_id not in done]
-    summary = {"missing": missing, "calibrations": [], "failed": [], "pmfs": []}
+    summary = {"missing": missing, "calibrations": [], "failed": [], "comparison": [], "pmfs": []}
     md_tasks = [t for t in campaign.tasks if t.kind == "md" and t.task_id in done]
     by_system: dict[str, list[Task]] = {}
     for t in md_tasks:
@@ -613,9 +621,12 @@ def collect_campaign(
             n_bootstrap=n_bootstrap,
             command=f"ionkinetics campaign collect {campaign.path or campaign.name}",
         )
-        name = f"openmm-{_slug(system).replace('_', '-')}"
+        name = "-".join(["openmm", *([campaign.label] if campaign.label else []), _slug(system).replace("_", "-")])
         path = save_calibration(cal, cal_dir / f"{name}.json")
         summary["calibrations"].append({"system": system, "path": str(path), "runs": len(tasks), "controls": len(controls)})
+        summary["comparison"].append({"source": name, **summarise_calibration(cal)})
+        if system in list_calibrations():
+            summary["comparison"].append({"source": "published", **summarise_calibration(load_calibration(system))})
     pmf_folders = sorted({t.payload["folder"] for t in campaign.tasks if t.kind == "pmf"})
     for folder in pmf_folders:
         windows = [t for t in campaign.tasks if t.kind == "pmf" and t.payload["folder"] == folder]

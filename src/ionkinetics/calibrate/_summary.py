@@ -1,0 +1,53 @@
+"""One row of headline numbers per calibration: G at 0.1/0.3/0.5 V, the G–V and w–V exponents,
+the dopant's role, w at 0 and 0.5 V and the relaxation times of a 0.5 V step (the demo's table,
+and the MD-vs-published comparison of ``campaign collect``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kinetics import mean_relaxation_time_ns, steady_state
+from ._roles import classify_role, exponential_fit
+
+__all__ = ["FIT_V", "STEP_V", "summarise_calibration"]
+
+STEP_V = 0.5
+FIT_V = (0.1, 0.2, 0.3)
+
+
+def _steady_w(params, v):
+    return float(steady_state(params, v)[0])
+
+
+def summarise_calibration(cal) -> dict:
+    """The headline numbers of ``cal`` (a Calibration), units in the keys."""
+    from .. import conductance
+
+    params = cal.params
+    g_fit = conductance(cal, np.asarray(FIT_V))
+    c_ps, alpha = exponential_fit(FIT_V, g_fit)
+    row = {
+        "system": cal.system_id,
+        "carrier": cal.carrier,
+        "dopants": " ".join(f"{d.ion}({d.site})" for d in cal.dopants),
+        "g_0.1v_ps": float(conductance(cal, 0.1)),
+        "g_0.3v_ps": float(conductance(cal, 0.3)),
+        "g_0.5v_ps": float(conductance(cal, 0.5)),
+        "alpha_per_v": alpha,
+        "c_ps": c_ps,
+        "assumed_targets": bool(cal.provenance.get("contains_assumed_values", False)),
+    }
+    if not cal.dopants:
+        row.update(beta_per_v=0.0, role=classify_role(0.0, has_dopant=False))
+        return row
+    w_fit = [_steady_w(params, v) for v in FIT_V]
+    _w0, beta = exponential_fit(FIT_V, w_fit)
+    row.update(
+        beta_per_v=beta,
+        role=f"{cal.dopants[0].ion}: {classify_role(beta, has_dopant=True)}",
+        w_0v=_steady_w(params, 0.0),
+        w_0p5v=_steady_w(params, STEP_V),
+        tau_on_0p5v_ns=float(mean_relaxation_time_ns(params, STEP_V, steady_state(params, 0.0))),
+        tau_off_0v_ns=float(mean_relaxation_time_ns(params, 0.0, steady_state(params, STEP_V))),
+    )
+    return row
