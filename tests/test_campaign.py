@@ -96,7 +96,7 @@ def test_a_worker_killed_mid_task_loses_nothing_and_changes_nothing(undisturbed,
     killed = {}
 
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50) as cluster,
         Client(cluster) as client,
     ):
 

@@ -122,6 +122,15 @@ def test_overlap_flags_a_gap():
     assert not res.overlap_ok and res.summary()["poor_overlap_windows"] == [gap, gap + 1]
 
 
+def test_windows_without_a_bulk_bin_are_refused_not_referenced_elsewhere():
+    """Barrier and well are defined relative to bulk; with no bulk bin sampled there is no zero."""
+    rng = np.random.default_rng(5)
+    near = _windows(rng, _barrier_well_kt, pmf.window_centres_nm(-0.5, 0.5, 0.1), 1000.0, 500, z_range=(-0.9, 0.9))
+    with pytest.raises(ValueError, match="no bulk bin"):
+        pmf.analyze_windows(near)
+    assert pmf.analyze_windows(near, bulk_min_abs_z_nm=0.5).well_kt < 0
+
+
 def test_window_centres():
     assert_allclose(pmf.window_centres_nm(-1.0, 1.0, 0.5), [-1.0, -0.5, 0.0, 0.5, 1.0], rtol=0, atol=1e-12)
     assert len(pmf.window_centres_nm(0.0, 1.0, 0.3)) == 5
@@ -307,7 +316,7 @@ def test_real_crown6_pmf_k_well_at_the_centre_is_deeper_than_na(tmp_path):
     10 ps sampling each, k_z = 2000 kJ/mol/nm², 4-pore 3.2 × 2.8 × 4.0 nm cell (3.2k atoms).
     About 40 minutes on 2 CPU cores, so not in CI (which runs tests under 10 minutes); the same
     settings as ``ionkinetics md pmf md/crown6-KCl-pmf.toml --ion K+ --z-min-nm -0.1 --z-max-nm 1.2
-    --equilibration-steps 2500 --sampling-steps 5000``."""
+    --equilibration-steps 2500 --sampling-steps 5000 --bin-width-nm 0.1 --min-bin-count 5``."""
     from ionkinetics.md import build_system
 
     wells = {}
@@ -317,7 +326,7 @@ def test_real_crown6_pmf_k_well_at_the_centre_is_deeper_than_na(tmp_path):
         settings = pmf.WindowSettings(equilibration_steps=2500, sampling_steps=5000, seed=1, platform="CPU")
         for w, z0 in enumerate(pmf.window_centres_nm(-0.1, 1.2, 0.1)):
             pmf.run_window(built, index, w, float(z0), settings, tmp_path / ion)
-        result = pmf.analyze_windows(tmp_path / ion)
+        result = pmf.analyze_windows(tmp_path / ion, bin_width_nm=0.1, min_bin_count=5)
         assert result.overlap_ok, (ion, result.poor_overlap_windows)
         centre = np.abs(result.z_nm) <= 0.1
         k = int(np.flatnonzero(centre)[np.argmin(result.pmf_kt[centre])])

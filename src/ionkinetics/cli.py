@@ -235,6 +235,8 @@ def md_pmf(
     sampling_steps: int = typer.Option(50000, help="Sampling steps per window."),
     equilibration_steps: int = typer.Option(5000, help="Equilibration steps per window, before sampling."),
     k_z: float = typer.Option(2000.0, help="Umbrella force constant along z (kJ/mol/nm²)."),
+    bin_width_nm: float = typer.Option(0.05, help="Histogram bin of the PMF (nm)."),
+    min_bin_count: int = typer.Option(10, help="Uncorrelated samples a bin needs to be reported."),
     out: Path = typer.Option(
         None, "--out", "-o", help="Folder (default md/runs/<name>-pmf-<ion>/); finished windows are skipped."
     ),
@@ -263,7 +265,7 @@ def md_pmf(
         for i, z0 in enumerate(centres):
             run_window(built, matches[0], i, float(z0), settings, target)
             progress.update(task, advance=1)
-    result = analyze_windows(target)
+    result = analyze_windows(target, bin_width_nm=bin_width_nm, min_bin_count=min_bin_count)
     write_json_atomic(target / "pmf.json", result.summary())
     plot_pmf(result, label=f"{ion} through {s.system.split(':')[0]}").savefig(target / "pmf.png", dpi=130)
     if not result.overlap_ok:

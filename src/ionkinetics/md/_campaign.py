@@ -474,7 +474,7 @@ def _local_cluster(n_workers: int, gpus: int):
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     env = {"OPENMM_CPU_THREADS": str(threads), "IONKINETICS_GPUS": str(gpus), "OMP_NUM_THREADS": "1"}
     return LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, env=env, silence_logs=40
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0", env=env, silence_logs=40
     )
 
 

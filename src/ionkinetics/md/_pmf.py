@@ -655,7 +655,15 @@ def analyze_windows(
         if not keep.any():
             raise _bad("min_bin_count", "leaves no z bin with enough samples; lower it or sample more", min_count)
         in_bulk = keep & (np.abs(centres_all - mz) >= bulk_z)
-        ref_bin = int(np.argmax(np.where(in_bulk if in_bulk.any() else keep, counts, -1)))
+        if not in_bulk.any():
+            raise _bad(
+                "windows",
+                f"leave no bulk bin (|z − membrane| ≥ bulk_min_abs_z_nm = {bulk_z:g} nm) with min_bin_count = {min_count} "
+                "uncorrelated samples, so the PMF has no bulk reference; add or lengthen windows there, widen "
+                "bin_width_nm, lower min_bin_count or bulk_min_abs_z_nm",
+                f"{len(data)} windows at z0 {z0.min():g}…{z0.max():g} nm",
+            )
+        ref_bin = int(np.argmax(np.where(in_bulk, counts, -1)))
         res = fes.get_fes(
             centres_all[keep],
             reference_point="from-specified",
@@ -690,11 +698,7 @@ def analyze_windows(
     pmf = w_raw - correction
     bulk = np.abs(centres - mz) >= bulk_z
     inner_region = ~bulk
-    if bulk.any():
-        pmf_ref = float(np.mean(pmf[bulk]))
-    else:
-        pmf_ref = float(np.max(pmf))
-    pmf -= pmf_ref
+    pmf -= float(np.mean(pmf[bulk]))
     uncorrected = pmf + correction
     if inner_region.any():
         zi, pi = centres[inner_region], pmf[inner_region]
