@@ -405,7 +405,8 @@ def execute_task(task: dict, out_dir: str) -> dict:
                 for seg in analysis["segments"]
             ],
         }
-        execution = {"platform": ran.platform, "ns_per_day": ran.ns_per_day, "resumed_from_frame": ran.resumed_from_frame}
+        rate = ran.ns_per_day if math.isfinite(ran.ns_per_day) else None  # nothing left to run: no rate
+        execution = {"platform": ran.platform, "ns_per_day": rate, "resumed_from_frame": ran.resumed_from_frame}
     elif t.kind == "pmf":
         import numpy as np
 
