@@ -192,6 +192,12 @@ def test_collect_calibrates_each_mixture_from_its_task_runs(tmp_path):
     loaded = load_calibration(cal["path"])
     assert loaded.system_id == "crown6:NaCl@1.0+KCl@0.5"
     assert len(loaded.provenance["md_runs"]) == 2
+    # a mixture whose runs saw nothing is reported with the reason, and does not stop the others
+    for seed, task in enumerate(t for t in campaign.tasks if t.kind == "md"):  # 2 ns, all at one bias
+        write_synthetic_md_run(tmp_path / "tasks" / task.task_id, truth, np.full(40, 0.5), frame_ns=0.05, seed=9 + seed)
+    again = collect_campaign(campaign, out_dir=tmp_path, n_bootstrap=0)
+    assert again["calibrations"] == [] and len(again["failed"]) == 1
+    assert "two or more biases" in again["failed"][0]["error"]
 
 
 def test_plan_command_lists_every_task_and_the_cost():

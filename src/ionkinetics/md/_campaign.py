@@ -616,12 +616,16 @@ def collect_campaign(
             and tuple(_species.parse_system_id(other).cation_molar) == tuple(carriers)
         ]
         run_dirs = [out / "tasks" / t.task_id for t in [*tasks, *controls]]
-        cal = calibrate_from_runs(
-            run_dirs,
-            refine=refine,
-            n_bootstrap=n_bootstrap,
-            command=f"ionkinetics campaign collect {campaign.path or campaign.name}",
-        )
+        try:
+            cal = calibrate_from_runs(
+                run_dirs,
+                refine=refine,
+                n_bootstrap=n_bootstrap,
+                command=f"ionkinetics campaign collect {campaign.path or campaign.name}",
+            )
+        except ValueError as exc:  # too few events or no current: reported; the other systems go on
+            summary["failed"].append({"system": system, "runs": [str(r) for r in run_dirs], "error": str(exc)})
+            continue
         name = "-".join(["openmm", *([campaign.label] if campaign.label else []), _slug(system).replace("_", "-")])
         path = save_calibration(cal, cal_dir / f"{name}.json")
         summary["calibrations"].append({"system": system, "path": str(path), "runs": len(tasks), "controls": len(controls)})
