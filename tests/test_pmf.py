@@ -305,26 +305,30 @@ def test_correction_puts_entropic_barrier_on_per_pore_footing():
 
 
 # The real crown6 PMFs: K+ binds in the pore more strongly than Na+ (the paper, section 2.2). The
-# well depths must differ by more than this many combined MBAR standard errors.
+# well depths at the centre must differ by more than this many combined MBAR standard errors.
 NSIGMA_WELLS = 2.0
 
 
 @pytest.mark.slow
 def test_real_crown6_pmf_k_well_at_the_centre_is_deeper_than_na(tmp_path):
     """Umbrella sampling of one K+ (in KCl) and one Na+ (in NaCl) through the crown6 pore on the
-    CPU: 14 windows at z = −0.1 … 1.2 nm (the membrane is symmetric in z), 5 ps equilibration and
-    10 ps sampling each, k_z = 2000 kJ/mol/nm², 4-pore 3.2 × 2.8 × 4.0 nm cell (3.2k atoms).
-    About 40 minutes on 2 CPU cores, so not in CI (which runs tests under 10 minutes); the same
-    settings as ``ionkinetics md pmf md/crown6-KCl-pmf.toml --ion K+ --z-min-nm -0.1 --z-max-nm 1.2
-    --equilibration-steps 2500 --sampling-steps 5000 --bin-width-nm 0.1 --min-bin-count 5``."""
+    CPU: 27 windows at z0 = −0.1 … 1.2 nm every 0.05 nm (the membrane is symmetric in z), k_z =
+    2000 kJ/mol/nm², 5 ps equilibration and 20 ps sampling each, a 4-pore 3.2 × 2.8 × 4.0 nm cell
+    (3.2k atoms); MBAR on 0.1 nm bins. About 2 hours on 2 CPU cores, so not in CI.
+
+    The same protocol with 10 ps per window (run through ``ionkinetics md pmf`` on 2026-11-25,
+    ``docs/crown6-pmf-K-vs-Na.json``) gave K+ −14.6 ± 1.9 kT and Na+ −8.8 ± 1.8 kT at the centre:
+    5.8 ± 2.6 kT apart, 2.2σ — too close to this bound for a repeatable test, so the test samples
+    twice as long (expected ≈ 3σ). The multithreaded CPU platform is not bit-reproducible, so a
+    rerun is a new sample of the same estimate."""
     from ionkinetics.md import build_system
 
     wells = {}
     for ion, salt in (("K+", "KCl"), ("Na+", "NaCl")):
         built = build_system(f"crown6:{salt}@1.0", spacing_nm=1.6, cells=(2, 1), box_z_nm=4.0, seed=1)
         index = next(int(i) for i, s in zip(built.ion_indices, built.ion_species, strict=True) if s == ion)
-        settings = pmf.WindowSettings(equilibration_steps=2500, sampling_steps=5000, seed=1, platform="CPU")
-        for w, z0 in enumerate(pmf.window_centres_nm(-0.1, 1.2, 0.1)):
+        settings = pmf.WindowSettings(equilibration_steps=2500, sampling_steps=10000, seed=1, platform="CPU")
+        for w, z0 in enumerate(pmf.window_centres_nm(-0.1, 1.2, 0.05)):
             pmf.run_window(built, index, w, float(z0), settings, tmp_path / ion)
         result = pmf.analyze_windows(tmp_path / ion, bin_width_nm=0.1, min_bin_count=5)
         assert result.overlap_ok, (ion, result.poor_overlap_windows)
@@ -332,5 +336,5 @@ def test_real_crown6_pmf_k_well_at_the_centre_is_deeper_than_na(tmp_path):
         k = int(np.flatnonzero(centre)[np.argmin(result.pmf_kt[centre])])
         wells[ion] = (float(result.pmf_kt[k]), float(result.dpmf_kt[k]))
     (k_well, k_se), (na_well, na_se) = wells["K+"], wells["Na+"]
-    assert k_well < 0, wells  # a well, not a barrier, for K+ at the centre
+    assert k_well < -NSIGMA_WELLS * k_se, wells  # a well, not a barrier, for K+ at the centre
     assert na_well - k_well > NSIGMA_WELLS * np.hypot(k_se, na_se), wells
