@@ -234,7 +234,7 @@ def md_pmf(
     spacing_nm: float = typer.Option(0.1, help="Window spacing (nm)."),
     sampling_steps: int = typer.Option(50000, help="Sampling steps per window."),
     equilibration_steps: int = typer.Option(5000, help="Equilibration steps per window, before sampling."),
-    k_z: float = typer.Option(2000.0, help="Umbrella force constant along z (kJ/mol/nm²)."),
+    k_z_kj_per_mol_nm2: float = typer.Option(2000.0, help="Umbrella force constant along z (kJ/mol/nm²)."),
     bin_width_nm: float = typer.Option(0.05, help="Histogram bin of the PMF (nm)."),
     min_bin_count: int = typer.Option(10, help="Uncorrelated samples a bin needs to be reported."),
     out: Path = typer.Option(
@@ -255,7 +255,7 @@ def md_pmf(
     settings = WindowSettings(
         sampling_steps=sampling_steps,
         equilibration_steps=equilibration_steps,
-        k_z_kj_per_mol_nm2=k_z,
+        k_z_kj_per_mol_nm2=k_z_kj_per_mol_nm2,
         seed=s.settings.seed,
         platform=s.settings.platform,
     )

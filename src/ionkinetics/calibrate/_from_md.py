@@ -42,6 +42,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -309,7 +310,16 @@ def _open_conductance(points: list[dict]) -> tuple[dict, dict, list[str]]:
     return values, sig, notes, detail
 
 
-def _bell(data: DwellData, *, ion: str, trap: bool, molar: float, temperature_k: float, n_bootstrap: int, seed: int):
+class _RateLaw(NamedTuple):
+    """A fitted center-site Bell law as calibration parameters (names as in ``parameter_names``)."""
+
+    values: dict
+    sigma: dict
+    detail: dict
+    fit: object  # the BellFit
+
+
+def _bell(data: DwellData, *, ion: str, trap: bool, molar: float, temperature_k: float, n_bootstrap: int, seed: int) -> _RateLaw:
     k_max = encounter_rate_per_ns_per_molar(ion) * molar if trap else escape_ceiling_per_ns(ion)
     what = "trapping" if trap else "escape"
     if data.n_events.sum() == 0:
@@ -336,12 +346,10 @@ def _bell(data: DwellData, *, ion: str, trap: bool, molar: float, temperature_k:
     delta = float(fit.theta[1])
     se_k0 = k0 * math.sqrt(max(float(fit.cov_theta[0, 0]), 0.0))
     se_delta = math.sqrt(max(float(fit.cov_theta[1, 1]), 0.0))
-    boot = None
-    if fit.theta_bootstrap is not None:
-        boot = {
-            "k0": float(np.std(np.exp(fit.theta_bootstrap[:, 0]), ddof=1)),
-            "delta": float(np.std(fit.theta_bootstrap[:, 1], ddof=1)),
-        }
+    which = "trap" if trap else "escape"
+    k0_name = f"{ion}.{which}.k0_per_ns_per_molar" if trap else f"{ion}.{which}.k0_per_ns"
+    k_max_name = f"{ion}.{which}.k_max_per_ns_per_molar" if trap else f"{ion}.{which}.k_max_per_ns"
+    delta_name = f"{ion}.{which}.delta"
     detail = {
         "model": "center: k = k0*cosh(delta*V/V_T), saturated at k_max",
         "v": data.v_v.tolist(),
@@ -353,7 +361,17 @@ def _bell(data: DwellData, *, ion: str, trap: bool, molar: float, temperature_k:
         "delta_at_bound": list(fit.at_bound),
         "k_max_per_ns": k_max,
     }
-    return k0, delta, k_max / (molar if trap else 1.0), se_k0, se_delta, boot, detail, fit
+    if fit.theta_bootstrap is not None:
+        detail["bootstrap_se"] = {
+            k0_name: float(np.std(np.exp(fit.theta_bootstrap[:, 0]), ddof=1)),
+            delta_name: float(np.std(fit.theta_bootstrap[:, 1], ddof=1)),
+        }
+    return _RateLaw(
+        values={k0_name: k0, delta_name: delta, k_max_name: k_max / (molar if trap else 1.0)},
+        sigma={k0_name: se_k0, delta_name: se_delta},
+        detail=detail,
+        fit=fit,
+    )
 
 
 def _git_commit() -> str | None:
@@ -425,7 +443,7 @@ def _direct(plan: _Plan, n_bootstrap: int, seed: int, pmf: dict | None = None):
         ion = plan.dopant
         molar = plan.system.cation_molar[ion]
         for which, trap in (("trap", True), ("escape", False)):
-            k0, delta, k_max, se_k0, se_delta, boot, detail, fit = _bell(
+            law = _bell(
                 _dwell_data(plan.mixture, which),
                 ion=ion,
                 trap=trap,
@@ -434,20 +452,16 @@ def _direct(plan: _Plan, n_bootstrap: int, seed: int, pmf: dict | None = None):
                 n_bootstrap=n_bootstrap,
                 seed=seed,
             )
-            unit = "k0_per_ns_per_molar" if trap else "k0_per_ns"
-            kmax = "k_max_per_ns_per_molar" if trap else "k_max_per_ns"
-            values.update({f"{ion}.{which}.{unit}": k0, f"{ion}.{which}.delta": delta, f"{ion}.{which}.{kmax}": k_max})
-            sigma.update({f"{ion}.{which}.{unit}": se_k0, f"{ion}.{which}.delta": se_delta})
-            n_events = int(sum(detail["n_events"]))
+            values.update(law.values)
+            sigma.update(law.sigma)
+            n_events = int(sum(law.detail["n_events"]))
             if n_events < MIN_EVENTS_PER_RATE:
                 assumptions.append(
                     f"only {n_events} {which} events of {ion} (< {MIN_EVENTS_PER_RATE}): the {which} law is poorly determined"
                 )
-            if boot is not None:
-                detail["bootstrap_se"] = {f"{ion}.{which}.{unit}": boot["k0"], f"{ion}.{which}.delta": boot["delta"]}
-            details[which] = detail
+            details[which] = law.detail
             if not trap and pmf is not None:
-                details["zero_bias_vs_pmf"] = _compare_with_pmf(fit, pmf, ion, plan.temperature_k)
+                details["zero_bias_vs_pmf"] = _compare_with_pmf(law.fit, pmf, ion, plan.temperature_k)
         values[f"{ion}.leak_fraction"] = 0.0
     return values, sigma, details, assumptions
 
@@ -543,7 +557,8 @@ def md_targets(
     params = dict(start)
     free = [f"{ion}.trap.k0_per_ns_per_molar", f"{ion}.trap.delta", f"{ion}.escape.k0_per_ns", f"{ion}.escape.delta"]
     rows = [_trace_target(r, bins) for r in plan.mixture]
-    for p in _carrier_points(plan.mixture, plan.carrier, divide_by_w=False):
+    points = _carrier_points(plan.mixture, plan.carrier, divide_by_w=False)
+    for p in points:
         rows.append(
             Target(
                 "conductance",
@@ -554,7 +569,7 @@ def md_targets(
         )
     if not plan.controls:
         free += ["open.c_ps"]
-        if len({abs(p["v"]) for p in _carrier_points(plan.mixture, plan.carrier, divide_by_w=False)}) >= 2:
+        if len({abs(p["v"]) for p in points}) >= 2:
             free += ["open.alpha_per_v"]
     missing = [n for n in parameter_names(plan.carrier, [(ion, "center")]) if n not in params]
     if missing:

@@ -41,7 +41,7 @@ A campaign spec (TOML, schema ``ionkinetics.campaign/1``, in ``md/``)::
     spacing_nm = 0.1
     equilibration_steps = 2500
     sampling_steps = 5000
-    k_z = 2000.0
+    k_z_kj_per_mol_nm2 = 2000.0
     seed = 1
 
 Every (system, bias, seed, length) is one MD task and every window one PMF task, with an id
@@ -101,8 +101,18 @@ DEFAULT_RETRIES = 2
 _MEMBRANE_KEYS = {"spacing_nm", "cells", "box_xy_nm", "box_z_nm"}
 _RUN_KEYS = {f.name for f in dataclasses.fields(RunSettings)} - {"length_ns", "seed"}
 _SWEEP_KEYS = {"biases_v", "seeds", "lengths_ns", "protocol", "rest_ns"}
-_PMF_KEYS = {"system", "ion", "z_min_nm", "z_max_nm", "spacing_nm", "equilibration_steps", "sampling_steps", "k_z", "seed"}
-_PMF_DEFAULTS = {"equilibration_steps": 5000, "sampling_steps": 50000, "k_z": 2000.0, "seed": 0}
+_PMF_KEYS = {
+    "system",
+    "ion",
+    "z_min_nm",
+    "z_max_nm",
+    "spacing_nm",
+    "equilibration_steps",
+    "sampling_steps",
+    "k_z_kj_per_mol_nm2",
+    "seed",
+}
+_PMF_DEFAULTS = {"equilibration_steps": 5000, "sampling_steps": 50000, "k_z_kj_per_mol_nm2": 2000.0, "seed": 0}
 _TOP_KEYS = {"schema", "name", "label", "note", "membrane", "run", "analysis", "system", "sweep", "pmf"}
 
 
@@ -289,7 +299,7 @@ def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
         try:
             centres = window_centres_nm(float(merged["z_min_nm"]), float(merged["z_max_nm"]), float(merged["spacing_nm"]))
             window = WindowSettings(
-                k_z_kj_per_mol_nm2=float(merged["k_z"]),
+                k_z_kj_per_mol_nm2=float(merged["k_z_kj_per_mol_nm2"]),
                 equilibration_steps=int(merged["equilibration_steps"]),
                 sampling_steps=int(merged["sampling_steps"]),
                 seed=int(merged["seed"]),
