@@ -6,6 +6,8 @@ conductance weight w(t) → circuits. See ``../DESIGN.md`` and the README.
 
 __version__ = "0.1.0"
 
+
+from . import _precision as _precision  # first: sets JAX's precision before anything compiles
 from . import calibrate as calibrate
 from . import kinetics as kinetics
 from . import species as species
@@ -17,7 +19,6 @@ from .calibrate import load_targets as load_targets
 from .calibrate import save_calibration as save_calibration
 from .kinetics import Trace as Trace
 from .kinetics import protocols as protocols
-from .kinetics import simulate as simulate
 from .kinetics import switching_energy as switching_energy
 from .species import parse_system_id as parse_system_id
 
@@ -49,7 +50,22 @@ def conductance(cal, v):
 
     from .kinetics import conductance_ps
 
-    params = load_calibration(cal).params if not isinstance(cal, kinetics.KineticParams) else cal
+    cal = _resolve(cal)
+    params = cal if isinstance(cal, kinetics.KineticParams) else cal.params
     v_arr = jnp.asarray(v, dtype=float)
     out = jax.vmap(lambda x: conductance_ps(params, x))(v_arr.reshape(-1)).reshape(v_arr.shape)
     return np.asarray(out)
+
+
+def _resolve(cal):
+    """A Calibration or KineticParams as given; a system id, ``openmm-*`` name or path loaded."""
+    if isinstance(cal, (kinetics.KineticParams, Calibration)):
+        return cal
+    return load_calibration(cal)
+
+
+def simulate(cal, protocol, dt_ns: float = 0.05, **options) -> Trace:
+    """:func:`ionkinetics.kinetics.simulate` that also takes a system id (``"crown6:NaCl@1.0+KCl@0.5"``,
+    any molarity of a shipped pair: see :func:`load_calibration`), an ``openmm-*`` name or a path,
+    wherever :func:`conductance` does."""
+    return kinetics.simulate(_resolve(cal), protocol, dt_ns, **options)

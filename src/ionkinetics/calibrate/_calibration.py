@@ -211,8 +211,83 @@ class Calibration:
             raise TypeError(f"Calibration.replace got unknown fields {sorted(changes)}")
         return _from_dict(data)
 
+    def _dopant_molar(self, salts) -> dict[str, object]:
+        """Validated ``{dopant ion: molar}`` from ``{salt or ion: molar}``; refuses the carrier."""
+        if not isinstance(salts, dict) or not salts:
+            raise TypeError(f"molarities must be a non-empty dict such as {{'KCl': 0.3}}; got {salts!r}")
+        by_salt = {species.salt_of(d.ion).name: d.ion for d in self.dopants}
+        carrier_salt = species.salt_of(self.carrier).name
+        out = {}
+        for name, molar in salts.items():
+            if name in (carrier_salt, self.carrier):
+                raise ValueError(
+                    f"cannot change the carrier's molarity ({carrier_salt}) of {self.system_id}: the paper measured "
+                    "each carrier at one concentration and states no law for how its barrier-limited conductance "
+                    "scales with it (single-file pores saturate; no cited basis here). Give a calibration fitted "
+                    "at the molarity you need instead"
+                )
+            ion = by_salt.get(name, name if name in by_salt.values() else None)
+            if ion is None:
+                raise ValueError(
+                    f"molarity key {name!r} is not a dopant salt or ion of {self.system_id}; dopants: "
+                    f"{', '.join(f'{s} ({i})' for s, i in by_salt.items())}"
+                )
+            if not isinstance(molar, (int, float)) or isinstance(molar, bool):
+                out[ion] = molar  # a JAX tracer: validated by the caller's own numbers
+            elif not (math.isfinite(molar) and molar > 0):
+                raise ValueError(f"molarity of {name} must be a finite number > 0 (mol/L); got {molar!r}")
+            else:
+                out[ion] = float(molar)
+        return out
+
+    def params_with_molar(self, salts: dict) -> KineticParams:
+        """:class:`KineticParams` at new dopant molarities, e.g. ``{"KCl": m}``; ``m`` may be a JAX
+        tracer, so ``jax.grad`` of any observable with respect to a molarity works.
+
+        The law: a dopant's trapping rate (and its diffusion-limited ceiling) is proportional to its
+        molarity (first-order binding from the bulk, mass action; Smoluchowski's encounter rate
+        4π·D·a·c is linear in c); escape, leak and the carrier's open conductance do not change.
+        The carrier's molarity cannot be changed (see :meth:`with_molar`)."""
+        molar = {d.ion: d.molar for d in self.dopants} | self._dopant_molar(salts)
+        return params_from_rates(
+            self.open_conductance,
+            [(molar[d.ion], d.site, dict(d.trap), dict(d.escape), d.leak_fraction) for d in self.dopants],
+            thermal_voltage_v(self.temperature_k),
+        )
+
+    def with_molar(self, salts: dict | None = None, **by_name) -> Calibration:
+        """This calibration at new dopant molarities: ``cal.with_molar(KCl=0.3)`` or
+        ``cal.with_molar({"KCl": 0.3})`` (salt or ion names). Trapping scales with the dopant's
+        molarity (see :meth:`params_with_molar`); the result's provenance says it was derived, from
+        what and by which law. Changing the carrier's molarity is refused: no law for it is known."""
+        salts = {**(salts or {}), **by_name}
+        new = self._dopant_molar(salts)
+        if any(not isinstance(m, float) for m in new.values()):
+            raise TypeError("with_molar needs numbers; for traced molarities use params_with_molar")
+        ion_of_salt = {s: species.SALTS[s].cation for s, _ in self.system.salts}
+        salts_new = tuple((s, new.get(ion_of_salt[s], m)) for s, m in self.system.salts)
+        system = species.SystemId(self.system.pore, salts_new)
+        data = self.to_dict()
+        data["system"] = str(system)
+        prov = dict(self.provenance)
+        root = prov.get("derived", {}).get("from", self.system_id)
+        prov["derived"] = {
+            "from": root,
+            "law": "trapping rate and its ceiling proportional to the dopant's molarity (mass action); escape, "
+            "leak and the carrier's open conductance unchanged",
+            "molar": {ion: [dict(root_salts(root)).get(species.salt_of(ion).name), m] for ion, m in new.items()},
+            "note": "the fit block and uncertainties are those of the source calibration, at its molarities",
+        }
+        prov["molar"] = system.cation_molar
+        data["provenance"] = prov
+        return _from_dict(data)
+
     def __repr__(self) -> str:
         return f"Calibration({self.system_id!r}, states={list(self.state_names)})"
+
+
+def root_salts(system_id: str) -> tuple:
+    return species.parse_system_id(system_id).salts
 
 
 def _from_dict(raw) -> Calibration:
@@ -399,14 +474,11 @@ def load_calibration(system_or_path) -> Calibration:
         if not path.is_file():
             raise ValueError(f"no shipped MD calibration {text!r}; shipped: {', '.join(list_md_calibrations()) or 'none'}")
     elif not (text.endswith(".json") or path.is_file()):
-        key = str(species.parse_system_id(text))
+        system = species.parse_system_id(text)
         shipped = _shipped()
-        if key not in shipped:
-            raise ValueError(
-                f"no shipped calibration for {key!r}; shipped: {', '.join(shipped) or 'none'}. "
-                "Pass a path to a JSON file instead."
-            )
-        path = shipped[key]
+        if str(system) not in shipped:
+            return _derived(system, shipped)
+        path = shipped[str(system)]
     if not path.is_file():
         raise FileNotFoundError(f"calibration file {str(path)!r} does not exist")
     try:
@@ -418,6 +490,27 @@ def load_calibration(system_or_path) -> Calibration:
         return _from_dict(raw)
     except CalibrationError as exc:
         raise CalibrationError(f"{path}: {exc}") from None
+
+
+def _derived(system: species.SystemId, shipped: dict) -> Calibration:
+    """A shipped calibration of the same pore and salts, moved to ``system``'s dopant molarities."""
+    names = [s for s, _ in system.salts]
+    for key, path in shipped.items():
+        other = species.parse_system_id(key)
+        if other.pore == system.pore and [s for s, _ in other.salts] == names:
+            base = load_calibration(path)
+            carrier_salt = species.salt_of(base.carrier).name
+            if dict(system.salts)[carrier_salt] != dict(other.salts)[carrier_salt]:
+                raise ValueError(
+                    f"no calibration for {str(system)!r}: the shipped {key!r} has the carrier {carrier_salt} at "
+                    f"{dict(other.salts)[carrier_salt]:g} M, and its dependence on the carrier's molarity is not "
+                    "known (the paper measured one concentration); only dopant molarities can be changed"
+                )
+            return base.with_molar({s: m for s, m in system.salts if s != carrier_salt})
+    raise ValueError(
+        f"no shipped calibration for {str(system)!r} or for its salts at other molarities; shipped: "
+        f"{', '.join(shipped) or 'none'}. Pass a path to a JSON file instead."
+    )
 
 
 def save_calibration(cal: Calibration, path) -> Path:

@@ -1,0 +1,22 @@
+"""Precision policy (imported first by the package).
+
+ionkinetics computes in float64 and turns JAX's 64-bit mode on when it is imported; set
+``IONKINETICS_X64=0`` before importing to keep JAX's float32 default. Why float64: rates span
+eight decades (1e-6 to 1e2 per ns) and closed-state occupancies of 1e-3 to 1e-4 set a gated
+membrane's conductance; energies accumulate over 1e4-1e6 steps; the circuit Newton solve converges
+to femtoamps on nanoamp currents; the fits' Laplace errors need a Hessian accurate to ~1e-8; and
+pymbar (the PMF stage) switches the same flag on itself when it is used.
+
+With 64-bit mode off the kinetic core still runs correctly in float32 (occupancies are
+renormalised every step, and probability loss is judged against a tolerance that follows the
+dtype, never reported as a bad calibration); circuits and fits switch to float64 locally.
+"""
+
+import os
+
+import jax
+
+X64_ENV = "IONKINETICS_X64"
+X64_ON = os.environ.get(X64_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+if X64_ON:
+    jax.config.update("jax_enable_x64", True)
