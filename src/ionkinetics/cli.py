@@ -37,26 +37,52 @@ def _progress() -> Progress:
     )
 
 
+def _version_callback(value: bool):
+    if value:
+        from . import __version__
+
+        typer.echo(f"ionkinetics {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the package version and exit."
+    ),
+):
+    """Voltage-gated ion transport through Å-scale pores."""
+
+
+def _aligned(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table: every column as wide as its widest cell, nothing cut or wrapped (so an
+    id can be copied whole), header underlined; one line per row."""
+    widths = [max(len(h), *(len(r[j]) for r in rows)) for j, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
 @app.command("list")
 def list_cmd():
     """List the shipped calibrations: published numbers (by system id) and the project's MD (by name)."""
     from .calibrate import list_calibrations, list_md_calibrations, load_calibration
 
-    table = Table("load as", "states", "assumed values", "source")
+    headers = ["load as", "states", "assumed values", "source"]
+    rows = []
     for key in [*list_calibrations(), *list_md_calibrations()]:
         cal = load_calibration(key)
         prov = cal.provenance
-        source = (
-            prov.get("targets_file") or f"MD: {prov.get('total_simulated_ns', 0):g} ns on {', '.join(prov.get('platforms', []))}"
-        )
-        table.add_row(
-            key,
-            cal.system_id,
-            ", ".join(cal.state_names),
-            "yes" if prov.get("contains_assumed_values") else "no",
-            str(source),
-        )
-    console.print(table)
+        if prov.get("targets_file"):
+            source = f"targets {prov['targets_file']}"
+        else:
+            source = f"MD: {prov.get('total_simulated_ns', 0):g} ns on {', '.join(prov.get('platforms', [])) or '?'}"
+        if key != cal.system_id:
+            source = f"{cal.system_id}; {source}"
+        rows.append([key, ", ".join(cal.state_names), "yes" if prov.get("contains_assumed_values") else "no", source])
+    if not rows:
+        typer.echo("no shipped calibrations found")
+        return
+    typer.echo(_aligned(headers, rows))
 
 
 @app.command()
@@ -185,7 +211,7 @@ app.add_typer(md_app, name="md")
 
 
 @md_app.command("build")
-def md_build(spec: Path = typer.Argument(..., help="MD spec TOML (schema ionkinetics.md/1), e.g. md/crown6-NaCl-KCl.toml.")):
+def md_build(spec: Path = typer.Argument(..., help="MD spec TOML (schema ionkinetics.md/1), e.g. md/crown6-NaCl-KCl-step.toml.")):
     """Build the system of a spec and print what was built (composition, pores, atoms); writes nothing."""
     from .md._spec import load_md_spec
 
@@ -445,12 +471,44 @@ def circuit_export_spice(
 
 @app.command()
 def fit(
-    targets: Path = typer.Argument(..., help="Targets TOML (schema ionkinetics.targets/1)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Calibration JSON to write."),
+    targets: Path = typer.Argument(
+        None, help="Targets TOML (schema ionkinetics.targets/1), e.g. calibration/targets/crown6-NaCl1.0-KCl0.5.toml."
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Calibration JSON to write (with --template: the targets TOML to write)."
+    ),
     starts: int = typer.Option(8, help="Number of L-BFGS starts."),
     seed: int = typer.Option(0, help="Seed of the start jitter."),
+    template: str = typer.Option(
+        None,
+        "--template",
+        help="Instead of fitting, write a targets template for a system id PORE:SALT@M+SALT@M "
+        "(e.g. 'B3N:KCl@1.0+NaCl@0.5') to -o, or print it: fill its nan numbers and citations, then fit it.",
+    ),
 ):
-    """Fit a calibration to targets by gradients through the jitted model; write it atomically."""
+    """Fit a calibration to targets by gradients through the jitted model; write it atomically.
+
+    A new ion pair: `ionkinetics fit --template "B3N:KCl@1.0+CsCl@0.5" -o my-targets.toml`, fill in
+    the numbers marked nan (and cite them, or mark them assumed), then fit it as a shipped file is
+    fitted: `ionkinetics fit calibration/targets/B3N-KCl1.0-NaCl0.5.toml -o my-calibration.json`."""
+    if template is not None:
+        if targets is not None:
+            raise ValueError(f"fit: give either TARGETS or --template, not both; got TARGETS={str(targets)!r}")
+        text = targets_template(template)
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        from ._io import write_text_atomic
+
+        if output.exists():
+            raise ValueError(f"--output must not exist (a template never overwrites a file); got {str(output)!r}")
+        path = write_text_atomic(output, text)
+        console.print(f"wrote {path}; fill in every nan and citation, then: ionkinetics fit {path} -o <calibration>.json")
+        return
+    if targets is None:
+        raise ValueError("fit: TARGETS (a targets TOML) is required unless --template is given; got none")
+    if output is None:
+        raise ValueError("fit: --output/-o (the calibration JSON to write) is required; got none")
     _x64()
     from .calibrate import fit_targets, load_targets, save_calibration
 
@@ -471,6 +529,153 @@ def fit(
     if not result.converged:
         console.print("[yellow]warning: the optimiser stopped before the gradient tolerance; see fit.gradient_norm[/]")
     console.print(f"wrote {path}")
+
+
+# Starting values of a template's fit: gating charges sum to half the ion's charge (a site at the
+# centre of a symmetric membrane crosses half the drop), rates in the range of the shipped files.
+_TEMPLATE_START = {
+    "trap.k0_per_ns_per_molar": 0.05,
+    "trap.delta": 0.2,
+    "escape.k0_per_ns": 0.01,
+    "escape.delta": 0.3,
+}
+_SITE_BY_ROLE = {"voltage activator": "center", "voltage inactivator": "entrance"}
+
+
+def _toml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def targets_template(system: str) -> str:
+    """A targets TOML (schema ionkinetics.targets/1) for ``system``, to be filled in by hand.
+
+    Carrier: the first salt's cation (the system-id convention). Dopants: the other cations; each
+    one's site from the paper's stated role in this pore (activator: trapped in the pore,
+    ``center``; inactivator: plugs a mouth, ``entrance``), else ``center`` marked to check. The
+    open-pore conductance is reused from a shipped calibration of the carrier's salt alone in the
+    same pore when there is one. Numbers to fill are ``nan`` and citations empty, so a file left
+    unfilled is refused by the targets validator naming the row and field."""
+    from . import species
+    from .calibrate import PAPER_TEXT_ROLES, list_calibrations
+    from .calibrate._design import PAPER_TEXT_ROLE_SOURCES
+
+    try:
+        sid = species.parse_system_id(system)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--template: {exc}") from None
+    cations = list(sid.cation_molar)
+    carrier, dopants = cations[0], cations[1:]
+    roles = PAPER_TEXT_ROLES.get(sid.pore, {})
+    carrier_salt = sid.salts[0]
+    carrier_only = species.format_system_id(sid.pore, [carrier_salt])
+    reuse_open = bool(dopants) and carrier_only in list_calibrations()
+
+    def role_note(ion):
+        role = roles.get(ion)
+        if role is None:
+            return f"the paper's text states no role for {ion} in {sid.pore}"
+        return f"paper: {ion} is a {role} in {sid.pore} ({PAPER_TEXT_ROLE_SOURCES[(sid.pore, ion)]})"
+
+    free = []
+    lines = [
+        f"# Targets template for {sid}, written by `ionkinetics fit --template`.",
+        "#",
+        "# To fit: (1) replace every `nan` by the number your source gives and fill every empty",
+        "# section/quote (a row left unfilled is refused, naming the row and field); a number the",
+        "# source does not give may instead be ASSUMED: set `assumed = true` on its row and say what",
+        "# and why in `assumptions` (see the steady_w row). Delete rows you have no number for; change",
+        "# a row's `v` to the voltage your source states. (2) run:",
+        "#     ionkinetics fit THIS_FILE -o my-calibration.json",
+        "# Sigmas set the Laplace uncertainties. The shipped files read '~X' as rel_sigma 0.15,",
+        "# 'approximately X' as 0.3, and 'within T' / 'over T' as complete (4 tau) by T: tau = T/4,",
+        "# rel_sigma 0.5. Each free parameter needs a target that moves it; the fit names any that",
+        "# are not identified. Schema and target kinds: ionkinetics.calibrate.load_targets.",
+        'schema = "ionkinetics.targets/1"',
+        f"system = {_toml_str(str(sid))}",
+        f"carrier = {_toml_str(carrier)}  # the first salt's cation; {role_note(carrier)}",
+        'source = ""  # FILL: the reference your numbers come from (authors, journal, year)',
+    ]
+    if reuse_open:
+        lines.append(
+            f"open_conductance_from = {_toml_str(carrier_only)}  # the open-pore G(V) of the shipped "
+            f"{carrier_only} calibration, reused (not refitted)"
+        )
+    if dopants:
+        lines += [
+            "assumptions = [  # what each row marked assumed = true assumes, and why",
+            '  "w(0 V) = ...: FILL what is assumed and why",',
+            "]",
+            "",
+        ]
+    else:
+        lines += ["assumptions = []  # what each row marked assumed = true assumes, and why", ""]
+    for ion in dopants:
+        site = _SITE_BY_ROLE.get(roles.get(ion, ""), "center")
+        why = (
+            f"{role_note(ion)}"
+            if ion in roles and roles[ion] in _SITE_BY_ROLE
+            else f"CHECK: {role_note(ion)}; 'center' if it traps inside the pore, 'entrance' if it plugs a mouth"
+        )
+        lines += ["[[dopant]]", f"ion = {_toml_str(ion)}", f"site = {_toml_str(site)}  # {why}", ""]
+    lines.append("[parameters]  # starting values of the fit; a parameter not listed in `free` stays fixed")
+    if not reuse_open:
+        lines += ['"open.c_ps" = 100.0', '"open.alpha_per_v" = 0.0']
+        free += ["open.c_ps", "open.alpha_per_v"]
+    for ion in dopants:
+        z = abs(species.get_ion(ion).charge)
+        for key, value in _TEMPLATE_START.items():
+            value = value * z if key.endswith("delta") else value
+            lines.append(f'"{ion}.{key}" = {value:g}')
+            free.append(f"{ion}.{key}")
+        lines.append(f'"{ion}.leak_fraction" = 0.0  # fixed: add it to free if a blocked pore still conducts')
+    lines.append("free = [" + ", ".join(_toml_str(n) for n in free) + "]")
+
+    def row(kind, fields, *, comment, assumed=False):
+        out = ["", "[[target]]", f'kind = "{kind}"']
+        out += [f"{k} = {v}" for k, v in fields]
+        if assumed:
+            out += ["assumed = true", f'note = "ASSUMED: {comment}"']
+        else:
+            out += [
+                'section = ""  # FILL: the section (or figure) of the source',
+                'quote = ""  # FILL: the sentence that states it',
+            ]
+        return out
+
+    lines += row(
+        "conductance", [("v", 0.1), ("g_ps", "nan  # FILL: conductance per pore (pS) at v"), ("rel_sigma", 0.15)], comment=""
+    )
+    lines += row(
+        "conductance", [("v", 0.4), ("g_ps", "nan  # FILL: conductance per pore (pS) at v"), ("rel_sigma", 0.15)], comment=""
+    )
+    if dopants:
+        lines += row(
+            "steady_w",
+            [("v", 0.0), ("w", "nan  # FILL: open fraction at rest, 0..1"), ("sigma", 0.05)],
+            comment="say here what was assumed (and list it in `assumptions`)",
+            assumed=True,
+        )
+        lines += row(
+            "step_tau",
+            [
+                ("v_from", 0.0),
+                ("v_to", 0.5),
+                ("tau_ns", "nan  # FILL: relaxation time of w after the step, ns"),
+                ("rel_sigma", 0.5),
+            ],
+            comment="",
+        )
+        lines += row(
+            "step_tau",
+            [
+                ("v_from", 0.5),
+                ("v_to", 0.0),
+                ("tau_ns", "nan  # FILL: relaxation time of w after the bias is removed, ns"),
+                ("rel_sigma", 0.5),
+            ],
+            comment="",
+        )
+    return "\n".join(lines) + "\n"
 
 
 @app.command()
@@ -546,8 +751,9 @@ def simulate_cmd(
     n_pores: int = typer.Option(0, help="Stochastic pores (0 = mean-field per pore)."),
     seed: int = typer.Option(0, help="Seed for stochastic runs."),
     output: Path = typer.Option(Path("trace.csv"), "--output", "-o", help="CSV to write."),
+    plot: bool = typer.Option(False, "--plot", help="Also write the I / w / V figure beside the CSV (the CSV's name with .png)."),
 ):
-    """Simulate one system under a protocol and write the trace as CSV."""
+    """Simulate one system under a protocol and write the trace as CSV (and with --plot its figure)."""
     _x64()
     import jax
     import numpy as np
@@ -564,7 +770,24 @@ def simulate_cmd(
     table = np.column_stack([tr.t_ns, tr.v, tr.w, tr.g_ps, tr.i_pa, tr.e_aj])
     lines = [header] + [",".join(f"{x:.9g}" for x in row) for row in table]
     path = write_text_atomic(output, "\n".join(lines) + "\n")
-    console.print(f"{cal.system_id}: {len(tr.t_ns)} points, final w = {tr.w[-1]:.4f}; wrote {path}")
+    written = [str(path)]
+    if plot:
+        written.append(str(_plot_trace(tr, cal.system_id, protocol, output.with_suffix(".png"))))
+    console.print(f"{cal.system_id}: {len(tr.t_ns)} points, final w = {tr.w[-1]:.4f}; wrote {', '.join(written)}")
+
+
+def _plot_trace(tr, system_id: str, protocol: str, path: Path) -> Path:
+    """The I / w / V figure of a simulate trace (per pore, or the whole membrane when stochastic)."""
+    from .circuits._figures import save_figure_atomic, trace_figure
+
+    who = "per pore" if tr.n_pores is None else f"{tr.n_pores} pores"
+    fig = trace_figure(
+        tr.t_ns,
+        [(f"I {who} (pA)", [("I", tr.i_pa)]), ("w (open fraction)", [("w", tr.w)]), ("V (V)", [("V", tr.v)])],
+        f"{system_id}: {protocol} ({'mean-field' if tr.n_pores is None else 'stochastic'})",
+    )
+    fig.axes[1].set_ylim(-0.03, 1.03)
+    return save_figure_atomic(fig, path, dpi=120)
 
 
 def _parse_protocol(text: str, protos):
