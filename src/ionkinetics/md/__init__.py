@@ -8,7 +8,10 @@ with OpenMM's ``amber14/tip3p.xml``) and the counting rules.
 
 Uncertain force-field choices and how to swap them: hBN charges (±1.05 e bulk, −0.70 e at
 vacancy edges) and the crown-ether O charge (−0.40 e, ring C +0.20 e) vary between published
-models. Copy ``shipped_forcefield_xml()``, edit the single-atom residue templates (GRA, CRC,
+models. Named, cited options (``FORCEFIELD_OPTIONS``, each with its sources and what was
+verified) are chosen with ``build_system(..., forcefield_option="sahu-crown")`` or a spec's
+``[forcefield] option``; the default is ``DEFAULT_FORCEFIELD_OPTION`` ("ik-2025", the charges
+below). Or copy ``shipped_forcefield_xml()``, edit the single-atom residue templates (GRA, CRC,
 CRO, HBB, HBN, HBE; keep each membrane neutral: edge N = 2/3 of bulk N, O = −2 × ring C) and
 pass ``forcefield_files=("amber14/tip3p.xml", "my.xml")`` to ``build_system`` (or to
 ``build_membrane`` and ``assemble_system``); or override per-atom charges with
@@ -39,6 +42,14 @@ from ._electrolyte import Composition as Composition
 from ._electrolyte import Electrolyte as Electrolyte
 from ._electrolyte import build_electrolyte as build_electrolyte
 from ._electrolyte import ion_count as ion_count
+from ._forcefield import CROWN_CHARGE_SETS as CROWN_CHARGE_SETS
+from ._forcefield import DEFAULT_FORCEFIELD_OPTION as DEFAULT_FORCEFIELD_OPTION
+from ._forcefield import FORCEFIELD_OPTIONS as FORCEFIELD_OPTIONS
+from ._forcefield import HBN_CHARGE_SETS as HBN_CHARGE_SETS
+from ._forcefield import ChargeSet as ChargeSet
+from ._forcefield import ForceFieldOption as ForceFieldOption
+from ._forcefield import forcefield_option as forcefield_option
+from ._forcefield import forcefield_option_files as forcefield_option_files
 from ._membranes import A_CC_GRAPHENE_NM as A_CC_GRAPHENE_NM
 from ._membranes import A_HBN_NM as A_HBN_NM
 from ._membranes import MEMBRANE_TEMPLATES as MEMBRANE_TEMPLATES

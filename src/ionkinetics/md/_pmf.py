@@ -313,6 +313,7 @@ def run_window(
     *,
     pore_xy_nm=None,
     reference_area_nm2: float | None = None,
+    provenance: dict | None = None,
 ) -> tuple[Path, bool]:
     """Run umbrella window ``window_index`` (centre ``z0_nm``) for particle ``ion_index`` of
     ``built`` (an :class:`~ionkinetics.md.MDSystem` or anything with ``system``,
@@ -325,6 +326,8 @@ def run_window(
     ``z_nm`` (minimum image relative to the membrane plane) and ``r_xy_nm`` (minimum-image
     lateral distance from the pore axis) every ``sample_every_steps``. ``built.system`` is not
     modified (a copy gets the restraint). ``reference_area_nm2`` defaults to L_x·L_y / n_pores.
+    ``provenance`` (str → str or number) is stored as ``prov_<key>`` beside the samples and is
+    not compared when a finished window is found (commit, host and threads may differ).
     """
     import openmm
     import openmm.unit as u
@@ -362,8 +365,16 @@ def run_window(
         reference_area_nm2 = float(box[0] * box[1] / n_pores)
     a_ref = _number("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
 
+    prov = {}
+    for key, value in (provenance or {}).items():
+        if not isinstance(key, str) or not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise _bad("provenance", "must map str keys to str or number values", {key: value})
+        prov[f"prov_{key}"] = value
     path = window_path(out_dir, widx)
     meta = _window_meta(settings, int(ion_index), z0, pore_xy, box, membrane_z, a_ref)
+    option = getattr(built, "forcefield_option", None)
+    if option is not None:  # a window is only reused under the same membrane charges
+        meta["forcefield_option"] = str(option)
     if path.exists():
         old = load_window(path)
         diff = [k for k, v in meta.items() if k not in old or not _same(old[k], v)]
@@ -419,6 +430,7 @@ def run_window(
         t_ps=t_ps,
         platform=platform.getName(),
         wall_s=wall_s,
+        **prov,
         **meta,
     )
     return path, True

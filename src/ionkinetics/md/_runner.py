@@ -287,6 +287,7 @@ def _system_record(built) -> dict:
         "n_atoms": int(np.asarray(built.positions_nm).shape[0]),
         "system_id": getattr(built, "system_id", None),
         "forcefield_files": list(getattr(built, "forcefield_files", ()) or ()),
+        "forcefield_option": getattr(built, "forcefield_option", None),
         "cutoff_nm": getattr(built, "cutoff_nm", None),
     }
 

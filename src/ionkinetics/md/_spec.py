@@ -22,6 +22,9 @@
     platform = "auto"                        # CUDA (mixed) → OpenCL → CPU, or a name
     dcd_every_frames = 0                     # > 0: every atom to frames/chunk_*.dcd for viewing
 
+    [forcefield]                             # optional; a cited membrane-charge option
+    option = "ik-2025"                       # ionkinetics.md.FORCEFIELD_OPTIONS (default ik-2025)
+
     [analysis]
     blockers = ["K+"]                        # species that block a pore, for w(t) and dwell times
     skip_ns = 0.0                            # dropped at the start of each constant-bias segment
@@ -63,12 +66,13 @@ class MDSpec:
     skip_ns: float
     raw: dict
     path: str | None
+    forcefield_option: str | None = None
 
     def build(self):
         """The OpenMM system (``ionkinetics.md.MDSystem``)."""
         from ._system import build_system
 
-        return build_system(self.system, seed=self.settings.seed, **self.membrane)
+        return build_system(self.system, seed=self.settings.seed, forcefield_option=self.forcefield_option, **self.membrane)
 
 
 def _table(raw, key, allowed) -> dict:
@@ -119,7 +123,14 @@ def parse_md_spec(raw: dict, *, path: str | None = None) -> MDSpec:
     skip = analysis.get("skip_ns", 0.0)
     if isinstance(skip, bool) or not isinstance(skip, (int, float)) or skip < 0:
         raise MDSpecError(f"[analysis].skip_ns must be a number >= 0; got {skip!r}")
-    return MDSpec(name, system, membrane, protocol, settings, blockers, float(skip), raw, path)
+    ff = _table(raw, "forcefield", {"option"})
+    option = ff.get("option")
+    if option is not None:
+        from ._forcefield import FORCEFIELD_OPTIONS
+
+        if not isinstance(option, str) or option not in FORCEFIELD_OPTIONS:
+            raise MDSpecError(f"[forcefield].option must be one of {', '.join(sorted(FORCEFIELD_OPTIONS))}; got {option!r}")
+    return MDSpec(name, system, membrane, protocol, settings, blockers, float(skip), raw, path, option)
 
 
 def load_md_spec(path) -> MDSpec:

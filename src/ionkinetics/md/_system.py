@@ -34,6 +34,7 @@ from scipy.spatial import cKDTree
 
 from .. import species as _species
 from ._electrolyte import Electrolyte, build_electrolyte, residue_template
+from ._forcefield import DEFAULT_FORCEFIELD_OPTION, forcefield_option_files
 from ._membranes import DEFAULT_BOX_Z_NM, Membrane, build_membrane
 
 __all__ = [
@@ -181,6 +182,7 @@ class MDSystem:
     forcefield_files: tuple[str, ...]
     n_membrane_exclusions: int
     membrane_z_nm: float = 0.0
+    forcefield_option: str | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -224,6 +226,7 @@ class MDSystem:
             "electrolyte": self.electrolyte.composition.to_dict(),
             "cutoff_nm": self.cutoff_nm,
             "forcefield_files": list(self.forcefield_files),
+            "forcefield_option": self.forcefield_option,
             "field_parameter": self.field_parameter,
         }
 
@@ -261,9 +264,12 @@ def assemble_system(
     ewald_error_tolerance: float = DEFAULT_EWALD_ERROR_TOLERANCE,
     membrane_charges_e=None,
     efield_kj_per_mol_nm_e: float = 0.0,
+    forcefield_option: str | None = None,
 ) -> MDSystem:
     """Assemble the OpenMM Topology and System of ``membrane`` + ``electrolyte`` (see the module
-    docstring for the settings). ``forcefield_files`` defaults to the membrane's."""
+    docstring for the settings). ``forcefield_files`` defaults to the membrane's;
+    ``forcefield_option`` is only recorded (build the membrane with its files, or use
+    :func:`build_system`)."""
     cutoff = _number("cutoff_nm", cutoff_nm, "must be a finite cutoff > 0 nm", positive=True)
     tol = _number("ewald_error_tolerance", ewald_error_tolerance, "must be a finite tolerance > 0", positive=True)
     box = np.asarray(membrane.box_vectors_nm, dtype=float)
@@ -353,6 +359,7 @@ def assemble_system(
         cutoff_nm=cutoff,
         forcefield_files=files,
         n_membrane_exclusions=len(pairs),
+        forcefield_option=forcefield_option,
     )
 
 
@@ -366,10 +373,17 @@ def build_system(
     seed: int = 0,
     cutoff_nm: float = DEFAULT_CUTOFF_NM,
     forcefield_files: Sequence[str] | None = None,
+    forcefield_option: str | None = None,
     electrolyte_options: dict | None = None,
     **assemble_options,
 ) -> MDSystem:
     """Membrane, electrolyte and OpenMM system for a system id such as ``"crown6:NaCl@1.0+KCl@0.5"``.
+
+    ``forcefield_option`` names a cited membrane-charge option
+    (:data:`ionkinetics.md.FORCEFIELD_OPTIONS`; default
+    :data:`~ionkinetics.md.DEFAULT_FORCEFIELD_OPTION` when no ``forcefield_files`` are given);
+    the name is recorded in :meth:`MDSystem.summary`. Give one of ``forcefield_option`` and
+    ``forcefield_files``, not both.
 
     Geometry arguments go to :func:`build_membrane`, ``seed`` and ``electrolyte_options``
     (``gap_nm``, ``ion_membrane_distance_nm``, ``ion_separation_nm``) to
@@ -379,8 +393,19 @@ def build_system(
         sid = _species.parse_system_id(system_id)
     except (ValueError, TypeError) as err:
         raise type(err)(f"system_id: {err}") from None
+    if forcefield_option is not None and forcefield_files is not None:
+        raise _bad(
+            "forcefield_option",
+            "must not be given together with forcefield_files (an option chooses the files)",
+            forcefield_option,
+        )
+    if forcefield_files is None:
+        forcefield_option = DEFAULT_FORCEFIELD_OPTION if forcefield_option is None else forcefield_option
+        forcefield_files = forcefield_option_files(forcefield_option)
     membrane = build_membrane(
         sid.pore, spacing_nm=spacing_nm, box_xy_nm=box_xy_nm, cells=cells, box_z_nm=box_z_nm, forcefield_files=forcefield_files
     )
     electrolyte = build_electrolyte(membrane, sid, seed=seed, **(electrolyte_options or {}))
-    return assemble_system(membrane, electrolyte, system_id=str(sid), cutoff_nm=cutoff_nm, **assemble_options)
+    return assemble_system(
+        membrane, electrolyte, system_id=str(sid), cutoff_nm=cutoff_nm, forcefield_option=forcefield_option, **assemble_options
+    )

@@ -1,0 +1,628 @@
+"""Force-field validation against the paper's single-salt facts (§2.1, Figure 2; issue 12).
+
+A validation file (TOML, schema :data:`VALIDATION_SCHEMA`, e.g. ``md/validation/validation.toml``)
+names a force-field option, one cell, the umbrella-window settings and a list of PMFs
+(pore, salt, pulled ion). :func:`run_validation` runs the windows that are not yet recorded;
+:func:`summarize_validation` turns whatever windows exist into the facts' verdicts.
+
+Records (what accumulates in the repository)
+    One ``window_<i>.npz`` per finished window under ``<records>/<option>/<pmf name>/`` (default
+    ``records = md/validation/pmf``), written atomically by :func:`ionkinetics.md.run_window`:
+    the ion's z and lateral r every ``sample_every_ps`` after the discarded equilibration, the
+    window centre, force constants, restraint radius, box, temperature, seed, the force-field
+    option, the platform and ``prov_*`` provenance (commit, OpenMM version, CPU threads, host,
+    validation-file hash). Window ``i`` sits at ``z0 = (i − 1000)/100`` nm, so indices are stable
+    when windows are added. A window already recorded with the same settings is skipped, so a
+    campaign resumes on a fresh clone; one recorded with other settings is refused.
+
+Convergence record (per PMF), as issue 12 defines converged
+    ``equilibration_ps_per_window`` and ``sampling_ps_per_window`` (the minimum over windows;
+    rules ≥ 50 ps and ≥ 200 ps), ``both_sides`` (windows reach |z| ≥ bulk on both sides of the
+    sheet, every planned window recorded), ``block_half_max_diff_kt`` (the PMF from the first and
+    from the second half of every window's samples, each zeroed in bulk; the largest difference
+    over bins inside |z| < bulk where both have data; rule < 0.5 kT) and ``overlap_ok`` (MBAR
+    neighbour overlap ≥ the threshold). A PMF missing any of these is reported ``converged:
+    false`` with its partial numbers; a fact whose PMFs are not converged never ``holds``.
+
+Facts (the rules are this package's reading of the paper's words, stated in each fact)
+    * crown6 Na⁺ carrier: its pore-binding constant K_b (M⁻¹) times 1 M is < 1 (the pore is
+      free more than half the time in 1 M NaCl).
+    * crown6 K⁺ trapped, deeper well than Na⁺: W_min(K⁺) < W_min(Na⁺) − 1 kT and K_b(K⁺)·0.5 M > 1.
+    * B3N K⁺ shallow centre minimum, carrier: the PMF minimum lies at |z| ≤ 0.15 nm, −3 kT ≤ W_min
+      < 0, and K_b·1 M < 1.
+    * B3N Na⁺ deep centre minimum behind a dehydration barrier: minimum at |z| ≤ 0.15 nm with
+      W_min < −3 kT, and a maximum ≥ +1 kT between the centre and bulk on each side.
+    * B3N Rb⁺ steric peak with minima on either side: W(centre) is the maximum of |z| ≤ 0.15 nm
+      and on each side a minimum ≤ W(centre) − 1 kT lies at 0.15 < |z| < bulk.
+
+    K_b = N_A·∫_site A_ref·exp(−W(z)/kT) dz over the pore region |z| < ``site_half_width_nm``
+    (0.3 nm), with A_ref the membrane area per pore (the PMF's lateral footing) — the standard
+    one-site binding integral; errors propagate the MBAR bin errors (first order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform as _platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from .._io import load_toml_as, write_json_atomic
+from ._forcefield import FORCEFIELD_OPTIONS
+from ._pmf import BOLTZMANN_KJ_PER_MOL_K, WindowSettings, analyze_windows, load_window, run_window
+
+__all__ = [
+    "VALIDATION_SCHEMA",
+    "ValidationError",
+    "ValidationPlan",
+    "load_validation",
+    "parse_validation",
+    "run_validation",
+    "summarize_validation",
+    "window_index_for_z",
+]
+
+VALIDATION_SCHEMA = "ionkinetics.md-validation/1"
+_WINDOW_INDEX_OFFSET = 1000
+AVOGADRO_PER_MOL = 6.02214076e23
+_NM3_PER_LITRE = 1e24
+SITE_HALF_WIDTH_NM = 0.3
+CENTRE_HALF_WIDTH_NM = 0.15
+RULES = {
+    "equilibration_ps_per_window": 50.0,
+    "sampling_ps_per_window": 200.0,
+    "block_half_max_diff_kt": 0.5,
+}
+
+
+class ValidationError(ValueError):
+    """A validation file that breaks the schema; the message names the field."""
+
+
+def window_index_for_z(z0_nm: float) -> int:
+    """Stable window index of a centre: ``round(100·z0) + 1000`` (z0 on a 0.01 nm grid)."""
+    i = round(100.0 * float(z0_nm))
+    if abs(i - 100.0 * float(z0_nm)) > 1e-6:
+        raise ValueError(f"z0_nm must lie on the 0.01 nm grid; got {z0_nm!r}")
+    return int(i) + _WINDOW_INDEX_OFFSET
+
+
+@dataclasses.dataclass(frozen=True)
+class PMFPlan:
+    name: str
+    system: str
+    ion: str
+    forcefield_option: str
+
+    @property
+    def pore(self) -> str:
+        return self.system.split(":")[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationPlan:
+    forcefield_option: str
+    cell: dict
+    seed: int
+    settings: WindowSettings
+    z_max_nm: float
+    window_spacing_nm: float
+    bulk_min_abs_z_nm: float
+    bin_width_nm: float
+    min_bin_count: int
+    pmfs: tuple[PMFPlan, ...]
+    raw: dict
+    path: str | None
+
+    @property
+    def centres_nm(self) -> np.ndarray:
+        """Window centres in run order: 0, +s, …, +z_max, then −s, …, −z_max."""
+        n = round(self.z_max_nm / self.window_spacing_nm)
+        pos = [round(k * self.window_spacing_nm, 6) for k in range(n + 1)]
+        return np.array(pos + [-z for z in pos[1:]])
+
+    def records_dir(self, pmf: PMFPlan, root) -> Path:
+        return Path(root) / pmf.forcefield_option / pmf.name
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _num(table: str, raw: dict, key: str, default=None, *, positive=True) -> float:
+    v = raw.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        raise ValidationError(f"[{table}].{key} must be a finite number > 0; got {v!r}")
+    return float(v)
+
+
+def _steps(table: str, key: str, ps: float, dt_fs: float) -> int:
+    steps = ps * 1000.0 / dt_fs
+    if abs(steps - round(steps)) > 1e-6:
+        raise ValidationError(f"[{table}].{key} must be a whole number of {dt_fs:g} fs steps; got {ps!r} ps")
+    return round(steps)
+
+
+def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
+    from .. import species as _species
+
+    if raw.get("schema") != VALIDATION_SCHEMA:
+        raise ValidationError(f"field 'schema' must be {VALIDATION_SCHEMA!r}; got {raw.get('schema')!r}")
+    option = raw.get("forcefield_option")
+    if option not in FORCEFIELD_OPTIONS:
+        raise ValidationError(f"field 'forcefield_option' must be one of {', '.join(sorted(FORCEFIELD_OPTIONS))}; got {option!r}")
+    cell = dict(raw.get("cell", {}))
+    unknown = set(cell) - {"spacing_nm", "cells", "box_z_nm", "seed"}
+    if unknown:
+        raise ValidationError(f"[cell] has unknown fields {sorted(unknown)}; allowed spacing_nm, cells, box_z_nm, seed")
+    seed = cell.pop("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValidationError(f"[cell].seed must be an integer >= 0; got {seed!r}")
+    if "cells" in cell:
+        cell["cells"] = tuple(cell["cells"])
+    w = dict(raw.get("windows", {}))
+    allowed = {"z_max_nm", "spacing_nm", "k_z_kj_per_mol_nm2", "flat_bottom_radius_nm", "k_xy_kj_per_mol_nm2",
+               "timestep_fs", "equilibration_ps", "sampling_ps", "sample_every_ps", "platform", "temperature_k"}  # fmt: skip
+    if set(w) - allowed:
+        raise ValidationError(f"[windows] has unknown fields {sorted(set(w) - allowed)}; allowed {sorted(allowed)}")
+    dt = _num("windows", w, "timestep_fs", 2.0)
+    z_max = _num("windows", w, "z_max_nm", 1.5)
+    spacing = _num("windows", w, "spacing_nm", 0.1)
+    if abs(z_max / spacing - round(z_max / spacing)) > 1e-6:
+        raise ValidationError(f"[windows].z_max_nm must be a whole number of spacing_nm = {spacing:g}; got {z_max!r}")
+    for z in (spacing, z_max):
+        try:
+            window_index_for_z(z)
+        except ValueError as exc:
+            raise ValidationError(f"[windows]: {exc}") from None
+    try:
+        settings = WindowSettings(
+            k_z_kj_per_mol_nm2=_num("windows", w, "k_z_kj_per_mol_nm2", 2000.0),
+            flat_bottom_radius_nm=_num("windows", w, "flat_bottom_radius_nm", 0.3),
+            k_xy_kj_per_mol_nm2=_num("windows", w, "k_xy_kj_per_mol_nm2", 1000.0),
+            equilibration_steps=_steps("windows", "equilibration_ps", _num("windows", w, "equilibration_ps", 50.0), dt),
+            sampling_steps=_steps("windows", "sampling_ps", _num("windows", w, "sampling_ps", 200.0), dt),
+            sample_every_steps=_steps("windows", "sample_every_ps", _num("windows", w, "sample_every_ps", 0.2), dt),
+            timestep_fs=dt,
+            temperature_k=_num("windows", w, "temperature_k", 298.15),
+            seed=seed,
+            platform=str(w.get("platform", "auto")),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        raise ValidationError(f"[windows]: {exc}") from None
+    a = dict(raw.get("analysis", {}))
+    if set(a) - {"bulk_min_abs_z_nm", "bin_width_nm", "min_bin_count"}:
+        raise ValidationError(
+            f"[analysis] has unknown fields {sorted(set(a) - {'bulk_min_abs_z_nm', 'bin_width_nm', 'min_bin_count'})}"
+        )
+    bulk = _num("analysis", a, "bulk_min_abs_z_nm", 1.2)
+    if bulk >= z_max:
+        raise ValidationError(f"[analysis].bulk_min_abs_z_nm must be below [windows].z_max_nm = {z_max:g}; got {bulk!r}")
+    min_count = a.get("min_bin_count", 10)
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise ValidationError(f"[analysis].min_bin_count must be an integer >= 1; got {min_count!r}")
+    pmfs = []
+    for k, p in enumerate(raw.get("pmf", [])):
+        if (
+            not isinstance(p, dict)
+            or set(p) - {"name", "system", "ion", "forcefield_option"}
+            or not {"name", "system", "ion"} <= set(p)
+        ):
+            raise ValidationError(f"[[pmf]] {k} must have name, system, ion (and optionally forcefield_option); got {p!r}")
+        try:
+            sid = _species.parse_system_id(p["system"])
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"[[pmf]] {k}.system: {exc}") from None
+        if p["ion"] not in sid.cation_molar:
+            raise ValidationError(f"[[pmf]] {k}.ion must be a cation of {sid} ({', '.join(sid.cation_molar)}); got {p['ion']!r}")
+        opt = p.get("forcefield_option", option)
+        if opt not in FORCEFIELD_OPTIONS:
+            raise ValidationError(
+                f"[[pmf]] {k}.forcefield_option must be one of {', '.join(sorted(FORCEFIELD_OPTIONS))}; got {opt!r}"
+            )
+        name = p["name"]
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ValidationError(f"[[pmf]] {k}.name must be a plain directory name; got {name!r}")
+        pmfs.append(PMFPlan(name, str(sid), p["ion"], opt))
+    if not pmfs:
+        raise ValidationError("needs at least one [[pmf]] table")
+    if len({(p.forcefield_option, p.name) for p in pmfs}) != len(pmfs):
+        raise ValidationError("[[pmf]] names must be unique per force-field option")
+    return ValidationPlan(option, cell, seed, settings, z_max, spacing, bulk, _num("analysis", a, "bin_width_nm", 0.05),
+                          int(min_count), tuple(pmfs), raw, path)  # fmt: skip
+
+
+def load_validation(path) -> ValidationPlan:
+    return load_toml_as(path, "validation file", ValidationError, parse_validation)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _build(plan: ValidationPlan, pmf: PMFPlan):
+    from ._system import build_system
+
+    built = build_system(pmf.system, seed=plan.seed, forcefield_option=pmf.forcefield_option, **plan.cell)
+    matches = [int(i) for i, sp in zip(built.ion_indices, built.ion_species, strict=True) if sp == pmf.ion]
+    return built, matches[0]
+
+
+def run_validation(plan: ValidationPlan, records_root, *, only=None, max_windows: int | None = None, progress=None) -> int:
+    """Run the plan's missing windows in order (PMFs as listed, windows as :attr:`ValidationPlan.centres_nm`);
+    ``only`` restricts to PMF names, ``max_windows`` stops after that many new windows. Returns the number run."""
+    import openmm
+
+    names = {p.name for p in plan.pmfs}
+    for n in only or ():
+        if n not in names:
+            raise ValueError(f"only must name PMFs of the validation file ({', '.join(sorted(names))}); got {n!r}")
+    prov = {
+        "commit": _git_commit(),
+        "openmm_version": openmm.__version__,
+        "cpu_threads": os.environ.get("OPENMM_CPU_THREADS", "default"),
+        "host": _platform.node(),
+        "validation_file_sha256_12": plan.digest,
+    }
+    ran = 0
+    for pmf in plan.pmfs:
+        if only and pmf.name not in only:
+            continue
+        out = plan.records_dir(pmf, records_root)
+        todo = [z for z in plan.centres_nm if not (out / f"window_{window_index_for_z(z)}.npz").exists()]
+        if not todo:
+            continue
+        built, ion_index = _build(plan, pmf)
+        for z in plan.centres_nm:
+            if max_windows is not None and ran >= max_windows:
+                return ran
+            path, did = run_window(built, ion_index, window_index_for_z(z), float(z), plan.settings, out, provenance=prov)
+            if did:
+                ran += 1
+                if progress is not None:
+                    progress(pmf, float(z), path)
+    return ran
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _kt(t_k: float) -> float:
+    return BOLTZMANN_KJ_PER_MOL_K * t_k
+
+
+def _half(windows: list[dict], which: int) -> list[dict]:
+    out = []
+    for d in windows:
+        n = len(d["z_nm"]) // 2
+        sl = slice(0, n) if which == 0 else slice(n, 2 * n)
+        e = dict(d)
+        e["z_nm"] = np.asarray(d["z_nm"])[sl]
+        e["r_xy_nm"] = np.asarray(d["r_xy_nm"])[sl]
+        out.append(e)
+    return out
+
+
+def binding_constant_per_molar(z_nm, pmf_kt, dpmf_kt, reference_area_nm2: float, *, half_width_nm: float = SITE_HALF_WIDTH_NM):
+    """K_b (M⁻¹) = N_A·A_ref·∫_{|z|<h} exp(−W) dz, and its first-order error from the bin errors;
+    bins are the PMF's (uniform width); missing bins inside the site count as unsampled (W = +∞)."""
+    z = np.asarray(z_nm, dtype=float)
+    w = np.asarray(pmf_kt, dtype=float)
+    dw = np.asarray(dpmf_kt, dtype=float)
+    if z.size < 2:
+        return float("nan"), float("nan")
+    width = float(np.min(np.diff(z)))
+    site = np.abs(z) < half_width_nm
+    terms = np.exp(-w[site]) * width * reference_area_nm2
+    k_nm3 = float(terms.sum())
+    dk_nm3 = float(np.sqrt(np.sum((terms * dw[site]) ** 2)))
+    scale = AVOGADRO_PER_MOL / _NM3_PER_LITRE
+    return k_nm3 * scale, dk_nm3 * scale
+
+
+def _pmf_record(plan: ValidationPlan, pmf: PMFPlan, records_root) -> dict:
+    out = plan.records_dir(pmf, records_root)
+    paths = sorted(out.glob("window_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+    windows = [load_window(p) for p in paths]
+    planned = {window_index_for_z(z) for z in plan.centres_nm}
+    have = {int(p.stem.split("_")[1]) for p in paths}
+    rec: dict = {
+        "name": pmf.name,
+        "pore": pmf.pore,
+        "system": pmf.system,
+        "ion": pmf.ion,
+        "forcefield_option": pmf.forcefield_option,
+        "records_dir": str(out),
+        "windows_planned": len(planned),
+        "windows_recorded": len(have & planned),
+        "z0_recorded_nm": sorted(float(d["z0_nm"]) for d in windows),
+    }
+    if windows:
+        dt_ps = np.array([float(d["settings_timestep_fs"]) / 1000.0 for d in windows])
+        eq = np.array([d["settings_equilibration_steps"] for d in windows]) * dt_ps
+        samp = np.array([d["settings_sampling_steps"] for d in windows]) * dt_ps
+        rec["equilibration_ps_per_window"] = float(eq.min())
+        rec["sampling_ps_per_window"] = float(samp.min())
+        rec["sampled_ps_total"] = float(samp.sum())
+        rec["wall_s_total"] = float(sum(float(d.get("wall_s", 0.0)) for d in windows))
+        steps = sum(int(d["settings_equilibration_steps"]) + int(d["settings_sampling_steps"]) for d in windows)
+        if rec["wall_s_total"] > 0:
+            rec["ns_per_day"] = steps * float(dt_ps[0]) / 1000.0 / rec["wall_s_total"] * 86400.0
+        rec["platforms"] = sorted({str(d.get("platform")) for d in windows})
+        rec["cpu_threads"] = sorted({str(d.get("prov_cpu_threads", "unknown")) for d in windows})
+        rec["commits"] = sorted({str(d.get("prov_commit", "unknown")) for d in windows})
+    else:
+        rec["equilibration_ps_per_window"] = rec["sampling_ps_per_window"] = 0.0
+    z0 = np.array(rec["z0_recorded_nm"])
+    bulk = plan.bulk_min_abs_z_nm
+    rec["both_sides"] = bool(len(planned - have) == 0 and z0.size and z0.min() <= -bulk and z0.max() >= bulk)
+    rec["sides_reaching_bulk"] = [
+        s for s, ok in (("-z", z0.size and z0.min() <= -bulk), ("+z", z0.size and z0.max() >= bulk)) if ok
+    ]
+    rec["result"] = None
+    rec["block_half_max_diff_kt"] = None
+    rec["overlap_ok"] = False
+    rec["problems"] = []
+    reach = z0.size and (z0.max() >= bulk or z0.min() <= -bulk)
+    if len(windows) >= 2 and reach:
+        kw = dict(bin_width_nm=plan.bin_width_nm, bulk_min_abs_z_nm=bulk, min_bin_count=plan.min_bin_count)
+        try:
+            res = analyze_windows(windows, **kw)
+        except ValueError as exc:
+            rec["problems"].append(f"analysis: {exc}")
+            res = None
+        if res is not None:
+            k_b, dk_b = binding_constant_per_molar(res.z_nm, res.pmf_kt, res.dpmf_kt, res.reference_area_nm2)
+            rec["result"] = {**res.summary(), "z_nm": res.z_nm.tolist(), "pmf_kt": res.pmf_kt.tolist(),
+                             "dpmf_kt": res.dpmf_kt.tolist(), "binding_constant_per_molar": k_b,
+                             "binding_constant_err_per_molar": dk_b}  # fmt: skip
+            rec["overlap_ok"] = bool(res.overlap_ok)
+            rec["_result"] = res
+            try:
+                h0, h1 = (analyze_windows(_half(windows, i), **kw) for i in (0, 1))
+                common = np.intersect1d(np.round(h0.z_nm, 6), np.round(h1.z_nm, 6))
+                common = common[np.abs(common) < bulk]
+                if common.size:
+                    a = h0.pmf_kt[np.isin(np.round(h0.z_nm, 6), common)]
+                    b = h1.pmf_kt[np.isin(np.round(h1.z_nm, 6), common)]
+                    rec["block_half_max_diff_kt"] = float(np.max(np.abs(a - b)))
+            except ValueError as exc:
+                rec["problems"].append(f"block halves: {exc}")
+    else:
+        rec["problems"].append("no window reaches bulk yet (or fewer than two windows): no PMF")
+    rec["converged"] = bool(
+        rec["both_sides"]
+        and rec["equilibration_ps_per_window"] >= RULES["equilibration_ps_per_window"]
+        and rec["sampling_ps_per_window"] >= RULES["sampling_ps_per_window"]
+        and rec["block_half_max_diff_kt"] is not None
+        and rec["block_half_max_diff_kt"] < RULES["block_half_max_diff_kt"]
+        and rec["overlap_ok"]
+    )
+    return rec
+
+
+def _convergence(rec: dict) -> dict:
+    keys = ("sampling_ps_per_window", "equilibration_ps_per_window", "block_half_max_diff_kt", "both_sides", "overlap_ok",
+            "windows_recorded", "windows_planned", "converged")  # fmt: skip
+    return {"pmf": rec["name"], **{k: rec.get(k) for k in keys}}
+
+
+def _profile(rec: dict):
+    r = rec.get("result")
+    if not r:
+        return None
+    return np.asarray(r["z_nm"]), np.asarray(r["pmf_kt"]), np.asarray(r["dpmf_kt"])
+
+
+def _fact(name, pore, ion, rule, recs, measure):
+    """measure(profiles) -> (quantity dict, holds or None)."""
+    fact = {"name": name, "pore": pore, "ion": ion, "rule": rule, "pmfs": [_convergence(r) for r in recs]}
+    if any(r.get("result") is None for r in recs):
+        fact.update(measured=None, holds=False, status="no PMF yet")
+        return fact
+    measured, ok = measure(recs)
+    converged = all(r["converged"] for r in recs)
+    fact.update(measured=measured, holds=bool(ok and converged), rule_met_by_partial_data=bool(ok))
+    fact["status"] = "converged" if converged else "NOT converged (partial PMF; holds is false until it is)"
+    return fact
+
+
+def _side_extrema(z, w, bulk):
+    out = {}
+    for side, sel in (("+z", (z > CENTRE_HALF_WIDTH_NM) & (z < bulk)), ("-z", (z < -CENTRE_HALF_WIDTH_NM) & (z > -bulk))):
+        if sel.any():
+            out[side] = {"min_kt": float(w[sel].min()), "min_z_nm": float(z[sel][np.argmin(w[sel])]),
+                         "max_kt": float(w[sel].max()), "max_z_nm": float(z[sel][np.argmax(w[sel])])}  # fmt: skip
+    return out
+
+
+def _facts(by_name: dict, bulk: float) -> list[dict]:
+    facts = []
+
+    def well(rec):
+        z, w, dw = _profile(rec)
+        inner = np.abs(z) < bulk
+        j = int(np.argmin(np.where(inner, w, np.inf)))
+        return float(w[j]), float(dw[j]), float(z[j])
+
+    def kb(rec):
+        r = rec["result"]
+        return r["binding_constant_per_molar"], r["binding_constant_err_per_molar"]
+
+    if "crown6-Na" in by_name:
+        rec = by_name["crown6-Na"]
+
+        def m(recs):
+            k, dk = kb(recs[0])
+            w, dw, zw = well(recs[0])
+            return {"binding_constant_per_molar": k, "err_per_molar": dk, "occupancy_at_1_molar": k / (1 + k),
+                    "well_kt": w, "well_err_kt": dw, "well_z_nm": zw}, k * 1.0 < 1.0  # fmt: skip
+
+        facts.append(_fact("crown6: Na+ is a carrier (shallow or no well)", "crown6", "Na+",
+                           "K_b(Na+) × 1 M < 1 (pore free > half the time in 1 M NaCl)", [rec], m))  # fmt: skip
+    if "crown6-K" in by_name:
+        recs = [by_name["crown6-K"]] + ([by_name["crown6-Na"]] if "crown6-Na" in by_name else [])
+
+        def m(recs):
+            k, dk = kb(recs[0])
+            wk, dwk, zk = well(recs[0])
+            out = {"binding_constant_per_molar": k, "err_per_molar": dk, "well_kt": wk, "well_err_kt": dwk, "well_z_nm": zk}
+            ok = k * 0.5 > 1.0
+            if len(recs) > 1:
+                wn, _, _ = well(recs[1])
+                out["well_na_kt"] = wn
+                ok = ok and wk < wn - 1.0
+            else:
+                ok = False
+            return out, ok
+
+        facts.append(_fact("crown6: K+ is trapped, with a deeper well than Na+", "crown6", "K+",
+                           "W_min(K+) < W_min(Na+) − 1 kT and K_b(K+) × 0.5 M > 1", recs, m))  # fmt: skip
+    if "B3N-K" in by_name:
+
+        def m(recs):
+            k, dk = kb(recs[0])
+            w, dw, zw = well(recs[0])
+            return {"binding_constant_per_molar": k, "err_per_molar": dk, "well_kt": w, "well_err_kt": dw, "well_z_nm": zw}, (
+                abs(zw) <= CENTRE_HALF_WIDTH_NM and -3.0 <= w < 0.0 and k < 1.0
+            )
+
+        facts.append(_fact("B3N: K+ has a shallow centre minimum (carrier)", "B3N", "K+",
+                           "minimum at |z| ≤ 0.15 nm, −3 kT ≤ W_min < 0, K_b × 1 M < 1", [by_name["B3N-K"]], m))  # fmt: skip
+    if "B3N-Na" in by_name:
+
+        def m(recs):
+            z, w, _ = _profile(recs[0])
+            wm, dwm, zw = well(recs[0])
+            sides = _side_extrema(z, w, bulk)
+            ok = (
+                abs(zw) <= CENTRE_HALF_WIDTH_NM
+                and wm < -3.0
+                and len(sides) == 2
+                and all(s["max_kt"] >= 1.0 for s in sides.values())
+            )
+            return {"well_kt": wm, "well_err_kt": dwm, "well_z_nm": zw, "sides": sides}, ok
+
+        facts.append(_fact("B3N: Na+ has a deep centre minimum behind a dehydration barrier", "B3N", "Na+",
+                           "minimum at |z| ≤ 0.15 nm with W_min < −3 kT; a maximum ≥ +1 kT between centre and bulk on each side",
+                           [by_name["B3N-Na"]], m))  # fmt: skip
+    if "B3N-Rb" in by_name:
+
+        def m(recs):
+            z, w, _ = _profile(recs[0])
+            centre = np.abs(z) <= CENTRE_HALF_WIDTH_NM
+            if not centre.any():
+                return {"centre_kt": None}, False
+            wc = float(w[centre].max())
+            sides = _side_extrema(z, w, bulk)
+            ok = len(sides) == 2 and all(s["min_kt"] <= wc - 1.0 for s in sides.values())
+            return {"centre_peak_kt": wc, "sides": sides}, ok
+
+        facts.append(_fact("B3N: Rb+ has a steric peak at the centre with minima on either side", "B3N", "Rb+",
+                           "W(centre) is the maximum of |z| ≤ 0.15 nm; on each side a minimum ≤ W(centre) − 1 kT "
+                           "at 0.15 < |z| < bulk",
+                           [by_name["B3N-Rb"]], m))  # fmt: skip
+    return facts
+
+
+def summarize_validation(plan: ValidationPlan, records_root, out_dir) -> dict:
+    """Write ``out_dir/summary.json`` and ``out_dir/pmfs.png`` from the recorded windows; returns the summary."""
+    recs = [_pmf_record(plan, p, records_root) for p in plan.pmfs]
+    by_name = {r["name"]: r for r in recs if r["forcefield_option"] == plan.forcefield_option}
+    facts = _facts(by_name, plan.bulk_min_abs_z_nm)
+    remaining_ns = 0.0
+    for r in recs:
+        per = (plan.settings.equilibration_steps + plan.settings.sampling_steps) * plan.settings.timestep_fs * 1e-6
+        remaining_ns += (r["windows_planned"] - r["windows_recorded"]) * per
+    rates = [r["ns_per_day"] for r in recs if r.get("ns_per_day")]
+    summary = {
+        "schema": "ionkinetics.md-validation-summary/1",
+        "forcefield_option": plan.forcefield_option,
+        "forcefield": FORCEFIELD_OPTIONS[plan.forcefield_option].as_dict(),
+        "commit": _git_commit(),
+        "validation_file": plan.path,
+        "rules": {**RULES, "both_sides": True, "overlap_ok": True},
+        "all_facts_hold": bool(facts) and all(f["holds"] for f in facts),
+        "facts": facts,
+        "pmfs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in recs],
+        "remaining_simulated_ns": remaining_ns,
+        "measured_ns_per_day": float(np.mean(rates)) if rates else None,
+        "remaining_cpu_hours_at_measured_rate": remaining_ns / float(np.mean(rates)) * 24.0 if rates else None,
+    }
+    out_dir = Path(out_dir)
+    write_json_atomic(out_dir / "summary.json", summary)
+    fig = _figure(recs)
+    if fig is not None:
+        tmp = out_dir / f".pmfs.{os.getpid()}.tmp.png"
+        fig.savefig(tmp, dpi=130)
+        os.replace(tmp, out_dir / "pmfs.png")
+    return summary
+
+
+def _figure(recs):
+    from matplotlib.figure import Figure
+
+    from ._pmf import plot_pmf
+
+    pores = sorted({r["pore"] for r in recs if r.get("_result") is not None})
+    if not pores:
+        return None
+    fig = Figure(figsize=(3.4 * len(pores), 2.6), layout="constrained")
+    axes = fig.subplots(1, len(pores), squeeze=False)[0]
+    colours = {"Li+": "C4", "Na+": "C0", "K+": "C1", "Rb+": "C2", "Cs+": "C3"}
+    for ax, pore in zip(axes, pores, strict=True):
+        for r in recs:
+            if r["pore"] == pore and r.get("_result") is not None:
+                state = "" if r["converged"] else f" (partial: {r['windows_recorded']}/{r['windows_planned']} windows)"
+                plot_pmf(r["_result"], label=f"{r['ion']}{state}", ax=ax, color=colours.get(r["ion"], "C5"), units="kt")
+        ax.set_title(f"{pore} ({recs[0]['forcefield_option']})", fontsize="small")
+    return fig
+
+
+def _main(argv=None) -> int:
+    """``python -m ionkinetics.md._validate FILE [--run] [--only NAME ...] [--max-windows N]``: the same
+    as ``ionkinetics md validate`` without the CLI's dependencies (for long background campaigns)."""
+    import argparse
+    import sys
+    import time
+
+    ap = argparse.ArgumentParser(prog="python -m ionkinetics.md._validate", description=_main.__doc__)
+    ap.add_argument("file", type=Path)
+    ap.add_argument("--run", action="store_true", help="run missing windows first")
+    ap.add_argument("--only", nargs="*", default=None, help="PMF names to run")
+    ap.add_argument("--max-windows", type=int, default=None)
+    ap.add_argument("--records", type=Path, default=None, help="window records (default: <file's folder>/pmf)")
+    ap.add_argument("--out", type=Path, default=None, help="summary folder (default: the file's folder)")
+    args = ap.parse_args(argv)
+    plan = load_validation(args.file)
+    records = args.records or args.file.parent / "pmf"
+    if args.run:
+        t0 = time.time()
+
+        def report(pmf, z, path):
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {pmf.forcefield_option}/{pmf.name} z0 = {z:+.2f} nm -> {path} "
+                  f"({time.time() - t0:.0f} s since start)", flush=True)  # fmt: skip
+
+        n = run_validation(plan, records, only=args.only, max_windows=args.max_windows, progress=report)
+        print(f"ran {n} windows", flush=True)
+    summary = summarize_validation(plan, records, args.out or args.file.parent)
+    for f in summary["facts"]:
+        print(f"{'HOLDS' if f['holds'] else 'no   '}  {f['name']}  [{f['status']}]")
+    print(f"remaining: {summary['remaining_simulated_ns']:.2f} simulated ns", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
