@@ -119,13 +119,15 @@ class ValidationPlan:
     pmfs: tuple[PMFPlan, ...]
     raw: dict
     path: str | None
+    sides: tuple[str, ...] = ("+z", "-z")
 
     @property
     def centres_nm(self) -> np.ndarray:
         """Window centres in run order: 0, +s, …, +z_max, then −s, …, −z_max."""
         n = round(self.z_max_nm / self.window_spacing_nm)
         pos = [round(k * self.window_spacing_nm, 6) for k in range(n + 1)]
-        return np.array(pos + [-z for z in pos[1:]])
+        out = pos if "+z" in self.sides else [0.0]
+        return np.array(out + ([-z for z in pos[1:]] if "-z" in self.sides else []))
 
     def records_dir(self, pmf: PMFPlan, root) -> Path:
         return Path(root) / pmf.forcefield_option / pmf.name
@@ -167,10 +169,13 @@ def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
     if "cells" in cell:
         cell["cells"] = tuple(cell["cells"])
     w = dict(raw.get("windows", {}))
-    allowed = {"z_max_nm", "spacing_nm", "k_z_kj_per_mol_nm2", "flat_bottom_radius_nm", "k_xy_kj_per_mol_nm2",
+    allowed = {"z_max_nm", "spacing_nm", "k_z_kj_per_mol_nm2", "flat_bottom_radius_nm", "k_xy_kj_per_mol_nm2", "sides",
                "timestep_fs", "equilibration_ps", "sampling_ps", "sample_every_ps", "platform", "temperature_k"}  # fmt: skip
     if set(w) - allowed:
         raise ValidationError(f"[windows] has unknown fields {sorted(set(w) - allowed)}; allowed {sorted(allowed)}")
+    sides = w.get("sides", ["+z", "-z"])
+    if not isinstance(sides, list) or not sides or set(sides) - {"+z", "-z"} or len(set(sides)) != len(sides):
+        raise ValidationError(f'[windows].sides must be a list of "+z" and/or "-z"; got {sides!r}')
     dt = _num("windows", w, "timestep_fs", 2.0)
     z_max = _num("windows", w, "z_max_nm", 1.5)
     spacing = _num("windows", w, "spacing_nm", 0.1)
@@ -237,7 +242,7 @@ def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
     if len({(p.forcefield_option, p.name) for p in pmfs}) != len(pmfs):
         raise ValidationError("[[pmf]] names must be unique per force-field option")
     return ValidationPlan(option, cell, seed, settings, z_max, spacing, bulk, _num("analysis", a, "bin_width_nm", 0.05),
-                          int(min_count), tuple(pmfs), raw, path)  # fmt: skip
+                          int(min_count), tuple(pmfs), raw, path, tuple(sides))  # fmt: skip
 
 
 def load_validation(path) -> ValidationPlan:
@@ -540,7 +545,8 @@ def _facts(by_name: dict, bulk: float) -> list[dict]:
 def summarize_validation(plan: ValidationPlan, records_root, out_dir) -> dict:
     """Write ``out_dir/summary.json`` and ``out_dir/pmfs.png`` from the recorded windows; returns the summary."""
     recs = [_pmf_record(plan, p, records_root) for p in plan.pmfs]
-    by_name = {r["name"]: r for r in recs if r["forcefield_option"] == plan.forcefield_option}
+    # facts look PMFs up by pore and ion ("crown6-Na"), whatever the [[pmf]] is called
+    by_name = {f"{r['pore']}-{r['ion'].rstrip('+')}": r for r in recs if r["forcefield_option"] == plan.forcefield_option}
     facts = _facts(by_name, plan.bulk_min_abs_z_nm)
     remaining_ns = 0.0
     for r in recs:
