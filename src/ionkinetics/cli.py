@@ -299,6 +299,40 @@ def md_pmf(
     console.print(f"wrote pmf.json, pmf.png to {target.resolve()}")
 
 
+@md_app.command("validate")
+def md_validate(
+    file: Path = typer.Argument(Path("md/validation/validation.toml"), help="Validation file (ionkinetics.md-validation/1)."),
+    run: bool = typer.Option(False, "--run", help="First run the windows not yet recorded (hours per PMF on a CPU)."),
+    only: list[str] = typer.Option(None, "--only", help="Run only these [[pmf]] names (repeatable)."),
+    max_windows: int = typer.Option(None, help="Stop after this many new windows."),
+):
+    """Force-field validation against the paper's single-salt facts (§2.1, Figure 2): umbrella windows
+    recorded under <file's folder>/pmf/ (skipped when already there), then summary.json and pmfs.png."""
+    from .md._validate import load_validation, run_validation, summarize_validation
+
+    plan = load_validation(file)
+    records = file.parent / "pmf"
+    if run:
+        n_planned = len(plan.pmfs) * len(plan.centres_nm)
+        with _progress() as progress:
+            task = progress.add_task(f"windows of {file.name} ({plan.forcefield_option})", total=n_planned)
+
+            def report(pmf, z, path):
+                progress.update(task, advance=1, description=f"{pmf.name} z0 = {z:+.2f} nm")
+
+            n = run_validation(plan, records, only=only or None, max_windows=max_windows, progress=report)
+        console.print(f"ran {n} windows into {records.resolve()}")
+    summary = summarize_validation(plan, records, file.parent)
+    table = Table("fact", "holds", "status", title=f"force-field option {plan.forcefield_option}")
+    for f in summary["facts"]:
+        table.add_row(f["name"], "yes" if f["holds"] else "no", f["status"])
+    console.print(table)
+    rate = summary["measured_ns_per_day"]
+    cost = f"; {summary['remaining_cpu_hours_at_measured_rate']:.0f} h at {rate:.1f} ns/day" if rate else ""
+    console.print(f"remaining {summary['remaining_simulated_ns']:.2f} simulated ns{cost}")
+    console.print(f"wrote summary.json, pmfs.png to {file.parent.resolve()}")
+
+
 @md_app.command("analyze")
 def md_analyze(
     run_dir: Path = typer.Argument(..., help="A run directory written by `ionkinetics md run`."),

@@ -35,9 +35,10 @@ Facts (the rules are this package's reading of the paper's words, stated in each
     * B3N Rb⁺ steric peak with minima on either side: W(centre) is the maximum of |z| ≤ 0.15 nm
       and on each side a minimum ≤ W(centre) − 1 kT lies at 0.15 < |z| < bulk.
 
-    K_b = N_A·∫_site A_ref·exp(−W(z)/kT) dz over the pore region |z| < ``site_half_width_nm``
-    (0.3 nm), with A_ref the membrane area per pore (the PMF's lateral footing) — the standard
-    one-site binding integral; errors propagate the MBAR bin errors (first order).
+    K_b = N_A·A_ref·∫_site [exp(−W(z)/kT) − 1] dz over the pore region |z| < ``site_half_width_nm``
+    (0.3 nm), with A_ref the membrane area per pore (the PMF's lateral footing): the excess
+    (Gibbs) binding integral, zero for a flat PMF, so K_b·c is the mean number of ions the pore
+    holds beyond bulk at molarity c; errors propagate the MBAR bin errors (first order).
 """
 
 from __future__ import annotations
@@ -321,7 +322,7 @@ def _half(windows: list[dict], which: int) -> list[dict]:
 
 
 def binding_constant_per_molar(z_nm, pmf_kt, dpmf_kt, reference_area_nm2: float, *, half_width_nm: float = SITE_HALF_WIDTH_NM):
-    """K_b (M⁻¹) = N_A·A_ref·∫_{|z|<h} exp(−W) dz, and its first-order error from the bin errors;
+    """K_b (M⁻¹) = N_A·A_ref·∫_{|z|<h} (exp(−W) − 1) dz, and its first-order error from the bin errors;
     bins are the PMF's (uniform width); missing bins inside the site count as unsampled (W = +∞)."""
     z = np.asarray(z_nm, dtype=float)
     w = np.asarray(pmf_kt, dtype=float)
@@ -331,7 +332,7 @@ def binding_constant_per_molar(z_nm, pmf_kt, dpmf_kt, reference_area_nm2: float,
     width = float(np.min(np.diff(z)))
     site = np.abs(z) < half_width_nm
     terms = np.exp(-w[site]) * width * reference_area_nm2
-    k_nm3 = float(terms.sum())
+    k_nm3 = float(terms.sum()) - site.sum() * width * reference_area_nm2
     dk_nm3 = float(np.sqrt(np.sum((terms * dw[site]) ** 2)))
     scale = AVOGADRO_PER_MOL / _NM3_PER_LITRE
     return k_nm3 * scale, dk_nm3 * scale
