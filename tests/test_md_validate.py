@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_pmf import KT, T_K, _sample_1d
 
 from conftest import NSIGMA_MAX
 from ionkinetics.md import _validate as val
+from test_pmf import KT, T_K, _sample_1d
 
 REPO = Path(__file__).resolve().parents[1]
 A_REF_NM2 = 2.25
@@ -118,7 +118,8 @@ def test_converged_synthetic_pmfs_give_facts_that_hold(tmp_path):
     assert facts["Na+"]["holds"] and facts["K+"]["holds"] and summary["all_facts_hold"]
     assert facts["K+"]["measured"]["well_kt"] < facts["K+"]["measured"]["well_na_kt"] - 1.0
     for f in summary["facts"]:
-        assert {"sampling_ps_per_window", "equilibration_ps_per_window", "block_half_max_diff_kt", "both_sides"} <= set(f["pmfs"][0])
+        keys = {"sampling_ps_per_window", "equilibration_ps_per_window", "block_half_max_diff_kt", "both_sides"}
+        assert keys <= set(f["pmfs"][0])
     assert summary["forcefield_option"] == "sahu-crown" and summary["commit"]
 
 
@@ -138,9 +139,7 @@ def test_partial_pmfs_are_never_reported_as_converged(tmp_path):
     assert fact["rule_met_by_partial_data"] and not fact["holds"] and fact["status"].startswith("NOT converged")
     per = (25000 + 100000) * 2.0e-6
     assert summary["remaining_simulated_ns"] == pytest.approx(15 * per)
-    assert summary["remaining_cpu_hours_at_measured_rate"] == pytest.approx(
-        15 * per / summary["measured_ns_per_day"] * 24.0
-    )
+    assert summary["remaining_cpu_hours_at_measured_rate"] == pytest.approx(15 * per / summary["measured_ns_per_day"] * 24.0)
     # nothing recorded: no PMF, no verdict
     empty = val.summarize_validation(plan, tmp_path / "none", tmp_path / "s2")
     assert empty["facts"][0]["status"] == "no PMF yet" and not empty["facts"][0]["holds"]
