@@ -1,6 +1,7 @@
 """Circuit files: the shipped experiments load; bad files are refused naming the element and the rule."""
 
 import copy
+import json
 
 import pytest
 
@@ -63,3 +64,57 @@ def test_experiment_kind_must_be_known(tmp_path):
     cf = C.parse_circuit({**GOOD, "experiment": {"kind": "levitate"}})
     with pytest.raises(ValueError, match=r"experiment\.kind must be one of \['memristor', 'potentiation'"):
         C.run_experiment(cf, tmp_path)
+
+
+def test_a_file_without_an_experiment_runs_as_a_plain_transient(tmp_path):
+    """No [experiment]: `circuit run` writes every node voltage and element current (units in the
+    CSV headers), a figure, and the energies with their signs: the source delivers what the
+    resistor dissipates plus what the capacitor stores (½CV², exactly, by the trapezoidal rule)."""
+    import csv
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from ionkinetics.cli import app
+
+    path = tmp_path / "rc.toml"
+    path.write_text(
+        'schema = "ionkinetics.circuit/1"\nname = "rc"\nduration_ns = 10.0\ndt_ns = 0.05\nsave_every = 2\n'
+        '[[element]]\nname = "V1"\nkind = "voltage_source"\nnodes = ["in", "0"]\n'
+        'protocol = { kind = "step", v = 0.2, t_on_ns = 1.0, t_off_ns = 6.0, duration_ns = 10.0 }\n'
+        '[[element]]\nname = "R1"\nkind = "resistor"\nnodes = ["in", "m"]\nr_ohm = 1e9\n'
+        '[[element]]\nname = "C1"\nkind = "capacitor"\nnodes = ["m", "0"]\nc_f = 1e-18\n'
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["circuit", "run", str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out / "transient.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == [
+        "t_ns",
+        "V(in)_V",
+        "V(m)_V",
+        "I(R1)_pA",
+        "I(C1)_pA",
+        "I(V1)_pA",
+        "E(R1)_aJ",
+        "E(C1)_aJ",
+        "E(V1)_aJ",
+    ]
+    assert len(rows) == 10.0 / 0.05 / 2 + 1
+    t = np.array([float(r["t_ns"]) for r in rows])
+    vm = np.array([float(r["V(m)_V"]) for r in rows])
+    exact = np.where(t < 1, 0, np.where(t < 6, 0.2 * (1 - np.exp(-(t - 1))), 0.2 * (1 - np.exp(-5)) * np.exp(-(t - 6))))
+    assert np.abs(vm - exact).max() < 2e-3  # τ = RC = 1 ns
+    assert (out / "transient.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["experiment"] == "transient"
+    e = summary["energies_aj"]
+    roles = {name: el["role"] for name, el in e["elements"].items()}
+    assert roles == {"V1": "delivered", "R1": "dissipated", "C1": "stored"}
+    c_1e21 = 1e-18 * 1e21  # pA·ns/V; ½CV² in pA·ns·V = 1e-21 J = 1e-3 aJ
+    stored = 0.5 * c_1e21 * (vm[-1] ** 2 - vm[0] ** 2) * 1e-3
+    assert abs(e["stored_in_capacitors_aj"] - stored) < 1e-9 * max(abs(stored), 1e-12) + 1e-15
+    assert e["delivered_by_sources_aj"] > 0 and e["dissipated_aj"] > 0
+    assert abs(e["balance_aj"]) < 1e-9 * e["delivered_by_sources_aj"]
+    assert "delivered" in e["sign_convention"] and "dissipated" in e["sign_convention"]

@@ -1,9 +1,10 @@
 """``ionkinetics demo``: the shipped calibrations, as the paper's figures and a summary table.
 
-Writes to the output folder: ``gv_curves.png`` (log G–V per pore, Figure 5 style, with the
-published points), ``step_responses.png`` (current / w / V under a 0.5 V step, Figure 4
-style: mean-field thick, 16-pore stochastic membranes thin), ``potentiation.png`` (a pulse
-train on an activating membrane: potentiation and forgetting), and ``summary.csv`` /
+Writes to the output folder: ``gv_curves.png`` (log G–V per pore, Figure 5 style: the fitted
+C·e^{αV} lines with α, Laplace bands, published points; :func:`plot_gv_curves`),
+``step_responses.png`` (current / w / V under a 0.5 V step, Figure 4 style: mean-field thick,
+16-pore stochastic membranes thin), ``potentiation.png`` (a pulse train on each activating
+membrane, each panel titled with what its w trace shows), and ``summary.csv`` /
 ``summary.json`` with conductances, α, β, roles, time constants and the predicted switching
 energy per pore. The switching energies are predictions: they were never fitted.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from pathlib import Path
 
 import jax
@@ -21,9 +23,10 @@ import numpy as np
 from ._io import write_json_atomic, write_text_atomic
 from .calibrate import list_calibrations, load_calibration
 from .calibrate._summary import STEP_V, summarise_calibration
+from .circuits import describe_pulse_train_response
 from .kinetics import protocols, simulate, stack_params, switching_energy
 
-__all__ = ["run_demo"]
+__all__ = ["gv_band", "gv_fit_range_v", "plot_gv_curves", "run_demo"]
 
 DT_NS = 0.05
 STEP = dict(v=STEP_V, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0)
@@ -69,30 +72,181 @@ def _index(trace, i):
     )
 
 
-def _plot_gv(cals, path):
-    import matplotlib.pyplot as plt
+_PORE_ORDER = ("crown6", "B3N", "B6N3", "B10N6")
+GV_BAND_SAMPLES = 300
+GV_BAND_QUANTILES = (0.16, 0.84)  # a 1σ-equivalent band
+
+
+def _published_voltages(cal) -> list[float]:
+    """Voltages of the calibration's transcribed (not assumed) G–V targets."""
+    vs = []
+    for t in cal.provenance.get("targets", []):
+        if t.get("assumed"):
+            continue
+        if t["kind"] == "conductance":
+            vs.append(float(t["v"]))
+        elif t["kind"] == "gv_fit":
+            vs.extend(float(x) for x in t["v"])
+    return vs
+
+
+def gv_fit_range_v(cal, cals=()) -> tuple[float, float]:
+    """The voltage range of the paper's G–V data for ``cal``'s system: its own published targets,
+    else those of every calibration in ``cals`` of the same pore, else the summary's fit window."""
+    from .calibrate._summary import FIT_V
+
+    for group in ([cal], [c for c in cals if c.system.pore == cal.system.pore]):
+        vs = [v for c in group for v in _published_voltages(c)]
+        if vs and max(vs) > min(vs):
+            return min(vs), max(vs)
+    return min(FIT_V), max(FIT_V)
+
+
+def _laplace_parts(cal):
+    """(names, mean u, covariance, transforms, values, targets) of ``cal``'s Laplace posterior in
+    the fit's transformed coordinates; the open-pore parameters of a mixture, fixed in its fit,
+    carry the carrier calibration's own posterior (independent fits: block-diagonal)."""
+    import dataclasses
+
+    from . import species
+    from .calibrate import _fit, calibration_dir, list_calibrations, load_targets
+
+    unc = cal.uncertainty or {}
+    cov = unc.get("covariance_transformed") or {}
+    names, blocks = list(cov.get("names", [])), [np.asarray(cov.get("matrix", np.zeros((0, 0))), dtype=float)]
+    values = {**unc.get("fixed", {}), **{n: e["value"] for n, e in unc.get("parameters", {}).items()}}
+    carrier_only = species.format_system_id(cal.system.pore, [cal.system.salts[0]])
+    if cal.dopants and carrier_only in list_calibrations():
+        c_unc = load_calibration(carrier_only).uncertainty or {}
+        c_cov = c_unc.get("covariance_transformed") or {}
+        keep = [i for i, n in enumerate(c_cov.get("names", [])) if n.startswith("open.") and n not in names]
+        if keep:
+            names += [c_cov["names"][i] for i in keep]
+            blocks.append(np.asarray(c_cov["matrix"], dtype=float)[np.ix_(keep, keep)])
+    if not names:
+        return None
+    n = len(names)
+    matrix = np.zeros((n, n))
+    i = 0
+    for b in blocks:
+        matrix[i : i + len(b), i : i + len(b)] = b
+        i += len(b)
+    targets_file = Path(cal.provenance["targets_file"])
+    if not targets_file.is_absolute():
+        targets_file = calibration_dir().parent / targets_file
+    targets = load_targets(targets_file)
+    values = {**targets.parameters, **values}
+    targets = dataclasses.replace(targets, parameters=values)
+    transforms = [_fit._transform(name, targets) for name in names]
+    u_hat = np.array([_fit._to_u(float(values[name]), tr) for name, tr in zip(names, transforms, strict=True)])
+    return names, u_hat, matrix, transforms, values, targets
+
+
+def gv_band(cal, v, *, cals=(), n_samples: int = GV_BAND_SAMPLES, seed: int = 0):
+    """Quantiles ``GV_BAND_QUANTILES`` of the steady-state G(v) (pS per pore) over the Laplace
+    posterior of ``cal``'s fitted parameters, by sampling in the fit's transformed coordinates
+    (log rates, logistic gating charges): shape (2, len(v)). None when ``cal`` has no covariance."""
+    import jax.numpy as jnp
+
+    from .calibrate import _fit
+    from .kinetics import conductance_ps
+
+    parts = _laplace_parts(cal)
+    if parts is None:
+        return None
+    names, u_hat, matrix, transforms, values, targets = parts
+    evals, evecs = np.linalg.eigh(0.5 * (matrix + matrix.T))
+    root = evecs * np.sqrt(np.clip(evals, 0.0, None))
+    rng = np.random.default_rng(seed)
+    u = u_hat + rng.standard_normal((n_samples, len(names))) @ root.T
+    v = jnp.asarray(np.asarray(v, dtype=float))
+
+    def g_of(u_row):
+        sample = dict(values)
+        for j, (name, tr) in enumerate(zip(names, transforms, strict=True)):
+            sample[name] = _fit._from_u(u_row[j], tr)
+        params = _fit._params(sample, targets)
+        return jax.vmap(lambda x: conductance_ps(params, x))(v)
+
+    g = np.asarray(jax.jit(jax.vmap(g_of))(jnp.asarray(u)))
+    return np.quantile(g, GV_BAND_QUANTILES, axis=0)
+
+
+def plot_gv_curves(cals, path=None, *, seed: int = 0):
+    """log G vs ΔV per pore of every calibration in ``cals``, in the style of the paper's Figure 5:
+    the model's steady-state G(V) (thin line) with its Laplace band (16–84 % of the parameters'
+    posterior, shaded), the least-squares G = C·e^{αV} line through the model over the paper's
+    voltage range (dashed: solid for a single salt) with α and C printed, and the published points
+    (filled; open: assumed values). Returns the Figure; saves it to ``path`` when given. Nothing is
+    hard-coded: ranges, points and bands come from the calibrations."""
+    from matplotlib.figure import Figure
 
     from . import conductance
+    from .calibrate._roles import exponential_fit
 
-    pores = sorted({c.system.pore for c in cals}, key=lambda p: ["crown6", "B3N", "B6N3", "B10N6"].index(p))
-    fig, axes = plt.subplots(1, len(pores), figsize=(5.2 * len(pores), 4.2), squeeze=False)
-    v = np.linspace(0.0, 0.5, 101)
-    for ax, pore in zip(axes[0], pores, strict=True):
-        for cal in (c for c in cals if c.system.pore == pore):
-            style = "-" if not cal.dopants else "--"
-            label = cal.system_id.split(":", 1)[1] + (" (assumed)" if cal.provenance.get("contains_assumed_values") else "")
-            (line,) = ax.semilogy(v, conductance(cal, v), style, lw=2, label=label)
-            pts = [t for t in cal.provenance.get("targets", []) if t["kind"] == "conductance" and not t.get("assumed")]
-            if pts:
-                ax.semilogy([t["v"] for t in pts], [t["g_ps"] for t in pts], "o", color=line.get_color(), ms=7, mec="k")
-        ax.set_title(f"{pore}  (lines: model; dots: published)")
+    pores = sorted({c.system.pore for c in cals}, key=lambda p: _PORE_ORDER.index(p) if p in _PORE_ORDER else 99)
+    fig = Figure(figsize=(6.2 * len(pores), 5.0))
+    axes = fig.subplots(1, len(pores), squeeze=False)[0]
+    v_model = np.linspace(0.02, 0.5, 97)
+    rows = {}
+    for ax, pore in zip(axes, pores, strict=True):
+        for k, cal in enumerate(c for c in cals if c.system.pore == pore):
+            color = f"C{k}"
+            lo, hi = gv_fit_range_v(cal, cals)
+            v_fit = np.linspace(lo, hi, 7)
+            c_ps, alpha = exponential_fit(v_fit, conductance(cal, v_fit))
+            name = cal.system_id.split(":", 1)[1] + (" (assumed)" if cal.provenance.get("contains_assumed_values") else "")
+            paper = [t for t in cal.provenance.get("targets", []) if t["kind"] == "gv_fit" and not t.get("assumed")]
+            stated = ""
+            if paper and "alpha_per_v" in paper[0]:
+                stated = f"; paper α = {paper[0]['alpha_per_v']:+.1f}"
+            ax.semilogy(v_model, conductance(cal, v_model), "-", color=color, lw=1.0, alpha=0.8)
+            try:
+                band = gv_band(cal, v_model, cals=cals, seed=seed)
+            except Exception as exc:  # a calibration whose posterior cannot be sampled: say so, draw none
+                band, note = None, f" (no band: {type(exc).__name__})"
+            else:
+                note = "" if band is not None else " (no band: no covariance)"
+            if band is not None:
+                ax.fill_between(v_model, band[0], band[1], color=color, alpha=0.18, lw=0)
+            ax.semilogy(
+                v_fit,
+                c_ps * np.exp(alpha * v_fit),
+                "--" if cal.dopants else "-",
+                color=color,
+                lw=2.2,
+                label=f"{name}: α = {alpha:+.1f} V⁻¹, C = {c_ps:.3g} pS{stated}{note}",
+            )
+            for t in cal.provenance.get("targets", []):
+                if t["kind"] != "conductance":
+                    continue
+                assumed = bool(t.get("assumed"))
+                ax.semilogy(
+                    [t["v"]],
+                    [t["g_ps"]],
+                    "o",
+                    ms=8,
+                    mfc="none" if assumed else color,
+                    mec="k",
+                    mew=1.2,
+                    zorder=5,
+                )
+            rows[cal.system_id] = {"fit_range_v": [lo, hi], "c_ps": c_ps, "alpha_per_v": alpha, "band": band is not None}
+        ax.plot([], [], "o", mfc="0.6", mec="k", label="published point (paper's text)")
+        ax.plot([], [], "o", mfc="none", mec="k", label="assumed point (no number published)")
+        ax.fill_between([], [], [], color="0.5", alpha=0.25, label="Laplace band, 16–84 %")
+        ax.set_title(f"{pore}: model G(V) (thin), C·e^(αΔV) over the paper's range (thick)", fontsize=9)
         ax.set_xlabel("ΔV (V)")
         ax.set_ylabel("G per pore (pS)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    if path is not None:
+        from .circuits._figures import save_figure_atomic
+
+        save_figure_atomic(fig, path, dpi=130)
+    fig.gv_fits = rows  # the fitted C, α and range per system, as drawn
+    return fig
 
 
 def _plot_stacked(columns, path, title):
@@ -130,14 +284,18 @@ def _potentiation(cals):
     results = {}
     for cal in cals:
         tr = simulate(cal, proto, DT_NS)
-        ends = proto.pulse_onsets_ns() + POTENTIATION["width_ns"]
+        onsets = proto.pulse_onsets_ns()
+        ends = onsets + POTENTIATION["width_ns"]
         w_after = np.interp(ends, tr.t_ns, tr.w)
+        w_before = np.interp(onsets - DT_NS, tr.t_ns, tr.w)  # the last step before each pulse
         last = ends[-1]
         w_end = float(np.interp(POTENTIATION["duration_ns"], tr.t_ns, tr.w))
         results[cal.system_id] = (
             tr,
             {
+                "description": describe_pulse_train_response(w_after, w_before),
                 "w_after_each_pulse": w_after.tolist(),
+                "w_before_each_pulse": w_before.tolist(),
                 "w_at_end": w_end,
                 "t_after_last_pulse_ns": POTENTIATION["duration_ns"] - float(last),
             },
@@ -186,7 +344,7 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
     mixtures = [c for c in cals if c.dopants]
     tick("G-V curves and summary")
     rows = [summarise_calibration(c) for c in cals]
-    _plot_gv(cals, out / "gv_curves.png")
+    plot_gv_curves(cals, out / "gv_curves.png", seed=seed)
     tick("step responses (mean-field and stochastic)")
     runs = _batched_step_runs(mixtures, jax.random.key(seed))
     for row in rows:
@@ -214,10 +372,10 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
     ]
     proto, pot = _potentiation(activating)
     _plot_stacked(
-        [(sid, tr, None) for sid, (tr, _) in pot.items()],
+        [(sid + "\n" + textwrap.fill(row["description"].split(":")[0], 48), tr, None) for sid, (tr, row) in pot.items()],
         out / "potentiation.png",
-        f"{proto.count} pulses of {proto.amplitude_v:g} V, {proto.width_ns:g} ns every {proto.period_ns:g} ns: "
-        "w grows pulse by pulse (potentiation) and relaxes after (forgetting)",
+        f"{proto.count} pulses of {proto.amplitude_v:g} V, {proto.width_ns:g} ns every {proto.period_ns:g} ns on the "
+        "activating systems; each panel says what its w trace shows",
     )
     tick("circuit experiments")
     circuits = _circuit_experiments(out / "circuits")

@@ -144,29 +144,15 @@ def demo(
             )
     console.print("* calibrated to assumed values (no numbers in the paper's text); see its targets file.")
     for sid, pot in summary["potentiation"]["systems"].items():
-        ws = ", ".join(f"{w:.2f}" for w in pot["w_after_each_pulse"])
-        console.print(f"potentiation {sid}: w after each pulse = [{ws}]; w at the end = {pot['w_at_end']:.3f}")
+        console.print(f"potentiation {sid}: {pot['description']}; w at the end = {pot['w_at_end']:.3f}")
     for name, c in summary["circuits"].items():
         console.print(f"circuit {name}: {_circuit_line(c)}")
     console.print(f"wrote {', '.join(summary['files'])} to {out.resolve()} in {time.perf_counter() - start:.1f} s")
 
 
 def _circuit_line(c: dict) -> str:
-    kind = c["experiment"]
-    if kind == "pulse":
-        return f"current pulse: peak {c['peak_current_pa']:.4g} pA, FWHM {c['fwhm_ns']:.3g} ns, charge {c['charge_fc']:.3g} fC"
-    if kind == "potentiation":
-        w = ", ".join(f"{x:.2f}" for x in c["w_after_each_pulse"])
-        ppf = ", ".join(f"{i:g} ns: {r:.2f}" for i, r in zip(c["ppf_intervals_ns"], c["ppf_ratio"], strict=True))
-        return f"w after each pulse [{w}]; retention τ {c['retention_tau_ns']:.3g} ns; PPF {ppf}"
-    if kind == "memristor":
-        areas = ", ".join(f"{f:g} GHz: {a:.3g}" for f, a in zip(c["frequencies_ghz"], c["loop_area_pa_v"], strict=True))
-        return f"pinched I–V loop area (pA·V) {areas}; shrinks with frequency: {c['area_shrinks_with_frequency']}"
-    if kind == "retention":
-        return f"read after write: w = {', '.join(f'{x:.2f}' for x in c['w_read'])}; retention τ {c['retention_tau_ns']:.3g} ns"
-    if kind == "sweep":
-        return f"conductance peaks at {c['peak_conductance_v']:g} V; half-maximum band {c['half_max_band_v']} V"
-    return kind
+    """A circuit summary in one line: its finding, computed from the traces (never a fixed claim)."""
+    return c.get("finding", c["experiment"])
 
 
 circuit_app = typer.Typer(no_args_is_help=True, help="Circuits of ionic membranes: run experiments, export SPICE.")
@@ -472,7 +458,11 @@ def circuit_run(
     file: Path = typer.Argument(..., help="Circuit TOML (schema ionkinetics.circuit/1), e.g. circuits/potentiation.toml."),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: ./circuit-<name>/)."),
 ):
-    """Solve a circuit file's experiment; write its figures and summary.json."""
+    """Solve a circuit file's experiment; write its figures and summary.json. A file without an
+    [experiment] table runs as a plain transient: transient.csv (node voltages, element currents,
+    membrane w, element energies; units in the headers) and transient.png. Energies are absorbed
+    energies per element: a source delivers when its absorbed energy is negative; resistors and
+    membranes dissipate; capacitors store."""
     _x64()
     from .circuits import load_circuit, run_experiment
 
@@ -483,7 +473,8 @@ def circuit_run(
         summary = run_experiment(cf, target)
     console.print(f"{cf.name}: {_circuit_line(summary)}")
     console.print(
-        f"wrote {', '.join([*summary['figures'], 'summary.json'])} to {target.resolve()} in {time.perf_counter() - start:.1f} s"
+        f"wrote {', '.join([*summary.get('data', []), *summary['figures'], 'summary.json'])} to {target.resolve()} "
+        f"in {time.perf_counter() - start:.1f} s"
     )
 
 

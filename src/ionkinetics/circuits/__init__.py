@@ -1,7 +1,25 @@
 """Circuits of ionic membranes: a networkx graph of two-terminal elements, compiled once to
-arrays and solved by a jitted implicit transient (see ``_solver``)."""
+arrays and solved by a jitted implicit transient (see ``_solver``).
 
+Sign conventions. Every element is a branch from its first node ``a`` to its second ``b``:
+its voltage is ``v = V(a) − V(b)`` and its current ``i`` flows from ``a`` to ``b`` through it
+(:meth:`CircuitTrace.i`, :meth:`CircuitTrace.vb`). Its energy (:meth:`CircuitTrace.energy`, and
+``energies_aj`` in every experiment summary) is the energy it **absorbed**, ``∫ v·i dt`` in aJ
+from t = 0, so per element:
+
+- voltage and current sources: negative while they **deliver** energy to the circuit; a
+  summary's ``delivered_aj`` is ``−absorbed``;
+- resistors and membranes: positive, energy **dissipated** (a membrane's carrier current and
+  its dopant's gating current alike);
+- capacitors: energy **stored**, ``½C·(v(t)² − v(0)²)``, negative while discharging.
+
+The absorbed energies sum to zero at every step (Tellegen's theorem): delivered = dissipated +
+stored, to round-off (a summary's ``balance_aj``).
+"""
+
+from ._experiments import ENERGY_SIGN_CONVENTION as ENERGY_SIGN_CONVENTION
 from ._experiments import EXPERIMENTS as EXPERIMENTS
+from ._experiments import describe_pulse_train_response as describe_pulse_train_response
 from ._experiments import run_experiment as run_experiment
 from ._files import CIRCUIT_SCHEMA as CIRCUIT_SCHEMA
 from ._files import CircuitFile as CircuitFile

@@ -1,11 +1,18 @@
 """The neuromorphic experiments run by ``ionkinetics circuit run FILE``: each takes a circuit
 file whose ``[experiment]`` table names what to measure, solves it (batched where a sweep is
 asked for: one compiled program for all variants) and writes PNG figures and a JSON summary.
+Every summary carries a ``finding``: one sentence computed from the traces (what they show,
+including when they do not show what the file's comment expects), and the energy of every
+element (see *Energies* below).
 
 Kinds (fields of ``[experiment]``):
 
+- no ``[experiment]`` table: a plain transient. Writes ``transient.csv`` (time, every node
+  voltage, every element current and every membrane's open fraction, units in the headers),
+  ``transient.png`` and the energies.
 - ``pulse`` (``probe``: the element whose current is the pulse; default the voltage source):
-  peak current, full width at half maximum, charge.
+  peak current, full width at half maximum, charge, and how far the current falls from its peak
+  before the drive changes again.
 - ``potentiation`` (``membrane``, ``read_delay_ns``, ``ppf_intervals_ns``): the voltage source
   is a pulse train on a low read bias (``v_base``); reports the weight w and the read
   conductance after each pulse, the retention time after the last pulse, and the paired-pulse
@@ -16,7 +23,25 @@ Kinds (fields of ``[experiment]``):
 - ``retention`` (``membrane``, ``read_times_ns``): a write step on a read bias; reports the read
   conductance and w at the given times after the write, and the retention time.
 - ``sweep`` (``voltages_v``, ``probes``): the voltage source held at each DC voltage (batched);
-  reports the final current of every probe and the source, and the conductance I/V.
+  reports the final current of every probe and the source, the conductance I/V, where it peaks,
+  and its half-maximum edges on each side (``null`` where G does not fall to half its maximum
+  inside the sweep: then it is no band-pass on that side).
+
+Energies (``energies_aj`` in every summary; aJ, cumulative over the run from t = 0): each
+element's **absorbed** energy ``∫ v·i dt`` with v the voltage from its first node to its second
+and i the current through it in that direction (passive sign convention). So:
+
+- a **source** (``voltage_source``, ``current_source``) absorbs a negative energy when it
+  **delivers** energy to the circuit: ``delivered_aj = −absorbed``;
+- a **resistor** or a **membrane** absorbs a positive energy and **dissipates** it (a membrane's
+  ionic current is dissipation in the electrolyte and pore; its gating charge's work is
+  dissipated too, the occupancy stores no electrical energy);
+- a **capacitor**'s absorbed energy is **stored**: ``½C(v(t)² − v(0)²)``, negative when it
+  discharges.
+
+Tellegen's theorem makes the absorbed energies sum to zero at every step, so delivered =
+dissipated + stored (``balance_aj`` is the round-off). Batched experiments (sweep, memristor)
+report one value per variant.
 """
 
 from __future__ import annotations
@@ -31,10 +56,11 @@ import numpy as np
 
 from .._io import write_json_atomic
 from . import _graph as G
+from ._figures import figure, save_figure_atomic, trace_figure
 from ._files import CircuitFile, CircuitFileError
 from ._solver import compile_circuit, transient
 
-__all__ = ["EXPERIMENTS", "run_experiment"]
+__all__ = ["ENERGY_SIGN_CONVENTION", "EXPERIMENTS", "describe_pulse_train_response", "run_experiment"]
 
 
 def _source(cf: CircuitFile):
@@ -73,26 +99,45 @@ def _integral_time_ns(t, y, y_inf):
     return float(np.trapezoid(d, t) / d[0])
 
 
-def _figure(nrows=1, ncols=1, **kw):
-    """A matplotlib Figure without pyplot's global state, so experiments may run in threads."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=kw.pop("figsize", (6, 4)))
-    return fig, fig.subplots(nrows, ncols, **kw)
+_figure = figure
 
 
 def _stacked(tr, panels, title, path):
-    fig, axes = _figure(len(panels), 1, sharex=True, figsize=(7, 1.9 * len(panels)))
-    for ax, (label, series) in zip(np.atleast_1d(axes), panels, strict=True):
-        for name, y in series:
-            ax.plot(tr.t_ns, y, lw=1.2, label=name)
-        ax.set_ylabel(label)
-        if len(series) > 1:
-            ax.legend(fontsize=7, loc="best")
-    np.atleast_1d(axes)[-1].set_xlabel("t (ns)")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(trace_figure(tr.t_ns, panels, title), path, dpi=120)
+
+
+_ROLE = {G.VoltageSource: "delivered", G.CurrentSource: "delivered", G.Resistor: "dissipated", G.Membrane: "dissipated"}
+ENERGY_SIGN_CONVENTION = (
+    "absorbed_aj = ∫ v·i dt per element (v from its first node to its second, i through it in that direction; "
+    "cumulative from t = 0). Sources: delivered_aj = −absorbed_aj (positive when the source powers the circuit). "
+    "Resistors and membranes: absorbed = dissipated (≥ 0). Capacitors: absorbed = stored (½C·Δv², negative when "
+    "discharging). Delivered = dissipated + stored; balance_aj is the round-off."
+)
+
+
+def _energies(cf: CircuitFile, tr) -> dict:
+    """Every element's energy over the run (the last saved point), by the sign convention above;
+    one value per variant for a batched trace."""
+
+    def value(x):
+        x = np.asarray(x)
+        return float(x) if x.ndim == 0 else x.tolist()
+
+    elements, totals = {}, {"delivered": 0.0, "dissipated": 0.0, "stored": 0.0}
+    for _, _, el in G.elements(cf.graph):
+        absorbed = tr.energy(el.name)[..., -1]
+        role = _ROLE.get(type(el), "stored")
+        amount = -absorbed if role == "delivered" else absorbed
+        totals[role] = totals[role] + amount
+        elements[el.name] = {"kind": type(el).__name__, "role": role, "absorbed_aj": value(absorbed), f"{role}_aj": value(amount)}
+    return {
+        "sign_convention": ENERGY_SIGN_CONVENTION,
+        "elements": elements,
+        "delivered_by_sources_aj": value(totals["delivered"]),
+        "dissipated_aj": value(totals["dissipated"]),
+        "stored_in_capacitors_aj": value(totals["stored"]),
+        "balance_aj": value(totals["delivered"] - totals["dissipated"] - totals["stored"]),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,21 +158,74 @@ def _pulse(cf, cc, exp, out):
     hi = k
     while hi < len(t) - 1 and half[hi + 1]:
         hi += 1
+    v_src = tr.vb(src.name)
+    changes = np.nonzero(np.abs(np.diff(v_src[k:])) > 1e-12)[0]
+    k_end = k + int(changes[0]) if changes.size else len(t) - 1  # the last point before the drive changes again
+    fall = float(i[k_end] / peak) if peak != 0 else float("nan")
+    pulse = bool(peak != 0 and abs(fall) < 0.5)
+    if pulse:
+        finding = (
+            f"a current pulse through {probe}: it peaks at {peak:.4g} pA at t = {t[k]:.3g} ns and falls to "
+            f"{100 * fall:.0f} % of the peak by t = {t[k_end]:.3g} ns, while the drive is still held; FWHM {t[hi] - t[lo]:.3g} ns"
+        )
+    else:
+        finding = (
+            f"no pulse: the current through {probe} peaks at {peak:.4g} pA at t = {t[k]:.3g} ns but is still "
+            f"{100 * fall:.0f} % of the peak when the drive changes at t = {t[k_end]:.3g} ns"
+        )
     membranes = [el.name for _, _, el in G.elements(cf.graph) if isinstance(el, G.Membrane)]
     _stacked(
         tr,
-        [("I (pA)", [(probe, i)]), ("w", [(m, tr.w(m)) for m in membranes]), ("V (V)", [(src.name, tr.vb(src.name))])],
-        f"{cf.name}: current pulse through {probe}",
+        [("I (pA)", [(probe, i)]), ("w", [(m, tr.w(m)) for m in membranes]), ("V (V)", [(src.name, v_src)])],
+        f"{cf.name}: " + ("current pulse" if pulse else "no pulse") + f" through {probe}: peak {peak:.3g} pA, "
+        f"falls to {100 * fall:.0f} % under the held drive",
         out / "pulse.png",
     )
     return {
+        "finding": finding,
+        "is_pulse": pulse,
         "probe": probe,
         "peak_current_pa": peak,
         "t_peak_ns": float(t[k]),
         "fwhm_ns": float(t[hi] - t[lo]),
+        "current_before_drive_changes_pa": float(i[k_end]),
+        "fraction_of_peak_before_drive_changes": fall,
         "charge_fc": float(np.trapezoid(i, t) * 1e-3),  # pA·ns = 1e-3 fC
+        "energies_aj": _energies(cf, tr),
         "figures": ["pulse.png"],
     }
+
+
+def describe_pulse_train_response(w_after, w_before=None) -> str:
+    """What the open fraction read after each pulse of a train shows, in words.
+
+    ``w_after``: w just after each pulse; ``w_before``: w just before each pulse (optional).
+    "rises pulse by pulse" only when every pulse leaves w higher than the one before and the
+    train raises it by at least 10 % of the first read; otherwise what happens instead."""
+    w_after = np.asarray(w_after, dtype=float)
+    steps = np.diff(w_after)
+    fmt = ", ".join(f"{x:.2f}" for x in w_after)
+    if w_after.size > 1 and np.all(steps > 0) and w_after[-1] - w_after[0] >= 0.1 * w_after[0]:
+        tail = " and saturates" if steps[-1] < 0.02 * (w_after[-1] - w_after[0]) else ""
+        return f"w rises pulse by pulse{tail} (potentiation): {fmt}"
+    if w_before is not None and len(w_before) > 1:
+        troughs = np.asarray(w_before, dtype=float)[1:]
+        if np.all(troughs < 0.5 * w_after[:-1]):
+            return (
+                f"w jumps to {w_after.mean():.2f} ± {w_after.std():.2f} at each pulse and decays to "
+                f"≤ {troughs.max():.2g} before the next: no accumulation from pulse to pulse"
+            )
+    return f"w does not rise pulse by pulse: {fmt}"
+
+
+def _describe_ppf(intervals, ppf) -> str:
+    ppf = np.asarray(ppf)
+    fmt = ", ".join(f"{g:g} ns: {r:.2f}" for g, r in zip(intervals, ppf, strict=True))
+    if np.all(ppf > 1) and np.all(np.diff(ppf) < 0):
+        return f"paired-pulse facilitation (G2/G1 > 1) that fades as the interval grows: {fmt}"
+    if np.all(ppf > 1):
+        return f"paired-pulse facilitation (G2/G1 > 1 at every interval), not monotonic in the interval: {fmt}"
+    return f"no paired-pulse facilitation at every interval: {fmt}"
 
 
 def _pulse_train_of(src):
@@ -189,10 +287,15 @@ def _potentiation(cf, cc, exp, out):
     axes[2].axhline(1.0, color="grey", lw=0.8)
     axes[2].set_xlabel("interval between pulses (ns)")
     axes[2].set_ylabel("PPF = G2/G1")
-    fig.suptitle(f"{cf.name}: potentiation of {m}, retention τ = {tau_ret:.3g} ns", fontsize=9)
+    starts = np.searchsorted(t, pt.pulse_onsets_ns() - 1e-9)
+    trend = describe_pulse_train_response(w_after, w[np.maximum(starts - 1, 0)])
+    fig.suptitle(f"{cf.name}, {m}: {trend.split(':')[0]}; after the train τ = {tau_ret:.3g} ns", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "potentiation.png", dpi=120)
+    save_figure_atomic(fig, out / "potentiation.png", dpi=120)
     return {
+        "finding": f"{trend}; then w relaxes (retention τ {tau_ret:.3g} ns); {_describe_ppf(intervals, ppf)}",
+        "rises_pulse_by_pulse": trend.startswith("w rises pulse by pulse"),
+        "energies_aj": _energies(cf, tr),
         "membrane": m,
         "w_rest": w_rest,
         "w_after_each_pulse": w_after.tolist(),
@@ -229,8 +332,15 @@ def _memristor(cf, cc, exp, out):
         rows.append(row)
     tr = transient(cc, values=_batched(cc, rows), batched=True)
     v_all, i_all = tr.vb(m), tr.i(m)
+    i_ionic_all = _carrier_current_pa(cc, tr, m)
     fig, ax = _figure(figsize=(5.5, 4.5))
-    areas, pinch = [], []
+    areas, pinch, pinch_ionic = [], [], []
+
+    def at_zero_crossings(v, i):
+        cross = np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]  # current where V crosses 0, interpolated
+        i0 = [i[c] + (i[c + 1] - i[c]) * (-v[c]) / (v[c + 1] - v[c]) for c in cross]
+        return float(np.max(np.abs(i0)) / np.abs(i).max()) if i0 else float("nan")
+
     for b, f in enumerate(freqs):
         period = 1.0 / f
         sel = tr.t_ns >= cf.duration_ns - period - 1e-9
@@ -241,26 +351,50 @@ def _memristor(cf, cc, exp, out):
             vv, ii = v[mask], i[mask]
             lobe.append(float(abs(0.5 * np.sum((vv[1:] - vv[:-1]) * (ii[1:] + ii[:-1])))) if vv.size > 1 else 0.0)
         areas.append(lobe)
-        cross = np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]  # current where V crosses 0, interpolated
-        i0 = [i[c] + (i[c + 1] - i[c]) * (-v[c]) / (v[c + 1] - v[c]) for c in cross]
-        pinch.append(float(np.max(np.abs(i0)) / np.abs(i).max()) if i0 else float("nan"))
+        pinch.append(at_zero_crossings(v, i))
+        pinch_ionic.append(at_zero_crossings(v, i_ionic_all[b, sel]))
         ax.plot(v, i, lw=1.1, label=f"{f:g} GHz")
     ax.set_xlabel(f"V across {m} (V)")
-    ax.set_ylabel("I (pA)")
+    ax.set_ylabel("I (pA): carrier + gating")
     ax.legend(fontsize=7)
-    ax.set_title(f"{cf.name}: pinched hysteresis (last cycle)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "memristor_iv.png", dpi=120)
     total = [a + b for a, b in areas]
+    shrinks = bool(all(x > y for x, y in itertools.pairwise(total)))
+    pinched = bool(np.nanmax(pinch) < 1e-3)
+    if pinched:
+        loop = "an I–V loop pinched at 0 V"
+    else:
+        loop = (
+            f"an I–V loop open at 0 V (up to {100 * np.nanmax(pinch):.1f} % of the peak current flows at 0 V: the "
+            f"dopant's gating current; the carrier current alone is pinched to {np.nanmax(pinch_ionic):.1e})"
+        )
+    loop += ", its area shrinking as the frequency rises" if shrinks else ", its area not shrinking monotonically with frequency"
+    ax.set_title(f"{cf.name}: {loop.split(' (')[0]} (last cycle)", fontsize=8)
+    fig.tight_layout()
+    save_figure_atomic(fig, out / "memristor_iv.png", dpi=120)
     return {
+        "finding": f"{loop}: " + ", ".join(f"{f:g} GHz: {a:.3g} pA·V" for f, a in zip(freqs, total, strict=True)),
+        "energies_aj": _energies(cf, tr),
         "membrane": m,
         "frequencies_ghz": freqs,
         "lobe_areas_pa_v": areas,
         "loop_area_pa_v": total,
-        "area_shrinks_with_frequency": bool(all(x > y for x, y in itertools.pairwise(total))),
+        "area_shrinks_with_frequency": shrinks,
         "pinch_current_fraction_near_0v": pinch,
+        "carrier_pinch_current_fraction_near_0v": pinch_ionic,
         "figures": ["memristor_iv.png"],
     }
+
+
+def _carrier_current_pa(cc, tr, m):
+    """The carrier (ionic) part of membrane ``m``'s current, pA: ``N·G_open(V)·(p·weights)·V``,
+    without the dopant's gating current."""
+    from ..kinetics import open_conductance_ps, state_weights
+
+    j = cc.topology.names_of("M").index(m)
+    params = cc.values["mem"][j]
+    v = tr.vb(m)
+    g_open = np.asarray(open_conductance_ps(params.open, jnp.asarray(v)))
+    return cc.topology.n_pores[j] * g_open * (tr.occupancy[m] @ np.asarray(state_weights(params))) * v
 
 
 def _retention(cf, cc, exp, out):
@@ -279,6 +413,12 @@ def _retention(cf, cc, exp, out):
     if idx.max() >= len(t):
         raise CircuitFileError(f"{cf.name}: read_times_ns go past the end of the run")
     tau = _integral_time_ns(t[k_off:] - t[k_off], w[k_off:], float(w[0]))
+    w_read = w[idx]
+    reads = ", ".join(f"{x:.2f} at +{a:g} ns" for x, a in zip(w_read, after, strict=True))
+    if w_read[0] > w[0] and np.all(np.diff(w_read) <= 0):
+        finding = f"the write raises w from {w[0]:.2f} and the reads decay toward rest: {reads}; retention τ {tau:.3g} ns"
+    else:
+        finding = f"the reads do not show a written state decaying to rest (w before the write {w[0]:.2f}): {reads}"
     _stacked(
         tr,
         [("G read (pS)", [(m, g)]), ("w", [(m, w)]), ("V (V)", [(src.name, tr.vb(src.name))])],
@@ -286,6 +426,8 @@ def _retention(cf, cc, exp, out):
         out / "retention.png",
     )
     return {
+        "finding": finding,
+        "energies_aj": _energies(cf, tr),
         "membrane": m,
         "read_bias_v": step.v_base,
         "read_times_after_write_ns": after,
@@ -320,18 +462,51 @@ def _sweep(cf, cc, exp, out):
     axes[1].semilogy(volts, np.abs(g_total), "k-o", ms=3)
     axes[1].set_ylabel("G = I/V (pS)")
     axes[1].set_xlabel("source voltage (V)")
-    fig.suptitle(f"{cf.name}: DC sweep ({cf.duration_ns:g} ns at each voltage)", fontsize=9)
+    g = np.asarray(g_total)
+    kk = int(np.argmax(g))
+    lo_edge, hi_edge = _half_max_edges(volts, g, kk)
+    interior = 0 < kk < len(volts) - 1
+    band_pass = bool(interior and lo_edge is not None and hi_edge is not None)
+    if band_pass:
+        finding = (
+            f"a band-pass: G = I/V peaks at {volts[kk]:g} V ({g[kk]:.3g} pS) inside the sweep and falls to half of "
+            f"that at {lo_edge:.3g} V below and {hi_edge:.3g} V above"
+        )
+    elif not interior:
+        where = "first" if kk == 0 else "last"
+        finding = f"no band-pass: G = I/V is largest at the sweep's {where} voltage, {volts[kk]:g} V ({g[kk]:.3g} pS)"
+    else:
+        side = "below" if lo_edge is None else "above"
+        finding = f"no band-pass: G = I/V peaks at {volts[kk]:g} V but does not fall to half of that {side} it within the sweep"
+    share = {}
+    if len(probes) > 1:
+        for j, v in ((0, volts[0]), (len(volts) - 1, volts[-1])):
+            top = max(probes, key=lambda p: abs(currents[p][j]))
+            total = sum(abs(currents[p][j]) for p in probes)
+            share[f"{v:g}"] = {"probe": top, "fraction": abs(currents[top][j]) / total if total else float("nan")}
+        if exp.get("probes_in_parallel", False):
+            lo_s, hi_s = share[f"{volts[0]:g}"], share[f"{volts[-1]:g}"]
+            finding = (
+                f"parallel membranes sum their currents; {lo_s['probe']} carries {100 * lo_s['fraction']:.0f} % of "
+                f"the current at {volts[0]:g} V and {hi_s['probe']} {100 * hi_s['fraction']:.0f} % at {volts[-1]:g} V; " + finding
+            )
+    fig.suptitle(f"{cf.name}: DC sweep ({cf.duration_ns:g} ns at each voltage): {finding.split(':')[0]}", fontsize=9)
+    for edge in (lo_edge, hi_edge):
+        if edge is not None:
+            axes[1].axvline(edge, color="grey", lw=0.8, ls=":")
     fig.tight_layout()
-    fig.savefig(out / "sweep.png", dpi=120)
-    kk = int(np.argmax(g_total))
-    band = [v for v, g in zip(volts, g_total, strict=True) if g >= 0.5 * g_total[kk]]
+    save_figure_atomic(fig, out / "sweep.png", dpi=120)
     return {
+        "finding": finding,
+        "is_band_pass": band_pass,
+        "energies_aj": _energies(cf, tr),
         "voltages_v": volts,
         "source_current_pa": i_src.tolist(),
         "probe_current_pa": currents,
+        "largest_current_share": share,
         "conductance_ps": g_total,
         "peak_conductance_v": volts[kk],
-        "half_max_band_v": [min(band), max(band)],
+        "half_max_edges_v": [lo_edge, hi_edge],
         "kcl_max_mismatch_pa": float(np.abs(i_src - sum(np.array(c) for c in currents.values())).max())
         if exp.get("probes_in_parallel", False)
         else None,
@@ -339,13 +514,91 @@ def _sweep(cf, cc, exp, out):
     }
 
 
-EXPERIMENTS = {"pulse": _pulse, "potentiation": _potentiation, "memristor": _memristor, "retention": _retention, "sweep": _sweep}
+def _half_max_edges(volts, g, kk):
+    """Voltages where g crosses half its maximum g[kk], below and above the peak (linear
+    interpolation between sweep points); None on a side where it stays above half."""
+    half = 0.5 * g[kk]
+    edges = []
+    for step in (-1, 1):
+        j, edge = kk, None
+        while 0 <= j + step < len(g):
+            if g[j + step] < half:
+                v0, v1, g0, g1 = volts[j], volts[j + step], g[j], g[j + step]
+                edge = float(v0 + (half - g0) * (v1 - v0) / (g1 - g0))
+                break
+            j += step
+        edges.append(edge)
+    return edges[0], edges[1]
+
+
+def _transient(cf, cc, exp, out):
+    """A plain transient: every node voltage, element current, membrane w and element energy."""
+    import csv
+    import io
+
+    from .._io import write_text_atomic
+
+    unknown = set(exp) - {"seed"}
+    if unknown:
+        raise CircuitFileError(f"{cf.name}: a plain transient takes only experiment.seed; got fields {sorted(unknown)}")
+    seed = exp.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise CircuitFileError(f"{cf.name}: experiment.seed must be an integer; got {seed!r}")
+    tr = transient(cc, key=jax.random.key(seed), save_every=cf.save_every)
+    top = tr.topology
+    elements = list(top.branch_names)
+    membranes = list(top.names_of("M"))
+    columns = {"t_ns": tr.t_ns}
+    columns.update({f"V({n})_V": tr.v(n) for n in top.nodes})
+    columns.update({f"I({e})_pA": tr.i(e) for e in elements})
+    columns.update({f"w({m})": tr.w(m) for m in membranes})
+    columns.update({f"E({e})_aJ": tr.energy(e) for e in elements})
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in np.column_stack(list(columns.values())):
+        writer.writerow([f"{x:.9g}" for x in row])
+    write_text_atomic(out / "transient.csv", buf.getvalue())
+    panels = [
+        ("node V (V)", [(n, tr.v(n)) for n in top.nodes]),
+        ("element I (pA)", [(e, tr.i(e)) for e in elements]),
+    ]
+    if membranes:
+        panels.append(("w (open fraction)", [(m, tr.w(m)) for m in membranes]))
+    _stacked(tr, panels, f"{cf.name}: transient ({cf.duration_ns:g} ns, dt {cf.dt_ns:g} ns)", out / "transient.png")
+    energies = _energies(cf, tr)
+    finals = ", ".join(f"V({n}) = {tr.v(n)[-1]:.4g} V" for n in top.nodes)
+    return {
+        "finding": (
+            f"transient of {cf.duration_ns:g} ns: at the end {finals}; sources delivered "
+            f"{energies['delivered_by_sources_aj']:.4g} aJ, {energies['dissipated_aj']:.4g} aJ dissipated, "
+            f"{energies['stored_in_capacitors_aj']:.4g} aJ stored"
+        ),
+        "seed": seed,
+        "columns": list(columns),
+        "final_node_voltage_v": {n: float(tr.v(n)[-1]) for n in top.nodes},
+        "final_current_pa": {e: float(tr.i(e)[-1]) for e in elements},
+        "energies_aj": energies,
+        "figures": ["transient.png"],
+        "data": ["transient.csv"],
+    }
+
+
+EXPERIMENTS = {
+    "transient": _transient,
+    "pulse": _pulse,
+    "potentiation": _potentiation,
+    "memristor": _memristor,
+    "retention": _retention,
+    "sweep": _sweep,
+}
 
 
 def run_experiment(cf: CircuitFile, out_dir) -> dict:
-    """Solve the circuit file's experiment and write its figures and ``<name>.json`` into ``out_dir``."""
+    """Solve the circuit file's experiment (a plain transient when the file has no
+    ``[experiment]`` table) and write its figures, data and ``summary.json`` into ``out_dir``."""
     exp = dict(cf.experiment)
-    kind = exp.pop("kind", None)
+    kind = exp.pop("kind", "transient" if not exp else None)
     if kind not in EXPERIMENTS:
         raise CircuitFileError(f"{cf.name}: experiment.kind must be one of {sorted(EXPERIMENTS)}; got {kind!r}")
     out = Path(out_dir)
