@@ -43,7 +43,7 @@ def test_list_prints_one_aligned_table_whose_headers_match_its_columns():
     # the rule under the header marks each column's extent: one dash run per header
     spans = [m.span() for m in re.finditer(r"-+", rule)]
     headers = [header[a:b].strip() for a, b in spans]
-    assert headers == ["load as", "states", "assumed values", "source"]
+    assert headers == ["load as", "states", "data |V| (V)", "assumed values", "source"]
     assert len(rows) == len(ik.list_calibrations()) + len(ik.calibrate.list_md_calibrations())
     for row in rows:
         cells = [row[a:b].strip() for a, b in spans[:-1]] + [row[spans[-1][0] :].strip()]
@@ -52,7 +52,9 @@ def test_list_prints_one_aligned_table_whose_headers_match_its_columns():
             assert row[b : nxt[0]].strip() == "", row  # the gap between columns is blank: aligned
         cal = ik.load_calibration(cells[0])  # the id is printed whole, loadable as shown
         assert cells[1] == ", ".join(cal.state_names)
-        assert cells[2] in ("yes", "no")
+        span = cal.data_range_v
+        assert cells[2] == ("not stated" if span is None else f"{span[0]:g}–{span[1]:g}")
+        assert cells[3] in ("yes", "no")
     assert "…" not in result.output
 
 
@@ -93,16 +95,22 @@ def test_every_help_example_names_a_file_that_exists():
 
 
 def test_bad_template_and_missing_arguments_exit_2_naming_the_argument(tmp_path):
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "ionkinetics.cli", *args], capture_output=True, text=True, cwd=tmp_path)
-
-    r = cli("fit", "--template", "crown6:NaCl@1.0+XeCl@0.5")
+    r = subprocess.run(
+        [sys.executable, "-m", "ionkinetics.cli", "fit", "--template", "crown6:NaCl@1.0+XeCl@0.5"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "--template" in r.stdout and "unknown salt 'XeCl'" in r.stdout
-    r = cli("fit")
-    assert r.returncode == 2 and "TARGETS" in r.stdout
+    assert not list(tmp_path.iterdir())
+    # the same errors in-process (main() turns them into exit status 2, as above)
+    result = runner.invoke(app, ["fit"])
+    assert isinstance(result.exception, ValueError) and "TARGETS" in str(result.exception)
+    result = runner.invoke(app, ["fit", "calibration/targets/B3N-KCl1.0.toml"])
+    assert isinstance(result.exception, ValueError) and "--output/-o" in str(result.exception)
     (tmp_path / "mine.toml").write_text("keep me")
-    r = cli("fit", "--template", "B3N:KCl@1.0", "-o", "mine.toml")
-    assert r.returncode == 2 and "--output must not exist" in r.stdout
+    result = runner.invoke(app, ["fit", "--template", "B3N:KCl@1.0", "-o", str(tmp_path / "mine.toml")])
+    assert isinstance(result.exception, ValueError) and "--output must not exist" in str(result.exception)
     assert (tmp_path / "mine.toml").read_text() == "keep me"
 
 

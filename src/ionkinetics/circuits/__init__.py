@@ -20,6 +20,7 @@ stored, to round-off (a summary's ``balance_aj``).
 from ._experiments import ENERGY_SIGN_CONVENTION as ENERGY_SIGN_CONVENTION
 from ._experiments import EXPERIMENTS as EXPERIMENTS
 from ._experiments import describe_pulse_train_response as describe_pulse_train_response
+from ._experiments import rises_with_every_pulse as rises_with_every_pulse
 from ._experiments import run_experiment as run_experiment
 from ._files import CIRCUIT_SCHEMA as CIRCUIT_SCHEMA
 from ._files import CircuitFile as CircuitFile

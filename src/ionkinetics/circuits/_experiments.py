@@ -60,7 +60,13 @@ from ._figures import figure, save_figure_atomic, trace_figure
 from ._files import CircuitFile, CircuitFileError
 from ._solver import compile_circuit, transient
 
-__all__ = ["ENERGY_SIGN_CONVENTION", "EXPERIMENTS", "describe_pulse_train_response", "run_experiment"]
+__all__ = [
+    "ENERGY_SIGN_CONVENTION",
+    "EXPERIMENTS",
+    "describe_pulse_train_response",
+    "rises_with_every_pulse",
+    "run_experiment",
+]
 
 
 def _source(cf: CircuitFile):
@@ -189,6 +195,8 @@ def _pulse(cf, cc, exp, out):
         "t_peak_ns": float(t[k]),
         "fwhm_ns": float(t[hi] - t[lo]),
         "current_before_drive_changes_pa": float(i[k_end]),
+        "w_at_start": {m: float(tr.w(m)[0]) for m in membranes},
+        "w_before_drive_changes": {m: float(tr.w(m)[k_end]) for m in membranes},
         "fraction_of_peak_before_drive_changes": fall,
         "charge_fc": float(np.trapezoid(i, t) * 1e-3),  # pA·ns = 1e-3 fC
         "energies_aj": _energies(cf, tr),
@@ -196,26 +204,47 @@ def _pulse(cf, cc, exp, out):
     }
 
 
+def rises_with_every_pulse(w_after) -> bool:
+    """True when every pulse leaves w higher than the one before (by more than 0.1 % of the
+    train's rise) and the train raises it by at least 10 % of the first read."""
+    w = np.asarray(w_after, dtype=float)
+    rise = w[-1] - w[0] if w.size > 1 else 0.0
+    return bool(w.size > 1 and rise >= 0.1 * abs(w[0]) and rise > 0 and np.all(np.diff(w) > 1e-3 * rise))
+
+
 def describe_pulse_train_response(w_after, w_before=None) -> str:
     """What the open fraction read after each pulse of a train shows, in words.
 
-    ``w_after``: w just after each pulse; ``w_before``: w just before each pulse (optional).
-    "rises pulse by pulse" only when every pulse leaves w higher than the one before and the
-    train raises it by at least 10 % of the first read; otherwise what happens instead."""
-    w_after = np.asarray(w_after, dtype=float)
-    steps = np.diff(w_after)
-    fmt = ", ".join(f"{x:.2f}" for x in w_after)
-    if w_after.size > 1 and np.all(steps > 0) and w_after[-1] - w_after[0] >= 0.1 * w_after[0]:
-        tail = " and saturates" if steps[-1] < 0.02 * (w_after[-1] - w_after[0]) else ""
-        return f"w rises pulse by pulse{tail} (potentiation): {fmt}"
-    if w_before is not None and len(w_before) > 1:
-        troughs = np.asarray(w_before, dtype=float)[1:]
-        if np.all(troughs < 0.5 * w_after[:-1]):
-            return (
-                f"w jumps to {w_after.mean():.2f} ± {w_after.std():.2f} at each pulse and decays to "
-                f"≤ {troughs.max():.2g} before the next: no accumulation from pulse to pulse"
+    ``w_after``: w just after each pulse; ``w_before``: w just before each pulse (optional; the
+    first is the rest level). "rises pulse by pulse" only when every pulse leaves w higher
+    (:func:`rises_with_every_pulse`) and the rise does not come mostly from the first half of the
+    train; otherwise it says where the rise stops, or that there is none. With ``w_before`` it
+    adds whether w falls back most of the way to rest between pulses."""
+    w = np.asarray(w_after, dtype=float)
+    n = w.size
+    rise = w[-1] - w[0] if n > 1 else 0.0
+    n90 = 1 + int(np.argmax(w - w[0] >= 0.9 * rise)) if rise > 0 else n  # pulse by which 90 % of the rise is in
+    if rises_with_every_pulse(w):
+        if n90 <= n // 2:
+            head = (
+                f"w rises with every pulse but saturates: 90 % of its rise ({w[0]:.2f} → {w[-1]:.2f}) comes by pulse {n90} of {n}"
             )
-    return f"w does not rise pulse by pulse: {fmt}"
+        else:
+            head = f"w rises pulse by pulse ({w[0]:.2f} → {w[-1]:.2f}): potentiation"
+    elif n > 1 and rise >= 0.1 * abs(w[0]) and np.all(np.diff(w) > -1e-3 * rise):
+        head = f"w rises over the first {n90} pulses ({w[0]:.2f} → {w[-1]:.2f}), then stays there"
+    elif n > 1 and abs(rise) < 0.1 * abs(w[0]):
+        head = f"w reaches the same level ({w.mean():.2f} ± {w.std():.2f}) at every pulse: no accumulation"
+    else:
+        head = "w does not rise pulse by pulse: " + ", ".join(f"{x:.2f}" for x in w)
+    if w_before is not None and n > 1:
+        rest, troughs = float(w_before[0]), np.asarray(w_before, dtype=float)[1:]
+        lost = (w[:-1] - troughs) / np.maximum(np.abs(w[:-1] - rest), 1e-12)
+        if np.median(lost) > 0.5:
+            head += (
+                f"; between pulses w falls back most of the way to rest ({rest:.2g}), to {troughs.min():.2g}–{troughs.max():.2g}"
+            )
+    return head
 
 
 def _describe_ppf(intervals, ppf) -> str:
@@ -289,12 +318,12 @@ def _potentiation(cf, cc, exp, out):
     axes[2].set_ylabel("PPF = G2/G1")
     starts = np.searchsorted(t, pt.pulse_onsets_ns() - 1e-9)
     trend = describe_pulse_train_response(w_after, w[np.maximum(starts - 1, 0)])
-    fig.suptitle(f"{cf.name}, {m}: {trend.split(':')[0]}; after the train τ = {tau_ret:.3g} ns", fontsize=9)
+    fig.suptitle(f"{cf.name}, {m}: {trend.split(': ')[0]}; after the train τ = {tau_ret:.3g} ns", fontsize=9)
     fig.tight_layout()
     save_figure_atomic(fig, out / "potentiation.png", dpi=120)
     return {
         "finding": f"{trend}; then w relaxes (retention τ {tau_ret:.3g} ns); {_describe_ppf(intervals, ppf)}",
-        "rises_pulse_by_pulse": trend.startswith("w rises pulse by pulse"),
+        "rises_with_every_pulse": rises_with_every_pulse(w_after),
         "energies_aj": _energies(cf, tr),
         "membrane": m,
         "w_rest": w_rest,
