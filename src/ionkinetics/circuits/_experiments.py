@@ -219,7 +219,7 @@ def describe_pulse_train_response(w_after, w_before=None) -> str:
     first is the rest level). "rises pulse by pulse" only when every pulse leaves w higher
     (:func:`rises_with_every_pulse`) and the rise does not come mostly from the first half of the
     train; otherwise it says where the rise stops, or that there is none. With ``w_before`` it
-    adds whether w falls back most of the way to rest between pulses."""
+    adds how far w falls back toward rest between pulses when it loses more than half of it."""
     w = np.asarray(w_after, dtype=float)
     n = w.size
     rise = w[-1] - w[0] if n > 1 else 0.0
@@ -242,7 +242,8 @@ def describe_pulse_train_response(w_after, w_before=None) -> str:
         lost = (w[:-1] - troughs) / np.maximum(np.abs(w[:-1] - rest), 1e-12)
         if np.median(lost) > 0.5:
             head += (
-                f"; between pulses w falls back most of the way to rest ({rest:.2g}), to {troughs.min():.2g}–{troughs.max():.2g}"
+                f"; between pulses w falls back {100 * np.median(lost):.0f} % of the way to rest ({rest:.2g}), "
+                f"to {troughs.min():.2g}–{troughs.max():.2g}"
             )
     return head
 
