@@ -187,6 +187,14 @@ def gv_band(cal, v, *, cals=(), n_samples: int = GV_BAND_SAMPLES, seed: int = 0)
     return np.quantile(g, GV_BAND_QUANTILES, axis=0)
 
 
+@jax.jit
+def _g_curve_ps(params, v):
+    """Steady-state G (pS per pore) at each of ``v``: one compiled program per state count."""
+    from .kinetics import conductance_ps
+
+    return jax.vmap(lambda x: conductance_ps(params, x))(v)
+
+
 def plot_gv_curves(cals, path=None, *, seed: int = 0):
     """log G vs ΔV per pore of every calibration in ``cals``, in the style of the paper's Figure 5:
     the model's steady-state G(V) (thin line) with its Laplace band (16–84 % of the parameters'
@@ -196,7 +204,6 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
     hard-coded: ranges, points and bands come from the calibrations."""
     from matplotlib.figure import Figure
 
-    from . import conductance
     from .calibrate._roles import exponential_fit
 
     pores = sorted({c.system.pore for c in cals}, key=lambda p: _PORE_ORDER.index(p) if p in _PORE_ORDER else 99)
@@ -209,13 +216,15 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
             color = f"C{k}"
             lo, hi = gv_fit_range_v(cal, cals)
             v_fit = np.linspace(lo, hi, 7)
-            c_ps, alpha = exponential_fit(v_fit, conductance(cal, v_fit))
+            g_all = np.asarray(_g_curve_ps(cal.params, np.concatenate([v_model, v_fit])))
+            g_model, g_fit = g_all[: v_model.size], g_all[v_model.size :]
+            c_ps, alpha = exponential_fit(v_fit, g_fit)
             name = cal.system_id.split(":", 1)[1] + (" (assumed)" if cal.provenance.get("contains_assumed_values") else "")
             paper = [t for t in cal.provenance.get("targets", []) if t["kind"] == "gv_fit" and not t.get("assumed")]
             stated = ""
             if paper and "alpha_per_v" in paper[0]:
                 stated = f"; paper α = {paper[0]['alpha_per_v']:+.1f}"
-            ax.semilogy(v_model, conductance(cal, v_model), "-", color=color, lw=1.0, alpha=0.8)
+            ax.semilogy(v_model, g_model, "-", color=color, lw=1.0, alpha=0.8)
             try:
                 band = gv_band(cal, v_model, cals=cals, seed=seed)
             except Exception as exc:  # a calibration whose posterior cannot be sampled: say so, draw none
