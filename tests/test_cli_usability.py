@@ -94,6 +94,19 @@ def test_every_help_example_names_a_file_that_exists():
     assert seen >= 5  # the extraction finds the examples (fit, circuit run, md, campaign, calibrate)
 
 
+def test_every_help_example_system_id_is_valid_and_shipped_where_it_says_so():
+    ids = 0
+    for path, cmd in _commands():
+        for p in [cmd, *cmd.params]:
+            text = getattr(p, "help", "") or ""
+            for m in re.finditer(r"e\.g\.\s+['\"]([\w.]+:[^'\"]+)['\"]", text):
+                ids += 1
+                sid = str(ik.parse_system_id(m.group(1)))  # parses: a valid system id
+                if "shipped" in text.lower():
+                    assert sid in ik.list_calibrations(), f"`ionkinetics {' '.join(path)} --help`: {sid} is not shipped"
+    assert ids >= 2  # simulate's SYSTEM and fit's --template
+
+
 def test_bad_template_and_missing_arguments_exit_2_naming_the_argument(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "ionkinetics.cli", "fit", "--template", "crown6:NaCl@1.0+XeCl@0.5"],
