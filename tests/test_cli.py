@@ -202,6 +202,15 @@ def test_circuit_parallel_sums_currents_and_hands_over_from_inactivator_to_activ
     assert not c["is_band_pass"] and "band-pass:" not in c["finding"].replace("no band-pass:", "")
 
 
+def test_every_shipped_circuit_experiment_has_its_acceptance_test():
+    from ionkinetics.circuits import list_circuits, load_circuit
+
+    tests = {name for name in globals() if name.startswith("test_circuit_")}
+    for path in list_circuits():
+        name = load_circuit(path).name.replace("-", "_")
+        assert any(t.startswith(f"test_circuit_{name}_") for t in tests), f"{path.name} has no acceptance test"
+
+
 def test_demo_potentiation_figure_says_what_its_traces_show(demo_dir):
     """The demo's potentiation text per system is the description its w trace supports."""
     from ionkinetics.circuits import describe_pulse_train_response, rises_with_every_pulse

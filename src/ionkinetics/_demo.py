@@ -138,8 +138,8 @@ def _laplace_parts(cal):
         if keep:
             names += [c_cov["names"][i] for i in keep]
             blocks.append(np.asarray(c_cov["matrix"], dtype=float)[np.ix_(keep, keep)])
-    if not names:
-        return None
+    if not names or not cal.provenance.get("targets_file"):
+        return None  # nothing to sample, or no targets file to rebuild the fit's parameterisation from
     n = len(names)
     matrix = np.zeros((n, n))
     i = 0
@@ -230,7 +230,7 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
             except Exception as exc:  # a calibration whose posterior cannot be sampled: say so, draw none
                 band, note = None, f" (no band: {type(exc).__name__})"
             else:
-                note = "" if band is not None else " (no band: no covariance)"
+                note = "" if band is not None else " (no band: no covariance or targets file)"
             if band is not None:
                 ax.fill_between(v_model, band[0], band[1], color=color, alpha=0.18, lw=0)
             ax.semilogy(
