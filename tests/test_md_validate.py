@@ -155,6 +155,22 @@ def test_binding_constant_is_the_excess_over_bulk():
     assert dkb == pytest.approx(0.1 * math.sqrt(n_site) * 0.05 * 2.0 * 0.602214076)
 
 
+def test_recorded_windows_are_not_rerun_on_a_fresh_checkout(tmp_path, monkeypatch):
+    """A campaign whose windows are all recorded (as on a fresh clone of the repository) builds
+    nothing and runs nothing."""
+    raw = _raw()
+    raw["pmf"] = raw["pmf"][:1]
+    plan = val.parse_validation(raw)
+    _write_records(tmp_path, plan, "crown6-Na", _well(0.8), rng=np.random.default_rng(13), n=100)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a recorded campaign must not build a system")
+
+    monkeypatch.setattr(val, "_build", no_build)
+    assert val.run_validation(plan, tmp_path) == 0
+
+
+@pytest.mark.slow
 def test_a_real_window_is_recorded_once_and_skipped_on_rerun(tmp_path, monkeypatch):
     """One real OpenMM window (crown6 Na+, a few fs) through run_validation; a re-run skips it."""
     monkeypatch.setenv("OPENMM_CPU_THREADS", "1")
