@@ -29,9 +29,11 @@
     n_pores = 100
     stochastic = false
 
-    [experiment]                        # optional: what `ionkinetics circuit run` measures
-    kind = "pulse"                      # pulse | potentiation | memristor | retention | sweep
-    ...
+    [experiment]                        # optional: what `ionkinetics circuit run` measures; without
+    kind = "pulse"                      # it (or with kind = "transient") a plain transient: every node
+    ...                                 # voltage, element current, membrane w and element energy
+                                        # (transient.csv); pulse | potentiation | memristor |
+                                        # retention | sweep | transient
 
 Element fields: resistor ``r_ohm``; capacitor ``c_f``; sources ``protocol`` (``kind`` one of
 ``dc, step, pulse_train, sine, sampled`` with the arguments of :mod:`ionkinetics.protocols`;
