@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -123,7 +124,7 @@ def test_circuit_pulse_generation_peaks_at_the_step_and_collapses(demo_dir):
     params = ik.load_calibration(mem.calibration).params
     p0 = ik.kinetics.steady_state(params, step.v_base)
     vm = np.linspace(1e-4, step.v, 4001)  # onset: the source's current through R equals the membrane's at rest occupancy
-    i_membrane = mem.n_pores * np.array([float(ik.kinetics.membrane_current_pa(params, x, p0)) for x in vm])
+    i_membrane = mem.n_pores * np.asarray(jax.vmap(lambda x: ik.kinetics.membrane_current_pa(params, x, p0))(vm))
     i_resistor = (step.v - vm) / r_ohm * 1e12  # pA
     i_predicted = i_resistor[np.argmin(np.abs(i_resistor - i_membrane))]
     assert c["is_pulse"] and c["finding"].startswith("a current pulse")
