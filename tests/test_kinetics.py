@@ -89,6 +89,49 @@ def test_probability_conserved_and_exact_whatever_the_step():
     assert_allclose(fine.e_aj[shared], coarse.e_aj, rtol=1e-10, atol=1e-14)
 
 
+E_PA_NS = 1.602176634e-19 / 1e-9 / 1e-12  # one elementary charge per ns, pA
+
+
+def gating_vector_numpy(cal, v):
+    """The dopants' displacement current per unit occupancy, pA, from the calibration's rate dicts
+    (plain numpy, written from the physics, not from the JAX code): each event moves its charge
+    across the Bell exponents' electrical distance along its path."""
+    x = v / ik.kinetics.thermal_voltage_v(cal.temperature_k)
+
+    def terms(r, kp, dp, km, dm, kmax):
+        up, down = r[kp] * np.exp(r[dp] * x), r[km] * np.exp(-r[dm] * x)
+        return up * r[kmax] / (up + down + r[kmax]), down * r[kmax] / (up + down + r[kmax])
+
+    j_open, j_blocked = 0.0, []
+    for d in cal.dopants:
+        t, e = dict(d.trap), dict(d.escape)
+        keys_t = ("k_plus_per_ns_per_molar", "delta_plus", "k_minus_per_ns_per_molar", "delta_minus", "k_max_per_ns_per_molar")
+        keys_e = ("k_plus_per_ns", "delta_plus", "k_minus_per_ns", "delta_minus", "k_max_per_ns")
+        states = [(t, e, +1)] if d.site == "center" else [(t, e, +1), (t, e, -1)]
+        for tr, es, sign in states:
+            if sign < 0:  # the trans mouth: the cis state's rates mirrored, V -> -V
+                tr = {
+                    **tr,
+                    "k_plus_per_ns_per_molar": tr["k_minus_per_ns_per_molar"],
+                    "delta_plus": tr["delta_minus"],
+                    "k_minus_per_ns_per_molar": tr["k_plus_per_ns_per_molar"],
+                    "delta_minus": tr["delta_plus"],
+                }
+                es = {
+                    **es,
+                    "k_plus_per_ns": es["k_minus_per_ns"],
+                    "delta_plus": es["delta_minus"],
+                    "k_minus_per_ns": es["k_plus_per_ns"],
+                    "delta_minus": es["delta_plus"],
+                }
+            d_cis, d_trans = tr["delta_plus"] + es["delta_minus"], tr["delta_minus"] + es["delta_plus"]
+            t_up, t_down = terms(tr, *keys_t)
+            e_up, e_down = terms(es, *keys_e)
+            j_open += d.molar * (t_up * d_cis - t_down * d_trans)
+            j_blocked.append(e_up * d_trans - e_down * d_cis)
+    return E_PA_NS * np.array([j_open, *j_blocked])
+
+
 def test_energy_equals_integral_of_current_times_voltage():
     proto = protocols.step(0.45, t_on_ns=5.0, t_off_ns=25.0, duration_ns=40.0)
     tr = simulate(FOUR_STATE, proto, dt_ns=0.5)
@@ -97,13 +140,36 @@ def test_energy_equals_integral_of_current_times_voltage():
     q = np.asarray(generator(params, 0.45))
     weights = np.asarray(state_weights(params))
     g_open = float(open_conductance_ps(params.open, 0.45))
+    j = gating_vector_numpy(FOUR_STATE, 0.45)
 
     def power_aj_per_ns(t):
-        return g_open * (p_on @ scipy.linalg.expm(q * t) @ weights) * 0.45**2 * 1e-3
+        p = p_on @ scipy.linalg.expm(q * t)
+        return (g_open * (p @ weights) * 0.45 + p @ j) * 0.45 * 1e-3
 
     exact = scipy.integrate.quad(power_aj_per_ns, 0.0, 20.0, epsabs=1e-15, epsrel=1e-12)[0]
     assert_allclose(switching_energy(tr, 5.0, 25.0), exact, rtol=1e-9, atol=0)
     assert switching_energy(tr, 0.0, 5.0) == 0.0  # no voltage, no energy
+    # the trace's current is the carrier's G·V plus the same displacement current
+    at = (tr.t_ns > 5.0) & (tr.t_ns < 25.0)
+    assert_allclose(tr.i_pa[at], tr.g_ps[at] * 0.45 + tr.p[at] @ j, rtol=1e-12, atol=1e-12)
+
+
+def test_displacement_charge_of_a_plugging_switch_is_the_electrical_distance():
+    """Conservation: an entrance (mouth) site has no steady dopant current, so over a complete
+    switch the dopant current integrates to e·|z|·f times the change in cis minus trans plugs."""
+    cal = ik.load_calibration("B3N:KCl@1.0+RbCl@0.5")
+    dist = cal.dopants[0].electrical_distance
+    assert dist is not None and 0 < dist <= 0.5
+    proto = protocols.step(0.3, t_on_ns=1.0, t_off_ns=301.0, duration_ns=302.0)
+    tr = simulate(cal, proto, dt_ns=0.05)
+    i_gate = tr.i_pa - tr.g_ps * tr.v
+    on = (tr.t_ns >= 1.0) & (tr.t_ns <= 301.0)
+    charge_e = scipy.integrate.trapezoid(i_gate[on], tr.t_ns[on]) / E_PA_NS
+    p0, p1 = tr.p[np.searchsorted(tr.t_ns, 1.0)], tr.p[np.searchsorted(tr.t_ns, 301.0)]
+    assert abs(i_gate[np.searchsorted(tr.t_ns, 300.0)]) < 1e-9  # steady: no dopant current through a mouth
+    expected = dist * ((p1[1] - p0[1]) - (p1[2] - p0[2]))
+    assert expected > 0.5 * dist  # most pores plug: the check is not vacuous
+    assert_allclose(charge_e, expected, rtol=2e-3, atol=0)  # trapezoid error of the 0.05 ns grid
 
 
 def test_mean_relaxation_time_two_state_and_integral_definition():

@@ -6,6 +6,9 @@ conductance weight w(t) → circuits. See ``../DESIGN.md`` and the README.
 
 __version__ = "0.1.0"
 
+import warnings
+
+import numpy as np
 
 from . import _precision as _precision  # first: sets JAX's precision before anything compiles
 from . import calibrate as calibrate
@@ -24,6 +27,7 @@ from .species import parse_system_id as parse_system_id
 
 __all__ = [
     "Calibration",
+    "OutsideDataRange",
     "Trace",
     "__version__",
     "calibrate",
@@ -64,8 +68,39 @@ def _resolve(cal):
     return load_calibration(cal)
 
 
+class OutsideDataRange(UserWarning):
+    """A simulation drives a calibration beyond the voltages its data cover."""
+
+
+_WARNED_RANGES: set = set()
+
+
+def _warn_outside_range(cal, protocol, dt_ns) -> None:
+    """Warn once per calibration and range when ``protocol`` leaves ``cal.data_range_v``."""
+    data_range = getattr(cal, "data_range_v", None)
+    if data_range is None:
+        return
+    try:
+        v = kinetics._simulate._voltages(protocol, float(dt_ns))[0]
+    except (TypeError, ValueError):
+        return  # kinetics.simulate reports the bad protocol itself
+    v_max = float(np.max(np.abs(v)))
+    key = (cal.system_id, tuple(data_range))
+    if v_max > data_range[1] * (1 + 1e-9) and key not in _WARNED_RANGES:
+        _WARNED_RANGES.add(key)
+        warnings.warn(
+            f"{cal.system_id}: the protocol reaches |V| = {v_max:.3g} V, beyond the voltages the calibration's data "
+            f"cover ({data_range[0]:g}-{data_range[1]:g} V); rates there are Bell-law extrapolations (warned once)",
+            OutsideDataRange,
+            stacklevel=3,
+        )
+
+
 def simulate(cal, protocol, dt_ns: float = 0.05, **options) -> Trace:
     """:func:`ionkinetics.kinetics.simulate` that also takes a system id (``"crown6:NaCl@1.0+KCl@0.5"``,
     any molarity of a shipped pair: see :func:`load_calibration`), an ``openmm-*`` name or a path,
-    wherever :func:`conductance` does."""
-    return kinetics.simulate(_resolve(cal), protocol, dt_ns, **options)
+    wherever :func:`conductance` does. Warns once (:class:`OutsideDataRange`) when the protocol
+    goes beyond the voltage range the calibration's data cover."""
+    cal = _resolve(cal)
+    _warn_outside_range(cal, protocol, dt_ns)
+    return kinetics.simulate(cal, protocol, dt_ns, **options)

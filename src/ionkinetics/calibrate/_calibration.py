@@ -4,12 +4,23 @@ Schema ``ionkinetics.calibration/1`` (JSON, units in every key)::
 
     {"schema": "ionkinetics.calibration/1",
      "system": "crown6:NaCl@1.0+KCl@0.5", "temperature_k": 298.15,
-     "carrier": {"ion": "Na+", "open_conductance": {"c_ps": .., "alpha_per_v": .., "v_smooth_v": ..}},
+     "carrier": {"ion": "Na+", "open_conductance": {"c_ps": .., "alpha_per_v": .., "v_smooth_v": ..,
+                                                    "v_max_v": ..}},     # optional: G held above it
      "dopants": [{"ion": "K+", "site": "center" | "entrance", "leak_fraction": 0.0,
+                  "electrical_distance": 0.5,                             # optional, see below
                   "trap":   {"k_plus_per_ns_per_molar", "delta_plus", "k_minus_per_ns_per_molar",
                              "delta_minus", "k_max_per_ns_per_molar"},
                   "escape": {"k_plus_per_ns", "delta_plus", "k_minus_per_ns", "delta_minus", "k_max_per_ns"}}],
+     "data_range_v": [0.0, 0.5] | null,                                   # |V| the data cover
      "uncertainty": {...} | null, "fit": {...} | null, "provenance": {...}}
+
+``electrical_distance`` f (0..0.5) is the fraction of the transmembrane potential between the bulk
+and the site; when present, the file must satisfy ``trap.delta + escape.delta = |z|·f`` along each
+path the site uses (checked on load), so the gating charges are those of an ion crossing that
+fraction of the field (Woodhull 1973). ``open_conductance.v_max_v`` is the edge of the voltages the
+carrier was measured at: above it G_open is held, not extrapolated. Older files without these
+optional fields load unchanged. A calibration derived at another dopant molarity
+(:meth:`Calibration.with_molar`) says so in ``provenance.derived``.
 
 A ``center`` dopant binds at one site in the pore (one blocked state, rates as written). An
 ``entrance`` dopant plugs either mouth of an impermeable pore: two blocked states, the cis one
@@ -51,6 +62,7 @@ AVOGADRO_PER_NM3_PER_MOLAR = 0.602214076  # 1 mol/L = 6.022e23 / 1e24 nm³
 CAPTURE_RADIUS_NM = 0.3  # of order the pore radius; sets the diffusion-limited ceilings
 
 TRAP_KEYS = ("k_plus_per_ns_per_molar", "delta_plus", "k_minus_per_ns_per_molar", "delta_minus", "k_max_per_ns_per_molar")
+OPEN_KEYS = ("c_ps", "alpha_per_v", "v_smooth_v", "v_max_v")
 ESCAPE_KEYS = ("k_plus_per_ns", "delta_plus", "k_minus_per_ns", "delta_minus", "k_max_per_ns")
 
 
@@ -126,19 +138,23 @@ class Dopant:
     trap: MappingProxyType
     escape: MappingProxyType
     leak_fraction: float = 0.0
+    electrical_distance: float | None = None  # fraction of the potential drop from bulk to the site
 
     @property
     def state_names(self) -> tuple[str, ...]:
         return (self.ion,) if self.site == "center" else (f"{self.ion}@cis", f"{self.ion}@trans")
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "ion": self.ion,
             "site": self.site,
             "leak_fraction": self.leak_fraction,
             "trap": dict(self.trap),
             "escape": dict(self.escape),
         }
+        if self.electrical_distance is not None:
+            out["electrical_distance"] = self.electrical_distance
+        return out
 
 
 def _mirror(rate: dict, keys) -> dict:
@@ -155,6 +171,7 @@ class Calibration:
     open_conductance: MappingProxyType
     dopants: tuple[Dopant, ...]
     temperature_k: float = 298.15
+    data_range_v: tuple[float, float] | None = None  # lowest and highest |V| the data cover
     uncertainty: dict | None = None
     fit: dict | None = None
     provenance: dict = dataclasses.field(default_factory=dict)
@@ -188,6 +205,7 @@ class Calibration:
             "temperature_k": self.temperature_k,
             "carrier": {"ion": self.carrier, "open_conductance": dict(self.open_conductance)},
             "dopants": [d.to_dict() for d in self.dopants],
+            "data_range_v": None if self.data_range_v is None else list(self.data_range_v),
             "uncertainty": self.uncertainty,
             "fit": self.fit,
             "provenance": self.provenance,
@@ -204,7 +222,7 @@ class Calibration:
             data["carrier"]["open_conductance"] = dict(changes.pop("open_conductance"))
         if "dopants" in changes:
             data["dopants"] = [d.to_dict() if isinstance(d, Dopant) else dict(d) for d in changes.pop("dopants")]
-        for key in ("uncertainty", "fit", "provenance", "temperature_k"):
+        for key in ("uncertainty", "fit", "provenance", "temperature_k", "data_range_v"):
             if key in changes:
                 data[key] = changes.pop(key)
         if changes:
@@ -323,6 +341,18 @@ def _from_dict(raw) -> Calibration:
             lo_open=True,
         ),
     }
+    if "v_max_v" in oc_raw:
+        oc["v_max_v"] = _number(oc_raw["v_max_v"], "carrier.open_conductance.v_max_v", lo=0.0, lo_open=True)
+    extra = set(oc_raw) - set(OPEN_KEYS)
+    if extra:
+        raise _field("carrier.open_conductance", f"has unknown keys {sorted(extra)}; allowed: {list(OPEN_KEYS)}", sorted(extra))
+    data_range = raw.get("data_range_v")
+    if data_range is not None:
+        if not (isinstance(data_range, list) and len(data_range) == 2):
+            raise _field("data_range_v", "must be [lowest, highest] |V| of the data, volts", data_range)
+        lo_v = _number(data_range[0], "data_range_v[0]", lo=0.0)
+        hi_v = _number(data_range[1], "data_range_v[1]", lo=lo_v)
+        data_range = [lo_v, hi_v]
     dopants_raw = _require(raw, "dopants", "")
     if not isinstance(dopants_raw, list):
         raise _field("dopants", "must be a list", dopants_raw)
@@ -341,9 +371,25 @@ def _from_dict(raw) -> Calibration:
         trap = _rate(_require(d, "trap", where), TRAP_KEYS, f"{where}.trap", charge)
         escape = _rate(_require(d, "escape", where), ESCAPE_KEYS, f"{where}.escape", charge)
         leak = _number(d.get("leak_fraction", 0.0), f"{where}.leak_fraction", lo=0.0, hi=1.0)
+        distance = d.get("electrical_distance")
+        if distance is not None:
+            distance = _number(distance, f"{where}.electrical_distance", lo=0.0, hi=0.5)
+            z = abs(charge)
+            for path, total in (
+                ("cis", trap["delta_plus"] + escape["delta_minus"]),
+                ("trans", trap["delta_minus"] + escape["delta_plus"]),
+            ):
+                used = trap["k_plus_per_ns_per_molar" if path == "cis" else "k_minus_per_ns_per_molar"] > 0
+                if used and abs(total - z * distance) > 1e-9 * max(1.0, z):
+                    raise _field(
+                        f"{where}.electrical_distance",
+                        f"must equal the gating charge crossed along the {path} path over |z| "
+                        f"(trap + escape delta = {total:.6g} for |z| = {z:g})",
+                        distance,
+                    )
         if leak >= 1.0:
             raise _field(f"{where}.leak_fraction", "must be < 1 (a blocked pore conducts less than an open one)", leak)
-        dopants.append(Dopant(ion, cations[ion], site, MappingProxyType(trap), MappingProxyType(escape), leak))
+        dopants.append(Dopant(ion, cations[ion], site, MappingProxyType(trap), MappingProxyType(escape), leak, distance))
     named = {carrier} | {d.ion for d in dopants}
     if len({d.ion for d in dopants}) != len(dopants):
         raise _field("dopants", "must list each ion once", [d.ion for d in dopants])
@@ -361,6 +407,7 @@ def _from_dict(raw) -> Calibration:
         open_conductance=MappingProxyType(oc),
         dopants=tuple(dopants),
         temperature_k=temperature_k,
+        data_range_v=None if data_range is None else tuple(data_range),
         uncertainty=raw.get("uncertainty"),
         fit=raw.get("fit"),
         provenance=provenance,
@@ -411,7 +458,10 @@ def params_from_rates(open_conductance, dopants, v_thermal_v) -> KineticParams:
 
     oc = open_conductance
     return KineticParams(
-        open=OpenConductance(*(jnp.asarray(oc[k], dtype=float) for k in ("c_ps", "alpha_per_v", "v_smooth_v"))),
+        open=OpenConductance(
+            *(jnp.asarray(oc[k], dtype=float) for k in ("c_ps", "alpha_per_v", "v_smooth_v")),
+            jnp.asarray(oc.get("v_max_v", math.inf), dtype=float),
+        ),
         trap=BellRate(*(stack(columns["trap"], i) for i in range(5))),
         escape=BellRate(*(stack(columns["escape"], i) for i in range(5))),
         molar=as_array(columns["molar"]),

@@ -58,8 +58,10 @@ def _transform(name: str, targets: Targets):
     if name.endswith(".delta"):
         ion = name.split(".")[0]
         return ("box", 0.0, float(abs(species.get_ion(ion).charge)))
-    if name.endswith(".leak_fraction"):
+    if name.endswith(".leak_fraction") or name.endswith(".barrier_position"):
         return ("box", 0.0, 1.0)
+    if name.endswith(".electrical_distance"):
+        return ("box", 0.0, 0.5)
     if name == "open.alpha_per_v":
         return ("identity", None, None)
     return ("log", None, None)
@@ -94,22 +96,39 @@ def _dx_du(x: float, tr) -> float:
     return 1.0
 
 
+def uses_electrical_distance(values, ion: str) -> bool:
+    """True where the targets give the site's electrical distance (deltas derived from it)."""
+    f = values[f"{ion}.electrical_distance"]
+    return not (isinstance(f, float) and math.isnan(f))
+
+
+def _deltas(values, ion: str):
+    """(trap δ, escape δ): given directly, or |z|·f·b and |z|·f·(1 − b) from the electrical
+    distance f and barrier position b."""
+    if not uses_electrical_distance(values, ion):
+        return values[f"{ion}.trap.delta"], values[f"{ion}.escape.delta"]
+    zf = abs(species.get_ion(ion).charge) * values[f"{ion}.electrical_distance"]
+    b = values[f"{ion}.barrier_position"]
+    return zf * b, zf * (1.0 - b)
+
+
 def _rates_of(values, targets: Targets):
-    open_ = {k: values[f"open.{k}"] for k in ("c_ps", "alpha_per_v", "v_smooth_v")}
+    open_ = {k: values[f"open.{k}"] for k in ("c_ps", "alpha_per_v", "v_smooth_v", "v_max_v")}
     molar = targets.system.cation_molar
     dopants = []
     for ion, site in targets.dopants:
+        trap_delta, escape_delta = _deltas(values, ion)
         trap = site_rates(
             site,
             values[f"{ion}.trap.k0_per_ns_per_molar"],
-            values[f"{ion}.trap.delta"],
+            trap_delta,
             values[f"{ion}.trap.k_max_per_ns_per_molar"],
             trap=True,
         )
         escape = site_rates(
             site,
             values[f"{ion}.escape.k0_per_ns"],
-            values[f"{ion}.escape.delta"],
+            escape_delta,
             values[f"{ion}.escape.k_max_per_ns"],
             trap=False,
         )
@@ -353,6 +372,15 @@ def _choose_minimum(ends, values_of, free):
     return chosen[0], chosen[1], chosen[2], chosen[3], alternatives
 
 
+def _exact_split(row: dict, zf: float) -> None:
+    """Make trap δ + escape δ = |z|·f hold to the last bit on each path used (escape δ = zf − trap δ)."""
+    trap, escape = row["trap"], row["escape"]
+    if trap["k_plus_per_ns_per_molar"] > 0:
+        escape["delta_minus"] = max(0.0, zf - trap["delta_plus"])
+    if trap["k_minus_per_ns_per_molar"] > 0:
+        escape["delta_plus"] = max(0.0, zf - trap["delta_minus"])
+
+
 def _calibration(
     targets,
     values,
@@ -374,21 +402,30 @@ def _calibration(
     n_res = sum(len(p["residuals"]) for p in predictions)
     from .. import __version__
 
+    dopant_rows = []
+    for (ion, site), (_m, _s, trap, escape, leak) in zip(targets.dopants, dopants, strict=True):
+        row = {
+            "ion": ion,
+            "site": site,
+            "leak_fraction": float(leak),
+            "trap": {k: float(v) for k, v in trap.items()},
+            "escape": {k: float(v) for k, v in escape.items()},
+        }
+        if uses_electrical_distance(values, ion):
+            row["electrical_distance"] = float(values[f"{ion}.electrical_distance"])
+            # the derived deltas are summed again on load: keep the identity exact in the file
+            _exact_split(row, abs(species.get_ion(ion).charge) * row["electrical_distance"])
+        dopant_rows.append(row)
     raw = {
         "schema": SCHEMA,
         "system": str(targets.system),
         "temperature_k": targets.temperature_k,
-        "carrier": {"ion": targets.carrier, "open_conductance": {k: float(v) for k, v in open_.items()}},
-        "dopants": [
-            {
-                "ion": ion,
-                "site": site,
-                "leak_fraction": float(leak),
-                "trap": {k: float(v) for k, v in trap.items()},
-                "escape": {k: float(v) for k, v in escape.items()},
-            }
-            for (ion, site), (_m, _s, trap, escape, leak) in zip(targets.dopants, dopants, strict=True)
-        ],
+        "carrier": {
+            "ion": targets.carrier,
+            "open_conductance": {k: float(v) for k, v in open_.items() if not (k == "v_max_v" and math.isinf(v))},
+        },
+        "dopants": dopant_rows,
+        "data_range_v": list(targets.data_range_v()),
         "uncertainty": {
             "method": "laplace",
             "note": (
@@ -399,7 +436,7 @@ def _calibration(
             "identifiable": identifiable,
             "not_identified": unidentified,
             "parameters": sigma,
-            "fixed": {k: v for k, v in targets.parameters.items() if k not in targets.free},
+            "fixed": {k: v for k, v in targets.parameters.items() if k not in targets.free and math.isfinite(v)},
             "covariance_transformed": {"names": list(targets.free), "matrix": np.asarray(cov).tolist()},
         },
         "fit": {
@@ -428,5 +465,13 @@ def _calibration(
             "created_utc": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
             "molar": molar,
         },
+    }
+    from ._summary import CEILING_NEAR, STEP_V, rates_near_ceiling
+
+    raw["fit"]["rates_near_ceiling"] = {
+        "v": STEP_V,
+        "near": CEILING_NEAR,
+        "note": "rates within 'near' (fraction) of their diffusion-limited ceiling at +-v: the ceiling sets them",
+        "rates": rates_near_ceiling(Calibration.from_dict(raw)),
     }
     return Calibration.from_dict(raw)

@@ -9,10 +9,36 @@ import numpy as np
 from ..kinetics import mean_relaxation_time_ns, steady_state
 from ._roles import classify_role, exponential_fit
 
-__all__ = ["FIT_V", "STEP_V", "summarise_calibration"]
+__all__ = ["CEILING_NEAR", "FIT_V", "STEP_V", "rates_near_ceiling", "summarise_calibration"]
 
 STEP_V = 0.5
 FIT_V = (0.1, 0.2, 0.3)
+# a rate within this fraction of its diffusion-limited ceiling is reported: the ceiling, not the
+# Bell law, is then doing the physics
+CEILING_NEAR = 0.1
+
+
+def rates_near_ceiling(cal, v: float = STEP_V, near: float = CEILING_NEAR) -> list[dict]:
+    """Every trapping or escape rate of ``cal`` at ``±v`` that is within ``near`` (fraction) of
+    its diffusion-limited ceiling (saturated ``k = k_bell·k_max/(k_bell + k_max)`` ≥ (1 − near)·k_max)."""
+    from ..kinetics import transition_rates_per_ns
+
+    params = cal.params
+    names = cal.state_names[1:]
+    out = []
+    for volts in (v, -v):
+        trap, escape = (np.asarray(x) for x in transition_rates_per_ns(params, volts))
+        caps = {
+            "trap": np.asarray(params.trap.k_max_per_ns) * np.asarray(params.molar),
+            "escape": np.asarray(params.escape.k_max_per_ns),
+        }
+        for kind, rates in (("trap", trap), ("escape", escape)):
+            for s, name in enumerate(names):
+                frac = float(rates[s] / caps[kind][s])
+                if frac >= 1.0 - near:
+                    row = {"state": name, "rate": kind, "v": volts, "k_per_ns": float(rates[s])}
+                    out.append(row | {"k_max_per_ns": float(caps[kind][s]), "fraction_of_ceiling": frac})
+    return out
 
 
 def _steady_w(params, v):
@@ -36,6 +62,7 @@ def summarise_calibration(cal) -> dict:
         "alpha_per_v": alpha,
         "c_ps": c_ps,
         "assumed_targets": bool(cal.provenance.get("contains_assumed_values", False)),
+        "data_range_v": None if cal.data_range_v is None else list(cal.data_range_v),
     }
     if not cal.dopants:
         row.update(beta_per_v=0.0, role=classify_role(0.0, has_dopant=False))
@@ -49,5 +76,6 @@ def summarise_calibration(cal) -> dict:
         w_0p5v=_steady_w(params, STEP_V),
         tau_on_0p5v_ns=float(mean_relaxation_time_ns(params, STEP_V, steady_state(params, 0.0))),
         tau_off_0v_ns=float(mean_relaxation_time_ns(params, 0.0, steady_state(params, STEP_V))),
+        rates_near_ceiling_0p5v=rates_near_ceiling(cal),
     )
     return row

@@ -47,6 +47,16 @@ w_trace            t_ns (list), w (list), sigma, v_start_ns    (w(t) − w)/sigm
 Parameter names: ``open.c_ps``, ``open.alpha_per_v``, ``open.v_smooth_v``, and for a dopant X
 ``X.trap.k0_per_ns_per_molar``, ``X.trap.delta``, ``X.trap.k_max_per_ns_per_molar``,
 ``X.escape.k0_per_ns``, ``X.escape.delta``, ``X.escape.k_max_per_ns``, ``X.leak_fraction``.
+``open.v_max_v`` (default: none) is the edge of the voltages the carrier was measured at: above it
+the open conductance is held, not extrapolated.
+
+Gating charges are physical when given as ``X.electrical_distance`` f (the fraction of the
+transmembrane potential between the bulk and the site: ½ for the centre of a symmetric membrane,
+the default for a ``center`` site; less for a mouth) and ``X.barrier_position`` b (where the
+rate-limiting barrier sits along that path, 0..1): then ``trap.delta = |z|·f·b`` and
+``escape.delta = |z|·f·(1 − b)``, so the charge an ion moves between bulk and site is exactly
+``|z|·f`` (Woodhull, J. Gen. Physiol. 61, 687 (1973)). ``trap.delta``/``escape.delta`` are then
+derived and may not be given.
 ``k0`` is the rate at V = 0. A ``center`` site splits it evenly over both polarities
 (``k = k0·cosh(δ·V/V_T)``); an ``entrance`` site's trapping goes with the field into the cis
 mouth (``k0·exp(+δ·V/V_T)``) and its escape against it (``k0·exp(−δ·V/V_T)``), mirrored for trans.
@@ -122,13 +132,28 @@ class Targets:
     temperature_k: float = 298.15
     path: str | None = None
     open_conductance_from: str | None = None
+    open_range_v: tuple[float, float] | None = None  # data range of the carrier calibration used
+
+    def data_range_v(self) -> tuple[float, float]:
+        """Lowest and highest |V| of every target (and of the carrier calibration used)."""
+        volts = []
+        for t in self.targets:
+            for key in ("v", "v_from", "v_to"):
+                value = t.values.get(key)
+                if value is not None:
+                    volts += [abs(x) for x in (value if isinstance(value, list) else [value])]
+        if self.open_range_v is not None:
+            volts += list(self.open_range_v)
+        return (min(volts), max(volts))
 
 
 def parameter_names(carrier: str, dopants) -> list[str]:
     """Every parameter name a targets file may set, in a fixed order."""
-    names = ["open.c_ps", "open.alpha_per_v", "open.v_smooth_v"]
+    names = ["open.c_ps", "open.alpha_per_v", "open.v_smooth_v", "open.v_max_v"]
     for ion, _site in dopants:
         names += [
+            f"{ion}.electrical_distance",
+            f"{ion}.barrier_position",
             f"{ion}.trap.k0_per_ns_per_molar",
             f"{ion}.trap.delta",
             f"{ion}.trap.k_max_per_ns_per_molar",
@@ -254,8 +279,24 @@ def parse_targets(raw: dict, *, path: str | None = None) -> Targets:
             raise _err("parameters.free", f"names unknown parameter {name!r}; known: {allowed}", name)
     if len(set(free)) != len(free):
         raise _err("parameters.free", "must not repeat a name", free)
-    defaults = {"open.v_smooth_v": V_SMOOTH_DEFAULT_V}
-    for ion, _site in dopants:
+    defaults = {"open.v_smooth_v": V_SMOOTH_DEFAULT_V, "open.v_max_v": math.inf}
+    for ion, site in dopants:
+        if f"{ion}.electrical_distance" in params_raw or f"{ion}.barrier_position" in params_raw:
+            # one gating charge per path: trap.delta = |z|·f·b, escape.delta = |z|·f·(1 − b)
+            for name in (f"{ion}.trap.delta", f"{ion}.escape.delta"):
+                if name in params_raw or name in free:
+                    raise _err(
+                        f"parameters.{name}",
+                        f"cannot be given with {ion}.electrical_distance/barrier_position, which fix both deltas",
+                        name,
+                    )
+            if site == "center":
+                defaults[f"{ion}.electrical_distance"] = 0.5
+            defaults[f"{ion}.trap.delta"] = math.nan  # derived
+            defaults[f"{ion}.escape.delta"] = math.nan
+        else:
+            defaults[f"{ion}.electrical_distance"] = math.nan  # unused: deltas given directly
+            defaults[f"{ion}.barrier_position"] = math.nan
         defaults[f"{ion}.trap.k_max_per_ns_per_molar"] = encounter_rate_per_ns_per_molar(ion)
         defaults[f"{ion}.escape.k_max_per_ns"] = escape_ceiling_per_ns(ion)
         defaults[f"{ion}.leak_fraction"] = 0.0
@@ -309,5 +350,7 @@ def load_targets(path) -> Targets:
         params = dict(targets.parameters)
         for key in ("c_ps", "alpha_per_v", "v_smooth_v"):
             params[f"open.{key}"] = oc[key]
+        params["open.v_max_v"] = oc.get("v_max_v", math.inf)
+        targets = dataclasses.replace(targets, open_range_v=base.data_range_v)
         targets = dataclasses.replace(targets, parameters=params)
     return targets

@@ -41,7 +41,7 @@ import networkx as nx
 import numpy as np
 from jax import lax
 
-from ..kinetics._rates import open_conductance_ps, state_weights, steady_state, transition_matrix
+from ..kinetics._rates import membrane_current_pa, steady_state, transition_matrix
 from ..kinetics._simulate import _multinomial_counts
 from . import _graph as G
 
@@ -182,7 +182,7 @@ def _branch_v(v_full, ab):
 
 
 def _membrane_current(params, n_pores, v, p):
-    return n_pores * open_conductance_ps(params.open, v) * (p @ state_weights(params)) * v
+    return n_pores * membrane_current_pa(params, v, p)
 
 
 def _mean_field_update(params, p_start, v_start, v_end, dt):

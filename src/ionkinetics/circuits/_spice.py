@@ -26,8 +26,11 @@ The mapping, element by element (SI units throughout the netlist: s, V, A, ohm, 
   (exp arguments clipped to ±80 as in ``_rates.py``), trapping rates times the dopant's
   molarity, written with the membrane's calibrated numbers as ``.param`` lines (rates
   converted from 1/ns to 1/s). The membrane current is the B-source
-  ``n_pores·G_open(V)·(p0 + Σ leak_s·p_s)·V`` with
-  ``G_open = C·exp(α·(sqrt(V² + v_s²) − v_s))`` (pS → S), in series with a 0 V ammeter
+  ``n_pores·(G_open(V)·(p0 + Σ leak_s·p_s)·V + I_gate)`` with
+  ``G_open = C·exp(α·(sqrt(V² + v_s²) − v_s))`` (pS → S; held above the carrier's measured range
+  ``v_max_v`` through the same 1 mV softplus corner as ``kinetics._rates``) and the dopant's
+  displacement current ``I_gate = e·Σ (event rate × charge it moves)`` split by the Bell law's
+  two polarities as in ``kinetics.gating_current_vector_pa``, in series with a 0 V ammeter
   ``vi`` so ngspice reports it. ``V`` is the membrane's branch voltage ``V(a, b)``.
   A stochastic membrane is exported **mean-field** (SPICE has no multinomial pores; the
   netlist says so in a comment).
@@ -72,7 +75,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from ..kinetics._rates import steady_state
+from ..kinetics._rates import HOLD_CORNER_V, steady_state
 from . import _graph as G
 
 __all__ = ["read_spice_data", "spice_names", "to_spice"]
@@ -90,6 +93,9 @@ DEFAULT_OPTIONS = {
     "vntol": 1e-12,
     "chgtol": 1e-24,
 }
+
+
+_E_C = 1.602176634e-19  # elementary charge, C: one gating event per second per pore is e amperes
 
 
 def _num(x) -> str:
@@ -294,7 +300,23 @@ def _membrane_subckt(el: G.Membrane, sub: str, cal, stochastic: bool) -> list[st
             f".func ktrap{s}(vm) {{molar{s}*ik_bell(vm/vt, trap{s}_kp, trap{s}_dp, trap{s}_km, trap{s}_dm, trap{s}_kmax)}}"
         )
         out.append(f".func kesc{s}(vm) {{ik_bell(vm/vt, esc{s}_kp, esc{s}_dp, esc{s}_km, esc{s}_dm, esc{s}_kmax)}}")
-    out.append(f".func gopen(vm) {{gc*exp({_clip('alpha*(sqrt(vm*vm + vsm*vsm) - vsm)')})}}")
+    if math.isfinite(float(oc.v_max_v)):
+        out.append(f".param vmax = {_num(float(oc.v_max_v))}  $ edge of the carrier's measured range: G_open held above, V")
+        out.append(".func uabs(vm) {sqrt(vm*vm + vsm*vsm) - vsm}")
+        out.append(f".func uheld(vm) {{uabs(vm) - {HOLD_CORNER_V:g}*ik_softplus((uabs(vm) - vmax)/{HOLD_CORNER_V:g})}}")
+        out.append(f".func gopen(vm) {{gc*exp({_clip('alpha*uheld(vm)')})}}")
+    else:
+        out.append(f".func gopen(vm) {{gc*exp({_clip('alpha*(sqrt(vm*vm + vsm*vsm) - vsm)')})}}")
+    # dopant displacement current per pore, A: charge e times each event rate (1/s) times the
+    # gating charge it moves, d_cis = trap.dp + esc.dm, d_trans = trap.dm + esc.dp (kinetics._rates)
+    gating = []
+    for s in range(1, k):
+        args_t = f"vm/vt, trap{s}_kp, trap{s}_dp, trap{s}_km, trap{s}_dm, trap{s}_kmax"
+        args_e = f"vm/vt, esc{s}_kp, esc{s}_dp, esc{s}_km, esc{s}_dm, esc{s}_kmax"
+        dcis, dtrans = f"(trap{s}_dp + esc{s}_dm)", f"(trap{s}_dm + esc{s}_dp)"
+        out.append(f".func jopen{s}(vm) {{molar{s}*(ik_bellp({args_t})*{dcis} - ik_bellm({args_t})*{dtrans})}}")
+        out.append(f".func jblk{s}(vm) {{ik_bellp({args_e})*{dtrans} - ik_bellm({args_e})*{dcis}}}")
+        gating.append(s)
     p0 = "(1" + "".join(f" - V(p{s})" for s in range(1, k)) + ")"
     for s in range(1, k):
         out.append(f"* dp{s}/dt (1/s) charges the 1 F capacitor of state node p{s}: V(p{s}) = p{s}")
@@ -303,7 +325,8 @@ def _membrane_subckt(el: G.Membrane, sub: str, cal, stochastic: bool) -> list[st
     weights = p0 + "".join(f" + leak{s}*V(p{s})" for s in range(1, k))
     out.append("* membrane current a -> b, A, through the 0 V ammeter vi")
     out.append("vi a ai 0")
-    out.append(f"Bi ai b I={{npores*gopen(V(a,b))*({weights})*V(a,b)}}")
+    gate = "".join(f" + {_E_C:.10e}*({p0}*jopen{s}(V(a,b)) + V(p{s})*jblk{s}(V(a,b)))" for s in gating)
+    out.append(f"Bi ai b I={{npores*(gopen(V(a,b))*({weights})*V(a,b){gate})}}")
     out.append(f".ends {sub}")
     return out
 
@@ -354,6 +377,13 @@ def to_spice(
         "* saturating two-polarity Bell law, x = V/V_T; exp arguments clipped to +-80 as in ionkinetics",
         f".func ik_bell(x, kp, dp, km, dm, kmax) {{(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}))*kmax/"
         f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
+        "* its k+ (along +z) and k- (along -z) shares, for the dopant's displacement current",
+        f".func ik_bellp(x, kp, dp, km, dm, kmax) {{kp*exp({_clip('dp*x')})*kmax/"
+        f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
+        f".func ik_bellm(x, kp, dp, km, dm, kmax) {{km*exp({_clip('-dm*x')})*kmax/"
+        f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
+        "* softplus, overflow-free",
+        ".func ik_softplus(x) {max(x, 0) + ln(1 + exp(-abs(x)))}",
         "",
     ]
     source_rows = {

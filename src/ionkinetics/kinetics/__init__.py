@@ -11,10 +11,14 @@ from ._params import KineticParams as KineticParams
 from ._params import OpenConductance as OpenConductance
 from ._params import stack_params as stack_params
 from ._params import thermal_voltage_v as thermal_voltage_v
+from ._rates import PA_PER_E_PER_NS as PA_PER_E_PER_NS
 from ._rates import bell_rate_per_ns as bell_rate_per_ns
+from ._rates import bell_terms_per_ns as bell_terms_per_ns
 from ._rates import conductance_ps as conductance_ps
+from ._rates import gating_current_vector_pa as gating_current_vector_pa
 from ._rates import generator as generator
 from ._rates import mean_relaxation_time_ns as mean_relaxation_time_ns
+from ._rates import membrane_current_pa as membrane_current_pa
 from ._rates import open_conductance_ps as open_conductance_ps
 from ._rates import propagators as propagators
 from ._rates import state_weights as state_weights

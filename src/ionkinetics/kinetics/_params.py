@@ -49,12 +49,15 @@ class OpenConductance:
     """Open-pore conductance of the carrier, ``G = c_ps·exp(alpha_per_v·|V|_s)``.
 
     ``|V|_s = sqrt(V² + v_smooth_v²) − v_smooth_v`` is a smooth, even stand-in for |V|, so the
-    paper's ``G = C·exp(α·ΔV)`` fit becomes symmetric in V and differentiable at 0.
+    paper's ``G = C·exp(α·ΔV)`` fit becomes symmetric in V and differentiable at 0. Above
+    ``v_max_v`` (the edge of the voltages the carrier was measured at; ``inf`` = no edge) G is held
+    at its edge value rather than extrapolated.
     """
 
     c_ps: jax.Array
     alpha_per_v: jax.Array
     v_smooth_v: jax.Array
+    v_max_v: jax.Array
 
 
 @jax.tree_util.register_dataclass

@@ -12,10 +12,14 @@ import jax.numpy as jnp
 from ._params import BellRate, KineticParams, OpenConductance
 
 __all__ = [
+    "PA_PER_E_PER_NS",
     "bell_rate_per_ns",
+    "bell_terms_per_ns",
     "conductance_ps",
+    "gating_current_vector_pa",
     "generator",
     "mean_relaxation_time_ns",
+    "membrane_current_pa",
     "open_conductance_ps",
     "propagators",
     "state_weights",
@@ -28,13 +32,21 @@ __all__ = [
 _EXP_CLIP = 80.0
 
 
+def bell_terms_per_ns(rate: BellRate, v, v_thermal_v) -> tuple[jax.Array, jax.Array]:
+    """The saturated rate split by polarity, ``(k_with, k_against)``, each shape (S,), summing to
+    :func:`bell_rate_per_ns`: the share of events that move the ion along +z (the ``k_plus`` term)
+    and along −z (the ``k_minus`` term). The gating current needs the two apart."""
+    x = v / v_thermal_v
+    up = rate.k_plus_per_ns * jnp.exp(jnp.clip(rate.delta_plus * x, -_EXP_CLIP, _EXP_CLIP))
+    down = rate.k_minus_per_ns * jnp.exp(jnp.clip(-rate.delta_minus * x, -_EXP_CLIP, _EXP_CLIP))
+    saturation = rate.k_max_per_ns / (up + down + rate.k_max_per_ns)
+    return up * saturation, down * saturation
+
+
 def bell_rate_per_ns(rate: BellRate, v, v_thermal_v) -> jax.Array:
     """Saturating two-polarity Bell law, shape (S,)."""
-    x = v / v_thermal_v
-    up = jnp.exp(jnp.clip(rate.delta_plus * x, -_EXP_CLIP, _EXP_CLIP))
-    down = jnp.exp(jnp.clip(-rate.delta_minus * x, -_EXP_CLIP, _EXP_CLIP))
-    k_bell = rate.k_plus_per_ns * up + rate.k_minus_per_ns * down
-    return k_bell * rate.k_max_per_ns / (k_bell + rate.k_max_per_ns)
+    up, down = bell_terms_per_ns(rate, v, v_thermal_v)
+    return up + down
 
 
 def transition_rates_per_ns(params: KineticParams, v) -> tuple[jax.Array, jax.Array]:
@@ -65,10 +77,49 @@ def steady_state(params: KineticParams, v) -> jax.Array:
     return jnp.concatenate([p_open[None], ratio * p_open])
 
 
+HOLD_CORNER_V = 1e-3  # width of the corner where G_open stops following C·exp(α|V|)
+
+
 def open_conductance_ps(open_: OpenConductance, v) -> jax.Array:
-    """Carrier conductance of one open pore, pS, even and smooth in V."""
-    v_abs = jnp.sqrt(v * v + open_.v_smooth_v**2) - open_.v_smooth_v
-    return open_.c_ps * jnp.exp(jnp.clip(open_.alpha_per_v * v_abs, -_EXP_CLIP, _EXP_CLIP))
+    """Carrier conductance of one open pore, pS, even and smooth in V.
+
+    ``C·exp(α·u)`` with ``u = |V|_s`` (smooth |V|) below the measured range's edge ``v_max_v`` and
+    held at its edge value above it (a softplus corner ``HOLD_CORNER_V`` wide, so G stays smooth for
+    Newton and gradients and is 0.07 %·α/V low at the edge itself): the exponential is the paper's
+    fit over the voltages it measured, not a law to extrapolate."""
+    u = jnp.sqrt(v * v + open_.v_smooth_v**2) - open_.v_smooth_v
+    u = u - HOLD_CORNER_V * jax.nn.softplus((u - open_.v_max_v) / HOLD_CORNER_V)
+    return open_.c_ps * jnp.exp(jnp.clip(open_.alpha_per_v * u, -_EXP_CLIP, _EXP_CLIP))
+
+
+# e · 1/ns = 1.602176634e-19 C / 1e-9 s = 160.2 pA: one elementary charge crossing per ns
+PA_PER_E_PER_NS = 1.602176634e-19 / 1e-9 / 1e-12
+
+
+def gating_current_vector_pa(params: KineticParams, v) -> jax.Array:
+    """Displacement current of the dopant's own moves, pA per unit occupancy, shape (K,):
+    the current of a pore is ``p @ j``.
+
+    Every trapping or escape event moves the dopant's charge across part of the potential drop,
+    and the external circuit sees that fraction of its charge (Ramo-Shockley; the gating current of
+    channel biophysics). Along the cis path (``k_plus`` trapping, ``k_minus`` escape) the charge
+    displaced is ``d_cis = trap.delta_plus + escape.delta_minus`` (in e; = |z| × the electrical
+    distance of the site, the Woodhull 1973 reading of the Bell exponents), along the trans path
+    ``d_trans = trap.delta_minus + escape.delta_plus``; motion along +z is positive current.
+    """
+    t_up, t_down = bell_terms_per_ns(params.trap, v, params.v_thermal_v)
+    e_up, e_down = bell_terms_per_ns(params.escape, v, params.v_thermal_v)
+    d_cis = params.trap.delta_plus + params.escape.delta_minus
+    d_trans = params.trap.delta_minus + params.escape.delta_plus
+    from_open = (params.molar * (t_up * d_cis - t_down * d_trans)).sum(keepdims=True)
+    from_blocked = e_up * d_trans - e_down * d_cis
+    return PA_PER_E_PER_NS * jnp.concatenate([from_open, from_blocked])
+
+
+def membrane_current_pa(params: KineticParams, v, p) -> jax.Array:
+    """Current per pore at occupancy ``p`` (K,): the carrier's ``G_open(V)·(p·weights)·V`` plus the
+    dopant's displacement current ``p @ j(V)`` (:func:`gating_current_vector_pa`)."""
+    return open_conductance_ps(params.open, v) * (p @ state_weights(params)) * v + p @ gating_current_vector_pa(params, v)
 
 
 def state_weights(params: KineticParams) -> jax.Array:

@@ -22,12 +22,12 @@ from jax import lax
 
 from . import protocols as _protocols
 from ._params import KineticParams
-from ._rates import open_conductance_ps, propagators, state_weights, steady_state
+from ._rates import gating_current_vector_pa, membrane_current_pa, open_conductance_ps, propagators, state_weights, steady_state
 
 __all__ = ["Trace", "mean_field_scan", "simulate", "stochastic_scan", "switching_energy"]
 
 # pS · V² · ns = pA · V · ns = 1e-21 J = 1e-3 aJ
-_AJ_PER_PS_V2_NS = 1e-3
+_AJ_PER_PA_V_NS = 1e-3
 # Probability loss is judged against a tolerance that follows the dtype (the occupancy is
 # renormalised every step, so what remains is round-off of one step, not an accumulation).
 _NORM_TOL = {8: 1e-6, 4: 1e-4}
@@ -42,8 +42,11 @@ class Trace:
     """Result of :func:`simulate`, sampled every ``save_every`` steps (S + 1 points, t = 0 first).
 
     ``v`` is the voltage held from each time on. ``p`` (..., S+1, K) is the occupancy, ``w`` the
-    open fraction. ``g_ps``, ``i_pa`` and the cumulative energy ``e_aj`` are per pore for a
-    mean-field run and for the whole membrane of ``n_pores`` pores for a stochastic one.
+    open fraction. ``g_ps`` is the carrier's conductance; ``i_pa`` the total current, the
+    carrier's ``g_ps·v`` plus the dopant's displacement current (the charge it moves when it is
+    trapped or expelled); ``e_aj`` the cumulative ``∫ i·v dt`` (energy delivered to the membrane).
+    All are per pore for a mean-field run and for the whole membrane of ``n_pores`` pores for a
+    stochastic one.
     ``ok`` is False where the run lost probability or went non-finite.
     """
 
@@ -59,7 +62,12 @@ class Trace:
 
 
 def _energy_increment(params, v, p, a, c):
-    return open_conductance_ps(params.open, v) * (p @ a @ c) * v * v * _AJ_PER_PS_V2_NS
+    """∫ I·V dt over a step, aJ per pore: the carrier's G·V² and the dopant's displacement current
+    times V, both exact through the occupancy integral ``p·A``."""
+    occupancy_ns = p @ a
+    carrier = open_conductance_ps(params.open, v) * (occupancy_ns @ c) * v
+    gating = occupancy_ns @ gating_current_vector_pa(params, v)
+    return (carrier + gating) * v * _AJ_PER_PA_V_NS
 
 
 def _step_factors(params, dt_ns, levels):
@@ -261,7 +269,7 @@ def simulate(
         p0 = jnp.asarray(p0, dtype=float)
         if p0.shape[-1] != params.n_states or p0.ndim > 2:
             raise ValueError(f"p0 must have shape ({params.n_states},) or (B, {params.n_states}); got {p0.shape}")
-        if not bool(jnp.all(p0 >= 0)) or not bool(jnp.all(jnp.abs(p0.sum(-1) - 1) < _NORM_TOL)):
+        if not bool(jnp.all(p0 >= 0)) or not bool(jnp.all(jnp.abs(p0.sum(-1) - 1) < _NORM_TOL[8])):
             raise ValueError("p0 must be non-negative and sum to 1 over the states")
         p0_batched = p0.ndim == 2
     batch_sizes = {}
@@ -319,14 +327,15 @@ def simulate(
     v_saved = np.take(v_k, np.minimum(idx, n_steps - 1), axis=-1)
     t_ns = idx * float(dt_ns)
     v_full = np.broadcast_to(v_saved, p_s.shape[:-1])
-    g_ps = np.asarray(_conductance_at(params, v_full, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)) * scale
+    g_ps, i_pa = _conductance_at(params, v_full, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)
+    g_ps, i_pa = np.asarray(g_ps) * scale, np.asarray(i_pa) * scale
     return Trace(
         t_ns=t_ns,
         v=v_full.copy(),
         p=p_s,
         w=p_s[..., 0],
         g_ps=g_ps,
-        i_pa=g_ps * v_saved,
+        i_pa=i_pa,
         e_aj=e_s,
         ok=ok,
         n_pores=None if n_pores is None else int(n_pores),
@@ -335,10 +344,10 @@ def simulate(
 
 @functools.partial(jax.jit, static_argnames=("params_batched", "p_batched"))
 def _conductance_at(params, v, p, *, params_batched, p_batched):
-    """Conductance per pore at saved times: v (..., S+1), p (..., S+1, K)."""
+    """Carrier conductance and total current per pore at saved times: v (..., S+1), p (..., S+1, K)."""
 
     def one(pr, vv, pp):
-        return open_conductance_ps(pr.open, vv) * (pp @ state_weights(pr))
+        return open_conductance_ps(pr.open, vv) * (pp @ state_weights(pr)), membrane_current_pa(pr, vv, pp)
 
     fn = jax.vmap(one, in_axes=(None, 0, 0))  # over saved times
     if p_batched:
