@@ -3,7 +3,10 @@ paper's statements (including the ones held out of the fit)."""
 
 import copy
 import json
+import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -170,3 +173,90 @@ def test_conductance_is_vectorised_and_matches_scalar():
     assert g.shape == (11, 1)
     assert_allclose(g[3, 0], ik.conductance(cal, float(v[3, 0])), rtol=1e-14, atol=0)
     assert_allclose(g[::-1], g, rtol=1e-12, atol=0)  # symmetric in V
+
+
+# --- concentration as a continuous input ------------------------------------------------------
+
+
+def test_dopant_molarity_is_continuous_with_a_stated_law_and_a_gradient():
+    base = ik.load_calibration("crown6:NaCl@1.0+KCl@0.5")
+    low = ik.load_calibration("crown6:NaCl@1.0+KCl@0.1")
+    assert low.system_id == "crown6:NaCl@1.0+KCl@0.1"
+    assert low.provenance["derived"]["from"] == "crown6:NaCl@1.0+KCl@0.5"
+    assert low.provenance["derived"]["molar"] == {"K+": [0.5, 0.1]}
+    assert_allclose(ik.conductance(base.with_molar(KCl=0.1), 0.2), ik.conductance(low, 0.2), rtol=1e-14, atol=0)
+    # mass action: trapping ∝ molarity, so at any V the blocked/open odds scale by exactly 0.1/0.5
+    for v in (0.0, 0.3):
+        odds = [float((1 - p[0]) / p[0]) for p in (ik.kinetics.steady_state(c.params, v) for c in (base, low))]
+        assert_allclose(odds[1] / odds[0], 0.2, rtol=1e-12, atol=0)
+    # jax.grad of a conductance and of a switching energy with respect to the molarity: finite differences
+    g01 = lambda m: ik.kinetics.conductance_ps(base.params_with_molar({"KCl": m}), 0.1)  # noqa: E731
+    fd = (g01(0.5 + 1e-6) - g01(0.5 - 1e-6)) / 2e-6
+    assert_allclose(jax.grad(g01)(0.5), fd, rtol=1e-6, atol=0)
+    v_k = jnp.asarray(protocols.step(0.5, t_on_ns=1.0, t_off_ns=6.0, duration_ns=6.0).sample(0.05))
+
+    def energy(m):
+        params = base.params_with_molar({"KCl": m})
+        _, e = ik.kinetics.mean_field_scan(params, v_k, 0.05, ik.kinetics.steady_state(params, 0.0))
+        return e[-1]
+
+    fd = (energy(0.5 + 1e-6) - energy(0.5 - 1e-6)) / 2e-6
+    assert_allclose(jax.grad(energy)(0.5), fd, rtol=1e-5, atol=0)
+
+
+def test_molarity_changes_that_have_no_basis_are_refused():
+    with pytest.raises(ValueError, match=r"carrier NaCl at 1 M.*only dopant molarities"):
+        ik.load_calibration("crown6:NaCl@0.5+KCl@0.5")
+    base = ik.load_calibration("crown6:NaCl@1.0+KCl@0.5")
+    with pytest.raises(ValueError, match="cannot change the carrier's molarity"):
+        base.with_molar(NaCl=0.5)
+    with pytest.raises(ValueError, match="molarity of KCl must be a finite number > 0"):
+        base.with_molar(KCl=0.0)
+    with pytest.raises(ValueError, match="not a dopant salt or ion"):
+        base.with_molar(RbCl=0.1)
+    with pytest.raises(ValueError, match=r"no shipped calibration .* or for its salts"):
+        ik.load_calibration("crown6:NaCl@1.0+CsCl@0.5")
+
+
+# --- physical gating charges and ceilings -------------------------------------------------------
+
+
+def test_shipped_gating_charges_are_an_ion_crossing_part_of_the_field():
+    for sid in ik.list_calibrations():
+        for d in ik.load_calibration(sid).dopants:
+            assert d.electrical_distance is not None and 0 < d.electrical_distance <= 0.5, sid
+            z = abs(ik.species.get_ion(d.ion).charge)
+            assert_allclose(d.trap["delta_plus"] + d.escape["delta_minus"], z * d.electrical_distance, rtol=1e-12, atol=0)
+            if d.site == "center":
+                assert d.electrical_distance == 0.5  # the centre of a symmetric membrane
+
+
+def test_a_file_whose_gating_charges_break_the_electrical_distance_is_refused():
+    raw = ik.load_calibration("crown6:NaCl@1.0+KCl@0.5").to_dict()
+    raw["dopants"][0]["escape"]["delta_minus"] += 0.1
+    raw["dopants"][0]["escape"]["delta_plus"] += 0.1
+    with pytest.raises(ValueError, match=r"electrical_distance' must equal the gating charge crossed along the cis path"):
+        ik.Calibration.from_dict(raw)
+
+
+def test_rates_at_their_diffusion_ceiling_are_reported():
+    from ionkinetics.calibrate._summary import rates_near_ceiling
+
+    mg = ik.load_calibration("crown6:NaCl@1.0+MgCl2@0.25")
+    near = rates_near_ceiling(mg)
+    assert {(r["state"], r["rate"], r["v"]) for r in near} == {("Mg2+@cis", "trap", 0.5), ("Mg2+@trans", "trap", -0.5)}
+    assert all(r["fraction_of_ceiling"] >= 0.9 for r in near)
+    assert mg.fit["rates_near_ceiling"]["rates"] == near  # written into the file by the fit
+    assert rates_near_ceiling(ik.load_calibration("B3N:KCl@1.0+RbCl@0.5")) == []
+
+
+def test_simulating_beyond_the_data_range_warns_once():
+    cal = ik.load_calibration("B3N:KCl@1.0")
+    assert cal.data_range_v == (0.1, 0.4)
+    ik._WARNED_RANGES.discard((cal.system_id, (0.1, 0.4)))
+    with pytest.warns(ik.OutsideDataRange, match=r"0\.1-0\.4 V"):
+        ik.simulate(cal, protocols.dc(0.6, 1.0), 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ik.simulate(cal, protocols.dc(0.6, 1.0), 0.1)  # once only
+        ik.simulate(cal, protocols.dc(0.3, 1.0), 0.1)

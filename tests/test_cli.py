@@ -42,11 +42,14 @@ def test_demo_writes_figures_and_summary(demo_dir):
     # the demo's table agrees with the library
     for sid in ("crown6:NaCl@1.0+KCl@0.5", "B3N:KCl@1.0+RbCl@0.5"):
         assert np.isclose(rows[sid]["g_0.1v_ps"], ik.conductance(ik.load_calibration(sid), 0.1), rtol=1e-6)
-    # held-out prediction: switching energy per pore within an order of magnitude of the paper's
-    for sid, published in (("crown6:NaCl@1.0+KCl@0.5", 0.3), ("B3N:KCl@1.0+RbCl@0.5", 0.1)):
+    # held-out prediction: switching energy per pore over the paper's switching time (5 ns activation,
+    # 10 ns inactivation) within 2x of the paper's (issue 11's acceptance), never fitted
+    for sid, published, window in (("crown6:NaCl@1.0+KCl@0.5", 0.3, 5.0), ("B3N:KCl@1.0+RbCl@0.5", 0.1, 10.0)):
         row = rows[sid]
-        assert row["published_e_switch_aj"] == published
-        assert published / 30 < row["e_switch_4tau_aj"] < published * 30
+        assert row["published_e_switch_aj"] == published and row["paper_window_ns"] == window
+        assert published / 2 < row["e_switch_paper_window_aj"] < published * 2
+        assert 0 < row["e_switch_dopant_share"] < 0.5  # the carrier's current dominates; the dopant's is there
+        assert row["e_switch_tau_aj"] < row["e_switch_4tau_aj"]
     assert rows["crown6:NaCl@1.0+KCl@0.5"]["role"] == "K+: voltage activator"
     assert rows["B3N:KCl@1.0+RbCl@0.5"]["role"] == "Rb+: voltage inactivator"
 

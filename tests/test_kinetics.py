@@ -356,3 +356,27 @@ def test_propagator_table_for_few_voltages_equals_per_step_propagators():
     assert levels.size == 2
     for a, b in zip(direct, table, strict=True):
         assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_float32_mode_runs_the_kinetic_core_to_float32_accuracy(tmp_path):
+    """The precision policy's opt-out: with IONKINETICS_X64=0 JAX stays at float32, and a fresh
+    interpreter still simulates (renormalised occupancy, a float32 tolerance) to ~1e-5 of float64."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, ionkinetics as ik\n"
+        "proto = ik.protocols.step(0.5, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0)\n"
+        "tr = ik.simulate('crown6:NaCl@1.0+KCl@0.5', proto, dt_ns=0.05)\n"
+        "print(json.dumps({'dtype': str(tr.w.dtype), 'w': tr.w[::400].tolist(), 'e': float(tr.e_aj[-1])}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_", "IONKINETICS_"))}
+    env["IONKINETICS_X64"] = "0"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["dtype"] == "float32"
+    ref = ik.simulate("crown6:NaCl@1.0+KCl@0.5", protocols.step(0.5, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0), 0.05)
+    assert_allclose(got["w"], ref.w[::400], rtol=0, atol=1e-5)
+    assert_allclose(got["e"], ref.e_aj[-1], rtol=1e-4, atol=0)
