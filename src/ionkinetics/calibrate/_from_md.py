@@ -554,7 +554,10 @@ def md_targets(
     if start is None:
         start, _, _, _ = _direct(plan, 0, 0)
     ion = plan.dopant
-    params = dict(start)
+    # the MD dwell fits give trapping and escape gating charges apart (not yet as one electrical
+    # distance): the refinement keeps them apart, and the carrier's G is not held at a range edge
+    params = {"open.v_max_v": math.inf, f"{ion}.electrical_distance": math.nan, f"{ion}.barrier_position": math.nan}
+    params |= dict(start)
     free = [f"{ion}.trap.k0_per_ns_per_molar", f"{ion}.trap.delta", f"{ion}.escape.k0_per_ns", f"{ion}.escape.delta"]
     rows = [_trace_target(r, bins) for r in plan.mixture]
     points = _carrier_points(plan.mixture, plan.carrier, divide_by_w=False)
