@@ -136,7 +136,11 @@ def demo(
         for _, key, fmt in cols:
             keys = key if isinstance(key, tuple) else (key,)
             values = [row.get(k, "") for k in keys]
-            cells.append("|".join(format(v, fmt) if (fmt and isinstance(v, float)) else str(v) for v in values))
+            text = [format(v, fmt) if (fmt and isinstance(v, float)) else str(v) for v in values]
+            if key == ("published_e_switch_aj", "paper_window_ns"):
+                cells.append(f"{text[0]} ({text[1]} ns)" if text[0] else "")
+            else:
+                cells.append(" | ".join(t or "–" for t in text) if any(text) else "")
         cells[1] = cells[1].replace("voltage ", "")
         if row.get("assumed_targets"):
             cells[0] += " *"
