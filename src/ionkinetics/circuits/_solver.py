@@ -13,9 +13,16 @@ error falls as dt² (measured in the tests).
 Source jumps (protocol breakpoints, on the time grid) are discontinuities: before the step
 after a jump the solver finds the consistent state at ``t_n⁺`` (capacitor voltages and
 occupancies continuous, sources at their new values), as a DAE solver re-initialises after an
-event. The trapezoidal step then starts from consistent currents, so there is no ringing, the
-order is kept, and a membrane driven by an ideal source sees exactly the held voltage that the
-kinetic core's ``simulate`` uses (same answer to round-off).
+event, and a membrane driven by an ideal source sees exactly the held voltage that the kinetic
+core's ``simulate`` uses (same answer to round-off). Where a capacitor's time constant
+``C/G`` at that state is below dt/2 (stiff: a tiny capacitance behind a large resistance), the
+step after a jump and the one after it are L-stable backward-Euler steps (``i_{n+1} = (C/dt)(v_{n+1} − v_n)``,
+occupancies at ``V_{n+1}``), followed by a re-initialisation of the currents, before the
+trapezoidal steps resume (SPICE's start-up after a breakpoint): the stiff node relaxes within
+those steps instead of ringing (trapezoidal's amplification is −1 in the stiff limit). A fixed
+number of first-order steps per jump keeps the global order 2; a circuit with no stiff capacitor
+is stepped trapezoidally throughout. With stochastic membranes the conductance jumps at every
+step, so a stiff circuit takes backward-Euler steps throughout (first order).
 
 Energy: every element's absorbed energy is accumulated as ``dt·v̄·ī`` with the step's
 averages. By Tellegen's theorem the sum over elements is zero to round-off at every step, and
@@ -185,8 +192,10 @@ def _membrane_current(params, n_pores, v, p):
     return n_pores * membrane_current_pa(params, v, p)
 
 
-def _mean_field_update(params, p_start, v_start, v_end, dt):
-    return p_start @ transition_matrix(params, 0.5 * (v_start + v_end), dt)
+def _mean_field_update(params, p_start, v_start, v_end, dt, theta=0.5):
+    """Exact propagator at ``(1−θ)·V_start + θ·V_end``: the midpoint (θ = ½) in a trapezoidal
+    step, the end point (θ = 1) in a backward-Euler step."""
+    return p_start @ transition_matrix(params, (1.0 - theta) * v_start + theta * v_end, dt)
 
 
 def _split(cc: Compiled, z):
@@ -229,7 +238,7 @@ def _residual(cc: Compiled, vals, mode, z, ctx):
         if mode == "dc":
             mem_p.append(steady_state(pr, vm[j]))
         elif mode == "step" and not cc.stochastic[j]:
-            mem_p.append(_mean_field_update(pr, ctx["mem_p"][j], ctx["v_mem"][j], vm[j], cc.dt_ns))
+            mem_p.append(_mean_field_update(pr, ctx["mem_p"][j], ctx["v_mem"][j], vm[j], cc.dt_ns, ctx["theta"]))
         else:
             mem_p.append(ctx["mem_p"][j])
     _, amps = _branches(cc, vals, z, mem_p, src_i)
@@ -246,8 +255,9 @@ def _residual(cc: Compiled, vals, mode, z, ctx):
         rows.append(i_c)
     elif mode == "init":
         rows.append(vc - ctx["v_c"])
-    else:
-        rows.append(cc.dt_ns / (2.0 * vals["c"]) * (i_c + ctx["i_c"]) - (vc - ctx["v_c"]))
+    else:  # θ = ½: trapezoidal; θ = 1: backward Euler (after a jump)
+        theta = ctx["theta"]
+        rows.append(cc.dt_ns / vals["c"] * (theta * i_c + (1.0 - theta) * ctx["i_c"]) - (vc - ctx["v_c"]))
     return jnp.concatenate(rows), tuple(mem_p)
 
 
@@ -304,6 +314,16 @@ def _limited_newton(fun, n_volt):
     return solve
 
 
+def _cap_time_constants_ns(cc: Topology, vals, z, ctx):
+    """Each capacitor's time constant (ns) at ``z``: C·(1/G_a + 1/G_b) with G the conductance
+    from each of its nodes (∂ current balance / ∂ node voltage, capacitors excluded; 0 at ground)."""
+    n = len(cc.nodes)
+    jac = jax.jacfwd(lambda x: _residual(cc, vals, "init", x, ctx)[0])(z)
+    g_node = jnp.concatenate([jnp.abs(jnp.diagonal(jac)[:n]), jnp.full((1,), jnp.inf, z.dtype)])
+    a, b = cc.idx("C")
+    return vals["c"] * (1.0 / g_node[a] + 1.0 / g_node[b])
+
+
 def _tangent_solve(g, y):
     return jnp.linalg.solve(jax.jacfwd(g)(y), y)
 
@@ -329,6 +349,10 @@ def _solve(cc, vals, mode, z0, ctx):
 # the scan
 
 _INT = jnp.int32
+# Backward-Euler steps after a jump: the first relaxes a stiff node to within τ/dt of its
+# quasi-static value, the second to within the physical lag τ·dV/dt, so the trapezoidal steps
+# that follow (amplification −1 in the stiff limit) carry no visible ringing.
+_BE_STEPS = 2
 
 
 def _jumps(vals):
@@ -377,15 +401,35 @@ def _run(cc: Topology, vals, key, save_every: int):
             "i_c": i_c,
         }
 
+    def stiff_at(z, ctx):
+        """Whether any capacitor's time constant is below dt/2 at the consistent state ``z``."""
+        if not cc.names_of("C"):
+            return jnp.zeros((), bool)
+        return jnp.any(_cap_time_constants_ns(cc, vals, z, ctx) < 0.5 * cc.dt_ns)
+
+    stiff0 = stiff_at(z_dc, {**ctx0, "mem_p": states, "v_c": _branch_v(_split(cc, z_dc)[0], cc.idx("C"))})
+    every_step = any(cc.stochastic)  # drawn pores: the conductance jumps at every step
+
     def one_step(carry, inp):
-        z, mem_p, vm_prev, energy, fail, _ = carry
+        z, mem_p, vm_prev, energy, fail, _, be_left, be_prev, stiff = carry
         src_v, src_i, jump, k = inp
-        z_plus, _, bad_plus, row_plus = lax.cond(
-            jump,
-            lambda: _solve(cc, vals, "init", z, context(z, mem_p, src_v, src_i)),
-            lambda: (z, mem_p, jnp.zeros((), bool), jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype)),
-        )
-        ctx = context(z_plus, mem_p, src_v, src_i)
+
+        def at_jump():
+            ctx_j = context(z, mem_p, src_v, src_i)
+            z_p, _, bad_p, row_p = _solve(cc, vals, "init", z, ctx_j)
+            return z_p, bad_p, row_p, stiff_at(z_p, ctx_j)
+
+        def no_jump():
+            return z, jnp.zeros((), bool), jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype), stiff
+
+        # a jump (or the end of backward-Euler steps): consistent state at t_n⁺, stiffness re-measured
+        z_plus, bad_plus, row_plus, stiff = lax.cond(jump | be_prev, at_jump, no_jump)
+        # with a stiff capacitor, backward Euler for the _BE_STEPS steps after a jump (the stiff node
+        # relaxes instead of ringing), then consistent currents before the trapezoidal steps resume
+        be_left = jnp.where(jump, _BE_STEPS, be_left)
+        be = stiff & ((be_left > 0) | every_step)
+        theta = jnp.where(be, 1.0, 0.5)
+        ctx = {**context(z_plus, mem_p, src_v, src_i), "theta": theta}
         bv_start, bi_start = _branches(cc, vals, z_plus, mem_p, src_i)
         held = []
         for j in range(n_mem):
@@ -401,10 +445,13 @@ def _run(cc: Topology, vals, key, save_every: int):
         z_new, p_end, bad, row = _solve(cc, vals, "step", z_plus, ctx)
         p_end = tuple(p_end)
         bv_end, bi_end = _branches(cc, vals, z_new, p_end, src_i)
-        energy = energy + cc.dt_ns * 0.25 * (bv_start + bv_end) * (bi_start + bi_end) * _AJ_PER_PA_V_NS
+        # the step's own quadrature (θ-weighted currents): Tellegen holds for every θ, and a
+        # capacitor's share is ½C(v²_{n+1} − v²_n) exactly
+        i_bar = theta * bi_end + (1.0 - theta) * bi_start
+        energy = energy + cc.dt_ns * 0.5 * (bv_start + bv_end) * i_bar * _AJ_PER_PA_V_NS
         now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), jnp.where(bad_plus, 1, 2).astype(_INT)])
         fail = jnp.where((fail[0] == -1) & (bad | bad_plus), now, fail)
-        return (z_new, p_end, ctx["v_mem"], energy, fail, bi_end), None
+        return (z_new, p_end, ctx["v_mem"], energy, fail, bi_end, jnp.maximum(be_left - 1, 0), be, stiff), None
 
     def chunk(carry, inp):
         carry, _ = lax.scan(one_step, carry, inp)
@@ -415,7 +462,7 @@ def _run(cc: Topology, vals, key, save_every: int):
         bad0, jnp.stack([jnp.asarray(-2, _INT), row0.astype(_INT), jnp.asarray(0, _INT)]), jnp.array([-1, 0, 0], _INT)
     )
     _, bi0 = _branches(cc, vals, z_dc, states, vals["is_rest"])
-    carry0 = (z_dc, states, vm0, jnp.zeros(n_branch, dtype), fail0, bi0)
+    carry0 = (z_dc, states, vm0, jnp.zeros(n_branch, dtype), fail0, bi0, jnp.zeros((), _INT), jnp.zeros((), bool), stiff0)
     inputs = (vals["vs"].T, vals["is_"].T, _jumps(vals), jnp.arange(cc.n_steps, dtype=_INT))
     shaped = jax.tree_util.tree_map(lambda x: x.reshape(cc.n_steps // save_every, save_every, *x.shape[1:]), inputs)
     carry, (z_s, p_s, e_s, i_s) = lax.scan(chunk, carry0, shaped)
