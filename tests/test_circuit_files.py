@@ -49,7 +49,7 @@ def test_shipped_circuit_files_load_and_validate():
         (lambda r: r["element"][0]["protocol"].update(t_on_ns=1.03, duration_ns=10.0), r"element 'V1'.*jump at t=1\.03"),
         (lambda r: r["element"][2].update(nodes=["m", "x"]), r"node '(x|0)' is floating: only one element"),
         (lambda r: r["element"].append(dict(r["element"][1])), r"element name 'Racc' appears twice"),
-        (lambda r: r.update(dt_ns=0.0), r"'dt_ns' must be a number > 0"),
+        (lambda r: r.update(dt_ns=0.0), r"'dt_ns' must be a finite number > 0"),
     ],
 )
 def test_bad_circuit_files_are_refused(edit, message):
@@ -118,3 +118,53 @@ def test_a_file_without_an_experiment_runs_as_a_plain_transient(tmp_path):
     assert e["delivered_by_sources_aj"] > 0 and e["dissipated_aj"] > 0
     assert abs(e["balance_aj"]) < 1e-9 * e["delivered_by_sources_aj"]
     assert "delivered" in e["sign_convention"] and "dissipated" in e["sign_convention"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [  # issue 15: a name that leaves the output folder, an infinite duration, an aliased sine
+        (lambda r: r.update(name="x/../../../../outside"), r"field 'name' must be a plain file name .*got 'x/\.\./"),
+        (lambda r: r.update(name=".."), r"field 'name' must be a plain file name"),
+        (lambda r: r.update(duration_ns=float("inf")), r"'duration_ns' must be a finite number > 0; got inf"),
+        (lambda r: r.update(duration_ns=1e12), r"duration_ns/dt_ns must be at most"),
+        (
+            lambda r: r["element"][0].update(
+                protocol={"kind": "sine", "amplitude_v": 0.2, "frequency_ghz": 19.0, "duration_ns": 10.0}
+            ),
+            r"element 'V1'.*dt_ns=0\.1 under-samples the sine of frequency_ghz=19 .*<= 1/\(4·frequency_ghz\)",
+        ),
+        (
+            lambda r: r["element"][0]["protocol"].update(duration_ns=20.0),
+            r"element 'V1': its protocol lasts 20 ns, longer than the circuit's duration_ns=10",
+        ),
+    ],
+)
+def test_unsafe_or_silently_wrong_circuit_files_are_refused(edit, message):
+    raw = copy.deepcopy(GOOD)
+    edit(raw)
+    with pytest.raises(ValueError, match=message):
+        cf = C.parse_circuit(raw)
+        C.compile_circuit(cf.graph, cf.duration_ns, cf.dt_ns)
+
+
+def test_circuit_run_without_out_stays_in_the_working_folder(tmp_path):
+    """`circuit run` with no -o writes circuit-<name>/ in the working folder; a name with a path in
+    it is refused before anything is written (it used to write four folders up)."""
+    import subprocess
+    import sys
+
+    work = tmp_path / "a" / "b" / "c" / "d" / "work"
+    work.mkdir(parents=True)
+    toml = (
+        'schema = "ionkinetics.circuit/1"\nname = "x/../../../../outside"\nduration_ns = 1.0\ndt_ns = 0.1\n'
+        '[[element]]\nname = "V1"\nkind = "voltage_source"\nnodes = ["in", "0"]\n'
+        'protocol = { kind = "dc", v = 0.1, duration_ns = 1.0 }\n'
+        '[[element]]\nname = "R1"\nkind = "resistor"\nnodes = ["in", "0"]\nr_ohm = 1e9\n'
+    )
+    (work / "evil.toml").write_text(toml)
+    result = subprocess.run(
+        [sys.executable, "-m", "ionkinetics.cli", "circuit", "run", "evil.toml"], cwd=work, capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "field 'name' must be a plain file name" in result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "c", "d", "evil.toml", "work"]

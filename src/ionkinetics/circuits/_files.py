@@ -43,6 +43,8 @@ current-source values are pA); membrane ``calibration``, ``n_pores``, ``stochast
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -55,6 +57,8 @@ from . import _graph as G
 __all__ = ["CIRCUIT_SCHEMA", "CircuitFile", "circuits_dir", "list_circuits", "load_circuit", "parse_protocol"]
 
 CIRCUIT_SCHEMA = "ionkinetics.circuit/1"
+MAX_STEPS = 1e8  # a transient keeps every step in memory: 1e8 steps is already tens of GB
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _KINDS = {
     "resistor": (G.Resistor, {"r_ohm"}),
     "capacitor": (G.Capacitor, {"c_f"}),
@@ -143,8 +147,19 @@ def parse_circuit(raw: dict, *, path: str | None = None) -> CircuitFile:
         raise CircuitFileError(f"field 'schema' must be {CIRCUIT_SCHEMA!r}; got {raw.get('schema')!r}")
     for key in ("duration_ns", "dt_ns"):
         value = raw.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise CircuitFileError(f"field {key!r} must be a number > 0; got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise CircuitFileError(f"field {key!r} must be a finite number > 0; got {value!r}")
+    if raw["duration_ns"] / raw["dt_ns"] > MAX_STEPS:
+        raise CircuitFileError(
+            f"duration_ns/dt_ns must be at most {MAX_STEPS:g} steps; got {raw['duration_ns']:g}/{raw['dt_ns']:g} "
+            f"= {raw['duration_ns'] / raw['dt_ns']:.3g}"
+        )
+    name = raw.get("name")
+    if name is not None and not (isinstance(name, str) and _SAFE_NAME.fullmatch(name) and name not in (".", "..")):
+        # the name makes the default output folder (circuit-<name>) and the demo's circuits/<name>/
+        raise CircuitFileError(
+            f"field 'name' must be a plain file name (letters, digits, '.', '_', '-'; no '/' or '..'); got {name!r}"
+        )
     save_every = raw.get("save_every", 1)
     if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
         raise CircuitFileError(f"field 'save_every' must be an integer >= 1; got {save_every!r}")

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +49,8 @@ import networkx as nx
 import numpy as np
 from jax import lax
 
+from ..kinetics import multinomial_counts
 from ..kinetics._rates import membrane_current_pa, steady_state, transition_matrix
-from ..kinetics._simulate import _multinomial_counts
 from . import _graph as G
 
 __all__ = ["CircuitTrace", "Compiled", "Topology", "compile_circuit", "solve", "transient"]
@@ -116,10 +117,10 @@ KINDS = ("R", "C", "V", "I", "M")
 def compile_circuit(graph: nx.MultiDiGraph, duration_ns: float, dt_ns: float) -> Compiled:
     """Validate ``graph`` and turn it into arrays for :func:`transient` (done once, before jit)."""
     G.validate(graph)
-    if not (isinstance(dt_ns, (int, float)) and dt_ns > 0):
-        raise ValueError(f"dt_ns must be a number > 0; got {dt_ns!r}")
-    if not (isinstance(duration_ns, (int, float)) and duration_ns > 0):
-        raise ValueError(f"duration_ns must be a number > 0; got {duration_ns!r}")
+    if not (isinstance(dt_ns, (int, float)) and math.isfinite(dt_ns) and dt_ns > 0):
+        raise ValueError(f"dt_ns must be a finite number > 0; got {dt_ns!r}")
+    if not (isinstance(duration_ns, (int, float)) and math.isfinite(duration_ns) and duration_ns > 0):
+        raise ValueError(f"duration_ns must be a finite number > 0; got {duration_ns!r}")
     n_steps = round(duration_ns / dt_ns)
     if abs(n_steps * dt_ns - duration_ns) > 1e-9 * duration_ns:
         raise ValueError(f"dt_ns must divide duration_ns={duration_ns:g}; got dt_ns={dt_ns:g}")
@@ -151,6 +152,11 @@ def compile_circuit(graph: nx.MultiDiGraph, duration_ns: float, dt_ns: float) ->
             if s.shape[0] != n_steps:
                 raise ValueError(
                     f"element {el.name!r}: its protocol lasts {el.protocol.duration_ns:g} ns, shorter than {duration_ns:g} ns"
+                )
+            if el.protocol.duration_ns > duration_ns * (1 + 1e-9):  # the rest would be cut off unseen
+                raise ValueError(
+                    f"element {el.name!r}: its protocol lasts {el.protocol.duration_ns:g} ns, longer than the circuit's "
+                    f"duration_ns={duration_ns:g}; make them equal"
                 )
         return np.stack([s for s, _ in pairs]), np.array([r for _, r in pairs])
 
@@ -378,7 +384,7 @@ def _run(cc: Topology, vals, key, save_every: int):
     for j, p in enumerate(mem_dc):
         if cc.stochastic[j]:
             start = jnp.zeros_like(p).at[0].set(cc.n_pores[j])
-            counts = _multinomial_counts(jax.random.fold_in(key_init, j), start, jnp.broadcast_to(p, (p.shape[0],) * 2))
+            counts = multinomial_counts(jax.random.fold_in(key_init, j), start, jnp.broadcast_to(p, (p.shape[0],) * 2))
             states.append(counts / cc.n_pores[j])
         else:
             states.append(p)
@@ -438,7 +444,7 @@ def _run(cc: Topology, vals, key, save_every: int):
                 prop = transition_matrix(vals["mem"][j], v_mid, cc.dt_ns)
                 counts = jnp.round(mem_p[j] * cc.n_pores[j])
                 step_key = jax.random.fold_in(jax.random.fold_in(key_run, k), j)
-                held.append(_multinomial_counts(step_key, counts, prop) / cc.n_pores[j])
+                held.append(multinomial_counts(step_key, counts, prop) / cc.n_pores[j])
             else:
                 held.append(mem_p[j])
         ctx["mem_p"] = tuple(held)

@@ -20,6 +20,7 @@ import numpy as np
 __all__ = ["DC", "Protocol", "PulseTrain", "Sampled", "Sine", "Step", "dc", "pulse_train", "sampled", "sine", "step"]
 
 _GRID_RTOL = 1e-9
+SINE_MIN_STEPS_PER_PERIOD = 4  # fewer and a held sine aliases (Nyquist: more than 2)
 
 
 def _check_real(name: str, value, *, positive=False, nonnegative=False) -> float:
@@ -59,9 +60,13 @@ class Protocol(abc.ABC):
             )
         return round(n)
 
+    def check_sampling(self, dt_ns: float) -> None:  # noqa: B027 (a hook: most protocols accept any grid dt)
+        """Refuse a ``dt_ns`` too coarse for this protocol (a smooth one would alias)."""
+
     def sample(self, dt_ns: float) -> np.ndarray:
         """Voltage held on each step, shape (n_steps,), volts."""
         n = self.n_steps(dt_ns)
+        self.check_sampling(dt_ns)
         for tb in self.breakpoints_ns():
             k = tb / dt_ns
             if abs(k - round(k)) > _GRID_RTOL * max(1.0, k):
@@ -187,6 +192,17 @@ class Sine(Protocol):
     @property
     def v_rest_v(self) -> float:
         return float(self.offset_v + self.amplitude_v * math.sin(self.phase_rad))
+
+    def check_sampling(self, dt_ns: float) -> None:
+        # a hold at one step per period is a constant; between 1 and 2 it aliases to a lower
+        # frequency (19 GHz at dt 0.05 ns is the 1 GHz answer); 4 steps per period at least
+        n = SINE_MIN_STEPS_PER_PERIOD
+        if dt_ns * self.frequency_ghz > 1.0 / n * (1 + _GRID_RTOL):
+            raise ValueError(
+                f"dt_ns={dt_ns:g} under-samples the sine of frequency_ghz={self.frequency_ghz:g} "
+                f"({1.0 / (dt_ns * self.frequency_ghz):.3g} steps per period; it would alias): dt_ns must be "
+                f"<= 1/({n}·frequency_ghz) = {1.0 / (n * self.frequency_ghz):.4g} ns"
+            )
 
     def voltage_v(self, t_ns):
         t = np.asarray(t_ns, dtype=float)
