@@ -24,7 +24,7 @@ from . import protocols as _protocols
 from ._params import KineticParams
 from ._rates import gating_current_vector_pa, membrane_current_pa, open_conductance_ps, propagators, state_weights, steady_state
 
-__all__ = ["Trace", "mean_field_scan", "simulate", "stochastic_scan", "switching_energy"]
+__all__ = ["Trace", "mean_field_scan", "multinomial_counts", "simulate", "stochastic_scan", "switching_energy"]
 
 # pS · V² · ns = pA · V · ns = 1e-21 J = 1e-3 aJ
 _AJ_PER_PA_V_NS = 1e-3
@@ -110,26 +110,28 @@ def _binomial(key, n, prob):
     return jax.random.binomial(key, n, prob, dtype=n.dtype)
 
 
-def _multinomial_counts(key, n, prob):
-    """Exact multinomial moves for counts ``n`` (K,) with transition matrix ``prob`` (K, K)."""
+def multinomial_counts(key, n, prob):
+    """Exact multinomial moves for counts ``n`` (K,) with transition matrix ``prob`` (K, K).
+
+    Each row's multinomial is a chain of conditional binomials over its destinations; the K rows
+    are independent, so destination j is drawn for every row at once by one vectorised binomial,
+    inside a ``fori_loop`` over j: one sampler is compiled whatever K (not K(K−1) unrolled ones)."""
     k = n.shape[0]
     if k == 1:
         return n
     if k == 2:  # both leaving counts in one binomial call (half the sampler's fixed cost)
         leave0, leave1 = _binomial(key, n, jnp.stack([prob[0, 1], prob[1, 0]]))
         return n + jnp.stack([leave1 - leave0, leave0 - leave1])
-    keys = jax.random.split(key, k * (k - 1)).reshape(k, k - 1)
-    out = jnp.zeros_like(n)
-    for s in range(k):  # conditional binomials along each row: exact multinomial
-        remaining, used = n[s], jnp.zeros((), prob.dtype)
-        for j in range(k - 1):
-            left = 1.0 - used
-            q = jnp.where(left > 0, prob[s, j] / jnp.where(left > 0, left, 1.0), 1.0)
-            x = _binomial(keys[s, j], remaining, q)
-            out = out.at[j].add(x)
-            remaining, used = remaining - x, used + prob[s, j]
-        out = out.at[k - 1].add(remaining)
-    return out
+
+    def destination(j, carry):
+        remaining, used, out = carry  # per source row: pores not yet placed, probability used
+        left = 1.0 - used
+        q = jnp.where(left > 0, prob[:, j] / jnp.where(left > 0, left, 1.0), 1.0)
+        x = _binomial(jax.random.fold_in(key, j), remaining, q)
+        return remaining - x, used + prob[:, j], out.at[j].set(x.sum())
+
+    remaining, _, out = lax.fori_loop(0, k - 1, destination, (n, jnp.zeros(k, prob.dtype), jnp.zeros_like(n)))
+    return out.at[k - 1].set(remaining.sum())
 
 
 def stochastic_scan(params: KineticParams, v_k, dt_ns, n0, key, *, save_every: int = 1, levels=None):
@@ -146,7 +148,7 @@ def stochastic_scan(params: KineticParams, v_k, dt_ns, n0, key, *, save_every: i
         x, k = inp
         v, prop, integral = factors(x)
         e = e + n_total * _energy_increment(params, v, n / n_total, integral, c)
-        return (_multinomial_counts(jax.random.fold_in(key, k), n, prop), e), None
+        return (multinomial_counts(jax.random.fold_in(key, k), n, prop), e), None
 
     def chunk(carry, inp):
         carry, _ = lax.scan(one_step, carry, inp)
@@ -171,7 +173,7 @@ def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, sav
     p_init = _initial_occupancy(params, v_rest, p0)
     k_init, k_run = jax.random.split(key)
     dtype = jnp.result_type(p_init, dt_ns)
-    n0 = _multinomial_counts(
+    n0 = multinomial_counts(
         k_init, jnp.zeros_like(p_init, dtype=dtype).at[0].set(n_pores), jnp.broadcast_to(p_init, (p_init.shape[0],) * 2)
     )
     return stochastic_scan(params, v_k, dt_ns, n0, k_run, save_every=save_every, levels=levels)
