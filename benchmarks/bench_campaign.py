@@ -17,7 +17,7 @@ import platform
 import tempfile
 
 from _machine import cpu_model
-from ionkinetics.md._campaign import parse_campaign, run_campaign
+from ionkinetics.campaign import parse_campaign, run_campaign
 
 
 def campaign(tasks: int, ps: float, platform_name: str):

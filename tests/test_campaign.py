@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from ionkinetics.md._campaign import CampaignError, load_campaign, parse_campaign, plan_rows, run_campaign
+from ionkinetics.campaign import CampaignError, load_campaign, parse_campaign, plan_rows, run_campaign
 from ionkinetics.md._runner import load_frames
 
 # Tiny real tasks on the Reference platform (deterministic, so a resumed run is bit-identical to
@@ -158,7 +158,7 @@ def test_collect_calibrates_each_mixture_from_its_task_runs(tmp_path):
     for finished MD here); a PMF entry whose windows are missing is listed, not run."""
     from helpers import make_calibration, write_synthetic_md_run
     from ionkinetics.calibrate import encounter_rate_per_ns_per_molar, escape_ceiling_per_ns
-    from ionkinetics.md._campaign import collect_campaign
+    from ionkinetics.campaign import collect_campaign
 
     spec = {
         "schema": "ionkinetics.campaign/1",

@@ -35,7 +35,8 @@ def test_gv_figure_is_drawn_from_the_calibrations():
     """The G–V figure's C·e^{αV} line is the least-squares fit of the model over the paper's
     voltage range for the system (its published G–V points), the Laplace band brackets the model
     and widens where the data are few, and the published points come from the targets."""
-    from ionkinetics._demo import gv_band, gv_fit_range_v, plot_gv_curves
+    from ionkinetics._demo import gv_fit_range_v, plot_gv_curves
+    from ionkinetics.calibrate import conductance_band as gv_band
     from ionkinetics.calibrate._roles import exponential_fit
 
     cal = ik.load_calibration("B3N:KCl@1.0+RbCl@0.5")

@@ -4,8 +4,6 @@ Molecular dynamics (OpenMM) → calibrated rate laws → a JAX Markov model of t
 conductance weight w(t) → circuits. See ``../DESIGN.md`` and the README.
 """
 
-__version__ = "0.1.0"
-
 import warnings
 
 import numpy as np
@@ -14,6 +12,7 @@ from . import _precision as _precision  # first: sets JAX's precision before any
 from . import calibrate as calibrate
 from . import kinetics as kinetics
 from . import species as species
+from ._version import __version__ as __version__
 from .calibrate import Calibration as Calibration
 from .calibrate import fit_targets as fit_targets
 from .calibrate import list_calibrations as list_calibrations

@@ -21,12 +21,11 @@ import jax
 import numpy as np
 
 from ._io import write_json_atomic, write_text_atomic
-from .calibrate import list_calibrations, load_calibration
-from .calibrate._summary import STEP_V, summarise_calibration
+from .calibrate import STEP_V, conductance_band, list_calibrations, load_calibration, summarise_calibration
 from .circuits import describe_pulse_train_response
 from .kinetics import protocols, simulate, stack_params, switching_energy
 
-__all__ = ["gv_band", "gv_fit_range_v", "plot_gv_curves", "run_demo"]
+__all__ = ["gv_fit_range_v", "plot_gv_curves", "run_demo"]
 
 DT_NS = 0.05
 STEP = dict(v=STEP_V, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0)
@@ -89,7 +88,6 @@ def _index(trace, i):
 
 _PORE_ORDER = ("crown6", "B3N", "B6N3", "B10N6")
 GV_BAND_SAMPLES = 300
-GV_BAND_QUANTILES = (0.16, 0.84)  # a 1σ-equivalent band
 
 
 def _published_voltages(cal) -> list[float]:
@@ -108,83 +106,13 @@ def _published_voltages(cal) -> list[float]:
 def gv_fit_range_v(cal, cals=()) -> tuple[float, float]:
     """The voltage range of the paper's G–V data for ``cal``'s system: its own published targets,
     else those of every calibration in ``cals`` of the same pore, else the summary's fit window."""
-    from .calibrate._summary import FIT_V
+    from .calibrate import FIT_V
 
     for group in ([cal], [c for c in cals if c.system.pore == cal.system.pore]):
         vs = [v for c in group for v in _published_voltages(c)]
         if vs and max(vs) > min(vs):
             return min(vs), max(vs)
     return min(FIT_V), max(FIT_V)
-
-
-def _laplace_parts(cal):
-    """(names, mean u, covariance, transforms, values, targets) of ``cal``'s Laplace posterior in
-    the fit's transformed coordinates; the open-pore parameters of a mixture, fixed in its fit,
-    carry the carrier calibration's own posterior (independent fits: block-diagonal)."""
-    import dataclasses
-
-    from . import species
-    from .calibrate import _fit, calibration_dir, list_calibrations, load_targets
-
-    unc = cal.uncertainty or {}
-    cov = unc.get("covariance_transformed") or {}
-    names, blocks = list(cov.get("names", [])), [np.asarray(cov.get("matrix", np.zeros((0, 0))), dtype=float)]
-    values = {**unc.get("fixed", {}), **{n: e["value"] for n, e in unc.get("parameters", {}).items()}}
-    carrier_only = species.format_system_id(cal.system.pore, [cal.system.salts[0]])
-    if cal.dopants and carrier_only in list_calibrations():
-        c_unc = load_calibration(carrier_only).uncertainty or {}
-        c_cov = c_unc.get("covariance_transformed") or {}
-        keep = [i for i, n in enumerate(c_cov.get("names", [])) if n.startswith("open.") and n not in names]
-        if keep:
-            names += [c_cov["names"][i] for i in keep]
-            blocks.append(np.asarray(c_cov["matrix"], dtype=float)[np.ix_(keep, keep)])
-    if not names or not cal.provenance.get("targets_file"):
-        return None  # nothing to sample, or no targets file to rebuild the fit's parameterisation from
-    n = len(names)
-    matrix = np.zeros((n, n))
-    i = 0
-    for b in blocks:
-        matrix[i : i + len(b), i : i + len(b)] = b
-        i += len(b)
-    targets_file = Path(cal.provenance["targets_file"])
-    if not targets_file.is_absolute():
-        targets_file = calibration_dir().parent / targets_file
-    targets = load_targets(targets_file)
-    values = {**targets.parameters, **values}
-    targets = dataclasses.replace(targets, parameters=values)
-    transforms = [_fit._transform(name, targets) for name in names]
-    u_hat = np.array([_fit._to_u(float(values[name]), tr) for name, tr in zip(names, transforms, strict=True)])
-    return names, u_hat, matrix, transforms, values, targets
-
-
-def gv_band(cal, v, *, cals=(), n_samples: int = GV_BAND_SAMPLES, seed: int = 0):
-    """Quantiles ``GV_BAND_QUANTILES`` of the steady-state G(v) (pS per pore) over the Laplace
-    posterior of ``cal``'s fitted parameters, by sampling in the fit's transformed coordinates
-    (log rates, logistic gating charges): shape (2, len(v)). None when ``cal`` has no covariance."""
-    import jax.numpy as jnp
-
-    from .calibrate import _fit
-    from .kinetics import conductance_ps
-
-    parts = _laplace_parts(cal)
-    if parts is None:
-        return None
-    names, u_hat, matrix, transforms, values, targets = parts
-    evals, evecs = np.linalg.eigh(0.5 * (matrix + matrix.T))
-    root = evecs * np.sqrt(np.clip(evals, 0.0, None))
-    rng = np.random.default_rng(seed)
-    u = u_hat + rng.standard_normal((n_samples, len(names))) @ root.T
-    v = jnp.asarray(np.asarray(v, dtype=float))
-
-    def g_of(u_row):
-        sample = dict(values)
-        for j, (name, tr) in enumerate(zip(names, transforms, strict=True)):
-            sample[name] = _fit._from_u(u_row[j], tr)
-        params = _fit._params(sample, targets)
-        return jax.vmap(lambda x: conductance_ps(params, x))(v)
-
-    g = np.asarray(jax.jit(jax.vmap(g_of))(jnp.asarray(u)))
-    return np.quantile(g, GV_BAND_QUANTILES, axis=0)
 
 
 @jax.jit
@@ -204,7 +132,7 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
     hard-coded: ranges, points and bands come from the calibrations."""
     from matplotlib.figure import Figure
 
-    from .calibrate._roles import exponential_fit
+    from .calibrate import exponential_fit
 
     pores = sorted({c.system.pore for c in cals}, key=lambda p: _PORE_ORDER.index(p) if p in _PORE_ORDER else 99)
     fig = Figure(figsize=(6.2 * len(pores), 5.0))
@@ -226,7 +154,7 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
                 stated = f"; paper α = {paper[0]['alpha_per_v']:+.1f}"
             ax.semilogy(v_model, g_model, "-", color=color, lw=1.0, alpha=0.8)
             try:
-                band = gv_band(cal, v_model, cals=cals, seed=seed)
+                band = conductance_band(cal, v_model, cals=cals, seed=seed, n_samples=GV_BAND_SAMPLES)
             except Exception as exc:  # a calibration whose posterior cannot be sampled: say so, draw none
                 band, note = None, f" (no band: {type(exc).__name__})"
             else:
@@ -266,7 +194,7 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     if path is not None:
-        from .circuits._figures import save_figure_atomic
+        from .circuits import save_figure_atomic
 
         save_figure_atomic(fig, path, dpi=130)
     fig.gv_fits = rows  # the fitted C, α and range per system, as drawn

@@ -221,7 +221,7 @@ app.add_typer(md_app, name="md")
 @md_app.command("build")
 def md_build(spec: Path = typer.Argument(..., help="MD spec TOML (schema ionkinetics.md/1), e.g. md/crown6-NaCl-KCl-step.toml.")):
     """Build the system of a spec and print what was built (composition, pores, atoms); writes nothing."""
-    from .md._spec import load_md_spec
+    from .md import load_md_spec
 
     s = load_md_spec(spec)
     with console.status(f"building {s.system}"):
@@ -238,8 +238,7 @@ def md_run(
     import json
 
     from ._io import write_json_atomic
-    from .md._runner import run_md
-    from .md._spec import load_md_spec
+    from .md import load_md_spec, run_md
 
     s = load_md_spec(spec)
     run_dir = out or Path("md") / "runs" / s.name
@@ -277,8 +276,7 @@ def md_pmf(
 ):
     """Umbrella sampling of one ion along the pore axis, then MBAR (pymbar): PMF with errors, overlap check."""
     from ._io import write_json_atomic
-    from .md import WindowSettings, analyze_windows, plot_pmf, run_window, window_centres_nm
-    from .md._spec import load_md_spec
+    from .md import WindowSettings, analyze_windows, load_md_spec, plot_pmf, run_window, window_centres_nm
 
     s = load_md_spec(spec)
     built = s.build()
@@ -316,7 +314,7 @@ def md_validate(
 ):
     """Force-field validation against the paper's single-salt facts (§2.1, Figure 2): umbrella windows
     recorded under <file's folder>/pmf/ (skipped when already there), then summary.json and pmfs.png."""
-    from .md._validate import load_validation, run_validation, summarize_validation
+    from .md import load_validation, run_validation, summarize_validation
 
     plan = load_validation(file)
     records = file.parent / "pmf"
@@ -349,7 +347,7 @@ def md_analyze(
     """Currents, conductances, w(t) and trapping/escape rates per constant-bias segment → analysis.json."""
     import json
 
-    from .md._analyze_run import analyze_run
+    from .md import analyze_run
 
     spec_file = run_dir / "spec.json"
     if not spec_file.is_file():
@@ -388,7 +386,7 @@ def campaign_plan(
     out: Path = typer.Option(None, "--out", "-o", help="Campaign folder (default md/runs/<name>/), to mark finished tasks."),
 ):
     """List the tasks (stable ids) and the simulation they cost."""
-    from .md._campaign import load_campaign, plan_rows
+    from .campaign import load_campaign, plan_rows
 
     c = load_campaign(spec)
     rows = plan_rows(c, out)
@@ -418,7 +416,7 @@ def campaign_run(
     retries: int = typer.Option(2, help="Retries of a task that raises, before it is reported as failed."),
 ):
     """Run every unfinished task on Dask; finished tasks are skipped, interrupted ones resume."""
-    from .md._campaign import load_campaign, run_campaign
+    from .campaign import load_campaign, run_campaign
 
     c = load_campaign(spec)
     with _progress() as progress:
@@ -459,7 +457,7 @@ def campaign_collect(
 ):
     """Gather the results: one calibration per mixture (with its carrier-only controls), one PMF per [[pmf]]."""
     _x64()
-    from .md._campaign import collect_campaign, load_campaign
+    from .campaign import collect_campaign, load_campaign
 
     c = load_campaign(spec)
     summary = collect_campaign(c, out_dir=out, calibration_dir=calibration_dir, refine=refine)
@@ -508,8 +506,7 @@ def circuit_export_spice(
     """Write an ngspice netlist: membranes as behavioural subcircuits with occupancy state nodes."""
     _x64()
     from ._io import write_text_atomic
-    from .circuits import load_circuit
-    from .circuits._spice import to_spice
+    from .circuits import load_circuit, to_spice
 
     cf = load_circuit(file)
     path = write_text_atomic(output, to_spice(cf.graph, cf.duration_ns, cf.dt_ns, title=cf.name))
@@ -603,8 +600,7 @@ def targets_template(system: str) -> str:
     same pore when there is one. Numbers to fill are ``nan`` and citations empty, so a file left
     unfilled is refused by the targets validator naming the row and field."""
     from . import species
-    from .calibrate import PAPER_TEXT_ROLES, list_calibrations
-    from .calibrate._design import PAPER_TEXT_ROLE_SOURCES
+    from .calibrate import PAPER_TEXT_ROLE_SOURCES, PAPER_TEXT_ROLES, list_calibrations
 
     try:
         sid = species.parse_system_id(system)
@@ -743,8 +739,7 @@ def calibrate(
     """A calibration from MD: censored-ML Bell laws of the pores' dwell times, G–V of the carrier,
     optionally refined on w(t) and G(V); uncertainties and provenance (runs, platform, force field, commit)."""
     _x64()
-    from .calibrate import save_calibration
-    from .calibrate._from_md import calibrate_from_runs
+    from .calibrate import calibrate_from_runs, save_calibration
 
     command = " ".join(shlex.quote(a) for a in ["ionkinetics", *sys.argv[1:]])
     with console.status(f"calibrating from {len(run_dirs)} run(s)"):
@@ -825,7 +820,7 @@ def simulate_cmd(
 
 def _plot_trace(tr, system_id: str, protocol: str, path: Path) -> Path:
     """The I / w / V figure of a simulate trace (per pore, or the whole membrane when stochastic)."""
-    from .circuits._figures import save_figure_atomic, trace_figure
+    from .circuits import save_figure_atomic, trace_figure
 
     who = "per pore" if tr.n_pores is None else f"{tr.n_pores} pores"
     fig = trace_figure(

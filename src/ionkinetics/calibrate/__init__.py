@@ -14,6 +14,7 @@ from ._calibration import load_calibration as load_calibration
 from ._calibration import params_from_rates as params_from_rates
 from ._calibration import save_calibration as save_calibration
 from ._calibration import site_rates as site_rates
+from ._design import PAPER_TEXT_ROLE_SOURCES as PAPER_TEXT_ROLE_SOURCES
 from ._design import PAPER_TEXT_ROLES as PAPER_TEXT_ROLES
 from ._design import DesignedSystem as DesignedSystem
 from ._design import bicationic_pairs as bicationic_pairs
@@ -33,10 +34,19 @@ from ._gv import classify_ion_role as classify_ion_role
 from ._gv import fit_gv as fit_gv
 from ._gv import fit_wv as fit_wv
 from ._gv import role_map_figure as role_map_figure
+from ._posterior import BAND_QUANTILES as BAND_QUANTILES
+from ._posterior import BAND_SAMPLES as BAND_SAMPLES
+from ._posterior import conductance_band as conductance_band
 from ._rate_fit import DwellData as DwellData
 from ._rate_fit import compare_zero_bias as compare_zero_bias
 from ._rate_fit import fit_bell_rates as fit_bell_rates
 from ._rate_fit import kramers_rate_per_ns as kramers_rate_per_ns
+from ._roles import exponential_fit as exponential_fit
+from ._summary import CEILING_NEAR as CEILING_NEAR
+from ._summary import FIT_V as FIT_V
+from ._summary import STEP_V as STEP_V
+from ._summary import rates_near_ceiling as rates_near_ceiling
+from ._summary import summarise_calibration as summarise_calibration
 from ._targets import TARGETS_SCHEMA as TARGETS_SCHEMA
 from ._targets import Target as Target
 from ._targets import Targets as Targets

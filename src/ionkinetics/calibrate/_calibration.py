@@ -41,7 +41,7 @@ import jax.numpy as jnp
 
 from .. import species
 from .._io import write_json_atomic
-from ..kinetics._params import BellRate, KineticParams, OpenConductance, thermal_voltage_v
+from ..kinetics import BellRate, KineticParams, OpenConductance, thermal_voltage_v
 
 __all__ = [
     "SCHEMA",

@@ -22,8 +22,7 @@ import numpy as np
 import optax
 
 from .. import species
-from ..kinetics._params import thermal_voltage_v
-from ..kinetics._rates import conductance_ps, mean_relaxation_time_ns, steady_state, step_occupancy
+from ..kinetics import conductance_ps, mean_relaxation_time_ns, steady_state, step_occupancy, thermal_voltage_v
 from ._calibration import SCHEMA, Calibration, params_from_rates, site_rates
 from ._targets import Target, Targets
 
@@ -400,7 +399,7 @@ def _calibration(
     open_, dopants = _rates_of(values, targets)
     molar = targets.system.cation_molar
     n_res = sum(len(p["residuals"]) for p in predictions)
-    from .. import __version__
+    from .._version import __version__
 
     dopant_rows = []
     for (ion, site), (_m, _s, trap, escape, leak) in zip(targets.dopants, dopants, strict=True):

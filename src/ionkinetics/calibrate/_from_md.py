@@ -125,7 +125,7 @@ def _read_json(path: Path, what: str) -> dict:
 def load_md_run(run_dir, *, blockers: Sequence[str] | None = None) -> MDRun:
     """Read a finished run (``ionkinetics md run``); analyse it first if its ``analysis.json`` is
     missing, older than the run, or for other ``blockers`` (default: the spec's)."""
-    from ..md._analyze_run import analyze_run
+    from ..md import analyze_run
 
     run_dir = Path(run_dir)
     spec = _read_json(run_dir / "spec.json", "the run's spec")
@@ -387,7 +387,7 @@ def _git_commit() -> str | None:
 
 
 def _provenance(plan: _Plan, runs: Sequence[MDRun], command: str | None, assumptions: list[str]) -> dict:
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "source": "ionkinetics MD (OpenMM) runs",

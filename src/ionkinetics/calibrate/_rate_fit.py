@@ -52,7 +52,7 @@ import numpy as np
 from scipy import optimize
 
 from .. import species
-from ..kinetics._params import thermal_voltage_v
+from ..kinetics import thermal_voltage_v
 from ._calibration import escape_ceiling_per_ns
 
 __all__ = [

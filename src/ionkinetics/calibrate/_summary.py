@@ -4,9 +4,11 @@ and the MD-vs-published comparison of ``campaign collect``)."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ..kinetics import mean_relaxation_time_ns, steady_state
+from ..kinetics import conductance_ps, mean_relaxation_time_ns, steady_state
 from ._roles import classify_role, exponential_fit
 
 __all__ = ["CEILING_NEAR", "FIT_V", "STEP_V", "rates_near_ceiling", "summarise_calibration"]
@@ -45,20 +47,24 @@ def _steady_w(params, v):
     return float(steady_state(params, v)[0])
 
 
+def _conductance(cal, v) -> np.ndarray:
+    """Steady-state conductance per pore, pS, at each of ``v`` (volts)."""
+    v = np.atleast_1d(np.asarray(v, dtype=float))
+    return np.asarray(jax.vmap(lambda x: conductance_ps(cal.params, x))(jnp.asarray(v)))
+
+
 def summarise_calibration(cal) -> dict:
     """The headline numbers of ``cal`` (a Calibration), units in the keys."""
-    from .. import conductance
-
     params = cal.params
-    g_fit = conductance(cal, np.asarray(FIT_V))
+    g_fit = _conductance(cal, FIT_V)
     c_ps, alpha = exponential_fit(FIT_V, g_fit)
     row = {
         "system": cal.system_id,
         "carrier": cal.carrier,
         "dopants": " ".join(f"{d.ion}({d.site})" for d in cal.dopants),
-        "g_0.1v_ps": float(conductance(cal, 0.1)),
-        "g_0.3v_ps": float(conductance(cal, 0.3)),
-        "g_0.5v_ps": float(conductance(cal, 0.5)),
+        "g_0.1v_ps": float(_conductance(cal, 0.1)[0]),
+        "g_0.3v_ps": float(_conductance(cal, 0.3)[0]),
+        "g_0.5v_ps": float(_conductance(cal, 0.5)[0]),
         "alpha_per_v": alpha,
         "c_ps": c_ps,
         "assumed_targets": bool(cal.provenance.get("contains_assumed_values", False)),

@@ -22,6 +22,8 @@ from ._experiments import EXPERIMENTS as EXPERIMENTS
 from ._experiments import describe_pulse_train_response as describe_pulse_train_response
 from ._experiments import rises_with_every_pulse as rises_with_every_pulse
 from ._experiments import run_experiment as run_experiment
+from ._figures import save_figure_atomic as save_figure_atomic
+from ._figures import trace_figure as trace_figure
 from ._files import CIRCUIT_SCHEMA as CIRCUIT_SCHEMA
 from ._files import CircuitFile as CircuitFile
 from ._files import CircuitFileError as CircuitFileError
@@ -47,3 +49,5 @@ from ._solver import Topology as Topology
 from ._solver import compile_circuit as compile_circuit
 from ._solver import solve as solve
 from ._solver import transient as transient
+from ._spice import read_spice_data as read_spice_data
+from ._spice import to_spice as to_spice

@@ -73,13 +73,6 @@ _REQUIRED = {
     "current_source": {"protocol"},
     "membrane": {"calibration"},
 }
-_PROTOCOLS = {
-    "dc": _protocols.dc,
-    "step": _protocols.step,
-    "pulse_train": _protocols.pulse_train,
-    "sine": _protocols.sine,
-    "sampled": _protocols.sampled,
-}
 
 
 class CircuitFileError(ValueError):
@@ -99,16 +92,12 @@ class CircuitFile:
 
 
 def parse_protocol(spec, where: str) -> _protocols.Protocol:
-    """A protocol from ``{kind = ..., <arguments>}``."""
-    if not isinstance(spec, dict) or spec.get("kind") not in _PROTOCOLS:
-        raise CircuitFileError(f"{where}.kind must be one of {sorted(_PROTOCOLS)}; got {spec!r}")
-    args = {k: v for k, v in spec.items() if k != "kind"}
+    """A protocol from ``{kind = ..., <arguments>}`` (``kinetics.protocols.from_dict``), errors as
+    :class:`CircuitFileError`."""
     try:
-        return _PROTOCOLS[spec["kind"]](**args)
-    except TypeError as exc:
-        raise CircuitFileError(f"{where}: {exc}") from None
+        return _protocols.from_dict(spec, where)
     except ValueError as exc:
-        raise CircuitFileError(f"{where}: {exc}") from None
+        raise CircuitFileError(str(exc)) from None
 
 
 def _element(i: int, raw: dict, base: Path | None) -> tuple[str, str, G.Element]:

@@ -49,8 +49,7 @@ import networkx as nx
 import numpy as np
 from jax import lax
 
-from ..kinetics import multinomial_counts
-from ..kinetics._rates import membrane_current_pa, steady_state, transition_matrix
+from ..kinetics import membrane_current_pa, multinomial_counts, steady_state, transition_matrix
 from . import _graph as G
 
 __all__ = ["CircuitTrace", "Compiled", "Topology", "compile_circuit", "solve", "transient"]

@@ -75,7 +75,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from ..kinetics._rates import HOLD_CORNER_V, steady_state
+from ..kinetics import HOLD_CORNER_V, steady_state
 from . import _graph as G
 
 __all__ = ["read_spice_data", "spice_names", "to_spice"]

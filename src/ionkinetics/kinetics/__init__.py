@@ -11,6 +11,7 @@ from ._params import KineticParams as KineticParams
 from ._params import OpenConductance as OpenConductance
 from ._params import stack_params as stack_params
 from ._params import thermal_voltage_v as thermal_voltage_v
+from ._rates import HOLD_CORNER_V as HOLD_CORNER_V
 from ._rates import PA_PER_E_PER_NS as PA_PER_E_PER_NS
 from ._rates import bell_rate_per_ns as bell_rate_per_ns
 from ._rates import bell_terms_per_ns as bell_terms_per_ns

@@ -17,7 +17,22 @@ import math
 
 import numpy as np
 
-__all__ = ["DC", "Protocol", "PulseTrain", "Sampled", "Sine", "Step", "dc", "pulse_train", "sampled", "sine", "step"]
+__all__ = [
+    "DC",
+    "KINDS",
+    "Protocol",
+    "PulseTrain",
+    "Sampled",
+    "Sine",
+    "Step",
+    "dc",
+    "from_dict",
+    "from_text",
+    "pulse_train",
+    "sampled",
+    "sine",
+    "step",
+]
 
 _GRID_RTOL = 1e-9
 SINE_MIN_STEPS_PER_PERIOD = 4  # fewer and a held sine aliases (Nyquist: more than 2)
@@ -295,3 +310,43 @@ def sine(amplitude_v: float, frequency_ghz: float, duration_ns: float, *, offset
 def sampled(t_ns, v) -> Sampled:
     """Piecewise-constant voltage ``v[i]`` on ``[t_ns[i], t_ns[i+1])`` (``len(t_ns) == len(v) + 1``)."""
     return Sampled(t_ns, v)
+
+
+# The one protocol parser: circuit files, MD specs and the command line all read protocols here.
+KINDS = {"dc": dc, "step": step, "pulse_train": pulse_train, "sine": sine, "sampled": sampled}
+
+
+def from_dict(spec, where: str = "protocol") -> Protocol:
+    """A protocol from ``{"kind": <kind>, <arguments>}`` (a TOML inline table), e.g.
+    ``{"kind": "step", "v": 0.5, "t_on_ns": 20, "t_off_ns": 120, "duration_ns": 400}``.
+    Errors are ``ValueError`` naming ``where``, the rule and the value."""
+    if not isinstance(spec, dict) or spec.get("kind") not in KINDS:
+        raise ValueError(f"{where}.kind must be one of {sorted(KINDS)}; got {spec!r}")
+    args = {k: v for k, v in spec.items() if k != "kind"}
+    try:
+        return KINDS[spec["kind"]](**args)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def from_text(text: str, where: str = "protocol") -> Protocol:
+    """A protocol from the command line's ``"<kind>:key=value,..."``, e.g.
+    ``"step:v=0.5,t_on_ns=20,t_off_ns=120,duration_ns=400"`` (``count`` is an integer; every
+    other value a number)."""
+    kind, _, args = str(text).partition(":")
+    if kind not in KINDS or kind == "sampled":
+        raise ValueError(f"{where} kind must be one of {sorted(set(KINDS) - {'sampled'})}; got {kind!r}")
+    spec: dict = {"kind": kind}
+    for item in filter(None, args.split(",")):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{where} arguments are key=value; got {item!r}")
+        try:
+            spec[key] = int(value) if key == "count" else float(value)
+        except ValueError:
+            rule = "an integer" if key == "count" else "a number"
+            raise ValueError(f"{where} argument {key} must be {rule}; got {value.strip()!r}") from None
+    return from_dict(spec, where)

@@ -25,16 +25,6 @@ from ._analysis import dwell_times as dwell_times
 from ._analysis import ionic_current as ionic_current
 from ._analysis import pore_occupancy as pore_occupancy
 from ._analyze_run import analyze_run as analyze_run
-from ._campaign import Campaign as Campaign
-from ._campaign import CampaignError as CampaignError
-from ._campaign import CampaignReport as CampaignReport
-from ._campaign import Task as Task
-from ._campaign import collect_campaign as collect_campaign
-from ._campaign import execute_task as execute_task
-from ._campaign import load_campaign as load_campaign
-from ._campaign import parse_campaign as parse_campaign
-from ._campaign import plan_rows as plan_rows
-from ._campaign import run_campaign as run_campaign
 from ._electrolyte import AVOGADRO_PER_MOL as AVOGADRO_PER_MOL
 from ._electrolyte import ION_RESIDUES as ION_RESIDUES
 from ._electrolyte import WATER_NUMBER_DENSITY_PER_NM3 as WATER_NUMBER_DENSITY_PER_NM3
@@ -75,6 +65,11 @@ from ._pmf import window_path as window_path
 from ._runner import RunSettings as RunSettings
 from ._runner import load_frames as load_frames
 from ._runner import run_md as run_md
+from ._spec import MD_SCHEMA as MD_SCHEMA
+from ._spec import MDSpec as MDSpec
+from ._spec import MDSpecError as MDSpecError
+from ._spec import load_md_spec as load_md_spec
+from ._spec import parse_md_spec as parse_md_spec
 from ._system import DEFAULT_CUTOFF_NM as DEFAULT_CUTOFF_NM
 from ._system import FARADAY_KJ_PER_MOL_PER_V as FARADAY_KJ_PER_MOL_PER_V
 from ._system import FIELD_FORCE_GROUP as FIELD_FORCE_GROUP
@@ -87,3 +82,6 @@ from ._system import field_for_voltage as field_for_voltage
 from ._system import select_platform as select_platform
 from ._system import set_voltage as set_voltage
 from ._system import voltage_for_field as voltage_for_field
+from ._validate import load_validation as load_validation
+from ._validate import run_validation as run_validation
+from ._validate import summarize_validation as summarize_validation

@@ -39,7 +39,6 @@ from pathlib import Path
 
 from .. import species as _species
 from .._io import load_toml_as
-from ..circuits._files import parse_protocol
 from ..kinetics import protocols as _protocols
 from ._runner import RunSettings
 
@@ -102,7 +101,10 @@ def parse_md_spec(raw: dict, *, path: str | None = None) -> MDSpec:
     bias = _table(raw, "bias", {"protocol"})
     if "protocol" not in bias:
         raise MDSpecError('[bias] needs a protocol, e.g. protocol = { kind = "dc", v = 0.3, duration_ns = 1.0 }')
-    protocol = parse_protocol(bias["protocol"], "[bias].protocol")
+    try:
+        protocol = _protocols.from_dict(bias["protocol"], "[bias].protocol")
+    except ValueError as exc:
+        raise MDSpecError(str(exc)) from None
     run = _table(raw, "run", _RUN_KEYS)
     try:
         settings = RunSettings(**run)

@@ -80,7 +80,7 @@ from pathlib import Path
 from .. import species as _species
 from .._io import load_toml_as, write_json_atomic
 from ..kinetics import protocols as _protocols
-from ._runner import RunSettings
+from ..md import RunSettings
 
 __all__ = [
     "CAMPAIGN_SCHEMA",
@@ -212,7 +212,7 @@ def _protocol_dict(kind: str, v: float, length_ns: float, rest_ns: float) -> dic
 
 def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
     """Validate a campaign mapping (as read from TOML) and expand it into tasks."""
-    from ._pmf import WindowSettings, window_centres_nm
+    from ..md import WindowSettings, window_centres_nm
 
     if raw.get("schema") != CAMPAIGN_SCHEMA:
         raise _bad("schema", f"must be {CAMPAIGN_SCHEMA!r}", raw.get("schema"))
@@ -376,14 +376,13 @@ def execute_task(task: dict, out_dir: str) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     _use_gpu_of_worker()
-    from ._system import build_system
+    from ..md import build_system
 
     p = t.payload
     membrane = {k: tuple(v) if isinstance(v, list) else v for k, v in p["membrane"].items()}
     start = time.perf_counter()
     if t.kind == "md":
-        from ._analyze_run import analyze_run
-        from ._runner import run_md
+        from ..md import analyze_run, run_md
 
         settings = RunSettings(**p["settings"])
         proto = _protocol(p["protocol"]["kind"], p["protocol"]["v"], settings.length_ns, p["protocol"].get("t_on_ns", 0.0))
@@ -420,7 +419,7 @@ def execute_task(task: dict, out_dir: str) -> dict:
     elif t.kind == "pmf":
         import numpy as np
 
-        from ._pmf import WindowSettings, load_window, run_window
+        from ..md import WindowSettings, load_window, run_window
 
         window = WindowSettings(**p["window"])
         built = build_system(p["system"], seed=window.seed, **membrane)
@@ -598,10 +597,8 @@ def collect_campaign(
     controls of the same pore) and a PMF per [[pmf]] entry. Missing tasks are listed, not run.
     Calibrations go to ``calibration_dir`` (default ``out_dir/calibration``) as
     ``openmm-<system>.json``."""
-    from ..calibrate import list_calibrations, load_calibration, save_calibration
-    from ..calibrate._from_md import calibrate_from_runs
-    from ..calibrate._summary import summarise_calibration
-    from ._pmf import analyze_windows, plot_pmf
+    from ..calibrate import calibrate_from_runs, list_calibrations, load_calibration, save_calibration, summarise_calibration
+    from ..md import analyze_windows, plot_pmf
 
     out = Path(out_dir) if out_dir is not None else campaign.default_out()
     cal_dir = Path(calibration_dir) if calibration_dir is not None else out / "calibration"
