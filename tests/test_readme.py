@@ -130,7 +130,7 @@ def test_readme_python_files_it_points_to_compile():
 def test_readme_links_nothing_outside_the_repository():
     assert "../" not in README
     for target in re.findall(r"\]\(([^)#]+)\)", README):  # markdown links
-        assert not target.startswith(("/", "..")) and (REPO / target).exists() or target.startswith("http"), target
+        assert (not target.startswith(("/", "..")) and (REPO / target).exists()) or target.startswith("http"), target
     for path in re.findall(r"`((?:src|tests|benchmarks|calibration|circuits|md|docs)/[\w./<>*-]+)`", README):
         if not any(c in path for c in "<>*"):
             assert (REPO / path).exists(), f"README names {path}, which does not exist"
