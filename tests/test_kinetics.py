@@ -380,3 +380,22 @@ def test_float32_mode_runs_the_kinetic_core_to_float32_accuracy(tmp_path):
     ref = ik.simulate("crown6:NaCl@1.0+KCl@0.5", protocols.step(0.5, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0), 0.05)
     assert_allclose(got["w"], ref.w[::400], rtol=0, atol=1e-5)
     assert_allclose(got["e"], ref.e_aj[-1], rtol=1e-4, atol=0)
+
+
+def test_a_batch_of_different_amplitudes_uses_per_device_level_tables_and_matches_single_runs():
+    """Issue 16: devices with their own voltages (50 step amplitudes) take the propagator-table path
+    (one table per device, found from change points), and each device equals its own single run."""
+    from ionkinetics.kinetics._simulate import _level_tables
+
+    protos = [protocols.step(a, t_on_ns=2.0, t_off_ns=8.0, duration_ns=10.0) for a in np.linspace(0.1, 0.5, 50)]
+    v_k = np.stack([p.sample(0.05) for p in protos])
+    index, table = _level_tables(v_k)
+    assert table is not None and table.shape == (50, 2)
+    assert_allclose(np.take_along_axis(np.asarray(table), np.asarray(index), axis=1), v_k, rtol=0, atol=0)
+    batch = simulate(FOUR_STATE, protos, 0.05)
+    for i in (0, 17, 49):
+        one = simulate(FOUR_STATE, protos[i], 0.05)
+        assert_allclose(batch.p[i], one.p, rtol=0, atol=1e-14)
+        assert_allclose(batch.e_aj[i], one.e_aj, rtol=1e-13, atol=1e-16)
+    many = np.tile(np.linspace(-0.5, 0.5, 300), (2, 1))  # more levels than steps allow: per-step path
+    assert _level_tables(many)[1] is None

@@ -61,22 +61,27 @@ class Trace:
     n_pores: int | None = None
 
 
-def _energy_increment(params, v, p, a, c):
-    """∫ I·V dt over a step, aJ per pore: the carrier's G·V² and the dopant's displacement current
-    times V, both exact through the occupancy integral ``p·A``."""
-    occupancy_ns = p @ a
-    carrier = open_conductance_ps(params.open, v) * (occupancy_ns @ c) * v
-    gating = occupancy_ns @ gating_current_vector_pa(params, v)
-    return (carrier + gating) * v * _AJ_PER_PA_V_NS
+def _energy_weights(params, v, c):
+    """(K,) such that ``∫ I·V dt`` over a step is ``(p·A) @ weights``, aJ per pore: the carrier's
+    G(V)·V² in each state's conductance share plus the dopant's displacement current times V."""
+    carrier = open_conductance_ps(params.open, v) * c * v
+    return (carrier + gating_current_vector_pa(params, v)) * v * _AJ_PER_PA_V_NS
 
 
 def _step_factors(params, dt_ns, levels):
-    """``(v, i) -> (v, P, A)`` for a step: from the propagators of the distinct voltages
-    ``levels`` computed once (``i`` indexes them), or per step from ``v`` when ``levels`` is None."""
+    """``x -> (P, A, energy weights)`` for a step: from the factors of the distinct voltages
+    ``levels`` computed once (``x`` indexes them), or per step from the voltage ``x`` when ``levels``
+    is None."""
+    c = state_weights(params)
+
+    def at(v):
+        prop, integral = propagators(params, v, dt_ns)
+        return prop, integral, _energy_weights(params, v, c)
+
     if levels is None:
-        return lambda v: (v, *propagators(params, v, dt_ns))
-    props, integrals = jax.vmap(lambda v: propagators(params, v, dt_ns))(levels)
-    return lambda i: (levels[i], props[i], integrals[i])
+        return at
+    table = jax.vmap(at)(levels)
+    return lambda i: jax.tree_util.tree_map(lambda x: x[i], table)
 
 
 def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 1, levels=None):
@@ -87,14 +92,13 @@ def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 
     Returns occupancy (T/save_every + 1, K) and cumulative energy per pore, aJ, at the saved
     times. Pure and differentiable; ``simulate`` wraps it with jit and vmap.
     """
-    c = state_weights(params)
     factors = _step_factors(params, dt_ns, levels)
 
     def one_step(carry, x):
         p, e = carry
-        v, prop, integral = factors(x)
+        prop, integral, weights = factors(x)
         p_next = p @ prop
-        return (p_next / p_next.sum(), e + _energy_increment(params, v, p, integral, c)), None
+        return (p_next / p_next.sum(), e + (p @ integral) @ weights), None
 
     def chunk(carry, vs):
         carry, _ = lax.scan(one_step, carry, vs)
@@ -138,16 +142,14 @@ def stochastic_scan(params: KineticParams, v_k, dt_ns, n0, key, *, save_every: i
     """One device of N = sum(n0) pores. Returns counts (T/save_every + 1, K) and the
     cumulative membrane energy, aJ (the conditional expectation over each step). ``levels``
     as in :func:`mean_field_scan`."""
-    c = state_weights(params)
-    n_total = n0.sum()
     steps = jnp.arange(v_k.shape[0]).reshape(-1, save_every)
     factors = _step_factors(params, dt_ns, levels)
 
     def one_step(carry, inp):
         n, e = carry
         x, k = inp
-        v, prop, integral = factors(x)
-        e = e + n_total * _energy_increment(params, v, n / n_total, integral, c)
+        prop, integral, weights = factors(x)
+        e = e + (n @ integral) @ weights
         return (multinomial_counts(jax.random.fold_in(key, k), n, prop), e), None
 
     def chunk(carry, inp):
@@ -187,7 +189,7 @@ def _axes(flag):
 def _run_mean_field(params, v_k, dt_ns, v_rest, p0, levels, *, save_every, batch):
     fn = functools.partial(_mean_field_device, save_every=save_every)
     if any(batch):
-        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), None))
+        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), _axes(batch[1])))
     return fn(params, v_k, dt_ns, v_rest, p0, levels)
 
 
@@ -197,10 +199,43 @@ def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, *, sav
     if any(batch):
         fn = jax.vmap(
             fn,
-            in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), 0, None, None),
+            in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), 0, None, _axes(batch[1])),
         )
         key = jax.random.split(key, batch_size)
     return fn(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels)
+
+
+def _level_tables(v_k: np.ndarray):
+    """(step inputs, level table) for the scan: with few distinct voltages per device (steps, pulse
+    trains) the propagators are computed once per level and steps index them; otherwise the
+    voltages themselves (None table). A batch (B, T) gets one table per device, (B, U), padded with
+    each device's highest level, found from the change points (O(B·T), no sort of the whole batch):
+    devices with different amplitudes no longer fall off the table path."""
+    n_steps = v_k.shape[-1]
+    if v_k.ndim == 1:
+        levels, inverse = np.unique(v_k, return_inverse=True)
+        if levels.size <= _MAX_LEVELS and levels.size * _LEVEL_GAIN <= n_steps:
+            return jnp.asarray(inverse.astype(np.int32)), jnp.asarray(levels)
+        return jnp.asarray(v_k), None
+    rows, cols = np.nonzero(v_k[:, 1:] != v_k[:, :-1])
+    row_ids = np.concatenate([np.arange(v_k.shape[0]), rows])
+    values = np.concatenate([v_k[:, 0], v_k[rows, cols + 1]])
+    order = np.lexsort((values, row_ids))
+    row_ids, values = row_ids[order], values[order]
+    first = np.ones(values.size, bool)
+    first[1:] = (row_ids[1:] != row_ids[:-1]) | (values[1:] != values[:-1])
+    row_ids, values = row_ids[first], values[first]
+    counts = np.bincount(row_ids, minlength=v_k.shape[0])
+    n_levels = int(counts.max())
+    if n_levels > _MAX_LEVELS or n_levels * _LEVEL_GAIN > n_steps:
+        return jnp.asarray(v_k), None
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    table = np.repeat(values[starts + counts - 1][:, None], n_levels, axis=1)  # pad: the row's highest
+    table[row_ids, np.arange(values.size) - starts[row_ids]] = values
+    index = np.zeros(v_k.shape, np.int32)
+    for u in range(n_levels - 1, -1, -1):  # descending: a padded duplicate never wins over its first copy
+        index[v_k == table[:, u : u + 1]] = u
+    return jnp.asarray(index), jnp.asarray(table)
 
 
 def _as_params(cal) -> KineticParams:
@@ -285,12 +320,7 @@ def simulate(
         raise ValueError(f"batch sizes of cal, protocol and p0 must agree; got {batch_sizes}")
     batch = (params_batched, v_batched, p0_batched)
     dt = jnp.asarray(dt_ns, dtype=float)
-    # few distinct voltages (steps, pulse trains): propagators once per level, steps index them
-    levels, inverse = np.unique(v_k, return_inverse=True)
-    if levels.size <= _MAX_LEVELS and levels.size * _LEVEL_GAIN <= n_steps:
-        v_in, levels_in = jnp.asarray(inverse.reshape(v_k.shape).astype(np.int32)), jnp.asarray(levels)
-    else:
-        v_in, levels_in = jnp.asarray(v_k), None
+    v_in, levels_in = _level_tables(v_k)
     if n_pores is None:
         if key is not None:
             raise ValueError("key is only used with n_pores (stochastic runs); drop it or pass n_pores")
