@@ -71,7 +71,13 @@ def test_plan_windows_are_stable_and_cover_both_sides():
     assert val.window_index_for_z(0.0) == 1000 and val.window_index_for_z(-1.5) == 850
     assert plan.settings.equilibration_steps * plan.settings.timestep_fs / 1000 == 50.0
     assert plan.settings.sampling_steps * plan.settings.timestep_fs / 1000 == 200.0
-    assert plan.forcefield_option == "sahu-crown" and [p.name for p in plan.pmfs][:2] == ["crown6-Na", "crown6-K"]
+    assert plan.forcefield_option == "sahu-crown" and {"crown6-Na", "crown6-K", "B3N-K", "B3N-Na", "B3N-Rb"} == {
+        p.name for p in plan.pmfs
+    }
+    # records are kept per charge set: options that give a membrane the same charges share its windows
+    by = {p.name: p for p in plan.pmfs}
+    assert plan.records_dir(by["crown6-Na"], "R") == Path("R/sahu-2019/crown6-Na")
+    assert plan.records_dir(by["B3N-K"], "R") == Path("R/won-aluru-2008/B3N-K")
 
 
 @pytest.mark.parametrize(
@@ -82,7 +88,7 @@ def test_plan_windows_are_stable_and_cover_both_sides():
         (lambda r: r["windows"].update(sides=["z"]), r"\[windows\].sides must be a list of .*got \['z'\]"),
         (lambda r: r["windows"].update(sampling_ps=200.001), r"\[windows\].sampling_ps must be a whole number of 2 fs steps"),
         (lambda r: r["analysis"].update(bulk_min_abs_z_nm=1.5), r"bulk_min_abs_z_nm must be below .*got 1.5"),
-        (lambda r: r["pmf"][0].update(ion="K+"), r"\[\[pmf\]\] 0.ion must be a cation of crown6:NaCl@1.0 .*got 'K\+'"),
+        (lambda r: r["pmf"][0].update(ion="Na+"), r"\[\[pmf\]\] 0.ion must be a cation of B3N:KCl@1.0 .*got .Na\+."),
         (lambda r: r["windows"].update(spacing_nm=0.123), r"z_max_nm must be a whole number of spacing_nm"),
     ],
 )
@@ -96,7 +102,7 @@ def test_bad_validation_files_name_the_field_and_value(edit, pattern):
 def test_converged_synthetic_pmfs_give_facts_that_hold(tmp_path):
     rng = np.random.default_rng(11)
     raw = _raw()
-    raw["pmf"] = raw["pmf"][:2]
+    raw["pmf"] = [p for p in raw["pmf"] if p["system"].startswith("crown6")]
     plan = val.parse_validation(raw)
     na, k = _well(0.8), _well(9.0)
     _write_records(tmp_path / "pmf", plan, "crown6-Na", na, rng=rng)
@@ -126,7 +132,7 @@ def test_converged_synthetic_pmfs_give_facts_that_hold(tmp_path):
 def test_partial_pmfs_are_never_reported_as_converged(tmp_path):
     rng = np.random.default_rng(12)
     raw = _raw()
-    raw["pmf"] = raw["pmf"][:1]
+    raw["pmf"] = [p for p in raw["pmf"] if p["name"] == "crown6-Na"]
     plan = val.parse_validation(raw)
     plus_side = [z for z in plan.centres_nm if z >= 0]
     _write_records(tmp_path / "pmf", plan, "crown6-Na", _well(0.8), rng=rng, centres=plus_side, sampling_steps=10000)
@@ -145,6 +151,18 @@ def test_partial_pmfs_are_never_reported_as_converged(tmp_path):
     assert empty["facts"][0]["status"] == "no PMF yet" and not empty["facts"][0]["holds"]
 
 
+def test_a_blocked_ion_is_not_a_carrier(tmp_path):
+    """A +6 kT barrier in the pore: no plug (K_b < 1/M), but not a carrier either."""
+    raw = _raw()
+    raw["pmf"] = [p for p in raw["pmf"] if p["name"] == "crown6-Na"]
+    plan = val.parse_validation(raw)
+    _write_records(tmp_path / "pmf", plan, "crown6-Na", _well(-6.0), rng=np.random.default_rng(14), n=1000)
+    (fact,) = val.summarize_validation(plan, tmp_path / "pmf", tmp_path)["facts"]
+    assert fact["measured"]["binding_constant_per_molar"] < 0  # depleted relative to bulk
+    assert fact["measured"]["barrier_kt"] == pytest.approx(6.0, abs=0.5)
+    assert not fact["rule_met_by_partial_data"] and not fact["holds"]
+
+
 def test_binding_constant_is_the_excess_over_bulk():
     z = np.arange(-1.0, 1.0001, 0.05)
     kb, dkb = val.binding_constant_per_molar(z + 0.025, np.zeros_like(z), np.full_like(z, 0.1), 2.0)
@@ -159,7 +177,7 @@ def test_recorded_windows_are_not_rerun_on_a_fresh_checkout(tmp_path, monkeypatc
     """A campaign whose windows are all recorded (as on a fresh clone of the repository) builds
     nothing and runs nothing."""
     raw = _raw()
-    raw["pmf"] = raw["pmf"][:1]
+    raw["pmf"] = [p for p in raw["pmf"] if p["name"] == "crown6-Na"]
     plan = val.parse_validation(raw)
     _write_records(tmp_path, plan, "crown6-Na", _well(0.8), rng=np.random.default_rng(13), n=100)
 
@@ -175,16 +193,18 @@ def test_a_real_window_is_recorded_once_and_skipped_on_rerun(tmp_path, monkeypat
     """One real OpenMM window (crown6 Na+, a few fs) through run_validation; a re-run skips it."""
     monkeypatch.setenv("OPENMM_CPU_THREADS", "1")
     raw = _raw()
-    raw["pmf"] = raw["pmf"][:1]
+    raw["pmf"] = [p for p in raw["pmf"] if p["name"] == "crown6-Na"]
     raw["windows"].update(equilibration_ps=0.02, sampling_ps=0.04, sample_every_ps=0.02, z_max_nm=0.1, sides=["+z"])
     raw["analysis"]["bulk_min_abs_z_nm"] = 0.05
     plan = val.parse_validation(raw)
     assert val.run_validation(plan, tmp_path, max_windows=1) == 1
-    (path,) = tmp_path.glob("sahu-crown/crown6-Na/window_*.npz")
+    (path,) = tmp_path.glob("sahu-2019/crown6-Na/window_*.npz")
     assert path.name == "window_1000.npz"
     with np.load(path) as w:
         assert w["z_nm"].shape == (2,) and str(w["forcefield_option"]) == "sahu-crown"
         assert str(w["prov_cpu_threads"]) == "1" and len(str(w["prov_commit"])) >= 7
+        assert list(w["membrane_templates"]) == ["CRC", "CRO", "GRA"]
+        assert list(w["membrane_template_charges_e"]) == [0.12, -0.24, 0.0]
     mtime = path.stat().st_mtime_ns
     assert val.run_validation(plan, tmp_path, max_windows=1) == 1  # the next window (z0 = 0.1)
     assert val.run_validation(plan, tmp_path) == 0 and path.stat().st_mtime_ns == mtime

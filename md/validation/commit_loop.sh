@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# Every INTERVAL_S (default 1200 s): refresh the validation summaries from the recorded windows and
-# commit ONLY md/validation records (window files, summary.json, pmfs.png), nothing else.
+# Every INTERVAL_S (default 1200 s): refresh the summaries of md/validation/validation.toml and
+# md/validation/screen*/screen.toml from the recorded windows and commit ONLY those folders' records
+# (pmf/ window files, summary.json, pmfs.png), nothing else.
 #   nohup md/validation/commit_loop.sh > md/validation/logs/commit-loop.log 2>&1 &
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
 export OPENMM_CPU_THREADS=1
 interval=${INTERVAL_S:-1200}
-paths=(md/validation/pmf md/validation/summary.json md/validation/pmfs.png
-       md/validation/screen/pmf md/validation/screen/summary.json md/validation/screen/pmfs.png)
 while true; do
-  for f in md/validation/validation.toml md/validation/screen/screen.toml; do
-    python -m ionkinetics.md._validate "$f" > /dev/null 2>&1 || echo "$(date -u) summary of $f failed"
-  done
   present=()
-  for p in "${paths[@]}"; do [[ -e $p ]] && present+=("$p"); done
+  for f in md/validation/validation.toml md/validation/screen*/screen.toml; do
+    [[ -f $f ]] || continue
+    python -m ionkinetics.md._validate "$f" > /dev/null 2>&1 || echo "$(date -u) summary of $f failed"
+    d=$(dirname "$f")
+    for p in "$d/pmf" "$d/summary.json" "$d/pmfs.png"; do [[ -e $p ]] && present+=("$p"); done
+  done
   if ((${#present[@]})); then
     for try in 1 2 3 4 5 6; do
       if git add -- "${present[@]}" 2>/dev/null; then

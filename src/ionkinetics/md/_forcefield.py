@@ -108,6 +108,15 @@ CROWN_CHARGE_SETS: dict[str, ChargeSet] = {
             "only its abstract and introduction, so −0.24 e and Sahu's own ring-C charge were NOT verified "
             "against the methods section. Re-check before publishing numbers.",
         ),
+        _crown(
+            "midpoint-0.32",
+            -0.32,
+            "NOT a published value: the midpoint of the two cited sets (O −0.40 e OPLS-AA, −0.24 e Sahu 2019), "
+            "ring C +0.16 e from neutrality. A screening probe added because a short screen put crown6 Na+ in a "
+            "deep well with −0.40 e and behind a barrier with −0.24 e (md/validation/screen).",
+            "Nothing to verify: an interpolation, stated as such. Use it to locate the charge the paper's "
+            "facts need, then look for a published model near it before relying on it.",
+        ),
     )
 }
 
@@ -178,6 +187,7 @@ FORCEFIELD_OPTIONS: dict[str, ForceFieldOption] = {
             "Issue 12 finds it makes crown6 a Na+ plug (K ≈ 1.6e3 /M) from short one-sided PMFs.",
         ),
         _option("sahu-crown", "sahu-2019", "won-aluru-2008", "DFT-consistent crown O (Sahu 2019); hBN as ik-2025."),
+        _option("crown-midpoint", "midpoint-0.32", "won-aluru-2008", "Screening probe between the two cited crown sets."),
         _option("sahu-crown-hbn-q040", "sahu-2019", "q040", "Sahu crown; the small end of the published hBN charges."),
         _option("sahu-crown-hbn-uncharged", "sahu-2019", "uncharged", "Sahu crown; uncharged hBN (control)."),
     )

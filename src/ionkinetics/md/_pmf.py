@@ -372,9 +372,15 @@ def run_window(
         prov[f"prov_{key}"] = value
     path = window_path(out_dir, widx)
     meta = _window_meta(settings, int(ion_index), z0, pore_xy, box, membrane_z, a_ref)
+    membrane = getattr(built, "membrane", None)
+    if membrane is not None and hasattr(membrane, "residue_names"):  # reused only under the same membrane charges
+        charge_of = dict(zip(membrane.residue_names, np.asarray(membrane.charges_e, dtype=float).tolist(), strict=True))
+        names = sorted(charge_of)
+        meta["membrane_templates"] = np.array(names)
+        meta["membrane_template_charges_e"] = np.array([charge_of[n] for n in names])
     option = getattr(built, "forcefield_option", None)
-    if option is not None:  # a window is only reused under the same membrane charges
-        meta["forcefield_option"] = str(option)
+    if option is not None:  # recorded, not compared: options with the same charges for this membrane share windows
+        prov.setdefault("forcefield_option", str(option))
     if path.exists():
         old = load_window(path)
         diff = [k for k, v in meta.items() if k not in old or not _same(old[k], v)]
