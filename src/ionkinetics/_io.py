@@ -21,14 +21,28 @@ def read_toml(path, what: str, error: type[Exception]) -> tuple[Path, dict]:
         raise error(f"{path}: not valid TOML: {exc}") from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a new file as ``open()`` makes it (0o666 less the umask; mkstemp's 0o600 is private)."""
+    return 0o666 & ~_umask()
+
+
 def write_text_atomic(path, text: str) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {str(path)!r} is a folder; it must name a file")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
+            os.fchmod(fh.fileno(), file_mode())  # as readable as the figures beside it
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Voltage-gated ion transport through Å-scale pores.")
-console = Console()
+# markup off: messages carry user text and values ("[bias]", "[/red]") that must print as they are;
+# styles are given explicitly (style=..., Text.assemble)
+console = Console(markup=False, highlight=False)
 
 
 def _x64():
@@ -33,7 +37,12 @@ def _x64():
 
 def _progress() -> Progress:
     return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=False
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
 
 
@@ -149,9 +158,9 @@ def demo(
     if console.width >= 110:
         console.print(table)
     else:  # a narrow terminal: one short record per system instead of a folded table
-        console.print(f"[bold]{table.title}[/]")
+        console.print(table.title, style="bold")
         for cells in records:
-            console.print(f"[bold]{cells[0]}[/]  {cells[1]}")
+            console.print(Text.assemble((cells[0], "bold"), f"  {cells[1]}"))
             console.print(
                 "   " + "  ".join(f"{title} {cell}" for (title, _, _), cell in zip(cols[2:], cells[2:], strict=True) if cell)
             )
@@ -207,7 +216,10 @@ def design(
     for kind in ("voltage_activated", "voltage_inactivated"):
         rows = report[kind]
         console.print(
-            f"[bold]{kind.replace('_', ' ')}[/] ({len(rows)}; the paper's full table: {report['paper_full_table_counts'][kind]})"
+            Text.assemble(
+                (kind.replace("_", " "), "bold"),
+                f" ({len(rows)}; the paper's full table: {report['paper_full_table_counts'][kind]})",
+            )
         )
         for r in rows:
             console.print(f"  {r['system']}  ({r['carrier']} gated by {r['controller']})")
@@ -301,7 +313,7 @@ def md_pmf(
     write_json_atomic(target / "pmf.json", result.summary())
     plot_pmf(result, label=f"{ion} through {s.system.split(':')[0]}").savefig(target / "pmf.png", dpi=130)
     if not result.overlap_ok:
-        console.print(f"[yellow]warning: poor overlap next to windows {result.poor_overlap_windows}; add windows there[/]")
+        console.print(f"warning: poor overlap next to windows {result.poor_overlap_windows}; add windows there", style="yellow")
     console.print(f"wrote pmf.json, pmf.png to {target.resolve()}")
 
 
@@ -432,7 +444,7 @@ def campaign_run(
         rate = r.get("ns_per_day")
         table.add_row(
             r["task_id"],
-            r["status"] if r["status"] != "failed" else f"[red]failed: {r.get('error', '')}[/]",
+            r["status"] if r["status"] != "failed" else Text(f"failed: {r.get('error', '')}", style="red"),
             f"{r['simulated_ns']:.4g}",
             "" if rate is None else f"{rate:.3g}",
             str(r.get("platform") or ""),
@@ -468,9 +480,11 @@ def campaign_collect(
             f"PMF {p['folder']}: barrier {p.get('barrier_kt', float('nan')):.2f} kT, well {p.get('well_kt', float('nan')):.2f} kT"
         )
     for f in summary["failed"]:
-        console.print(f"[yellow]not calibrated: {f['system']}: {f['error']}[/]")
+        console.print(f"not calibrated: {f['system']}: {f['error']}", style="yellow")
     if summary["missing"]:
-        console.print(f"[yellow]{len(summary['missing'])} tasks have no result yet; run `ionkinetics campaign run {spec}`[/]")
+        console.print(
+            f"{len(summary['missing'])} tasks have no result yet; run `ionkinetics campaign run {spec}`", style="yellow"
+        )
 
 
 @circuit_app.command("run")
@@ -567,11 +581,12 @@ def fit(
     for alt in result.alternative_minima:
         shown = ", ".join(f"{k} = {v:.4g}" for k, v in alt["values"].items())
         console.print(
-            f"[yellow]warning: another start fits as well (χ² = {2 * alt['loss']:.3g}): {shown}; "
-            "the targets do not pin the parameters down uniquely (recorded in fit.alternative_minima)[/]"
+            f"warning: another start fits as well (χ² = {2 * alt['loss']:.3g}): {shown}; "
+            "the targets do not pin the parameters down uniquely (recorded in fit.alternative_minima)",
+            style="yellow",
         )
     if not result.converged:
-        console.print("[yellow]warning: the optimiser stopped before the gradient tolerance; see fit.gradient_norm[/]")
+        console.print("warning: the optimiser stopped before the gradient tolerance; see fit.gradient_norm", style="yellow")
     console.print(f"wrote {path}")
 
 
@@ -778,7 +793,7 @@ def calibrate(
             f"Kramers (D/a²) {cmp['kramers_diffusive_k0_per_ns']:.3g} /ns, Eyring (k_BT/h) {cmp['eyring_k0_per_ns']:.3g} /ns"
         )
     for note in cal.provenance.get("assumptions", []):
-        console.print(f"[yellow]assumed: {note}[/]")
+        console.print(f"assumed: {note}", style="yellow")
     console.print(f"wrote {path}")
 
 
@@ -843,18 +858,36 @@ def _parse_protocol(text: str, protos):
         key, sep, value = item.partition("=")
         if not sep:
             raise typer.BadParameter(f"protocol arguments are key=value; got {item!r}", param_hint="--protocol")
-        kwargs[key.strip()] = int(value) if key.strip() == "count" else float(value)
+        key, value = key.strip(), value.strip()
+        try:
+            kwargs[key] = int(value) if key == "count" else float(value)
+        except ValueError:
+            rule = "count must be an integer (number of pulses)" if key == "count" else f"{key} must be a number"
+            raise ValueError(f"--protocol {kind}: {rule}; got {value!r}") from None
     try:
         return makers[kind](**kwargs)
     except TypeError as exc:
         raise typer.BadParameter(f"{kind}: {exc}", param_hint="--protocol") from None
 
 
+# Failures a user can cause (bad input, a file that cannot be read or written, a solver that gives
+# up): one plain line and exit 2. Anything else is a bug and keeps its traceback.
+_USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, OverflowError, zipfile.BadZipFile)
+
+
+def error_line(exc: BaseException) -> str:
+    """``exc`` as one plain-text line (no markup: ``[bias]`` or ``[/red]`` in a value stays as is)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if (isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)) or isinstance(exc, OverflowError):
+        text = f"{type(exc).__name__}: {text}"
+    return f"error: {text}"
+
+
 def main():
     try:
         app()
-    except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except _USER_ERRORS as exc:
+        console.print(error_line(exc), style="red", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
 
 

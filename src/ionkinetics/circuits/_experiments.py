@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -632,9 +633,19 @@ def run_experiment(cf: CircuitFile, out_dir) -> dict:
     if kind not in EXPERIMENTS:
         raise CircuitFileError(f"{cf.name}: experiment.kind must be one of {sorted(EXPERIMENTS)}; got {kind!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {str(out)!r} is a file; it must be a folder (or not exist yet)")
     cc = compile_circuit(cf.graph, cf.duration_ns, cf.dt_ns)
-    result = EXPERIMENTS[kind](cf, cc, exp, out)
-    summary = {"circuit": cf.name, "file": cf.path, "description": cf.description, "experiment": kind, **result}
-    write_json_atomic(out / "summary.json", json.loads(json.dumps(summary, default=float)))
+    created = None if out.exists() else out  # the outermost folder this call makes
+    while created is not None and not created.parent.exists():
+        created = created.parent
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = EXPERIMENTS[kind](cf, cc, exp, out)
+        summary = {"circuit": cf.name, "file": cf.path, "description": cf.description, "experiment": kind, **result}
+        write_json_atomic(out / "summary.json", json.loads(json.dumps(summary, default=float)))
+    except BaseException:
+        if created is not None:  # nothing half-written: the folders this call made go with its failure
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     return summary

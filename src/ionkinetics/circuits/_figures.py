@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .._io import file_mode
+
 __all__ = ["figure", "save_figure_atomic", "trace_figure"]
 
 
@@ -20,11 +22,14 @@ def figure(nrows=1, ncols=1, **kw):
 def save_figure_atomic(fig, path, *, dpi: int = 120) -> Path:
     """Save ``fig`` to ``path`` (format from the suffix) so a reader never sees half a file."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {str(path)!r} is a folder; it must name a file")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi)
+        os.chmod(tmp, file_mode())  # mkstemp's 0o600 would make figures private, unlike other files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -55,6 +55,7 @@ from . import _graph as G
 __all__ = ["CircuitTrace", "Compiled", "Topology", "compile_circuit", "solve", "transient"]
 
 _NEWTON_MAX_ITER = 100
+MAX_DT_HALVINGS = 3  # a run whose Newton fails at some step is repeated at dt/2, dt/4, dt/8
 _MAX_HALVINGS = 10
 _NEWTON_ATOL = 1e-13
 _NEWTON_RTOL = 1e-11
@@ -552,8 +553,10 @@ class CircuitTrace:
 def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1, batched: bool = False, throw: bool = True):
     """Run a compiled circuit. ``values`` replaces ``compiled.values`` (with a leading batch axis
     on every leaf when ``batched``); ``key`` is required when a membrane is stochastic (one key,
-    split over a batch). Raises ``FloatingPointError`` naming the time and the element or node
-    where Newton failed, unless ``throw=False``."""
+    split over a batch). Where Newton fails at some step, the run is repeated with dt halved (up
+    to ``MAX_DT_HALVINGS`` times; sources held as sampled, the same saved times). Raises
+    ``FloatingPointError`` naming the time and the element or node where Newton failed at the
+    finest dt, unless ``throw=False``."""
     cc = compiled.topology
     vals = compiled.values if values is None else values
     if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1 or cc.n_steps % save_every:
@@ -572,11 +575,23 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
             lambda x: jnp.asarray(x, dtype=jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, vals
         )
         z, p, e, branch_i, fail = _run_jit(cc, vals, key, save_every=save_every, batched=batched)
+        # a step where Newton gave up: the whole run again at dt/2 (sources held as before, the
+        # same saved times), as SPICE cuts its step, up to MAX_DT_HALVINGS times
+        run_cc, halvings = cc, 0
+        leaves = [x for x in jax.tree_util.tree_leaves(vals) if jnp.issubdtype(x.dtype, jnp.floating)]
+        finite = all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)  # NaN in, NaN out at every dt
+        while finite and halvings < MAX_DT_HALVINGS and np.any(np.asarray(fail).reshape(-1, 3)[:, 0] >= 0):
+            halvings += 1
+            factor = 2**halvings
+            run_cc = dataclasses.replace(cc, dt_ns=cc.dt_ns / factor, n_steps=cc.n_steps * factor)
+            finer = dict(vals, vs=jnp.repeat(vals["vs"], factor, axis=-1), is_=jnp.repeat(vals["is_"], factor, axis=-1))
+            z, p, e, branch_i, fail = _run_jit(run_cc, finer, key, save_every=save_every * factor, batched=batched)
     z, e, fail, branch_i = np.asarray(z), np.asarray(e), np.asarray(fail), np.asarray(branch_i)
     if throw:
         for f in fail.reshape(-1, 3):
             if f[0] != -1:
-                raise FloatingPointError(_failure_message(cc, f))
+                tried = f" (also at dt_ns = {run_cc.dt_ns:g} after {halvings} halving{'s' * (halvings > 1)})" if halvings else ""
+                raise FloatingPointError(_failure_message(run_cc, f) + tried)
     n = len(cc.nodes)
     v_full = np.concatenate([z[..., :n], np.zeros((*z.shape[:-1], 1))], axis=-1)
     volts = [v_full[..., a] - v_full[..., b] for a, b in (cc.idx(k) for k in KINDS)]

@@ -292,13 +292,28 @@ def _system_record(built) -> dict:
     }
 
 
+def _read_chunk(path: Path) -> dict:
+    """One committed chunk's arrays; a damaged file is named with what to do."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as fh, np.load(fh) as z:  # our handle: closed even when the zip is bad
+            return {k: z[k] for k in ("positions_nm", "t_ns", "v", "box_nm")}
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError) as exc:
+        raise ValueError(
+            f"frames file {str(path)!r} is damaged or truncated ({type(exc).__name__}: {exc}); chunks are written "
+            "atomically, so it changed after its run wrote it: restore it from a copy, or run the spec again into a "
+            "new folder (`ionkinetics md run SPEC -o NEW`)"
+        ) from None
+
+
 def load_frames(run_dir) -> dict:
     """All recorded frames of a run: ``positions_nm`` (frames, ions, 3), ``t_ns``, ``v``, ``box_nm``."""
     run_dir = Path(run_dir)
     chunks = sorted((run_dir / "frames").glob("chunk_*.npz"))
     if not chunks:
         raise FileNotFoundError(f"no frames recorded in {str(run_dir)!r}")
-    parts = [np.load(c) for c in chunks]
+    parts = [_read_chunk(c) for c in chunks]
     return {
         "positions_nm": np.concatenate([p["positions_nm"] for p in parts]),
         "t_ns": np.concatenate([p["t_ns"] for p in parts]),
