@@ -653,9 +653,11 @@ def _figure(recs):
     for ax, pore in zip(axes, pores, strict=True):
         for r in recs:
             if r["pore"] == pore and r.get("_result") is not None:
-                state = "" if r["converged"] else f" (partial: {r['windows_recorded']}/{r['windows_planned']} windows)"
-                plot_pmf(r["_result"], label=f"{r['ion']}{state}", ax=ax, color=colours.get(r["ion"], "C5"), units="kt")
-        ax.set_title(f"{pore} ({recs[0]['forcefield_option']})", fontsize="small")
+                state = "" if r["converged"] else f" (not converged, {r['windows_recorded']}/{r['windows_planned']} windows)"
+                colour = colours.get(r["ion"], "C5") if r["forcefield_option"] == recs[0]["forcefield_option"] else "0.4"
+                label = f"{r['ion']}, {r['charge_set']['name']}{state}"
+                plot_pmf(r["_result"], label=label, ax=ax, color=colour, units="kt")
+        ax.set_title(f"{pore} (option {recs[0]['forcefield_option']})", fontsize="small")
     return fig
 
 
