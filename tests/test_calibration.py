@@ -45,6 +45,24 @@ def _broken(edit):
         (lambda r: r["dopants"].pop(1), r"every non-carrier cation.*Mg2\+"),
         (lambda r: r["dopants"][0].update(site="rim"), r"site"),
         (lambda r: r.update(system="crown6:NaCl@1.0+KCl@0.5+XeCl@1"), r"unknown salt 'XeCl'"),
+        # issue 15, item 7: unknown keys everywhere (a misspelt key silently meant its default), and
+        # physically absurd values, each refused with the reason
+        (lambda r: r.update(leak_fracton=0.2), r"unknown top-level keys \['leak_fracton'\]"),
+        (lambda r: r["carrier"].update(leak=0.1), r"'carrier' has unknown keys \['leak'\]"),
+        (
+            lambda r: r["carrier"]["open_conductance"].update(alpha=1.0),
+            r"'carrier\.open_conductance' has unknown keys \['alpha'\]",
+        ),
+        (lambda r: r["dopants"][0].update(leak_fracton=0.2), r"'dopants\[0\]' has unknown keys \['leak_fracton'\]"),
+        (lambda r: r.update(temperature_k=1000.0), r"'temperature_k' must be within 253\.15–373\.15 K .*got 1000\.0"),
+        (lambda r: r.update(temperature_k=25.0), r"'temperature_k' must be within"),  # °C given as K
+        (lambda r: r["carrier"]["open_conductance"].update(alpha_per_v=500.0), r"alpha_per_v' must be within ±77\.8 /V"),
+        (
+            lambda r: r["dopants"][0]["trap"].update(k_plus_per_ns_per_molar=1e4),
+            r"dopants\[0\]\.trap\.k_plus_per_ns_per_molar' \+ k_minus_per_ns_per_molar \(the zero-bias rate\) must be <= 100× "
+            r"the diffusion-limited ceiling",
+        ),
+        (lambda r: r["dopants"][1]["escape"].update(k_minus_per_ns=1e6), r"dopants\[1\]\.escape\.k_plus_per_ns' \+ k_minus"),
     ],
 )
 def test_bad_calibrations_are_rejected_naming_the_field(edit, message):

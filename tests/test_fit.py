@@ -170,6 +170,10 @@ BASE = {
         (lambda r: r["parameters"].update(free=["K+.trap.speed"]), r"unknown parameter 'K\+\.trap\.speed'"),
         (lambda r: r.update(dopant=[]), r"must list every non-carrier cation.*K\+"),
         (lambda r: r.update(carrier="Cs+"), r"'carrier'.*must be a cation of"),
+        # issue 15: c_ps = 0 reached the fit's log transform ("math domain error")
+        (lambda r: r["parameters"].update({"open.c_ps": 0.0}), r"'parameters\.open\.c_ps' must be > 0 .*got 0\.0"),
+        (lambda r: r["parameters"].update({"K+.escape.k0_per_ns": -1.0}), r"'parameters\.K\+\.escape\.k0_per_ns' must be > 0"),
+        (lambda r: r["parameters"].update({"K+.trap.delta": 3.0}), r"'parameters\.K\+\.trap\.delta' must be within \[0, 1\]"),
     ],
 )
 def test_bad_targets_are_rejected_naming_the_field(edit, message):

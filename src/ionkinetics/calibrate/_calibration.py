@@ -64,6 +64,13 @@ CAPTURE_RADIUS_NM = 0.3  # of order the pore radius; sets the diffusion-limited 
 TRAP_KEYS = ("k_plus_per_ns_per_molar", "delta_plus", "k_minus_per_ns_per_molar", "delta_minus", "k_max_per_ns_per_molar")
 OPEN_KEYS = ("c_ps", "alpha_per_v", "v_smooth_v", "v_max_v")
 ESCAPE_KEYS = ("k_plus_per_ns", "delta_plus", "k_minus_per_ns", "delta_minus", "k_max_per_ns")
+TOP_KEYS = ("schema", "system", "temperature_k", "carrier", "dopants", "data_range_v", "uncertainty", "fit", "provenance")
+CARRIER_KEYS = ("ion", "open_conductance")
+DOPANT_KEYS = ("ion", "site", "leak_fraction", "electrical_distance", "trap", "escape")
+# Physically possible values (a file outside them is a typo or a unit slip, refused with the reason):
+LIQUID_WATER_K = (253.15, 373.15)  # liquid at 1 atm, allowing the freezing-point depression of salt
+MAX_GATING_CHARGES = 2.0  # |α| ≤ 2/V_T: no more than two elementary charges crossing the whole field
+MAX_OVER_CEILING = 100.0  # a zero-bias rate at most 100× its diffusion-limited ceiling
 
 
 def encounter_rate_per_ns_per_molar(ion: str, capture_radius_nm: float = CAPTURE_RADIUS_NM) -> float:
@@ -108,7 +115,16 @@ def _number(value, where, *, lo=None, hi=None, lo_open=False) -> float:
     return value
 
 
-def _rate(raw, keys, where, charge) -> dict[str, float]:
+def _unknown_keys(raw: dict, allowed, where: str) -> None:
+    extra = set(raw) - set(allowed)
+    if extra:
+        rule = f"{sorted(extra)} (a misspelt key would otherwise be ignored); allowed: {list(allowed)}"
+        if not where:
+            raise CalibrationError(f"calibration has unknown top-level keys {rule}")
+        raise CalibrationError(f"calibration field '{where}' has unknown keys {rule}")
+
+
+def _rate(raw, keys, where, charge, ceiling=None) -> dict[str, float]:
     k_plus, d_plus, k_minus, d_minus, k_max = keys
     out = {}
     for key in keys:
@@ -121,9 +137,14 @@ def _rate(raw, keys, where, charge) -> dict[str, float]:
             out[key] = _number(value, f"{where}.{key}", lo=0.0)
     if out[k_plus] + out[k_minus] <= 0:
         raise _field(f"{where}.{k_plus}", f"and {k_minus} cannot both be 0 (the rate would vanish)", (out[k_plus], out[k_minus]))
-    extra = set(raw) - set(keys)
-    if extra:
-        raise _field(where, f"has unknown keys {sorted(extra)}; allowed: {list(keys)}", sorted(extra))
+    if ceiling is not None and out[k_plus] + out[k_minus] > MAX_OVER_CEILING * ceiling:
+        raise _field(
+            f"{where}.{k_plus}",
+            f"+ {k_minus} (the zero-bias rate) must be <= {MAX_OVER_CEILING:g}× the diffusion-limited ceiling "
+            f"{ceiling:.3g} (no rate beats diffusion to or across the site)",
+            out[k_plus] + out[k_minus],
+        )
+    _unknown_keys(raw, keys, where)
     del d_plus, d_minus
     return out
 
@@ -314,13 +335,21 @@ def _from_dict(raw) -> Calibration:
     schema = _require(raw, "schema", "")
     if schema != SCHEMA:
         raise _field("schema", f"must be {SCHEMA!r} (this ionkinetics reads schema version 1)", schema)
+    _unknown_keys(raw, TOP_KEYS, "")
     try:
         system = species.parse_system_id(_require(raw, "system", ""))
     except (ValueError, TypeError) as exc:
         raise CalibrationError(f"calibration field 'system' is invalid: {exc}") from None
     temperature_k = _number(raw.get("temperature_k", 298.15), "temperature_k", lo=0.0, lo_open=True)
+    if not LIQUID_WATER_K[0] <= temperature_k <= LIQUID_WATER_K[1]:
+        raise _field(
+            "temperature_k",
+            f"must be within {LIQUID_WATER_K[0]:g}–{LIQUID_WATER_K[1]:g} K (liquid water: an electrolyte)",
+            temperature_k,
+        )
     carrier_raw = _require(raw, "carrier", "")
     carrier = _require(carrier_raw, "ion", "carrier")
+    _unknown_keys(carrier_raw, CARRIER_KEYS, "carrier")
     cations = system.cation_molar
     if carrier not in species.IONS:
         raise _field("carrier.ion", f"must be a known ion ({', '.join(species.CATIONS)})", carrier)
@@ -341,6 +370,14 @@ def _from_dict(raw) -> Calibration:
             lo_open=True,
         ),
     }
+    alpha_max = MAX_GATING_CHARGES / thermal_voltage_v(temperature_k)
+    if abs(oc["alpha_per_v"]) > alpha_max:
+        raise _field(
+            "carrier.open_conductance.alpha_per_v",
+            f"must be within ±{alpha_max:.3g} /V ({MAX_GATING_CHARGES:g}/V_T: at most two elementary charges crossing "
+            "the whole field; the paper's fits span about −8 to +8 /V)",
+            oc["alpha_per_v"],
+        )
     if "v_max_v" in oc_raw:
         oc["v_max_v"] = _number(oc_raw["v_max_v"], "carrier.open_conductance.v_max_v", lo=0.0, lo_open=True)
     extra = set(oc_raw) - set(OPEN_KEYS)
@@ -360,6 +397,7 @@ def _from_dict(raw) -> Calibration:
     for i, d in enumerate(dopants_raw):
         where = f"dopants[{i}]"
         ion = _require(d, "ion", where)
+        _unknown_keys(d, DOPANT_KEYS, where)
         if ion not in species.IONS:
             raise _field(f"{where}.ion", f"must be a known ion ({', '.join(species.CATIONS)})", ion)
         if ion not in cations or ion == carrier:
@@ -368,8 +406,8 @@ def _from_dict(raw) -> Calibration:
         if site not in SITES:
             raise _field(f"{where}.site", f"must be one of {SITES}", site)
         charge = species.IONS[ion].charge
-        trap = _rate(_require(d, "trap", where), TRAP_KEYS, f"{where}.trap", charge)
-        escape = _rate(_require(d, "escape", where), ESCAPE_KEYS, f"{where}.escape", charge)
+        trap = _rate(_require(d, "trap", where), TRAP_KEYS, f"{where}.trap", charge, encounter_rate_per_ns_per_molar(ion))
+        escape = _rate(_require(d, "escape", where), ESCAPE_KEYS, f"{where}.escape", charge, escape_ceiling_per_ns(ion))
         leak = _number(d.get("leak_fraction", 0.0), f"{where}.leak_fraction", lo=0.0, hi=1.0)
         distance = d.get("electrical_distance")
         if distance is not None:

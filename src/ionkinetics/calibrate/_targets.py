@@ -165,6 +165,24 @@ def parameter_names(carrier: str, dopants) -> list[str]:
     return names
 
 
+def _check_parameter_range(name: str, value: float) -> None:
+    """A parameter's physical range (rates, conductances and widths are positive and fitted in
+    log space; gating charges, fractions and positions are bounded)."""
+    where = f"parameters.{name}"
+    if name.endswith((".delta",)):
+        z = abs(species.get_ion(name.split(".")[0]).charge)
+        if not 0.0 <= value <= z:
+            raise _err(where, f"must be within [0, {z:g}] (|z| of the ion: the gating charge it can cross)", value)
+    elif name.endswith((".leak_fraction", ".barrier_position")):
+        if not 0.0 <= value <= 1.0:
+            raise _err(where, "must be within [0, 1]", value)
+    elif name.endswith(".electrical_distance"):
+        if not 0.0 <= value <= 0.5:
+            raise _err(where, "must be within [0, 0.5] (bulk to the pore's centre)", value)
+    elif name != "open.alpha_per_v" and value <= 0:
+        raise _err(where, "must be > 0 (a rate, conductance or voltage scale, fitted in log space)", value)
+
+
 def _err(where, rule, value):
     return TargetsError(f"targets field '{where}' {rule}; got {value!r}")
 
@@ -272,6 +290,7 @@ def parse_targets(raw: dict, *, path: str | None = None) -> Targets:
         if name not in allowed:
             raise _err(f"parameters.{name}", f"is not a parameter of this system; known: {allowed}", name)
         _num(value, f"parameters.{name}", "number")
+        _check_parameter_range(name, float(value))
     if not isinstance(free, list) or not free:
         raise _err("parameters.free", "must be a non-empty list of parameter names to fit", free)
     for name in free:
