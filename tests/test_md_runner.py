@@ -151,3 +151,111 @@ def test_optional_dcd_chunks_hold_every_atom_for_viewing(tmp_path):
         assert raw[4:8] == b"CORD" and len(raw) > 100  # a DCD header; readable by VMD / MDTraj
     with pytest.raises(ValueError, match="dcd_every_frames must be an integer >= 0"):
         RunSettings(length_ns=0.03, dcd_every_frames=-1)
+
+
+# Issue 15: the run folder is locked, a path in progress.json is never followed, Ctrl-C stops at
+# once keeping every whole frame, and a failed write leaves no temporary.
+
+
+class _Interrupting:
+    """The toy system, with a Ctrl-C (SIGINT to this process) just before frame ``at`` is run
+    (the runner reads ``field_parameter`` once per frame)."""
+
+    def __init__(self, toy, at):
+        self._toy, self._at, self._frames = toy, at, 0
+
+    def __getattr__(self, name):
+        return getattr(self._toy, name)
+
+    @property
+    def field_parameter(self):
+        import os
+        import signal
+
+        if self._frames == self._at:
+            os.kill(os.getpid(), signal.SIGINT)
+        self._frames += 1
+        return self._toy.field_parameter
+
+
+def test_ctrl_c_stops_at_once_keeps_the_whole_frames_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+    import signal
+
+    import ionkinetics.md._runner as R
+
+    monkeypatch.setattr(R, "_STEPS_PER_BLOCK", 100)  # 5 blocks per frame: the cut lands inside frame 7
+    proto = protocols.step(0.5, 0.01, 0.02, duration_ns=0.03)
+    whole = run_md(_toy(), proto, SETTINGS, tmp_path / "whole")
+    cut = run_md(_Interrupting(_toy(), 7), proto, SETTINGS, tmp_path / "cut")
+    assert cut.interrupted and cut.frames_done == 7  # old code: KeyboardInterrupt after the frame, frames 5-6 lost
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert json.loads((tmp_path / "cut" / "progress.json").read_text())["frames_done"] == 7
+    assert load_frames(tmp_path / "cut")["positions_nm"].shape[0] == 7
+    rest = run_md(_toy(), proto, SETTINGS, tmp_path / "cut")
+    assert rest.resumed_from_frame == 7 and rest.frames_done == 30 and not rest.interrupted and whole.frames_done == 30
+    a, b = load_frames(tmp_path / "whole"), load_frames(tmp_path / "cut")
+    assert np.array_equal(a["positions_nm"], b["positions_nm"])  # bit for bit on Reference
+    assert not [p for p in (tmp_path / "cut").rglob("*") if ".tmp" in p.name]
+
+
+def test_progress_json_cannot_point_outside_its_run_folder(tmp_path):
+    proto = protocols.dc(0.2, 0.03)
+    run_md(_toy(), proto, SETTINGS, tmp_path / "other", stop_after_frames=5)
+    run_md(_toy(), proto, SETTINGS, tmp_path / "r", stop_after_frames=5)
+    victim = tmp_path / "other" / "checkpoint_000001.chk"
+    progress = tmp_path / "r" / "progress.json"
+    done = json.loads(progress.read_text())
+    progress.write_text(json.dumps({**done, "checkpoint": "../other/checkpoint_000001.chk"}))
+    with pytest.raises(ValueError, match=r"progress\.json': field 'checkpoint' must be this folder's 'checkpoint_000001\.chk'"):
+        run_md(_toy(), proto, SETTINGS, tmp_path / "r")  # old code: resumed from, then deleted, the other run's file
+    assert victim.is_file()
+
+
+def test_a_run_folder_is_locked_against_a_second_process(tmp_path):
+    """Two `md run` into one folder used to both start from scratch and both report success."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pathlib import Path\nfrom ionkinetics.md._runner import _RunLock\n"
+            "with _RunLock(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(60)\n",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"run_dir '.*r' is in use by `md run` pid {holder.pid} on .* since "):
+            run_md(_toy(), protocols.dc(0.2, 0.03), SETTINGS, run_dir)
+        assert not (run_dir / "spec.json").exists()  # refused before anything was written
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # a killed holder's lock goes with it
+        holder.wait()
+        holder.stdout.close()
+    time.sleep(0.1)
+    assert run_md(_toy(), protocols.dc(0.2, 0.03), SETTINGS, run_dir).frames_done == 30
+
+
+def test_a_failed_checkpoint_write_leaves_no_temporary(tmp_path, monkeypatch):
+    import errno
+
+    import ionkinetics.md._runner as R
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(R.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        R._write_bytes_atomic(tmp_path / "checkpoint_000001.chk", b"x" * 100)
+    with pytest.raises(OSError, match="No space left"):
+        R._write_npz_atomic(tmp_path / "chunk_000000.npz", a=np.zeros(3))
+    assert not list(tmp_path.iterdir())  # old code: .checkpoint_000001.chk.tmp stayed

@@ -264,6 +264,13 @@ def md_run(
 
         result = run_md(built, s.protocol, s.settings, run_dir, spec=json.loads(json.dumps(s.raw)), progress=report)
     write_json_atomic(run_dir / "build.json", built.summary())
+    if result.interrupted:
+        console.print(
+            f"interrupted: kept {result.frames_done} of {s.settings.n_frames} frames in {run_dir.resolve()}; "
+            f"resume with: ionkinetics md run {shlex.quote(str(spec))} -o {shlex.quote(str(run_dir))}",
+            style="yellow",
+        )
+        raise typer.Exit(130)
     note = f" (resumed from frame {result.resumed_from_frame})" if result.resumed_from_frame else ""
     console.print(
         f"{result.frames_done} frames on {result.platform} at {result.ns_per_day:.2f} ns/day{note}; wrote {run_dir.resolve()}"

@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Protocol as _TypingProtocol
@@ -101,6 +102,7 @@ class RunResult:
     resumed_from_frame: int
     platform: str
     ns_per_day: float
+    interrupted: bool = False  # stopped by Ctrl-C (SIGINT): frames_done were committed, the rest resumes
 
 
 def _protocol_volts(protocol: _protocols.Protocol, settings: RunSettings) -> np.ndarray:
@@ -117,21 +119,34 @@ def _spec_hash(record: dict) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _replace_or_clean(tmp: Path, path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``; a failed write (disk full, a kill's signal) leaves
+    no temporary behind."""
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    _replace_or_clean(path.with_name(f".{path.name}.tmp"), path, write)
 
 
 def _write_npz_atomic(path: Path, **arrays) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    def write(tmp):
+        np.savez_compressed(tmp, **arrays)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+
+    _replace_or_clean(path.with_name(f".{path.name}.tmp.npz"), path, write)
 
 
 def _write_dcd_atomic(path: Path, topology, box, frames, settings: RunSettings) -> None:
@@ -139,20 +154,21 @@ def _write_dcd_atomic(path: Path, topology, box, frames, settings: RunSettings) 
     import openmm.app as app
     import openmm.unit as u
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        dcd = app.DCDFile(
-            fh,
-            topology,
-            settings.timestep_fs * u.femtoseconds,
-            firstStep=frames[0][0] * settings.steps_per_frame,
-            interval=settings.dcd_every_frames * settings.steps_per_frame,
-        )
-        for _, xyz in frames:
-            dcd.writeModel(xyz * u.nanometer, periodicBoxVectors=np.diag(box) * u.nanometer)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            dcd = app.DCDFile(
+                fh,
+                topology,
+                settings.timestep_fs * u.femtoseconds,
+                firstStep=frames[0][0] * settings.steps_per_frame,
+                interval=settings.dcd_every_frames * settings.steps_per_frame,
+            )
+            for _, xyz in frames:
+                dcd.writeModel(xyz * u.nanometer, periodicBoxVectors=np.diag(box) * u.nanometer)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    _replace_or_clean(path.with_name(f".{path.name}.tmp"), path, write)
 
 
 def run_md(
@@ -170,15 +186,27 @@ def run_md(
     ``spec`` (JSON-able) identifies the run with ``settings``; an existing directory made from a
     different spec is refused. ``progress(frames_done, n_frames, ns_per_day)`` is called after each
     chunk. ``stop_after_frames`` stops early (as a kill would), for tests and time-boxed jobs.
-    """
-    import openmm
-    import openmm.app as app
-    import openmm.unit as u
 
+    The folder is locked for the run (a second run into it is refused, naming the holder). In the
+    main thread, Ctrl-C stops within one block of steps and commits the whole frames done
+    (``RunResult.interrupted``); a second Ctrl-C interrupts at once.
+    """
     volts = _protocol_volts(protocol, settings)
     run_dir = Path(run_dir)
     record = {"settings": dataclasses.asdict(settings), "spec": spec or {}, "protocol": repr(protocol)}
     digest = _spec_hash(record)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run_dir {str(run_dir)!r} is a file; it must be a folder (or not exist yet)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _RunLock(run_dir), _StopOnInterrupt() as stop:  # one `md run` per folder: the spec check below is atomic
+        return _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop)
+
+
+def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop) -> RunResult:
+    import openmm
+    import openmm.app as app
+    import openmm.unit as u
+
     spec_path = run_dir / "spec.json"
     if spec_path.exists():
         old = json.loads(spec_path.read_text())
@@ -189,6 +217,8 @@ def run_md(
             )
     frames_dir = run_dir / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in [*run_dir.glob(".*.tmp*"), *frames_dir.glob(".*.tmp*")]:  # a killed write's leftovers
+        tmp.unlink(missing_ok=True)
     if not spec_path.exists():
         write_json_atomic(spec_path, {**record, "hash": digest})
         write_json_atomic(run_dir / "system.json", _system_record(built))
@@ -205,7 +235,7 @@ def run_md(
     progress_path = run_dir / "progress.json"
     done = {"frames_done": 0, "chunks_done": 0, "checkpoint": None}
     if progress_path.exists():
-        done = json.loads(progress_path.read_text())
+        done = _read_progress(progress_path, settings.n_frames)
         with open(run_dir / done["checkpoint"], "rb") as fh:
             simulation.context.loadCheckpoint(fh.read())
     else:
@@ -216,10 +246,10 @@ def run_md(
         simulation.context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1)
     # anything written after the last commit (a kill between the writes) is dropped
     for stale in sorted([*frames_dir.glob("chunk_*.npz"), *frames_dir.glob("chunk_*.dcd")]):
-        if int(stale.stem.split("_")[1]) >= done["chunks_done"]:
+        if _CHUNK.fullmatch(stale.name) and int(stale.stem.split("_")[1]) >= done["chunks_done"]:
             stale.unlink()
     for stale in run_dir.glob("checkpoint_*.chk"):
-        if stale.name != done["checkpoint"]:
+        if _CHECKPOINT.fullmatch(stale.name) and stale.name != done["checkpoint"]:
             stale.unlink()
     resumed_from = done["frames_done"]
     n_frames = settings.n_frames
@@ -227,21 +257,37 @@ def run_md(
     start_wall = time.perf_counter()
     frames_this_call = 0
     ns_per_day = float("nan")
-    while done["frames_done"] < n_frames:
+    block = max(1, min(settings.steps_per_frame, _STEPS_PER_BLOCK))
+    while done["frames_done"] < n_frames and not stop.requested:
         first = done["frames_done"]
         count = min(settings.chunk_frames, n_frames - first)
         pos = np.empty((count, ions.size, 3), dtype=np.float32)
         full = []
+        boundary = None  # the state after the last whole frame, kept while Ctrl-C may cut a frame short
+        kept = 0
         for j in range(count):
             frame = first + j
             e_field = volts[frame] / box[2] * FARADAY_KJ_PER_MOL_PER_V  # kJ/mol/nm/e
             simulation.context.setParameter(built.field_parameter, e_field)
-            simulation.step(settings.steps_per_frame)
+            left = settings.steps_per_frame
+            while left and not stop.requested:  # in blocks, so Ctrl-C is answered within one block
+                simulation.step(min(block, left))
+                left -= min(block, left)
+            if left:  # cut short: back to the last whole frame
+                if boundary is not None:
+                    simulation.context.loadCheckpoint(boundary)
+                break
             state = simulation.context.getState(getPositions=True)
             xyz = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
             pos[j] = xyz[ions]
+            kept = j + 1
             if settings.dcd_every_frames and (frame + 1) % settings.dcd_every_frames == 0:
                 full.append((frame + 1, xyz.copy()))
+            if stop.armed and j + 1 < count:
+                boundary = simulation.context.createCheckpoint()
+        if kept == 0:
+            break
+        count, pos = kept, pos[:kept]
         times = (np.arange(first, first + count) + 1) * settings.frame_ps / 1000.0
         if full:
             _write_dcd_atomic(frames_dir / f"chunk_{done['chunks_done']:06d}.dcd", built.topology, box, full, settings)
@@ -273,7 +319,109 @@ def run_md(
             progress(done["frames_done"], n_frames, ns_per_day)
         if stop_after_frames is not None and frames_this_call >= stop_after_frames:
             break
-    return RunResult(run_dir, done["frames_done"], resumed_from, platform.getName(), ns_per_day)
+    interrupted = stop.requested and done["frames_done"] < n_frames
+    return RunResult(run_dir, done["frames_done"], resumed_from, platform.getName(), ns_per_day, interrupted)
+
+
+_STEPS_PER_BLOCK = 500  # Ctrl-C is answered within this many steps
+_CHUNK = re.compile(r"chunk_\d{6}\.(npz|dcd)")
+_CHECKPOINT = re.compile(r"checkpoint_\d{6}\.chk")
+
+
+def _read_progress(path: Path, n_frames: int) -> dict:
+    """progress.json, checked: its checkpoint must be this folder's own file for its chunk count
+    (a path from the file is never followed out of the run folder)."""
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} is not readable JSON ({exc}); the run folder was changed by hand") from None
+
+    def bad(field, rule):
+        return ValueError(f"{str(path)!r}: field {field!r} {rule}; got {done.get(field)!r} (the run folder was changed by hand)")
+
+    if not isinstance(done, dict):
+        raise ValueError(f"{str(path)!r} must hold an object; got {type(done).__name__}")
+    for field, high in (("frames_done", n_frames), ("chunks_done", None)):
+        value = done.get(field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (high is not None and value > high):
+            raise bad(field, f"must be an integer within [0, {high}]" if high is not None else "must be an integer >= 0")
+    expected = f"checkpoint_{done['chunks_done']:06d}.chk"
+    if done.get("checkpoint") != expected:
+        raise bad("checkpoint", f"must be this folder's {expected!r} (a plain file name, no path)")
+    if not (path.parent / expected).is_file():
+        raise bad("checkpoint", "must name a checkpoint file present in the run folder")
+    return done
+
+
+class _RunLock:
+    """An exclusive, advisory lock on a run folder (``.lock``, flock): a second `md run` into the
+    same folder is refused, naming who holds it; the lock goes with the process, even on a kill."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fh = None
+
+    def __enter__(self):
+        import fcntl
+        import socket
+
+        fh = open(self.path, "a+")  # held open (and locked) for the run
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise ValueError(
+                f"run_dir {str(self.path.parent)!r} is in use by {holder}; wait for it to finish (or stop it), "
+                "or run into another folder"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"`md run` pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        self.fh = fh
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        self.fh.seek(0)
+        self.fh.truncate()
+        fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+        self.fh.close()
+        return False
+
+
+class _StopOnInterrupt:
+    """While a run is in the main thread: the first Ctrl-C (SIGINT) asks the run to stop at the next
+    block of steps and commit the whole frames it has; a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.armed = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self.armed = True
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.armed:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _system_record(built) -> dict:
