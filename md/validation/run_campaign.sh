@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
 export OPENMM_CPU_THREADS=1 IONKINETICS_PLATFORM=CPU
+mkdir -p md/validation/logs
+exec 9> md/validation/logs/.campaign.lock  # one campaign at a time on this checkout
+if ! flock -n 9; then echo "another run_campaign.sh holds md/validation/logs/.campaign.lock; not starting" >&2; exit 1; fi
 queue=(md/validation/screen-midpoint/screen.toml md/validation/screen/screen.toml
        md/validation/screen-hbn/screen.toml md/validation/validation.toml)
 run() { python -c 'import sys; from ionkinetics.md._validate import _main; sys.exit(_main(sys.argv[1:]))' "$@"; }
