@@ -211,3 +211,87 @@ def test_plan_command_lists_every_task_and_the_cost():
     n_md = sum(t.kind == "md" for t in c.tasks)
     assert n_md == 4 * 3 * 5
     assert f"{len(c.tasks)} tasks ({n_md} MD runs, {len(c.tasks) - n_md} PMF windows)" in " ".join(result.output.split())
+
+
+# Issue 15, item 2: a one-worker campaign whose worker dies must recover or fail clearly, in
+# bounded time (it used to wait for ever with no worker, no progress and no error).
+
+
+def test_a_cluster_left_without_workers_fails_the_tasks_in_bounded_time(tmp_path):
+    from distributed import Client, LocalCluster
+
+    result = {}
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0", silence_logs=50) as cluster,
+        Client(cluster) as client,
+    ):
+        runner = threading.Thread(
+            target=lambda: result.update(
+                report=run_campaign(parse_campaign(TINY), out_dir=tmp_path, client=client, no_worker_timeout_s=2.0)
+            ),
+            daemon=True,
+        )
+        start = time.monotonic()
+        runner.start()
+        runner.join(timeout=60)
+        assert not runner.is_alive(), "run_campaign still waiting after 60 s with no worker"
+    assert time.monotonic() - start < 30
+    rows = result["report"].rows
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all(r["error"].startswith("NoWorker: the cluster had no worker for 2 s") for r in rows)
+    saved = json.loads((tmp_path / "campaign.json").read_text())
+    assert [t["status"] for t in saved["tasks"]] == ["failed", "failed"]
+    with pytest.raises(ValueError, match=r"no_worker_timeout_s must be a number > 0 \(seconds\); got 0"):
+        run_campaign(parse_campaign(TINY), out_dir=tmp_path, no_worker_timeout_s=0)
+
+
+def _worker_processes():
+    """This process's Dask worker processes (spawned by the LocalCluster's nannies)."""
+    from pathlib import Path
+
+    me, out = os.getpid(), []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                parent = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = Path(f"/proc/{p}/cmdline").read_text()
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == me and "spawn_main" in cmd:
+                out.append(int(p))
+    return out
+
+
+@pytest.mark.slow  # ~20 s: a one-worker LocalCluster, its worker killed and restarted
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_a_campaign_whose_own_workers_are_killed_recovers(undisturbed, tmp_path, n_workers):
+    """run_campaign's own LocalCluster (as `campaign run --workers N`): every worker process is
+    SIGKILLed once a task has committed a chunk; the nannies restart them, the tasks resume, and
+    the results equal the undisturbed campaign's."""
+    campaign = parse_campaign(TINY)
+    killed = []
+
+    def assassin():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            for t in campaign.tasks:
+                try:
+                    chunks = json.loads((tmp_path / "tasks" / t.task_id / "progress.json").read_text())["chunks_done"]
+                except (OSError, ValueError, KeyError):
+                    continue
+                if 1 <= chunks < 4:
+                    for pid in _worker_processes():
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                    return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=assassin, daemon=True)
+    watcher.start()
+    report = run_campaign(campaign, out_dir=tmp_path, n_workers=n_workers, no_worker_timeout_s=120)
+    watcher.join(timeout=5)
+    assert killed, "no worker was caught mid-task"
+    assert [r["status"] for r in report.rows] == ["done", "done"]
+    got, want = _results(tmp_path), _results(undisturbed)
+    for tid in want:
+        assert got[tid]["result"]["frames_sha256"] == want[tid]["result"]["frames_sha256"]

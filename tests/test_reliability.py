@@ -114,3 +114,20 @@ def test_a_truncated_chunk_is_named(tmp_path):
     (frames / "chunk_000001.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"frames file '.*chunk_000001\.npz' is damaged or truncated \(BadZipFile"):
         load_frames(tmp_path)
+
+
+def test_campaign_collect_with_no_results_is_an_error(monkeypatch, capsys, tmp_path):
+    """It used to exit 0 having collected nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text(
+        'schema = "ionkinetics.campaign/1"\nname = "tiny"\n'
+        "[membrane]\nspacing_nm = 1.6\ncells = [2, 1]\nbox_z_nm = 4.0\n"
+        '[run]\ntimestep_fs = 2.0\nframe_ps = 0.004\nchunk_frames = 3\nplatform = "Reference"\n'
+        '[[system]]\nid = "B3N:KCl@1.0+RbCl@0.5"\nblockers = ["Rb+"]\n'
+        '[sweep]\nbiases_v = [0.5]\nseeds = [1]\nlengths_ns = [4.8e-5]\nprotocol = "dc"\n'
+    )
+    code, out = _main(monkeypatch, capsys, "campaign", "collect", "c.toml", "-o", "camp")
+    assert code == 2, out
+    assert out.startswith("error: campaign tiny: nothing to collect in 'camp' (1 of 1 tasks have no result)")
+    assert out.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]  # nothing written

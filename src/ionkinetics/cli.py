@@ -433,6 +433,9 @@ def campaign_run(
     workers: int = typer.Option(None, help="LocalCluster worker processes (default: one per core, or one per GPU)."),
     gpus: int = typer.Option(0, help="GPUs on this machine: worker i uses GPU i mod gpus."),
     retries: int = typer.Option(2, help="Retries of a task that raises, before it is reported as failed."),
+    no_worker_timeout: float = typer.Option(
+        600.0, help="Seconds the cluster may have no worker (all died, none replaced) before unfinished tasks fail."
+    ),
 ):
     """Run every unfinished task on Dask; finished tasks are skipped, interrupted ones resume."""
     from .campaign import load_campaign, run_campaign
@@ -444,7 +447,16 @@ def campaign_run(
         def report(row):
             progress.update(bar, advance=1, description=f"{c.name}: {row['task_id']} {row['status']}")
 
-        result = run_campaign(c, out_dir=out, scheduler=scheduler, n_workers=workers, gpus=gpus, retries=retries, progress=report)
+        result = run_campaign(
+            c,
+            out_dir=out,
+            scheduler=scheduler,
+            n_workers=workers,
+            gpus=gpus,
+            retries=retries,
+            progress=report,
+            no_worker_timeout_s=no_worker_timeout,
+        )
         progress.update(bar, completed=len(c.tasks))
     table = Table("task id", "status", "ns", "ns/day", "platform", "worker", title=f"campaign {c.name}")
     for r in result.rows:

@@ -478,6 +478,10 @@ class CampaignReport:
         return ns / self.wall_s * 86400.0 if self.wall_s > 0 else float("nan")
 
 
+NO_WORKER_TIMEOUT_S = 600.0  # a cluster with no worker this long is not coming back by itself
+_WORKER_POLL_S = 1.0
+
+
 def _local_cluster(n_workers: int, gpus: int):
     from distributed import LocalCluster
 
@@ -498,12 +502,15 @@ def run_campaign(
     gpus: int = 0,
     retries: int = DEFAULT_RETRIES,
     progress: Callable[[dict], None] | None = None,
+    no_worker_timeout_s: float = NO_WORKER_TIMEOUT_S,
 ) -> CampaignReport:
     """Run every task of ``campaign`` that has no result yet; returns a :class:`CampaignReport`
     and writes it to ``out_dir/campaign.json``. ``client`` (a ``distributed.Client``) or
     ``scheduler`` (an address) uses an existing cluster; otherwise a ``LocalCluster`` of
     ``n_workers`` processes (default: one per core, or one per GPU) runs and is closed after.
-    ``progress(row)`` is called as each task ends."""
+    ``progress(row)`` is called as each task ends. A worker that dies is replaced (the LocalCluster's
+    nanny restarts it) and its task resumes from its checkpoint; a cluster left with no worker for
+    ``no_worker_timeout_s`` reports the unfinished tasks failed instead of waiting for ever."""
     from distributed import Client, as_completed
 
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -514,6 +521,8 @@ def run_campaign(
         raise ValueError(f"n_workers must be an integer >= 1; got {n_workers!r}")
     if client is not None and scheduler is not None:
         raise ValueError("give client or scheduler, not both")
+    if isinstance(no_worker_timeout_s, bool) or not isinstance(no_worker_timeout_s, (int, float)) or not no_worker_timeout_s > 0:
+        raise ValueError(f"no_worker_timeout_s must be a number > 0 (seconds); got {no_worker_timeout_s!r}")
     out = Path(out_dir) if out_dir is not None else campaign.default_out()
     (out / "results").mkdir(parents=True, exist_ok=True)
     rows = {}
@@ -547,21 +556,60 @@ def run_campaign(
                 ): t
                 for t in pending
             }
-            for future in as_completed(futures):
-                t = futures[future]
-                row = {"task_id": t.task_id, "kind": t.kind, "simulated_ns": t.simulated_ns}
-                try:
-                    record = future.result()
-                    row.update(
-                        status="done", **{k: record["execution"].get(k) for k in ("platform", "ns_per_day", "worker", "wall_s")}
-                    )
-                    if t.kind == "md":
-                        row["resumed_from_frame"] = record["execution"].get("resumed_from_frame")
-                except Exception as exc:  # the task's own error after its retries, or KilledWorker
-                    row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+
+            def finish(t, row):
                 rows[t.task_id] = row
                 if progress is not None:
                     progress(row)
+
+            ac = as_completed(futures)
+            alone_since, checked = None, 0.0  # since when the cluster has had no worker
+            while not ac.is_empty():
+                batch = ac.next_batch(block=False)
+                for future in batch:
+                    t = futures[future]
+                    row = {"task_id": t.task_id, "kind": t.kind, "simulated_ns": t.simulated_ns}
+                    try:
+                        record = future.result()
+                        row.update(
+                            status="done",
+                            **{k: record["execution"].get(k) for k in ("platform", "ns_per_day", "worker", "wall_s")},
+                        )
+                        if t.kind == "md":
+                            row["resumed_from_frame"] = record["execution"].get("resumed_from_frame")
+                    except Exception as exc:  # the task's own error after its retries, or KilledWorker
+                        row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+                    finish(t, row)
+                if batch:
+                    continue
+                now = time.monotonic()
+                if now - checked >= _WORKER_POLL_S:
+                    checked = now
+                    if client.scheduler_info().get("workers"):
+                        alone_since = None
+                    elif alone_since is None:
+                        alone_since = now
+                    elif now - alone_since > no_worker_timeout_s:  # a dead worker nobody replaced: fail, don't hang
+                        left = [f for f in futures if not f.done()]
+                        for f in left:
+                            t = futures[f]
+                            error = (
+                                f"NoWorker: the cluster had no worker for {no_worker_timeout_s:g} s (its workers died and "
+                                "none replaced them); work committed so far is kept: run the campaign again to resume"
+                            )
+                            finish(
+                                t,
+                                {
+                                    "task_id": t.task_id,
+                                    "kind": t.kind,
+                                    "simulated_ns": t.simulated_ns,
+                                    "status": "failed",
+                                    "error": error,
+                                },
+                            )
+                        client.cancel(left)
+                        break
+                time.sleep(0.05)
     finally:
         if own is not None:
             cluster = getattr(own, "cluster", None)
@@ -604,6 +652,11 @@ def collect_campaign(
     cal_dir = Path(calibration_dir) if calibration_dir is not None else out / "calibration"
     done = {t.task_id: _result_path(out, t.task_id) for t in campaign.tasks if _result_path(out, t.task_id).exists()}
     missing = [t.task_id for t in campaign.tasks if t.task_id not in done]
+    if not done:  # nothing to collect is an error, not an empty success (and nothing is written)
+        raise ValueError(
+            f"campaign {campaign.name}: nothing to collect in {str(out)!r} ({len(missing)} of {len(campaign.tasks)} tasks "
+            "have no result); run the campaign first (`ionkinetics campaign run SPEC`)"
+        )
     summary = {"missing": missing, "calibrations": [], "failed": [], "comparison": [], "pmfs": []}
     md_tasks = [t for t in campaign.tasks if t.kind == "md" and t.task_id in done]
     by_system: dict[str, list[Task]] = {}
