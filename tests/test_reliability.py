@@ -131,3 +131,12 @@ def test_campaign_collect_with_no_results_is_an_error(monkeypatch, capsys, tmp_p
     assert out.startswith("error: campaign tiny: nothing to collect in 'camp' (1 of 1 tasks have no result)")
     assert out.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]  # nothing written
+
+
+def test_conductance_refuses_a_nan_voltage():
+    import ionkinetics as ik
+
+    cal = ik.load_calibration("B3N:KCl@1.0")
+    with pytest.raises(ValueError, match=r"v must be finite voltages \(volts\); got \[nan\]"):
+        ik.conductance(cal, [0.1, float("nan")])  # it returned NaN
+    assert np.isfinite(ik.conductance(cal, [0.1, 0.2])).all()

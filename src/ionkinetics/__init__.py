@@ -56,6 +56,9 @@ def conductance(cal, v):
     cal = _resolve(cal)
     params = cal if isinstance(cal, kinetics.KineticParams) else cal.params
     v_arr = jnp.asarray(v, dtype=float)
+    bad = ~np.isfinite(np.asarray(v_arr))
+    if bad.any():  # a NaN in would be a NaN out, silently
+        raise ValueError(f"v must be finite voltages (volts); got {np.asarray(v_arr)[bad][:3].tolist()} in {v!r}")
     out = jax.vmap(lambda x: conductance_ps(params, x))(v_arr.reshape(-1)).reshape(v_arr.shape)
     return np.asarray(out)
 
