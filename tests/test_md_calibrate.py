@@ -73,7 +73,7 @@ def direct(synthetic_runs):
     return calibrate_from_runs([r for r, _, _ in synthetic_runs], n_bootstrap=50, command="test")
 
 
-def test_direct_estimate_recovers_the_generating_rates(direct):
+def test_direct_estimate_recovers_the_generating_rates(direct, synthetic_runs):
     sigma = direct.uncertainty["parameters"]
     checks = {
         "K+.trap.k0_per_ns_per_molar": TRUTH["trap_k0"],
@@ -88,6 +88,9 @@ def test_direct_estimate_recovers_the_generating_rates(direct):
         assert se > 0 and abs(got - true) < NSIGMA_PARAMS * se, (name, got, true, se)
     # the escape law is identified from 3 biases and its delta is well away from the bounds
     assert direct.fit["md_direct"]["details"]["escape"]["delta_at_bound"] == []
+    # the calibration states the |V| its runs cover (simulating beyond it warns)
+    volts = np.abs(np.concatenate([v for _, v, _ in synthetic_runs]))
+    assert direct.data_range_v == (float(volts.min()), float(volts.max()))
 
 
 def test_direct_calibration_reproduces_the_synthetic_w_trace(direct, synthetic_runs, tmp_path):

@@ -634,6 +634,7 @@ def calibrate_from_runs(
         raw["fit"]["md_direct"] = direct
         raw["fit"]["method"] = "optax L-BFGS on MD w(t) and G(V) targets, started from the direct estimate"
         raw["provenance"] = {**provenance, "targets": raw["provenance"]["targets"]}
+        raw["data_range_v"] = _bias_range_v(runs)
         return Calibration.from_dict(raw)
     raw = _raw(plan, values)
     raw["uncertainty"] = {
@@ -647,4 +648,11 @@ def calibrate_from_runs(
     }
     raw["fit"] = {"method": direct["method"], "md_direct": direct}
     raw["provenance"] = provenance
+    raw["data_range_v"] = _bias_range_v(runs)
     return Calibration.from_dict(raw)
+
+
+def _bias_range_v(runs) -> list[float]:
+    """Lowest and highest |V| of the runs' constant-bias segments: the range the MD data cover."""
+    volts = [abs(float(seg["v"])) for r in runs for seg in r.segments]
+    return [min(volts), max(volts)]
