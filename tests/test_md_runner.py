@@ -277,3 +277,27 @@ def test_on_the_cpu_platform_a_resumed_run_continues_within_round_off(tmp_path):
     assert np.array_equal(a["positions_nm"][:10], s["positions_nm"][:10])
     assert np.abs(a["positions_nm"][10] - s["positions_nm"][10]).max() < 1e-4  # nm: round-off, not a new trajectory
     assert np.array_equal(a["t_ns"], s["t_ns"])  # no frame lost or repeated
+
+
+class _InterruptingAtStart(_Interrupting):
+    """Ctrl-C as the starting positions are handed to OpenMM, just before the energy minimisation."""
+
+    def __getattr__(self, name):
+        if name == "positions_nm":
+            import os
+            import signal
+
+            self._frames += 1
+            if self._frames == 2:  # 1: system.json's atom count; 2: setPositions
+                os.kill(os.getpid(), signal.SIGINT)
+        return getattr(self._toy, name)
+
+
+def test_ctrl_c_during_minimisation_stops_before_any_frame_and_a_rerun_starts_clean(tmp_path):
+    proto = protocols.dc(0.2, 0.03)
+    cut = run_md(_InterruptingAtStart(_toy(), at=-1), proto, SETTINGS, tmp_path / "cut")
+    assert cut.interrupted and cut.frames_done == 0
+    assert not (tmp_path / "cut" / "progress.json").exists()
+    run_md(_toy(), proto, SETTINGS, tmp_path / "cut")
+    run_md(_toy(), proto, SETTINGS, tmp_path / "whole")
+    assert np.array_equal(load_frames(tmp_path / "cut")["positions_nm"], load_frames(tmp_path / "whole")["positions_nm"])

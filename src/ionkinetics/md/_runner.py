@@ -241,8 +241,10 @@ def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_
     else:
         simulation.context.setPeriodicBoxVectors(*(np.diag(box) * u.nanometer))
         simulation.context.setPositions(np.asarray(built.positions_nm) * u.nanometer)
-        if settings.minimize:
-            simulation.minimizeEnergy()
+        if settings.minimize:  # Ctrl-C also stops the minimiser (nothing is committed before the first chunk)
+            simulation.minimizeEnergy(reporter=_minimization_watch(stop) if stop.armed else None)
+            if stop.requested:
+                return RunResult(run_dir, 0, 0, platform.getName(), float("nan"), True)
         simulation.context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1)
     # anything written after the last commit (a kill between the writes) is dropped
     for stale in sorted([*frames_dir.glob("chunk_*.npz"), *frames_dir.glob("chunk_*.dcd")]):
@@ -391,6 +393,17 @@ class _RunLock:
         fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
         self.fh.close()
         return False
+
+
+def _minimization_watch(stop):
+    """An OpenMM minimisation reporter that ends the minimiser when Ctrl-C was pressed."""
+    import openmm
+
+    class Watch(openmm.MinimizationReporter):
+        def report(self, iteration, x, grad, *args):
+            return stop.requested
+
+    return Watch()
 
 
 class _StopOnInterrupt:
