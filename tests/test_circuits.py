@@ -336,3 +336,16 @@ def test_newton_failure_is_retried_at_half_the_step_before_giving_up(monkeypatch
             C.transient(cc, values=big)
     finally:
         C._solver._run_jit.clear_cache()
+
+
+@pytest.mark.slow  # a stochastic membrane circuit compiles for ~15 s on one core
+def test_stiff_capacitor_with_stochastic_pores_does_not_ring():
+    """Drawn pores change the conductance at every step: with a stiff capacitor the solver takes
+    backward-Euler steps throughout, so the capacitor's current stays the small C·dV/dt of the
+    drifting node instead of alternating at the size of the resistor's."""
+    load = C.parallel(C.Membrane("M1", RB, n_pores=100, stochastic=True), C.Capacitor("Cs", 1e-21))
+    g = C.circuit(C.series(C.Resistor("Racc", 1e8), load), C.VoltageSource("V1", P.step(0.5, 1.0, 8.0, duration_ns=10.0)))
+    tr = C.transient(C.compile_circuit(g, 10.0, 0.05), key=jax.random.key(3))
+    i_r, i_c = tr.i("Racc"), tr.i("Cs")
+    assert i_r.max() > 1000
+    assert np.abs(i_c[25:160]).max() < 0.01 * i_r.max()  # from 0.2 ns after the jump to 8 ns
