@@ -399,3 +399,18 @@ def test_a_batch_of_different_amplitudes_uses_per_device_level_tables_and_matche
         assert_allclose(batch.e_aj[i], one.e_aj, rtol=1e-13, atol=1e-16)
     many = np.tile(np.linspace(-0.5, 0.5, 300), (2, 1))  # more levels than steps allow: per-step path
     assert _level_tables(many)[1] is None
+
+
+def test_capped_squarings_give_the_same_propagator_at_any_voltage():
+    """The circuit solver caps the expm's squaring loop at ``max_squarings_for``: the cap bounds
+    ‖Q·dt‖₁ at every voltage (rates saturate at their ceilings), so the result is bit-identical."""
+    for dt_ns in (0.01, 0.05, 1.0):
+        cap = ik.kinetics.max_squarings_for(FOUR_STATE.params, dt_ns)
+        assert cap < 40
+        for v in (-3.0, -0.5, 0.0, 0.2, 0.5, 3.0):
+            q = np.asarray(generator(FOUR_STATE.params, v)) * dt_ns
+            assert np.abs(q).sum(axis=0).max() <= 0.95 * 2.0**cap  # the bound the cap is built on
+            assert np.array_equal(
+                np.asarray(transition_matrix(FOUR_STATE.params, v, dt_ns, max_squarings=cap)),
+                np.asarray(transition_matrix(FOUR_STATE.params, v, dt_ns)),
+            )

@@ -49,7 +49,7 @@ import networkx as nx
 import numpy as np
 from jax import lax
 
-from ..kinetics import membrane_current_pa, multinomial_counts, steady_state, transition_matrix
+from ..kinetics import max_squarings_for, membrane_current_pa, multinomial_counts, steady_state, transition_matrix
 from . import _graph as G
 
 __all__ = ["CircuitTrace", "Compiled", "Topology", "compile_circuit", "solve", "transient"]
@@ -77,6 +77,7 @@ class Topology:
     state_names: tuple
     dt_ns: float
     n_steps: int
+    max_squarings: int = 40  # of the K > 2 membranes' expm: set from the values by ``transient``
 
     def idx(self, kind):
         a, b = self.terminals[KINDS.index(kind)]
@@ -198,10 +199,10 @@ def _membrane_current(params, n_pores, v, p):
     return n_pores * membrane_current_pa(params, v, p)
 
 
-def _mean_field_update(params, p_start, v_start, v_end, dt, theta=0.5):
+def _mean_field_update(params, p_start, v_start, v_end, dt, theta=0.5, max_squarings=None):
     """Exact propagator at ``(1−θ)·V_start + θ·V_end``: the midpoint (θ = ½) in a trapezoidal
     step, the end point (θ = 1) in a backward-Euler step."""
-    return p_start @ transition_matrix(params, (1.0 - theta) * v_start + theta * v_end, dt)
+    return p_start @ transition_matrix(params, (1.0 - theta) * v_start + theta * v_end, dt, max_squarings=max_squarings)
 
 
 def _split(cc: Compiled, z):
@@ -244,7 +245,9 @@ def _residual(cc: Compiled, vals, mode, z, ctx):
         if mode == "dc":
             mem_p.append(steady_state(pr, vm[j]))
         elif mode == "step" and not cc.stochastic[j]:
-            mem_p.append(_mean_field_update(pr, ctx["mem_p"][j], ctx["v_mem"][j], vm[j], cc.dt_ns, ctx["theta"]))
+            mem_p.append(
+                _mean_field_update(pr, ctx["mem_p"][j], ctx["v_mem"][j], vm[j], cc.dt_ns, ctx["theta"], cc.max_squarings)
+            )
         else:
             mem_p.append(ctx["mem_p"][j])
     _, amps = _branches(cc, vals, z, mem_p, src_i)
@@ -441,7 +444,7 @@ def _run(cc: Topology, vals, key, save_every: int):
         for j in range(n_mem):
             if cc.stochastic[j]:  # exact multinomial moves at the extrapolated mid-step voltage
                 v_mid = jnp.where(jump, ctx["v_mem"][j], 1.5 * ctx["v_mem"][j] - 0.5 * vm_prev[j])
-                prop = transition_matrix(vals["mem"][j], v_mid, cc.dt_ns)
+                prop = transition_matrix(vals["mem"][j], v_mid, cc.dt_ns, max_squarings=cc.max_squarings)
                 counts = jnp.round(mem_p[j] * cc.n_pores[j])
                 step_key = jax.random.fold_in(jax.random.fold_in(key_run, k), j)
                 held.append(multinomial_counts(step_key, counts, prop) / cc.n_pores[j])
@@ -559,6 +562,9 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
     finest dt, unless ``throw=False``."""
     cc = compiled.topology
     vals = compiled.values if values is None else values
+    if vals["mem"]:  # the expm of K > 2 membranes squares no more often than any voltage can need
+        bound = max(max_squarings_for(pr, cc.dt_ns) for pr in vals["mem"])
+        cc = dataclasses.replace(cc, max_squarings=bound)
     if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1 or cc.n_steps % save_every:
         raise ValueError(f"save_every must be a positive integer dividing the {cc.n_steps} steps; got {save_every!r}")
     if any(cc.stochastic) and key is None:

@@ -18,6 +18,7 @@ from ._rates import bell_terms_per_ns as bell_terms_per_ns
 from ._rates import conductance_ps as conductance_ps
 from ._rates import gating_current_vector_pa as gating_current_vector_pa
 from ._rates import generator as generator
+from ._rates import max_squarings_for as max_squarings_for
 from ._rates import mean_relaxation_time_ns as mean_relaxation_time_ns
 from ._rates import membrane_current_pa as membrane_current_pa
 from ._rates import open_conductance_ps as open_conductance_ps

@@ -6,8 +6,11 @@ with ``jax.vmap``. Row-vector convention: ``dp/dt = p·Q``, rows of Q sum to zer
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._params import BellRate, KineticParams, OpenConductance
 
@@ -18,6 +21,7 @@ __all__ = [
     "conductance_ps",
     "gating_current_vector_pa",
     "generator",
+    "max_squarings_for",
     "mean_relaxation_time_ns",
     "membrane_current_pa",
     "open_conductance_ps",
@@ -168,12 +172,26 @@ def _rows_sum_to(m, total):
     return off + jnp.diag(total - off.sum(axis=1))
 
 
-def transition_matrix(params: KineticParams, v, dt_ns) -> jax.Array:
+def transition_matrix(params: KineticParams, v, dt_ns, *, max_squarings: int | None = None) -> jax.Array:
     """``P = expm(Q·dt)`` alone (rows sum to 1): what the stochastic model and the circuit
-    solver need, at a third of the cost of :func:`propagators` for K > 2 (no Van Loan block)."""
+    solver need, at a third of the cost of :func:`propagators` for K > 2 (no Van Loan block).
+    ``max_squarings`` (static) caps the scaling-and-squaring loop; :func:`max_squarings_for` gives a
+    cap that every voltage respects, so the result is the same as with the default cap of 40."""
     if params.n_states <= 2:
         return propagators(params, v, dt_ns)[0]
-    return _rows_sum_to(_expm_small(generator(params, v) * dt_ns), 1.0)
+    cap = _MAX_SQUARINGS if max_squarings is None else int(max_squarings)
+    return _rows_sum_to(_expm_small(generator(params, v) * dt_ns, cap), 1.0)
+
+
+def max_squarings_for(params: KineticParams, dt_ns: float) -> int:
+    """Squarings :func:`transition_matrix` can need at any voltage (host-side, from concrete
+    parameters, any batch shape): every rate saturates below its ceiling, so ‖Q·dt‖₁ ≤
+    (Σ trapping ceilings × molarity + Σ escape ceilings)·dt, and the Padé [7/7] step needs
+    ``ceil(log2(that / θ₇))`` halvings at most."""
+    caps = np.sum(np.asarray(params.trap.k_max_per_ns) * np.asarray(params.molar), axis=-1)
+    caps = caps + np.sum(np.asarray(params.escape.k_max_per_ns), axis=-1)
+    norm = float(np.max(caps)) * float(dt_ns)
+    return int(min(_MAX_SQUARINGS, max(0, math.ceil(math.log2(max(norm, 1e-300) / _THETA7)))))
 
 
 # Padé [7/7] coefficients and the 1-norm up to which it is exact to double precision (Higham 2005)
@@ -182,7 +200,7 @@ _THETA7 = 0.95
 _MAX_SQUARINGS = 40  # norms up to 0.95·2⁴⁰: far beyond any rate × step here
 
 
-def _expm_small(a):
+def _expm_small(a, max_squarings: int = _MAX_SQUARINGS):
     """expm of a small matrix by scaling and squaring with one Padé [7/7] approximant.
 
     One fixed-size branch-free program (a static-length ``fori_loop`` squares only while
@@ -200,7 +218,7 @@ def _expm_small(a):
     u = a @ (b[7] * a6 + b[5] * a4 + b[3] * a2 + b[1] * eye)
     w = b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * eye
     r = jnp.linalg.solve(w - u, w + u)
-    return jax.lax.fori_loop(0, _MAX_SQUARINGS, lambda i, m: jnp.where(i < s, m @ m, m), r)
+    return jax.lax.fori_loop(0, max_squarings, lambda i, m: jnp.where(i < s, m @ m, m), r)
 
 
 def step_occupancy(params: KineticParams, p0, v, t_ns) -> jax.Array:
