@@ -140,3 +140,28 @@ def test_conductance_refuses_a_nan_voltage():
     with pytest.raises(ValueError, match=r"v must be finite voltages \(volts\); got \[nan\]"):
         ik.conductance(cal, [0.1, float("nan")])  # it returned NaN
     assert np.isfinite(ik.conductance(cal, [0.1, 0.2])).all()
+
+
+def test_a_sweep_through_zero_volts_is_refused_before_anything_is_written(tmp_path):
+    """G = I/V at 0 V is inf: the sweep used to report 'G largest at 0 V (inf pS)'."""
+    from ionkinetics import circuits as C
+
+    raw = {
+        "schema": "ionkinetics.circuit/1",
+        "name": "t",
+        "duration_ns": 1.0,
+        "dt_ns": 0.1,
+        "element": [
+            {
+                "name": "V1",
+                "kind": "voltage_source",
+                "nodes": ["in", "0"],
+                "protocol": {"kind": "dc", "v": 0.1, "duration_ns": 1.0},
+            },
+            {"name": "R1", "kind": "resistor", "nodes": ["in", "0"], "r_ohm": 1e9},
+        ],
+        "experiment": {"kind": "sweep", "voltages_v": [0.0, 0.1], "probes": ["R1"]},
+    }
+    with pytest.raises(ValueError, match=r"experiment\.voltages_v must be finite and non-zero \(G = I/V\); got \[0\.0, 0\.1\]"):
+        C.run_experiment(C.parse_circuit(raw), tmp_path / "out")
+    assert not list(tmp_path.iterdir())

@@ -473,6 +473,9 @@ def _retention(cf, cc, exp, out):
 def _sweep(cf, cc, exp, out):
     src = _source(cf)
     volts = [float(v) for v in exp.get("voltages_v", np.linspace(0.05, 0.6, 12).tolist())]
+    if not volts or not all(np.isfinite(v) and v != 0.0 for v in volts):
+        # the sweep reports G = I/V: at 0 V that is inf or nan, and its "largest G" finding would be wrong
+        raise CircuitFileError(f"{cf.name}: experiment.voltages_v must be finite and non-zero (G = I/V); got {volts}")
     probes = list(exp.get("probes", [el.name for _, _, el in G.elements(cf.graph) if isinstance(el, G.Membrane)]))
     j_src = cc.topology.names_of("V").index(src.name)
     rows = []
