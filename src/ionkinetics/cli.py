@@ -21,18 +21,14 @@ console = Console(markup=False, highlight=False)
 
 
 def _x64():
-    """64-bit JAX, and a persistent compilation cache (``$IONKINETICS_JAX_CACHE``, default
-    ``~/.cache/ionkinetics/jax``; set it to an empty string to disable): compiling is most of a
-    short run's time, so a second ``demo`` or ``circuit run`` starts warm."""
-    import os
-
+    """64-bit JAX and the persistent compilation cache (both set when ``ionkinetics`` is imported:
+    ``ionkinetics._precision``); kept as the CLI's explicit statement of what it runs with."""
     import jax
 
+    from ._precision import enable_compilation_cache
+
     jax.config.update("jax_enable_x64", True)
-    cache = os.environ.get("IONKINETICS_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "ionkinetics", "jax"))
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    enable_compilation_cache()
 
 
 def _progress() -> Progress:
