@@ -165,3 +165,12 @@ def test_a_sweep_through_zero_volts_is_refused_before_anything_is_written(tmp_pa
     with pytest.raises(ValueError, match=r"experiment\.voltages_v must be finite and non-zero \(G = I/V\); got \[0\.0, 0\.1\]"):
         C.run_experiment(C.parse_circuit(raw), tmp_path / "out")
     assert not list(tmp_path.iterdir())
+
+
+def test_help_texts_keep_their_brackets():
+    """Typer's Rich markup took "[experiment]" in `circuit run --help` for a tag and dropped it."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli.app, ["circuit", "run", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "A file without an [experiment] table runs as a plain transient" in " ".join(result.output.split())

@@ -14,7 +14,14 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Voltage-gated ion transport through Å-scale pores.")
+# rich_markup_mode=None: help and usage errors as plain text, so "[experiment]" or "[run]" in a help
+# text is printed, not taken for markup
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Voltage-gated ion transport through Å-scale pores.",
+)
 # markup off: messages carry user text and values ("[bias]", "[/red]") that must print as they are;
 # styles are given explicitly (style=..., Text.assemble)
 console = Console(markup=False, highlight=False)
@@ -182,7 +189,9 @@ def _circuit_line(c: dict) -> str:
     return c.get("finding", c["experiment"])
 
 
-circuit_app = typer.Typer(no_args_is_help=True, help="Circuits of ionic membranes: run experiments, export SPICE.")
+circuit_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Circuits of ionic membranes: run experiments, export SPICE."
+)
 app.add_typer(circuit_app, name="circuit")
 
 
@@ -222,7 +231,9 @@ def design(
     console.print(f"wrote design.json, role_map.png to {out.resolve()}")
 
 
-md_app = typer.Typer(no_args_is_help=True, help="Molecular dynamics (OpenMM): build, run and analyse membranes under bias.")
+md_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Molecular dynamics (OpenMM): build, run and analyse membranes under bias."
+)
 app.add_typer(md_app, name="md")
 
 
@@ -391,7 +402,9 @@ def md_analyze(
     console.print(f"wrote {(run_dir / 'analysis.json').resolve()}")
 
 
-campaign_app = typer.Typer(no_args_is_help=True, help="MD campaigns on Dask: plan, run (resumable), collect into calibrations.")
+campaign_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="MD campaigns on Dask: plan, run (resumable), collect into calibrations."
+)
 app.add_typer(campaign_app, name="campaign")
 
 
