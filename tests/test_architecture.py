@@ -1,6 +1,6 @@
 """Imports go one way, and packages talk through each other's public names only.
 
-Layers, bottom to top: the shared base (``species``, ``_io``, ``_precision``, ``_version``) →
+Layers, bottom to top: the shared base (``species``, ``constants``, ``_io``, ``_precision``, ``_version``) →
 ``kinetics`` → ``md`` → ``calibrate`` → ``circuits`` → ``campaign`` → the package root →
 ``_demo`` → ``cli``. A module may import its own package freely and any lower layer's public names;
 never a higher layer (not even inside a function), and never another package's private module or
@@ -15,6 +15,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "ionkinetics"
 LAYERS = {
     "species": 0,
+    "constants": 0,
     "_io": 0,
     "_precision": 0,
     "_version": 0,

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from .. import species
 from .._io import write_json_atomic
+from ..constants import AVOGADRO_PER_NM3_PER_MOLAR
 from ..kinetics import BellRate, KineticParams, OpenConductance, thermal_voltage_v
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
 
 SCHEMA = "ionkinetics.calibration/1"
 SITES = ("center", "entrance")
-AVOGADRO_PER_NM3_PER_MOLAR = 0.602214076  # 1 mol/L = 6.022e23 / 1e24 nm³
 CAPTURE_RADIUS_NM = 0.3  # of order the pore radius; sets the diffusion-limited ceilings
 
 TRAP_KEYS = ("k_plus_per_ns_per_molar", "delta_plus", "k_minus_per_ns_per_molar", "delta_minus", "k_max_per_ns_per_molar")

@@ -52,6 +52,7 @@ import numpy as np
 from scipy import optimize
 
 from .. import species
+from ..constants import BOLTZMANN_J_PER_K, PLANCK_J_S
 from ..kinetics import thermal_voltage_v
 from ._calibration import escape_ceiling_per_ns
 
@@ -71,8 +72,6 @@ __all__ = [
 ]
 
 MODELS = ("two_polarity", "center", "with_field", "against_field")
-PLANCK_J_S = 6.62607015e-34
-BOLTZMANN_J_PER_K = 1.380649e-23
 _EXP_CLIP = 80.0
 
 

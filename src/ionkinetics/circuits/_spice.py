@@ -75,6 +75,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from ..constants import ELEMENTARY_CHARGE_C
 from ..kinetics import HOLD_CORNER_V, steady_state
 from . import _graph as G
 
@@ -95,7 +96,7 @@ DEFAULT_OPTIONS = {
 }
 
 
-_E_C = 1.602176634e-19  # elementary charge, C: one gating event per second per pore is e amperes
+_E_C = ELEMENTARY_CHARGE_C  # one gating event per second per pore is e amperes
 
 
 def _num(x) -> str:

@@ -14,8 +14,7 @@ import numpy as np
 
 __all__ = ["V_THERMAL_298_V", "BellRate", "KineticParams", "OpenConductance", "thermal_voltage_v"]
 
-BOLTZMANN_J_PER_K = 1.380649e-23
-ELEMENTARY_CHARGE_C = 1.602176634e-19
+from ..constants import BOLTZMANN_J_PER_K, ELEMENTARY_CHARGE_C
 
 
 def thermal_voltage_v(temperature_k: float) -> float:

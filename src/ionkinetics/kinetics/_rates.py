@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..constants import PA_PER_E_PER_NS
 from ._params import BellRate, KineticParams, OpenConductance
 
 __all__ = [
@@ -94,10 +95,6 @@ def open_conductance_ps(open_: OpenConductance, v) -> jax.Array:
     u = jnp.sqrt(v * v + open_.v_smooth_v**2) - open_.v_smooth_v
     u = u - HOLD_CORNER_V * jax.nn.softplus((u - open_.v_max_v) / HOLD_CORNER_V)
     return open_.c_ps * jnp.exp(jnp.clip(open_.alpha_per_v * u, -_EXP_CLIP, _EXP_CLIP))
-
-
-# e · 1/ns = 1.602176634e-19 C / 1e-9 s = 160.2 pA: one elementary charge crossing per ns
-PA_PER_E_PER_NS = 1.602176634e-19 / 1e-9 / 1e-12
 
 
 def gating_current_vector_pa(params: KineticParams, v) -> jax.Array:

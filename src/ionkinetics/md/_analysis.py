@@ -71,6 +71,7 @@ import numpy as np
 
 from .. import species as _species
 from .._io import write_json_atomic
+from ..constants import ELEMENTARY_CHARGE_C
 
 __all__ = [
     "DEFAULT_BLOCK_NS",
@@ -98,7 +99,6 @@ __all__ = [
 ]
 
 SCHEMA = "ionkinetics.md-analysis/1"
-ELEMENTARY_CHARGE_C = 1.602176634e-19
 PA_PER_E_PER_NS = ELEMENTARY_CHARGE_C / 1e-9 * 1e12  # one elementary charge per ns, in pA
 DEFAULT_HYSTERESIS_NM = 0.5
 DEFAULT_BLOCK_NS = 1.0

@@ -39,6 +39,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .. import species as _species
+from ..constants import AVOGADRO_PER_MOL
 from ._membranes import Membrane
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "residue_template",
 ]
 
-AVOGADRO_PER_MOL = 6.02214076e23
 LITRE_PER_NM3 = 1e-24
 WATER_NUMBER_DENSITY_PER_NM3 = 0.997 / 18.015 * AVOGADRO_PER_MOL * 1e-21  # 33.33 nm⁻³ at 298 K
 DEFAULT_WATER_GAP_NM = 0.32
