@@ -47,6 +47,7 @@ from ._solver import CircuitTrace as CircuitTrace
 from ._solver import Compiled as Compiled
 from ._solver import Topology as Topology
 from ._solver import compile_circuit as compile_circuit
+from ._solver import operating_point as operating_point
 from ._solver import solve as solve
 from ._solver import transient as transient
 from ._spice import read_spice_data as read_spice_data

@@ -497,6 +497,35 @@ def solve(topology: Topology, values, key=None, *, save_every: int = 1):
     return _run(topology, values, jax.random.key(0) if key is None else key, save_every)
 
 
+@functools.partial(jax.jit, static_argnames=("cc",))
+def _operating_point_jit(cc, vals):
+    n_unknown = len(cc.nodes) + len(cc.names_of("V")) + len(cc.names_of("C"))
+    ctx0 = {"src_v": vals["vs_rest"], "src_i": vals["is_rest"]}
+    z, mem_p, bad, _row = _solve(cc, vals, "dc", jnp.zeros(n_unknown, jnp.result_type(float)), ctx0)
+    v_full = _split(cc, z)[0]
+    return v_full, _branch_v(v_full, cc.idx("M")), mem_p, bad
+
+
+def operating_point(compiled: Compiled) -> dict:
+    """The DC operating point before t = 0 (sources at their rest values, every membrane at its
+    steady state there), by the transient's own Newton solve alone: one small compiled program, not
+    the whole transient (what SPICE export needs). Returns ``node_v`` and ``membrane_v`` (V) by
+    name and ``occupancy`` per membrane; raises ``ValueError`` if Newton finds no operating point."""
+    cc = compiled.topology
+    with jax.enable_x64(True):
+        v_full, v_mem, mem_p, bad = _operating_point_jit(cc, compiled.values)
+    if bool(bad):
+        raise ValueError(
+            "the solver found no operating point for this circuit (Newton did not converge at t = 0); "
+            "check the element values"
+        )
+    return {
+        "node_v": {n: float(v_full[i]) for i, n in enumerate(cc.nodes)},
+        "membrane_v": {m: float(v_mem[j]) for j, m in enumerate(cc.names_of("M"))},
+        "occupancy": {m: np.asarray(mem_p[j]) for j, m in enumerate(cc.names_of("M"))},
+    }
+
+
 @functools.partial(jax.jit, static_argnames=("cc", "save_every", "batched"))
 def _run_jit(cc, vals, key, *, save_every, batched):
     fn = functools.partial(_run, cc, save_every=save_every)

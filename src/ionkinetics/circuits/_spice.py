@@ -37,8 +37,8 @@ The mapping, element by element (SI units throughout the netlist: s, V, A, ohm, 
 
 Initial state. The solver starts from its DC operating point with each membrane at the
 steady-state occupancy of its operating-point voltage. :func:`to_spice` finds that point with
-the solver itself (``compile_circuit`` + ``transient``; the t = 0 point is the operating point,
-checked for current balance), computes the occupancy with ``steady_state`` at each membrane's
+the solver's own DC Newton solve (``circuits.operating_point``, a small compiled program with the
+transient's residual and convergence test; the whole transient is not run), computes the occupancy with ``steady_state`` at each membrane's
 operating-point branch voltage and writes it as ``.ic v(x<name>.p<s>)=…``; the circuit node
 voltages go in as ``.nodeset`` hints. No ``uic``: ngspice computes its own operating point
 with the state nodes held at the ``.ic`` values (which solve ``dp/dt = 0`` there anyway) and
@@ -86,7 +86,6 @@ _PER_NS_TO_PER_S = 1e9
 _S_PER_NS = 1e-9
 _A_PER_PA = 1e-12
 _EXP_CLIP = 80.0  # as kinetics._rates._EXP_CLIP
-_FULL_RUN_MAX_STEPS = 20_000
 DEFAULT_OPTIONS = {
     "method": "trap",
     "reltol": 1e-8,
@@ -219,43 +218,13 @@ def _mean_field(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
     return out
 
 
-def _operating_point(graph, compiled, dt_ns):
-    """The solver's t = 0 state: node voltages and each membrane's branch voltage.
+def _operating_point(compiled):
+    """The solver's t = 0 state: node voltages and each membrane's branch voltage, from its DC
+    Newton solve alone (``operating_point``: a small program, not the whole transient)."""
+    from ._solver import operating_point
 
-    Up to ``_FULL_RUN_MAX_STEPS`` steps the whole compiled circuit is run: its jitted solve is
-    then cached for a ``transient`` of the same circuit, the usual next call when checking the
-    netlist against ngspice. Longer runs use a one-step circuit (same operating point)."""
-    import jax
-
-    from ._solver import compile_circuit, transient
-
-    small = compiled.topology.n_steps <= _FULL_RUN_MAX_STEPS
-    run = compiled if small else compile_circuit(graph, dt_ns, dt_ns)
-    trace = transient(run, key=jax.random.key(0), throw=False)  # only t = 0 is used; it is checked below
-    topo = run.topology
-    amps = np.asarray(trace.branch_i_pa[0], dtype=float)
-    volts = np.asarray(trace.branch_v[0], dtype=float)
-    nodes = {n: float(trace.v(n)[0]) for n in topo.nodes}
-    balance = dict.fromkeys(topo.nodes, 0.0)
-    for kind, (a_idx, b_idx) in zip(("R", "C", "V", "I", "M"), topo.terminals, strict=True):
-        for name, a, b in zip(topo.names_of(kind), a_idx, b_idx, strict=True):
-            i = amps[topo.branch_names.index(name)]
-            if a < len(topo.nodes):
-                balance[topo.nodes[a]] += i
-            if b < len(topo.nodes):
-                balance[topo.nodes[b]] -= i
-    scale = 1.0 + float(np.max(np.abs(amps), initial=0.0))
-    v_src = [volts[topo.branch_names.index(n)] for n in topo.names_of("V")]
-    ok = np.all(np.isfinite(amps)) and np.all(np.isfinite(volts))
-    ok = ok and all(abs(x) <= 1e-6 * scale for x in balance.values())
-    ok = ok and np.allclose(v_src, np.asarray(run.values["vs_rest"], dtype=float), rtol=0, atol=1e-9)
-    if not ok:
-        raise ValueError(
-            "the solver found no operating point for this circuit (Newton did not converge at t = 0); "
-            "check the element values before exporting it"
-        )
-    vmem = {m: float(trace.vb(m)[0]) for m in topo.names_of("M")}
-    return nodes, vmem
+    op = operating_point(compiled)
+    return op["node_v"], op["membrane_v"]
 
 
 def _bell_params(prefix, rate, s, scale) -> list[str]:
@@ -361,7 +330,7 @@ def to_spice(
     graph = _mean_field(graph)
     compiled = compile_circuit(graph, duration_ns, dt_ns)  # validates the circuit, the grid and the protocols
     topo = compiled.topology
-    node_v, vmem = _operating_point(graph, compiled, dt_ns)
+    node_v, vmem = _operating_point(compiled)
     nodes, names = spice_names(graph)
     opts = {**DEFAULT_OPTIONS, **(options or {})}
     ramp_ns = ramp_fraction * dt_ns
