@@ -38,7 +38,8 @@ The mapping, element by element (SI units throughout the netlist: s, V, A, ohm, 
 Initial state. The solver starts from its DC operating point with each membrane at the
 steady-state occupancy of its operating-point voltage. :func:`to_spice` finds that point with
 the solver's own DC Newton solve (``circuits.operating_point``, a small compiled program with the
-transient's residual and convergence test; the whole transient is not run), computes the occupancy with ``steady_state`` at each membrane's
+transient's residual and convergence test; the whole transient is not run), computes the
+occupancy with ``steady_state`` at each membrane's
 operating-point branch voltage and writes it as ``.ic v(x<name>.p<s>)=…``; the circuit node
 voltages go in as ``.nodeset`` hints. No ``uic``: ngspice computes its own operating point
 with the state nodes held at the ``.ic`` values (which solve ``dp/dt = 0`` there anyway) and
