@@ -86,13 +86,13 @@ def test_membrane_on_an_ideal_source_reproduces_the_kinetic_core():
     assert_allclose(tr.energy("M1")[-1], 100 * ref.e_aj[-1], rtol=5e-4, atol=0)
 
 
-def _rc_membrane(stochastic=False, r_ohm=5e8, n_pores=100, duration_ns=40.0):
+def _rc_membrane(stochastic=False, r_ohm=5e8, n_pores=100, duration_ns=40.0, dt_ns=0.05):
     load = C.parallel(C.Membrane("M1", RB, n_pores=n_pores, stochastic=stochastic), C.Capacitor("Cm", 2e-17))
     g = C.circuit(
         C.series(C.Resistor("Racc", r_ohm), load),
         C.VoltageSource("V1", P.step(0.5, 5.0, min(25.0, duration_ns - 2.0), duration_ns=duration_ns)),
     )
-    return C.compile_circuit(g, duration_ns, 0.05)
+    return C.compile_circuit(g, duration_ns, dt_ns)
 
 
 def test_energy_balance_source_equals_dissipated_plus_stored():
@@ -163,6 +163,23 @@ def test_batch_equals_single_runs_and_compiles_once():
     before = C._solver._run_jit._cache_size()
     C.transient(cc, values=dict(cc.values, g_ps=np.array([1e12 / 3e8])))
     assert C._solver._run_jit._cache_size() == before
+
+
+def test_a_sweep_over_dt_and_duration_compiles_once_and_matches_the_unpadded_solve():
+    """dt is a runtime input and step counts are padded to a bucket (sources held, the tail's
+    failures not counted, outputs cut back): 10 ns at dt 0.05 (200 steps), 0.04 (250) and 12 ns
+    at 0.05 (240) share one compiled program, and each equals the direct, unpadded solve."""
+    cases = [(10.0, 0.05), (10.0, 0.04), (12.0, 0.05)]
+    traces = [C.transient(_rc_membrane(duration_ns=d, dt_ns=dt)) for d, dt in cases[:1]]
+    before = C._solver._run_jit._cache_size()
+    traces += [C.transient(_rc_membrane(duration_ns=d, dt_ns=dt)) for d, dt in cases[1:]]
+    assert C._solver._run_jit._cache_size() == before
+    for (d, dt), tr in zip(cases, traces, strict=True):
+        cc = _rc_membrane(duration_ns=d, dt_ns=dt)
+        assert tr.t_ns.size == round(d / dt) + 1 and tr.t_ns[-1] == pytest.approx(d)
+        with jax.enable_x64(True):
+            z, *_ = C.solve(cc.topology, jax.tree_util.tree_map(jnp.asarray, cc.values))
+        assert_allclose(tr.node_v, np.asarray(z)[:, : len(cc.topology.nodes)], rtol=1e-11, atol=1e-13)
 
 
 def _graph_without_ground():

@@ -190,6 +190,12 @@ def compile_circuit(graph: nx.MultiDiGraph, duration_ns: float, dt_ns: float) ->
 # residuals
 
 
+def _dt(cc: Topology, vals):
+    """The step, ns: a runtime input (``vals["dt_ns"]``, set by :func:`transient`, so a sweep over dt
+    compiles once) or the topology's own for a direct :func:`solve`."""
+    return vals["dt_ns"] if "dt_ns" in vals else cc.dt_ns
+
+
 def _branch_v(v_full, ab):
     a, b = ab
     return v_full[a] - v_full[b]
@@ -246,7 +252,7 @@ def _residual(cc: Compiled, vals, mode, z, ctx):
             mem_p.append(steady_state(pr, vm[j]))
         elif mode == "step" and not cc.stochastic[j]:
             mem_p.append(
-                _mean_field_update(pr, ctx["mem_p"][j], ctx["v_mem"][j], vm[j], cc.dt_ns, ctx["theta"], cc.max_squarings)
+                _mean_field_update(pr, ctx["mem_p"][j], ctx["v_mem"][j], vm[j], _dt(cc, vals), ctx["theta"], cc.max_squarings)
             )
         else:
             mem_p.append(ctx["mem_p"][j])
@@ -266,7 +272,7 @@ def _residual(cc: Compiled, vals, mode, z, ctx):
         rows.append(vc - ctx["v_c"])
     else:  # θ = ½: trapezoidal; θ = 1: backward Euler (after a jump)
         theta = ctx["theta"]
-        rows.append(cc.dt_ns / vals["c"] * (theta * i_c + (1.0 - theta) * ctx["i_c"]) - (vc - ctx["v_c"]))
+        rows.append(_dt(cc, vals) / vals["c"] * (theta * i_c + (1.0 - theta) * ctx["i_c"]) - (vc - ctx["v_c"]))
     return jnp.concatenate(rows), tuple(mem_p)
 
 
@@ -414,7 +420,7 @@ def _run(cc: Topology, vals, key, save_every: int):
         """Whether any capacitor's time constant is below dt/2 at the consistent state ``z``."""
         if not cc.names_of("C"):
             return jnp.zeros((), bool)
-        return jnp.any(_cap_time_constants_ns(cc, vals, z, ctx) < 0.5 * cc.dt_ns)
+        return jnp.any(_cap_time_constants_ns(cc, vals, z, ctx) < 0.5 * _dt(cc, vals))
 
     stiff0 = stiff_at(z_dc, {**ctx0, "mem_p": states, "v_c": _branch_v(_split(cc, z_dc)[0], cc.idx("C"))})
     every_step = any(cc.stochastic)  # drawn pores: the conductance jumps at every step
@@ -444,7 +450,7 @@ def _run(cc: Topology, vals, key, save_every: int):
         for j in range(n_mem):
             if cc.stochastic[j]:  # exact multinomial moves at the extrapolated mid-step voltage
                 v_mid = jnp.where(jump, ctx["v_mem"][j], 1.5 * ctx["v_mem"][j] - 0.5 * vm_prev[j])
-                prop = transition_matrix(vals["mem"][j], v_mid, cc.dt_ns, max_squarings=cc.max_squarings)
+                prop = transition_matrix(vals["mem"][j], v_mid, _dt(cc, vals), max_squarings=cc.max_squarings)
                 counts = jnp.round(mem_p[j] * cc.n_pores[j])
                 step_key = jax.random.fold_in(jax.random.fold_in(key_run, k), j)
                 held.append(multinomial_counts(step_key, counts, prop) / cc.n_pores[j])
@@ -457,9 +463,10 @@ def _run(cc: Topology, vals, key, save_every: int):
         # the step's own quadrature (θ-weighted currents): Tellegen holds for every θ, and a
         # capacitor's share is ½C(v²_{n+1} − v²_n) exactly
         i_bar = theta * bi_end + (1.0 - theta) * bi_start
-        energy = energy + cc.dt_ns * 0.5 * (bv_start + bv_end) * i_bar * _AJ_PER_PA_V_NS
+        energy = energy + _dt(cc, vals) * 0.5 * (bv_start + bv_end) * i_bar * _AJ_PER_PA_V_NS
         now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), jnp.where(bad_plus, 1, 2).astype(_INT)])
-        fail = jnp.where((fail[0] == -1) & (bad | bad_plus), now, fail)
+        counted = k < vals.get("n_steps_valid", cc.n_steps)  # steps of a padded run's tail are not the circuit's
+        fail = jnp.where((fail[0] == -1) & (bad | bad_plus) & counted, now, fail)
         return (z_new, p_end, ctx["v_mem"], energy, fail, bi_end, jnp.maximum(be_left - 1, 0), be, stiff), None
 
     def chunk(carry, inp):
@@ -582,6 +589,32 @@ class CircuitTrace:
         return self.occupancy[membrane][..., 0]
 
 
+def _padded_steps(n_steps: int, save_every: int) -> int:
+    """Steps a run of ``n_steps`` is compiled for: save_every × the next power of two of the saved
+    points, so sweeps over dt and duration reuse a handful of compiled programs (one per bucket)."""
+    return save_every * (1 << max(0, math.ceil(math.log2(n_steps // save_every))))
+
+
+def _run_padded(cc: Topology, vals, key, save_every: int, batched: bool):
+    """The compiled run of ``cc`` with dt as a runtime input and the steps padded to a bucket (the
+    sources held at their last value, Newton failures there not counted), cut back to ``cc``'s steps."""
+    n_pad = _padded_steps(cc.n_steps, save_every)
+    pad = n_pad - cc.n_steps
+    run = dict(vals)
+    if pad:
+        for name in ("vs", "is_"):
+            x = vals[name]
+            run[name] = jnp.concatenate([x, jnp.repeat(x[..., -1:], pad, axis=-1)], axis=-1)
+    lead = (vals["vs_rest"].shape[0],) if batched else ()
+    run["dt_ns"] = jnp.full(lead, cc.dt_ns, dtype=jnp.float64)
+    run["n_steps_valid"] = jnp.full(lead, cc.n_steps, dtype=_INT)
+    static = dataclasses.replace(cc, dt_ns=0.0, n_steps=n_pad)  # dt is not part of the compiled program
+    z, p, e, branch_i, fail = _run_jit(static, run, key, save_every=save_every, batched=batched)
+    keep = cc.n_steps // save_every + 1
+    cut = (lambda x: x[:, :keep]) if batched else (lambda x: x[:keep])
+    return cut(z), tuple(cut(x) for x in p), cut(e), cut(branch_i), fail
+
+
 def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1, batched: bool = False, throw: bool = True):
     """Run a compiled circuit. ``values`` replaces ``compiled.values`` (with a leading batch axis
     on every leaf when ``batched``); ``key`` is required when a membrane is stochastic (one key,
@@ -609,7 +642,7 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
         vals = jax.tree_util.tree_map(
             lambda x: jnp.asarray(x, dtype=jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, vals
         )
-        z, p, e, branch_i, fail = _run_jit(cc, vals, key, save_every=save_every, batched=batched)
+        z, p, e, branch_i, fail = _run_padded(cc, vals, key, save_every, batched)
         # a step where Newton gave up: the whole run again at dt/2 (sources held as before, the
         # same saved times), as SPICE cuts its step, up to MAX_DT_HALVINGS times
         run_cc, halvings = cc, 0
@@ -620,7 +653,7 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
             factor = 2**halvings
             run_cc = dataclasses.replace(cc, dt_ns=cc.dt_ns / factor, n_steps=cc.n_steps * factor)
             finer = dict(vals, vs=jnp.repeat(vals["vs"], factor, axis=-1), is_=jnp.repeat(vals["is_"], factor, axis=-1))
-            z, p, e, branch_i, fail = _run_jit(run_cc, finer, key, save_every=save_every * factor, batched=batched)
+            z, p, e, branch_i, fail = _run_padded(run_cc, finer, key, save_every * factor, batched)
     z, e, fail, branch_i = np.asarray(z), np.asarray(e), np.asarray(fail), np.asarray(branch_i)
     if throw:
         for f in fail.reshape(-1, 3):
