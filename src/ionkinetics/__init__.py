@@ -83,7 +83,7 @@ def _warn_outside_range(cal, protocol, dt_ns) -> None:
     if data_range is None:
         return
     try:
-        v = kinetics._simulate._voltages(protocol, float(dt_ns))[0]
+        v = kinetics.sample_voltages(protocol, dt_ns)[0]
     except (TypeError, ValueError):
         return  # kinetics.simulate reports the bad protocol itself
     v_max = float(np.max(np.abs(v)))

@@ -523,8 +523,7 @@ def operating_point(compiled: Compiled) -> dict:
         v_full, v_mem, mem_p, bad = _operating_point_jit(cc, compiled.values)
     if bool(bad):
         raise ValueError(
-            "the solver found no operating point for this circuit (Newton did not converge at t = 0); "
-            "check the element values"
+            "the solver found no operating point for this circuit (Newton did not converge at t = 0); check the element values"
         )
     return {
         "node_v": {n: float(v_full[i]) for i, n in enumerate(cc.nodes)},

@@ -31,6 +31,7 @@ from ._rates import transition_rates_per_ns as transition_rates_per_ns
 from ._simulate import Trace as Trace
 from ._simulate import mean_field_scan as mean_field_scan
 from ._simulate import multinomial_counts as multinomial_counts
+from ._simulate import sample_voltages as sample_voltages
 from ._simulate import simulate as simulate
 from ._simulate import stochastic_scan as stochastic_scan
 from ._simulate import switching_energy as switching_energy

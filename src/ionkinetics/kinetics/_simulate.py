@@ -24,7 +24,15 @@ from . import protocols as _protocols
 from ._params import KineticParams
 from ._rates import gating_current_vector_pa, membrane_current_pa, open_conductance_ps, propagators, state_weights, steady_state
 
-__all__ = ["Trace", "mean_field_scan", "multinomial_counts", "simulate", "stochastic_scan", "switching_energy"]
+__all__ = [
+    "Trace",
+    "mean_field_scan",
+    "multinomial_counts",
+    "sample_voltages",
+    "simulate",
+    "stochastic_scan",
+    "switching_energy",
+]
 
 # pS · V² · ns = pA · V · ns = 1e-21 J = 1e-3 aJ
 _AJ_PER_PA_V_NS = 1e-3
@@ -248,6 +256,13 @@ def _as_params(cal) -> KineticParams:
         "cal must be a Calibration or KineticParams (ionkinetics.simulate also takes a system id or a "
         f"calibration path); got {type(cal).__name__}"
     )
+
+
+def sample_voltages(protocol, dt_ns: float):
+    """``(v_k, v_rest)``: the voltage held on each step, (T,) or (B, T), and the rest voltage, () or
+    (B,), of a protocol, a list of equal-length protocols, or a voltage array (as :func:`simulate`
+    reads them); raises naming the rule for anything else."""
+    return _voltages(protocol, float(dt_ns))
 
 
 def _voltages(protocol, dt_ns):
