@@ -121,10 +121,11 @@ def test_converged_synthetic_pmfs_give_facts_that_hold(tmp_path):
         assert abs(kb - exact) < NSIGMA_MAX * dkb + 0.05 * exact, (name, kb, exact, dkb)
     assert by["crown6-K"]["result"]["well_kt"] == pytest.approx(-9.0, abs=0.5)
     # the binning-free mean-force profile agrees with the exact PMF (trapezoid on 0.1 nm windows)
-    mf = by["crown6-K"]["mean_force"]
-    zm, w = np.array(mf["z_mean_nm"]), np.array(mf["w_kt"])
-    inner = np.abs(zm) < 1.2
-    assert np.max(np.abs(w[inner] - k(zm[inner]))) < 1.0
+    for side in ("+z", "-z"):
+        mf = by["crown6-K"]["mean_force"][side]
+        zm, w = np.array(mf["z_mean_nm"]), np.array(mf["w_kt"])
+        inner = np.abs(zm) < 1.2
+        assert np.max(np.abs(w[inner] - k(zm[inner]))) < 1.0
     facts = {f["ion"]: f for f in summary["facts"]}
     assert facts["Na+"]["holds"] and facts["K+"]["holds"] and summary["all_facts_hold"]
     assert facts["K+"]["measured"]["well_kt"] < facts["K+"]["measured"]["well_na_kt"] - 1.0

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import math
 import os
@@ -438,9 +437,10 @@ def _pmf_record(plan: ValidationPlan, pmf: PMFPlan, records_root) -> dict:
 def _mean_force_profile(windows: list[dict], bulk: float) -> dict:
     """Umbrella integration's first moment, a binning-free cross-check of the MBAR profile: each
     window's mean force dW/dz ≈ k·(z0 − ⟨z⟩) at ⟨z⟩ (kT/nm, exact for a locally linear PMF), its
-    standard error from the window's statistical inefficiency, and W(⟨z⟩) by the trapezoid rule
-    from the outermost window inwards on each side (kT; zero at the mean of the windows with
-    |⟨z⟩| ≥ ``bulk`` where any, else at the outermost window)."""
+    standard error from the window's statistical inefficiency, and, per side of the sheet (windows
+    with z0 ≥ 0 and z0 ≤ 0; the z0 = 0 window belongs to both), W(⟨z⟩) by the trapezoid rule from
+    the outermost window inwards (kT; zero at the mean of that side's windows with |⟨z⟩| ≥ ``bulk``
+    where any, else at its outermost window)."""
     from pymbar import timeseries
 
     from ._pmf import _quiet_pymbar
@@ -453,26 +453,21 @@ def _mean_force_profile(windows: list[dict], bulk: float) -> dict:
         with _quiet_pymbar():
             g = float(timeseries.statistical_inefficiency(z)) if np.ptp(z) > 0 else 1.0
         se = float(np.std(z) * math.sqrt(g / z.size))
-        rows.append((float(z.mean()), k * (float(d["z0_nm"]) - float(z.mean())), k * se))
-    rows.sort()
-    zm = np.array([r[0] for r in rows])
-    f = np.array([r[1] for r in rows])
-    df = np.array([r[2] for r in rows])
-    w = np.full(zm.size, np.nan)
-    for side in (zm >= 0, zm < 0):
-        idx = np.flatnonzero(side)
-        if idx.size == 0:
+        z0 = float(d["z0_nm"])
+        rows.append((z0, float(z.mean()), k * (z0 - float(z.mean())), k * se))
+    out = {}
+    for side, keep in (("+z", lambda z0: z0 >= 0), ("-z", lambda z0: z0 <= 0)):
+        sel = sorted((r for r in rows if keep(r[0])), key=lambda r: -abs(r[0]))  # outermost first
+        if len(sel) < 2:
             continue
-        order = idx[np.argsort(np.abs(zm[idx]))[::-1]]  # outermost first
-        acc = 0.0
-        w[order[0]] = 0.0
-        for a, b in itertools.pairwise(order):
-            acc += 0.5 * (f[a] + f[b]) * (zm[b] - zm[a])
-            w[b] = acc
-        ref = [i for i in order if abs(zm[i]) >= bulk] or [order[0]]
-        w[idx] -= np.mean(w[ref])
-    return {"z_mean_nm": zm.tolist(), "mean_force_kt_per_nm": f.tolist(), "mean_force_err_kt_per_nm": df.tolist(),
-            "w_kt": w.tolist()}  # fmt: skip
+        zm = np.array([r[1] for r in sel])
+        f = np.array([r[2] for r in sel])
+        w = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(zm))])
+        ref = np.abs(zm) >= bulk
+        w -= np.mean(w[ref]) if ref.any() else w[0]
+        out[side] = {"z0_nm": [r[0] for r in sel][::-1], "z_mean_nm": zm[::-1].tolist(), "mean_force_kt_per_nm": f[::-1].tolist(),
+                     "mean_force_err_kt_per_nm": [r[3] for r in sel][::-1], "w_kt": w[::-1].tolist()}  # fmt: skip
+    return out
 
 
 def _convergence(rec: dict) -> dict:
