@@ -653,6 +653,7 @@ def _figure(recs):
                 label = f"{r['ion']}, {r['charge_set']['name']}{state}"
                 plot_pmf(r["_result"], label=label, ax=ax, color=colour, units="kt")
         ax.set_title(f"{pore} (option {recs[0]['forcefield_option']})", fontsize="small")
+        ax.legend(frameon=False, fontsize="x-small", loc="lower right")
     return fig
 
 
