@@ -1,11 +1,17 @@
 """Strict settings: 64-bit JAX, warnings as errors (pyproject), one allclose helper, named
 n-sigma bound for random tests, and slow tests behind --runslow."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# No persistent compilation cache in the test process (ionkinetics turns one on at import): an entry
+# read while another process writes it is a JAX warning, which "warnings are errors" turns into a
+# failure unrelated to the code under test. The README's fresh-interpreter tests still use it.
+os.environ.setdefault("IONKINETICS_JAX_CACHE", "")
 
 # Random tests fail only beyond this many standard errors (openmmtools' NSIGMA_MAX habit).
 NSIGMA_MAX = 6.0
