@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import load_toml_as, write_json_atomic
+from ..constants import AVOGADRO_PER_MOL
 from ._forcefield import FORCEFIELD_OPTIONS
 from ._pmf import BOLTZMANN_KJ_PER_MOL_K, WindowSettings, analyze_windows, load_window, run_window
 
@@ -72,7 +73,6 @@ __all__ = [
 
 VALIDATION_SCHEMA = "ionkinetics.md-validation/1"
 _WINDOW_INDEX_OFFSET = 1000
-AVOGADRO_PER_MOL = 6.02214076e23
 _NM3_PER_LITRE = 1e24
 SITE_HALF_WIDTH_NM = 0.3
 CENTRE_HALF_WIDTH_NM = 0.15
