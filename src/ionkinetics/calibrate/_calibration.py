@@ -314,7 +314,7 @@ class Calibration:
             "from": root,
             "law": "trapping rate and its ceiling proportional to the dopant's molarity (mass action); escape, "
             "leak and the carrier's open conductance unchanged",
-            "molar": {ion: [dict(root_salts(root)).get(species.salt_of(ion).name), m] for ion, m in new.items()},
+            "molar": {ion: [dict(_root_salts(root)).get(species.salt_of(ion).name), m] for ion, m in new.items()},
             "note": "the fit block and uncertainties are those of the source calibration, at its molarities",
         }
         prov["molar"] = system.cation_molar
@@ -325,7 +325,8 @@ class Calibration:
         return f"Calibration({self.system_id!r}, states={list(self.state_names)})"
 
 
-def root_salts(system_id: str) -> tuple:
+def _root_salts(system_id: str) -> tuple:
+    """``((salt, molar), ...)`` of a system id (the source a derived calibration names)."""
     return species.parse_system_id(system_id).salts
 
 
