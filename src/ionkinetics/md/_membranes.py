@@ -272,6 +272,196 @@ def _finite(arg: str, value, *, minimum: float | None = None, rule: str = "") ->
     return float(value)
 
 
+def _material_and_pocket(pore: str | None, material: str | None) -> tuple[str, tuple[tuple[int, int, int], ...]]:
+    """The sheet material and the removed sites of one pore (empty for a pristine sheet)."""
+    if pore is None:
+        if material not in _MATERIALS:
+            raise _bad("material", f"must be one of {', '.join(_MATERIALS)} for a pristine sheet (pore=None)", material)
+        return material, ()
+    try:
+        info = _species.get_pore(pore)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"pore: {err}") from None
+    if material is not None and material != info.membrane:
+        raise _bad("material", f"must be {info.membrane!r} (or None) for pore {pore!r}", material)
+    return info.membrane, _POCKETS[pore]
+
+
+def _box_cells(cells, box_xy_nm, len_r1: float, len_r2: float, what: str, actual: float, nm) -> tuple[int, int]:
+    """Rectangular array cells along x and y, from ``cells``, the largest box ``box_xy_nm``, or the default."""
+    if cells is not None and box_xy_nm is not None:
+        raise ValueError(f"give cells or box_xy_nm, not both; got cells={cells!r}, box_xy_nm={box_xy_nm!r}")
+    if cells is not None:
+        return _check_positive_int_pair("cells", cells)
+    if box_xy_nm is None:
+        return (
+            max(1, math.ceil(DEFAULT_MIN_BOX_SIDE_NM / len_r1 - 1e-9)),
+            max(1, math.ceil(DEFAULT_MIN_BOX_SIDE_NM / len_r2 - 1e-9)),
+        )
+    try:
+        lx_req, ly_req = (float(v) for v in box_xy_nm)
+    except (TypeError, ValueError):
+        raise _bad("box_xy_nm", "must be two box edges (L_x, L_y) in nm", box_xy_nm) from None
+    if not (math.isfinite(lx_req) and math.isfinite(ly_req)):
+        raise _bad("box_xy_nm", "must be two finite box edges (L_x, L_y) in nm", box_xy_nm)
+    c1 = math.floor(lx_req / len_r1 + 1e-6)
+    c2 = math.floor(ly_req / len_r2 + 1e-6)
+    if c1 < 1 or c2 < 1:
+        raise _bad(
+            "box_xy_nm",
+            f"is too small for the {what} pore array: the box holds whole rectangular cells of the array, "
+            f"{len_r1:.4f} × {len_r2:.4f} nm each at spacing {actual:.4f} nm (superlattice {nm}), "
+            "so it must be at least that large",
+            box_xy_nm,
+        )
+    return c1, c2
+
+
+class _Supercell:
+    """The honeycomb sites of a periodic supercell with rows ``b1``, ``b2`` (lattice coordinates).
+
+    ``sites[k] = (i, j, s)``; :meth:`key` maps any site to its image's canonical key modulo the
+    supercell and ``index`` a key to its k; :meth:`neighbours` are a site's three bonded sites (k).
+    """
+
+    def __init__(self, b1: np.ndarray, b2: np.ndarray):
+        self.b1, self.b2 = b1, b2
+        self.det = int(b1[0] * b2[1] - b1[1] * b2[0])
+        corners = np.array([[0, 0], b1, b2, b1 + b2])
+        lo, hi = corners.min(axis=0) - 1, corners.max(axis=0) + 2
+        sites: list[tuple[int, int, int]] = []
+        for i in range(int(lo[0]), int(hi[0])):
+            for j in range(int(lo[1]), int(hi[1])):
+                f1 = i * int(b2[1]) - j * int(b2[0])
+                f2 = -i * int(b1[1]) + j * int(b1[0])
+                if 0 <= f1 < self.det and 0 <= f2 < self.det:
+                    sites.append((i, j, 0))
+                    sites.append((i, j, 1))
+        assert len(sites) == 2 * self.det
+        self.sites = sites
+        self.index = {self.key(*s): k for k, s in enumerate(sites)}
+
+    def key(self, i: int, j: int, s: int) -> tuple[int, int, int]:
+        b1, b2, det = self.b1, self.b2, self.det
+        return ((i * int(b2[1]) - j * int(b2[0])) % det, (-i * int(b1[1]) + j * int(b1[0])) % det, s)
+
+    def neighbours(self, k: int) -> list[int]:
+        i, j, s = self.sites[k]
+        if s == 0:
+            nb = ((i, j, 1), (i - 1, j, 1), (i, j - 1, 1))
+        else:
+            nb = ((i, j, 0), (i + 1, j, 0), (i, j + 1, 0))
+        return [self.index[self.key(*t)] for t in nb]
+
+
+def _pore_anchors(cell: _Supercell, t1: np.ndarray, t2: np.ndarray, n_pores: int, span: int) -> list[tuple[int, int]]:
+    """Anchors of the triangular pore superlattice u·T1 + v·T2 modulo the supercell, in a fixed order."""
+    anchors: dict[tuple[int, int, int], tuple[int, int]] = {}
+    for u in range(-span, span + 1):
+        for v in range(-span, span + 1):
+            p = u * t1 + v * t2
+            anchors.setdefault(cell.key(int(p[0]), int(p[1]), 0), (int(p[0]), int(p[1])))
+    assert len(anchors) == n_pores, (len(anchors), n_pores)
+    return sorted(anchors.values(), key=lambda p: (cell.key(p[0], p[1], 0)[1], cell.key(p[0], p[1], 0)[0]))
+
+
+def _cut_pores(cell: _Supercell, anchors, pocket, material: str, pore, spacing_nm):
+    """Remove each pore's sites and retype its edge atoms; returns (templates, removed sites, edge atoms per pore).
+
+    The shells of different pores must not touch (``spacing_nm`` is named in the error)."""
+    template = [_MATERIALS[material][1 + s] for (_, _, s) in cell.sites]
+    removed_by: dict[int, int] = {}
+    pore_removed: list[list[int]] = []
+    for k, (pi, pj) in enumerate(anchors):
+        rem = []
+        for di, dj, s in pocket:
+            idx = cell.index[cell.key(pi + di, pj + dj, s)]
+            if idx in removed_by:
+                raise _bad("spacing_nm", f"is too small for {pore}: neighbouring pores would overlap", spacing_nm)
+            removed_by[idx] = k
+            rem.append(idx)
+        pore_removed.append(rem)
+    edge: list[list[int]] = []
+    claimed: dict[int, int] = {}
+    for k, rem in enumerate(pore_removed):
+        rem_set = set(rem)
+        e_k = sorted({nb for idx in rem for nb in cell.neighbours(idx) if nb not in rem_set})
+        shell = set(e_k) | {nb for idx in e_k for nb in cell.neighbours(idx) if nb not in rem_set}
+        for idx in shell:
+            if idx in removed_by or claimed.get(idx, k) != k:
+                raise _bad(
+                    "spacing_nm",
+                    f"is too small for {pore}: the edges of neighbouring pores touch (use a spacing of at least ~1.2 nm)",
+                    spacing_nm,
+                )
+            claimed[idx] = k
+        edge.append(e_k)
+        for idx in e_k:
+            lost = sum(nb in rem_set for nb in cell.neighbours(idx))
+            assert lost == 1, "every edge atom of these pores loses exactly one bond"
+            if material == "graphene":
+                template[idx] = "CRO"
+            else:
+                assert template[idx] == "HBN", "hBN triangular vacancies are N-terminated"
+                template[idx] = "HBE"
+        if material == "graphene":
+            for idx in e_k:
+                for nb in cell.neighbours(idx):
+                    if nb not in rem_set:
+                        template[nb] = "CRC"
+    return template, set(removed_by), edge
+
+
+def _cartesian_xy(cell: _Supercell, anchors, pocket, a1, a2, box_xy: np.ndarray, c1: int, c2: int):
+    """Site and pore-centre positions (nm): R1 rotated onto x, the first pore at (L_x/4c1, L_y/4c2), wrapped."""
+    d_sub = (a1 + a2) / 3.0
+    b1_cart = cell.b1[0] * a1 + cell.b1[1] * a2
+    theta = -math.atan2(b1_cart[1], b1_cart[0])
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    ij = np.array([(i, j) for (i, j, _) in cell.sites], dtype=float)
+    sub = np.array([s for (_, _, s) in cell.sites], dtype=float)
+    xy = (ij[:, :1] * a1 + ij[:, 1:] * a2 + sub[:, None] * d_sub) @ rot.T
+    centres_lat = []
+    for pi, pj in anchors:
+        offs = np.array([pi * a1 + pj * a2 + di * a1 + dj * a2 + s * d_sub for (di, dj, s) in pocket])
+        centres_lat.append(offs.mean(axis=0) @ rot.T)
+    centres = np.array(centres_lat).reshape(-1, 2)
+    shift = box_xy / np.array([4 * c1, 4 * c2]) - (centres[0] if len(centres) else np.zeros(2))
+    xy = np.mod(xy + shift, box_xy)
+    xy[np.isclose(xy, box_xy, rtol=0, atol=1e-9)] = 0.0
+    return xy, np.mod(centres + shift, box_xy)
+
+
+def _pore_diameters(positions: np.ndarray, centres: np.ndarray, box_xy: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """Pore centres (n_pores, 3) and the diameter: the largest inscribed circle over the atom centres."""
+    diameters = []
+    pore_centres = np.zeros((len(centres), 3))
+    for k, c in enumerate(centres):
+        dxy = positions[:, :2] - c
+        dxy -= box_xy * np.round(dxy / box_xy)
+        near = dxy[np.hypot(dxy[:, 0], dxy[:, 1]) < _INSCRIBED_SEARCH_RADIUS_NM]
+        centre, diam = largest_inscribed_circle_nm(near, np.zeros(2))
+        assert np.hypot(*centre) < 0.25 * diam, "the inscribed circle stays in its pore"
+        pore_centres[k, :2] = np.mod(c + centre, box_xy)
+        diameters.append(diam)
+    if diameters:
+        assert max(diameters) - min(diameters) < 1e-6, "all pores of an array are identical"
+    return pore_centres, (float(np.mean(diameters)) if diameters else None)
+
+
+def _template_charges_checked(forcefield_files, used: list[str]) -> tuple[tuple[str, ...], dict[str, float]]:
+    files = tuple(str(f) for f in (forcefield_files if forcefield_files is not None else default_forcefield_files()))
+    charges_by_template = _template_charges_e(files)
+    missing = [t for t in used if t not in charges_by_template]
+    if missing:
+        raise _bad(
+            "forcefield_files",
+            f"must define the single-atom residue templates {', '.join(missing)} with charges (see data/ionkinetics.xml)",
+            files,
+        )
+    return files, charges_by_template
+
+
 def build_membrane(
     pore: str | None,
     *,
@@ -294,27 +484,14 @@ def build_membrane(
     would have). ``box_z_nm`` only sets the box's z edge. Charges come from ``forcefield_files``
     (default :func:`default_forcefield_files`). Arrays of the result are read-only.
     """
-    if pore is None:
-        if material not in _MATERIALS:
-            raise _bad("material", f"must be one of {', '.join(_MATERIALS)} for a pristine sheet (pore=None)", material)
-        pocket: tuple[tuple[int, int, int], ...] = ()
-    else:
-        try:
-            info = _species.get_pore(pore)
-        except (ValueError, TypeError) as err:
-            raise type(err)(f"pore: {err}") from None
-        if material is not None and material != info.membrane:
-            raise _bad("material", f"must be {info.membrane!r} (or None) for pore {pore!r}", material)
-        material = info.membrane
-        pocket = _POCKETS[pore]
-    a_nm, sub0, sub1 = _MATERIALS[material]
+    material, pocket = _material_and_pocket(pore, material)
+    a_nm = _MATERIALS[material][0]
     spacing = _finite(
         "spacing_nm", spacing_nm, minimum=_MIN_SPACING_NM, rule=f"must be a finite pore spacing >= {_MIN_SPACING_NM} nm"
     )
     lz = _finite("box_z_nm", box_z_nm, minimum=0.0, rule="must be a finite box edge > 0 nm")
     if lz <= 0:
         raise _bad("box_z_nm", "must be a finite box edge > 0 nm", box_z_nm)
-
     n, m = _nearest_superlattice(spacing, a_nm)
     actual = a_nm * math.sqrt(n * n + n * m + m * m)
     if abs(actual - spacing) > _SPACING_RTOL * spacing:
@@ -322,185 +499,34 @@ def build_membrane(
 
     a1 = np.array([a_nm, 0.0])
     a2 = np.array([0.5 * a_nm, 0.5 * math.sqrt(3.0) * a_nm])
-    d_sub = (a1 + a2) / 3.0
     r1 = np.array([n, m])
     r2 = np.array([-n - 2 * m, 2 * n + m])
     len_r1 = float(np.linalg.norm(r1[0] * a1 + r1[1] * a2))
     len_r2 = float(np.linalg.norm(r2[0] * a1 + r2[1] * a2))
+    c1, c2 = _box_cells(cells, box_xy_nm, len_r1, len_r2, pore or material, actual, (n, m))
 
-    if cells is not None and box_xy_nm is not None:
-        raise ValueError(f"give cells or box_xy_nm, not both; got cells={cells!r}, box_xy_nm={box_xy_nm!r}")
-    if cells is not None:
-        c1, c2 = _check_positive_int_pair("cells", cells)
-    elif box_xy_nm is not None:
-        try:
-            lx_req, ly_req = (float(v) for v in box_xy_nm)
-        except (TypeError, ValueError):
-            raise _bad("box_xy_nm", "must be two box edges (L_x, L_y) in nm", box_xy_nm) from None
-        if not (math.isfinite(lx_req) and math.isfinite(ly_req)):
-            raise _bad("box_xy_nm", "must be two finite box edges (L_x, L_y) in nm", box_xy_nm)
-        c1 = math.floor(lx_req / len_r1 + 1e-6)
-        c2 = math.floor(ly_req / len_r2 + 1e-6)
-        if c1 < 1 or c2 < 1:
-            raise _bad(
-                "box_xy_nm",
-                f"is too small for the {pore or material} pore array: the box holds whole rectangular cells of the array, "
-                f"{len_r1:.4f} × {len_r2:.4f} nm each at spacing {actual:.4f} nm (superlattice {(n, m)}), "
-                "so it must be at least that large",
-                box_xy_nm,
-            )
-    else:
-        c1 = max(1, math.ceil(DEFAULT_MIN_BOX_SIDE_NM / len_r1 - 1e-9))
-        c2 = max(1, math.ceil(DEFAULT_MIN_BOX_SIDE_NM / len_r2 - 1e-9))
-
-    # Supercell in lattice coordinates (rows) and the canonical key of a site modulo it.
-    b1 = c1 * r1
-    b2 = c2 * r2
-    det = int(b1[0] * b2[1] - b1[1] * b2[0])
-    assert det == 2 * c1 * c2 * (n * n + n * m + m * m)
-
-    def key(i: int, j: int, s: int) -> tuple[int, int, int]:
-        return ((i * int(b2[1]) - j * int(b2[0])) % det, (-i * int(b1[1]) + j * int(b1[0])) % det, s)
-
-    corners = np.array([[0, 0], b1, b2, b1 + b2])
-    lo, hi = corners.min(axis=0) - 1, corners.max(axis=0) + 2
-    sites: list[tuple[int, int, int]] = []
-    for i in range(int(lo[0]), int(hi[0])):
-        for j in range(int(lo[1]), int(hi[1])):
-            f1 = i * int(b2[1]) - j * int(b2[0])
-            f2 = -i * int(b1[1]) + j * int(b1[0])
-            if 0 <= f1 < det and 0 <= f2 < det:
-                sites.append((i, j, 0))
-                sites.append((i, j, 1))
-    assert len(sites) == 2 * det
-    index = {key(*s): k for k, s in enumerate(sites)}
-
-    def neighbours(i: int, j: int, s: int) -> list[int]:
-        if s == 0:
-            nb = ((i, j, 1), (i - 1, j, 1), (i, j - 1, 1))
-        else:
-            nb = ((i, j, 0), (i + 1, j, 0), (i, j + 1, 0))
-        return [index[key(*t)] for t in nb]
-
-    # Pore anchors: the triangular superlattice u·T1 + v·T2 modulo the supercell.
-    t1 = np.array([n, m])
-    t2 = np.array([-m, n + m])
+    cell = _Supercell(c1 * r1, c2 * r2)
+    assert cell.det == 2 * c1 * c2 * (n * n + n * m + m * m)
     n_pores = 2 * c1 * c2 if pocket else 0
-    anchors: dict[tuple[int, int, int], tuple[int, int]] = {}
-    span = 2 * (c1 + c2) + 2
-    if pocket:
-        for u in range(-span, span + 1):
-            for v in range(-span, span + 1):
-                p = u * t1 + v * t2
-                anchors.setdefault(key(int(p[0]), int(p[1]), 0), (int(p[0]), int(p[1])))
-        assert len(anchors) == n_pores, (len(anchors), n_pores)
-    anchor_list = sorted(anchors.values(), key=lambda p: (key(p[0], p[1], 0)[1], key(p[0], p[1], 0)[0]))
-
-    template = [sub0 if s == 0 else sub1 for (_, _, s) in sites]
-    removed_by: dict[int, int] = {}
-    pore_removed: list[list[int]] = []
-    for k, (pi, pj) in enumerate(anchor_list):
-        rem = []
-        for di, dj, s in pocket:
-            idx = index[key(pi + di, pj + dj, s)]
-            if idx in removed_by:
-                raise _bad("spacing_nm", f"is too small for {pore}: neighbouring pores would overlap", spacing_nm)
-            removed_by[idx] = k
-            rem.append(idx)
-        pore_removed.append(rem)
-
-    # Edge atoms (lost a bond) and their kept neighbours; the shells of different pores must not touch.
-    edge: list[list[int]] = []
-    claimed: dict[int, int] = {}
-    for k, rem in enumerate(pore_removed):
-        rem_set = set(rem)
-        e_k = sorted({nb for idx in rem for nb in neighbours(*sites[idx]) if nb not in rem_set})
-        shell = set(e_k) | {nb for idx in e_k for nb in neighbours(*sites[idx]) if nb not in rem_set}
-        for idx in shell:
-            if idx in removed_by or claimed.get(idx, k) != k:
-                raise _bad(
-                    "spacing_nm",
-                    f"is too small for {pore}: the edges of neighbouring pores touch (use a spacing of at least ~1.2 nm)",
-                    spacing_nm,
-                )
-            claimed[idx] = k
-        edge.append(e_k)
-        for idx in e_k:
-            lost = sum(nb in rem_set for nb in neighbours(*sites[idx]))
-            assert lost == 1, "every edge atom of these pores loses exactly one bond"
-            if material == "graphene":
-                template[idx] = "CRO"
-            else:
-                assert template[idx] == "HBN", "hBN triangular vacancies are N-terminated"
-                template[idx] = "HBE"
-        if material == "graphene":
-            for idx in e_k:
-                for nb in neighbours(*sites[idx]):
-                    if nb not in rem_set:
-                        template[nb] = "CRC"
-
-    keep = np.array(sorted(set(range(len(sites))) - set(removed_by)), dtype=int)
-    new_index = -np.ones(len(sites), dtype=int)
+    anchors = _pore_anchors(cell, np.array([n, m]), np.array([-m, n + m]), n_pores, 2 * (c1 + c2) + 2) if pocket else []
+    template, removed, edge = _cut_pores(cell, anchors, pocket, material, pore, spacing_nm)
+    keep = np.array(sorted(set(range(len(cell.sites))) - removed), dtype=int)
+    new_index = -np.ones(len(cell.sites), dtype=int)
     new_index[keep] = np.arange(len(keep))
 
-    # Cartesian positions: rotate R1 onto x, shift the first pore to (L_x/4c1, L_y/4c2), wrap.
-    b1_cart = b1[0] * a1 + b1[1] * a2
-    theta = -math.atan2(b1_cart[1], b1_cart[0])
-    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     lx, ly = c1 * len_r1, c2 * len_r2
-    ij = np.array([(i, j) for (i, j, _) in sites], dtype=float)
-    sub = np.array([s for (_, _, s) in sites], dtype=float)
-    xy = (ij[:, :1] * a1 + ij[:, 1:] * a2 + sub[:, None] * d_sub) @ rot.T
-    centres_lat = []
-    for pi, pj in anchor_list:
-        offs = np.array([pi * a1 + pj * a2 + di * a1 + dj * a2 + s * d_sub for (di, dj, s) in pocket])
-        centres_lat.append(offs.mean(axis=0) @ rot.T)
-    centres = np.array(centres_lat).reshape(-1, 2)
-    shift = np.array([lx / (4 * c1), ly / (4 * c2)]) - (centres[0] if len(centres) else np.zeros(2))
     box_xy = np.array([lx, ly])
-    xy = np.mod(xy + shift, box_xy)
-    xy[np.isclose(xy, box_xy, rtol=0, atol=1e-9)] = 0.0
-    centres = np.mod(centres + shift, box_xy)
-
-    files = tuple(str(f) for f in (forcefield_files if forcefield_files is not None else default_forcefield_files()))
-    charges_by_template = _template_charges_e(files)
-    used = sorted({template[i] for i in keep})
-    missing = [t for t in used if t not in charges_by_template]
-    if missing:
-        raise _bad(
-            "forcefield_files",
-            f"must define the single-atom residue templates {', '.join(missing)} with charges (see data/ionkinetics.xml)",
-            files,
-        )
-
+    xy, centres = _cartesian_xy(cell, anchors, pocket, a1, a2, box_xy, c1, c2)
     tmpl = [template[i] for i in keep]
+    files, charges_by_template = _template_charges_checked(forcefield_files, sorted(set(tmpl)))
     positions = np.zeros((len(keep), 3))
     positions[:, :2] = xy[keep]
     charges = np.array([charges_by_template[t] for t in tmpl])
     bonds = sorted(
-        {
-            tuple(sorted((int(new_index[i]), int(new_index[nb]))))
-            for i in keep
-            for nb in neighbours(*sites[i])
-            if new_index[nb] >= 0
-        }
+        {tuple(sorted((int(new_index[i]), int(new_index[nb])))) for i in keep for nb in cell.neighbours(i) if new_index[nb] >= 0}
     )
     edge_atoms = np.array([[new_index[i] for i in e_k] for e_k in edge], dtype=int).reshape(n_pores, len(edge[0]) if edge else 0)
-
-    # Pore diameters: largest inscribed circle over the atom centres around each pore.
-    diameters = []
-    pore_centres = np.zeros((n_pores, 3))
-    for k, c in enumerate(centres):
-        dxy = positions[:, :2] - c
-        dxy -= box_xy * np.round(dxy / box_xy)
-        near = dxy[np.hypot(dxy[:, 0], dxy[:, 1]) < _INSCRIBED_SEARCH_RADIUS_NM]
-        centre, diam = largest_inscribed_circle_nm(near, np.zeros(2))
-        assert np.hypot(*centre) < 0.25 * diam, "the inscribed circle stays in its pore"
-        pore_centres[k, :2] = np.mod(c + centre, box_xy)
-        diameters.append(diam)
-    if diameters:
-        assert max(diameters) - min(diameters) < 1e-6, "all pores of an array are identical"
-    pore_diameter = float(np.mean(diameters)) if diameters else None
+    pore_centres, pore_diameter = _pore_diameters(positions, centres, box_xy)
 
     box = np.diag([lx, ly, lz])
     net = float(np.sum(charges))
@@ -511,10 +537,9 @@ def build_membrane(
             "(hBN: edge N = 2/3 of bulk N; crown: O = -2 × ring C)",
             files,
         )
-    for arr in (positions, charges, pore_centres, edge_atoms, box):
-        arr.setflags(write=False)
     bonds_arr = np.array(bonds, dtype=int).reshape(-1, 2)
-    bonds_arr.setflags(write=False)
+    for arr in (positions, charges, pore_centres, edge_atoms, box, bonds_arr):
+        arr.setflags(write=False)
     return Membrane(
         pore=pore,
         material=material,
