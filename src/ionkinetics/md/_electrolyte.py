@@ -250,6 +250,174 @@ def _finite(arg: str, value, rule: str, *, positive: bool = False) -> float:
     return float(value)
 
 
+def _water_sites(box: np.ndarray, gap: float, thickness: float) -> tuple[np.ndarray, float]:
+    """A water lattice at bulk density over the slab z ∈ [gap, L_z − gap], wrapped to (−L_z/2, L_z/2];
+    returns the sites (n, 3) and the water volume (nm³)."""
+    lx, ly, lz = box
+    volume = float(lx * ly * thickness)
+    side = WATER_NUMBER_DENSITY_PER_NM3 ** (-1.0 / 3.0)
+    nx, ny = max(1, round(lx / side)), max(1, round(ly / side))
+    nz = max(1, round(WATER_NUMBER_DENSITY_PER_NM3 * volume / (nx * ny)))
+    gx, gy, gz = np.meshgrid(
+        (np.arange(nx) + 0.5) * lx / nx,
+        (np.arange(ny) + 0.5) * ly / ny,
+        gap + (np.arange(nz) + 0.5) * thickness / nz,
+        indexing="ij",
+    )
+    sites = np.column_stack([gx.ravel(), gy.ravel(), gz.ravel()])
+    sites[sites[:, 2] > lz / 2, 2] -= lz
+    return sites, volume
+
+
+def _ion_counts(salt_list, volume: float) -> dict[str, int]:
+    """The molarity rule per cation, then chloride for neutrality (membranes are neutral)."""
+    counts: dict[str, int] = {}
+    for name, molar in salt_list:
+        cation = _species.SALTS[name].cation
+        n = ion_count(molar, volume)
+        if n < 1:
+            raise _bad(
+                "salts",
+                f"give no {cation} ion for {name}@{molar} in this box: round(c·N_A·V_water) with V_water = {volume:.3f} nm³ "
+                f"is {molar * AVOGADRO_PER_MOL * volume * LITRE_PER_NM3:.3f} → 0; raise the molarity or enlarge the box",
+                f"{name}@{molar}",
+            )
+        counts[cation] = n
+    counts[_species.ANION] = int(sum(_species.IONS[c].charge * n for c, n in counts.items()))
+    return counts
+
+
+def _split_by_side(counts: dict[str, int]) -> dict[str, list[int]]:
+    """Each cation species split between the sides (+z first), alternating the odd one; Cl− neutralises each side."""
+    by_side: dict[str, list[int]] = {}
+    extra_top = True
+    for c in (c for c in counts if c != _species.ANION):
+        n = counts[c]
+        top = n // 2 + (n % 2 if extra_top else 0)
+        if n % 2:
+            extra_top = not extra_top
+        by_side[c] = [top, n - top]
+    charge_side = [sum(_species.IONS[c].charge * by_side[c][s] for c in by_side) for s in (0, 1)]
+    by_side[_species.ANION] = [int(charge_side[0]), int(charge_side[1])]
+    return by_side
+
+
+def _pick_ion_sites(rng, sites, counts, by_side, box, d_mem: float, d_sep: float, salt_list) -> list[tuple[str, int]]:
+    """Water sites for the ions: random order, at least ``d_mem`` from the membrane and ``d_sep`` from each
+    other (minimum image); (species, site) in species order."""
+    order = rng.permutation(len(sites))
+    eligible = order[np.abs(sites[order, 2]) >= d_mem]
+    pools = [eligible[sites[eligible, 2] > 0], eligible[sites[eligible, 2] <= 0]]
+    cursor = [0, 0]
+    chosen_xyz = np.zeros((0, 3))
+    chosen: list[tuple[str, int]] = []
+    for c in counts:
+        for s in (0, 1):
+            for _ in range(by_side[c][s]):
+                pool = pools[s]
+                while True:
+                    if cursor[s] >= len(pool):
+                        lx, ly, lz = box
+                        raise _bad(
+                            "salts",
+                            f"need {sum(counts.values())} ions at least {d_sep} nm apart and {d_mem} nm from the membrane, "
+                            f"which the {lx:.2f} × {ly:.2f} × {lz:.2f} nm box cannot hold; lower the molarities, "
+                            "enlarge the box or reduce ion_separation_nm",
+                            "+".join(f"{n}@{m}" for n, m in salt_list),
+                        )
+                    site = pool[cursor[s]]
+                    cursor[s] += 1
+                    if len(chosen_xyz):
+                        dv = chosen_xyz - sites[site]
+                        dv -= box * np.round(dv / box)
+                        if np.min(np.einsum("ij,ij->i", dv, dv)) < d_sep * d_sep:
+                            continue
+                    break
+                chosen.append((c, int(site)))
+                chosen_xyz = np.vstack([chosen_xyz, sites[site]])
+    return chosen
+
+
+@dataclasses.dataclass
+class _Atoms:
+    """The electrolyte's atoms as they are laid down (ions first, then water)."""
+
+    positions: list = dataclasses.field(default_factory=list)
+    elements: list = dataclasses.field(default_factory=list)
+    names: list = dataclasses.field(default_factory=list)
+    res_names: list = dataclasses.field(default_factory=list)
+    starts: list = dataclasses.field(default_factory=lambda: [0])
+    ion_species: list = dataclasses.field(default_factory=list)
+    ion_atoms: list = dataclasses.field(default_factory=list)
+
+
+def _lay_ions(rng, sites, chosen, box) -> tuple[_Atoms, np.ndarray]:
+    """Ion atoms, in species order, multi-atom ions rotated at random about the replaced O; returns them
+    and the water sites removed (replaced, or clashing with a multi-atom ion)."""
+    atoms = _Atoms()
+    removed = np.zeros(len(sites), dtype=bool)
+    heavy_xyz, h_xyz = [], []
+    for (c, site), rot in zip(chosen, _random_rotations(rng, len(chosen)), strict=True):
+        resname = ION_RESIDUES[c]
+        t_names, t_elements, t_xyz, _ = _TEMPLATES[resname]
+        xyz = sites[site] + t_xyz @ rot.T
+        removed[site] = True
+        atoms.ion_atoms.append(sum(len(p) for p in atoms.positions))
+        atoms.ion_species.append(c)
+        atoms.positions.append(xyz)
+        atoms.elements.extend(t_elements)
+        atoms.names.extend(t_names)
+        atoms.res_names.append(resname)
+        atoms.starts.append(atoms.starts[-1] + len(t_names))
+        if len(t_names) > 1:
+            for e, p in zip(t_elements, xyz, strict=True):
+                (h_xyz if e == "H" else heavy_xyz).append(p)
+    for pts, cutoff in ((heavy_xyz, _CLASH_HEAVY_NM), (h_xyz, _CLASH_H_NM)):
+        for p in pts:
+            dv = sites - p
+            dv -= box * np.round(dv / box)
+            removed |= np.einsum("ij,ij->i", dv, dv) < cutoff * cutoff
+    return atoms, removed
+
+
+def _lay_water(rng, atoms: _Atoms, sites: np.ndarray, removed: np.ndarray) -> int:
+    """TIP3P waters, randomly oriented, on every site not removed; returns their number."""
+    w_names, w_elements, w_xyz, _ = _TEMPLATES["HOH"]
+    waters = np.flatnonzero(~removed)
+    w_rot = _random_rotations(rng, len(waters))
+    w_pos = sites[waters][:, None, :] + np.einsum("nij,aj->nai", w_rot, w_xyz)
+    atoms.positions.append(w_pos.reshape(-1, 3))
+    atoms.elements.extend(w_elements * len(waters))
+    atoms.names.extend(w_names * len(waters))
+    atoms.res_names.extend(["HOH"] * len(waters))
+    atoms.starts.extend(atoms.starts[-1] + 3 * np.arange(1, len(waters) + 1))
+    return len(waters)
+
+
+def _composition(salt_list, volume: float, n_sites: int, n_water: int, counts, by_side, q_membrane: float) -> Composition:
+    n_per_litre = AVOGADRO_PER_MOL * volume * LITRE_PER_NM3
+    requested = {_species.SALTS[n].cation: m for n, m in salt_list}
+    requested[_species.ANION] = float(sum(_species.SALTS[n].n_anions * m for n, m in salt_list))
+    net = q_membrane + sum(_species.IONS[c].charge * n for c, n in counts.items())
+    if abs(net) > 1e-6:
+        raise AssertionError(f"electrolyte build left a net charge of {net} e")
+    return Composition(
+        salts=salt_list,
+        water_volume_nm3=volume,
+        n_water_sites=n_sites,
+        n_water=n_water,
+        counts=MappingProxyType(dict(counts)),
+        counts_by_side=MappingProxyType({c: (v[0], v[1]) for c, v in by_side.items()}),
+        requested_molar=MappingProxyType(requested),
+        effective_molar=MappingProxyType({c: n / n_per_litre for c, n in counts.items()}),
+        net_charge_e=float(net),
+        rule=(
+            "V_water = L_x·L_y·(L_z − 2·gap_nm); cation count n = round(c·N_A·V_water) (half up); "
+            "Cl− = Σ z·n (neutral membrane); c_eff = n/(N_A·V_water)"
+        ),
+    )
+
+
 def build_electrolyte(
     membrane: Membrane,
     salts,
@@ -269,7 +437,7 @@ def build_electrolyte(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise _bad("seed", "must be a whole number >= 0", seed)
     box = np.diag(membrane.box_vectors_nm).astype(float)
-    lx, ly, lz = box
+    lz = box[2]
     thickness = lz - 2 * gap
     if thickness < _MIN_WATER_THICKNESS_NM:
         raise _bad(
@@ -279,155 +447,32 @@ def build_electrolyte(
         )
     if d_mem >= lz / 2:
         raise _bad("ion_membrane_distance_nm", f"must be < L_z/2 = {lz / 2} nm", ion_membrane_distance_nm)
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(int(seed))  # drawn in this order: ion sites, ion rotations, water rotations
 
-    # Water lattice at bulk density over the slab z ∈ [gap, L_z − gap] (wrapped to (−L_z/2, L_z/2]).
-    volume = float(lx * ly * thickness)
-    side = WATER_NUMBER_DENSITY_PER_NM3 ** (-1.0 / 3.0)
-    nx, ny = max(1, round(lx / side)), max(1, round(ly / side))
-    nz = max(1, round(WATER_NUMBER_DENSITY_PER_NM3 * volume / (nx * ny)))
-    gx, gy, gz = np.meshgrid(
-        (np.arange(nx) + 0.5) * lx / nx,
-        (np.arange(ny) + 0.5) * ly / ny,
-        gap + (np.arange(nz) + 0.5) * thickness / nz,
-        indexing="ij",
-    )
-    sites = np.column_stack([gx.ravel(), gy.ravel(), gz.ravel()])
-    sites[sites[:, 2] > lz / 2, 2] -= lz
-    n_sites = len(sites)
-
-    # Counts: the molarity rule, then chloride for neutrality (membranes are neutral).
-    counts: dict[str, int] = {}
-    for name, molar in salt_list:
-        cation = _species.SALTS[name].cation
-        n = ion_count(molar, volume)
-        if n < 1:
-            raise _bad(
-                "salts",
-                f"give no {cation} ion for {name}@{molar} in this box: round(c·N_A·V_water) with V_water = {volume:.3f} nm³ "
-                f"is {molar * AVOGADRO_PER_MOL * volume * LITRE_PER_NM3:.3f} → 0; raise the molarity or enlarge the box",
-                f"{name}@{molar}",
-            )
-        counts[cation] = n
+    sites, volume = _water_sites(box, gap, thickness)
+    counts = _ion_counts(salt_list, volume)
     q_membrane = membrane.net_charge_e
     if abs(q_membrane) > 1e-6:
         raise _bad("membrane", "must be neutral (its charges_e must sum to zero)", q_membrane)
-    n_cl = sum(_species.IONS[c].charge * n for c, n in counts.items())
-    counts[_species.ANION] = int(n_cl)
+    by_side = _split_by_side(counts)
+    chosen = _pick_ion_sites(rng, sites, counts, by_side, box, d_mem, d_sep, salt_list)
+    atoms, removed = _lay_ions(rng, sites, chosen, box)
+    n_water = _lay_water(rng, atoms, sites, removed)
+    composition = _composition(salt_list, volume, len(sites), n_water, counts, by_side, q_membrane)
 
-    # Split each cation species between the sides, alternating the odd one; Cl− neutralises each side.
-    by_side: dict[str, list[int]] = {}
-    extra_top = True
-    for c in (c for c in counts if c != _species.ANION):
-        n = counts[c]
-        top = n // 2 + (n % 2 if extra_top else 0)
-        if n % 2:
-            extra_top = not extra_top
-        by_side[c] = [top, n - top]
-    charge_side = [sum(_species.IONS[c].charge * by_side[c][s] for c in by_side) for s in (0, 1)]
-    by_side[_species.ANION] = [int(charge_side[0]), int(charge_side[1])]
-
-    # Pick sites: random order, far enough from the membrane and from each other (minimum image).
-    order = rng.permutation(n_sites)
-    eligible = order[np.abs(sites[order, 2]) >= d_mem]
-    pools = [eligible[sites[eligible, 2] > 0], eligible[sites[eligible, 2] <= 0]]
-    cursor = [0, 0]
-    chosen_xyz = np.zeros((0, 3))
-    chosen: list[tuple[str, int]] = []
-    for c in counts:
-        for s in (0, 1):
-            for _ in range(by_side[c][s]):
-                pool = pools[s]
-                while True:
-                    if cursor[s] >= len(pool):
-                        raise _bad(
-                            "salts",
-                            f"need {sum(counts.values())} ions at least {d_sep} nm apart and {d_mem} nm from the membrane, "
-                            f"which the {lx:.2f} × {ly:.2f} × {lz:.2f} nm box cannot hold; lower the molarities, "
-                            "enlarge the box or reduce ion_separation_nm",
-                            "+".join(f"{n}@{m}" for n, m in salt_list),
-                        )
-                    site = pool[cursor[s]]
-                    cursor[s] += 1
-                    if len(chosen_xyz):
-                        dv = chosen_xyz - sites[site]
-                        dv -= box * np.round(dv / box)
-                        if np.min(np.einsum("ij,ij->i", dv, dv)) < d_sep * d_sep:
-                            continue
-                    break
-                chosen.append((c, int(site)))
-                chosen_xyz = np.vstack([chosen_xyz, sites[site]])
-
-    # Ion atoms, in species order; multi-atom ions rotated at random about the replaced O.
-    removed = np.zeros(n_sites, dtype=bool)
-    rotations = _random_rotations(rng, len(chosen))
-    positions, elements, names, res_names, starts, ion_species, ion_atoms = [], [], [], [], [0], [], []
-    heavy_xyz, h_xyz = [], []
-    for (c, site), rot in zip(chosen, rotations, strict=True):
-        resname = ION_RESIDUES[c]
-        t_names, t_elements, t_xyz, _ = _TEMPLATES[resname]
-        xyz = sites[site] + t_xyz @ rot.T
-        removed[site] = True
-        ion_atoms.append(sum(len(p) for p in positions))
-        ion_species.append(c)
-        positions.append(xyz)
-        elements.extend(t_elements)
-        names.extend(t_names)
-        res_names.append(resname)
-        starts.append(starts[-1] + len(t_names))
-        if len(t_names) > 1:
-            for e, p in zip(t_elements, xyz, strict=True):
-                (h_xyz if e == "H" else heavy_xyz).append(p)
-    for pts, cutoff in ((heavy_xyz, _CLASH_HEAVY_NM), (h_xyz, _CLASH_H_NM)):
-        for p in pts:
-            dv = sites - p
-            dv -= box * np.round(dv / box)
-            removed |= np.einsum("ij,ij->i", dv, dv) < cutoff * cutoff
-
-    w_names, w_elements, w_xyz, _ = _TEMPLATES["HOH"]
-    waters = np.flatnonzero(~removed)
-    w_rot = _random_rotations(rng, len(waters))
-    w_pos = sites[waters][:, None, :] + np.einsum("nij,aj->nai", w_rot, w_xyz)
-    positions.append(w_pos.reshape(-1, 3))
-    elements.extend(w_elements * len(waters))
-    names.extend(w_names * len(waters))
-    res_names.extend(["HOH"] * len(waters))
-    starts.extend(starts[-1] + 3 * np.arange(1, len(waters) + 1))
-
-    n_per_litre = AVOGADRO_PER_MOL * volume * LITRE_PER_NM3
-    requested = {_species.SALTS[n].cation: m for n, m in salt_list}
-    requested[_species.ANION] = float(sum(_species.SALTS[n].n_anions * m for n, m in salt_list))
-    net = q_membrane + sum(_species.IONS[c].charge * n for c, n in counts.items())
-    if abs(net) > 1e-6:
-        raise AssertionError(f"electrolyte build left a net charge of {net} e")
-    composition = Composition(
-        salts=salt_list,
-        water_volume_nm3=volume,
-        n_water_sites=n_sites,
-        n_water=len(waters),
-        counts=MappingProxyType(dict(counts)),
-        counts_by_side=MappingProxyType({c: (v[0], v[1]) for c, v in by_side.items()}),
-        requested_molar=MappingProxyType(requested),
-        effective_molar=MappingProxyType({c: n / n_per_litre for c, n in counts.items()}),
-        net_charge_e=float(net),
-        rule=(
-            "V_water = L_x·L_y·(L_z − 2·gap_nm); cation count n = round(c·N_A·V_water) (half up); "
-            "Cl− = Σ z·n (neutral membrane); c_eff = n/(N_A·V_water)"
-        ),
-    )
-    all_positions = np.vstack(positions)
+    all_positions = np.vstack(atoms.positions)
     box_vectors = membrane.box_vectors_nm.copy()
-    starts_arr, ion_atoms_arr = np.asarray(starts, dtype=int), np.asarray(ion_atoms, dtype=int)
+    starts_arr, ion_atoms_arr = np.asarray(atoms.starts, dtype=int), np.asarray(atoms.ion_atoms, dtype=int)
     for arr in (all_positions, box_vectors, starts_arr, ion_atoms_arr):
         arr.setflags(write=False)
     return Electrolyte(
         composition=composition,
         positions_nm=all_positions,
-        elements=tuple(elements),
-        atom_names=tuple(names),
-        residue_names=tuple(res_names),
+        elements=tuple(atoms.elements),
+        atom_names=tuple(atoms.names),
+        residue_names=tuple(atoms.res_names),
         residue_starts=starts_arr,
-        ion_species=tuple(ion_species),
+        ion_species=tuple(atoms.ion_species),
         ion_atoms=ion_atoms_arr,
         box_vectors_nm=box_vectors,
         gap_nm=gap,
