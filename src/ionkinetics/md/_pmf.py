@@ -567,6 +567,124 @@ def _get(d: dict, key: str, default):
     return d.get(f"settings_{key}", d.get(key, default))
 
 
+def _lateral_restraint(data, reference_area_nm2, t_k: float):
+    """(lateral, R_flat, k_xy, A_ref, A_r): the windows' shared flat-bottom lateral restraint and the
+    areas of the standard-state correction (NaN when the windows carry no ``r_xy_nm``)."""
+    if not all("r_xy_nm" in d for d in data):
+        a_ref = float(reference_area_nm2) if reference_area_nm2 is not None else float("nan")
+        return False, float("nan"), float("nan"), a_ref, float("nan")
+    radii = {float(_get(d, "flat_bottom_radius_nm", np.nan)) for d in data}
+    kxys = {float(_get(d, "k_xy_kj_per_mol_nm2", np.nan)) for d in data}
+    if len(radii) != 1 or len(kxys) != 1:
+        raise _bad("windows", "must share one flat_bottom_radius_nm and k_xy_kj_per_mol_nm2", (sorted(radii), sorted(kxys)))
+    r_flat, kxy = radii.pop(), kxys.pop()
+    _number("flat_bottom_radius_nm", r_flat, "must be a finite radius >= 0 nm", nonnegative=True)
+    _number("k_xy_kj_per_mol_nm2", kxy, "must be a finite force constant > 0", positive=True)
+    if reference_area_nm2 is None:
+        reference_area_nm2 = data[0].get("reference_area_nm2")
+    a_ref = _number("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
+    if a_ref < math.pi * r_flat**2:
+        raise _bad("reference_area_nm2", f"must be at least the flat bottom's area πR² = {math.pi * r_flat**2:g} nm²", a_ref)
+    return True, r_flat, kxy, a_ref, restraint_area_nm2(r_flat, kxy, t_k)
+
+
+def _uncorrelated_samples(data, lateral: bool, subsample: bool):
+    """Each window's samples, subsampled at its statistical inefficiency g (pymbar's timeseries) when
+    ``subsample``: (z, r_xy, n_k, g_k, n_raw), z and r_xy concatenated over windows."""
+    from pymbar import timeseries
+
+    z_all, r_all, n_k, g_k, n_raw = [], [], [], [], []
+    for k, d in enumerate(data):
+        z = np.asarray(d["z_nm"], dtype=float).ravel()
+        if z.size < 2 or not np.all(np.isfinite(z)):
+            raise _bad(f"windows[{k}].z_nm", "must be at least two finite samples", z.size)
+        idx = np.arange(z.size)
+        g = 1.0
+        if subsample and np.ptp(z) > 0:
+            with _quiet_pymbar():
+                g = float(timeseries.statistical_inefficiency(z))
+                idx = np.asarray(timeseries.subsample_correlated_data(z, g=g), dtype=int)
+        z_all.append(z[idx])
+        r_all.append(np.asarray(d["r_xy_nm"], dtype=float).ravel()[idx] if lateral else np.zeros(idx.size))
+        n_k.append(idx.size)
+        g_k.append(g)
+        n_raw.append(z.size)
+    return np.concatenate(z_all), np.concatenate(r_all), np.asarray(n_k), g_k, n_raw
+
+
+@dataclasses.dataclass(frozen=True)
+class _Histogram:
+    """MBAR's free energy on the z bins with enough samples (``keep``), referenced to the fullest bulk bin."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    keep: np.ndarray
+    f_kt: np.ndarray
+    df_kt: np.ndarray
+    overlap: np.ndarray
+    f_k: np.ndarray
+
+
+def _mbar_histogram(u_kn, n_k, x, width: float, min_count: int, mz: float, bulk_z: float, z0) -> _Histogram:
+    from pymbar import FES
+
+    lo = math.floor(x.min() / width) * width
+    edges = lo + width * np.arange(math.ceil((x.max() - lo) / width + 1e-9) + 1)
+    if edges[-1] <= x.max():
+        edges = np.append(edges, edges[-1] + width)
+    counts = np.histogram(x, bins=edges)[0]
+    with _quiet_pymbar():
+        fes = FES(u_kn, n_k, verbose=False, mbar_options={"solver_protocol": _SOLVER_PROTOCOL})
+        fes.generate_fes(np.zeros_like(x), x, fes_type="histogram", histogram_parameters={"bin_edges": edges})
+        centres_all = 0.5 * (edges[1:] + edges[:-1])
+        keep = counts >= min_count
+        if not keep.any():
+            raise _bad("min_bin_count", "leaves no z bin with enough samples; lower it or sample more", min_count)
+        in_bulk = keep & (np.abs(centres_all - mz) >= bulk_z)
+        if not in_bulk.any():
+            raise _bad(
+                "windows",
+                f"leave no bulk bin (|z − membrane| ≥ bulk_min_abs_z_nm = {bulk_z:g} nm) with min_bin_count = {min_count} "
+                "uncorrelated samples, so the PMF has no bulk reference; add or lengthen windows there, widen "
+                "bin_width_nm, lower min_bin_count or bulk_min_abs_z_nm",
+                f"{len(z0)} windows at z0 {z0.min():g}…{z0.max():g} nm",
+            )
+        ref_bin = int(np.argmax(np.where(in_bulk, counts, -1)))
+        res = fes.get_fes(
+            centres_all[keep],
+            reference_point="from-specified",
+            fes_reference=centres_all[ref_bin],
+            uncertainty_method="analytical",
+        )
+        overlap = np.asarray(fes.mbar.compute_overlap()["matrix"], dtype=float)
+        f_k = np.asarray(fes.mbar.f_k, dtype=float)
+    return _Histogram(
+        edges, counts, keep, np.asarray(res["f_i"], dtype=float), np.asarray(res["df_i"], dtype=float), overlap, f_k
+    )
+
+
+def _lateral_correction_kt(x, r, u_kn, n_k, hist: _Histogram, r_flat: float, a_ref: float, edge_width_nm) -> np.ndarray:
+    """−ln of each kept bin's lateral partition ratio (module docstring), from the samples' MBAR weights
+    in the unbiased, laterally restrained state."""
+    log_den = np.logaddexp.reduce(np.log(n_k)[:, None] + hist.f_k[:, None] - u_kn, axis=0)
+    weight = np.exp(-(log_den - log_den.max()))
+    de = float(edge_width_nm) if edge_width_nm is not None else min(0.15, max(r_flat, 1e-3) / 2)
+    de = _number("edge_width_nm", de, "must be a finite width > 0 nm", positive=True)
+    inner = max(r_flat - de, 0.0)
+    annulus = math.pi * (r_flat**2 - inner**2)
+    bin_of = np.digitize(x, hist.edges) - 1
+    kept_bins = np.flatnonzero(hist.keep)
+    correction = np.zeros(kept_bins.size)
+    for j, b in enumerate(kept_bins):
+        sel = bin_of == b
+        w, rr = weight[sel], r[sel]
+        n_in = w[rr < r_flat].sum()
+        n_wall = w[rr >= r_flat].sum()
+        rho_edge = w[(rr >= inner) & (rr < r_flat)].sum() / annulus if annulus > 0 else 0.0
+        correction[j] = -math.log((n_in + n_wall) / (n_in + rho_edge * (a_ref - math.pi * r_flat**2)))
+    return correction
+
+
 def analyze_windows(
     windows,
     *,
@@ -613,132 +731,38 @@ def analyze_windows(
     order = np.argsort(z0, kind="stable")
     data = [data[i] for i in order]
     kz, z0 = kz[order], z0[order]
-    lateral = all("r_xy_nm" in d for d in data)
-    if lateral:
-        radii = {float(_get(d, "flat_bottom_radius_nm", np.nan)) for d in data}
-        kxys = {float(_get(d, "k_xy_kj_per_mol_nm2", np.nan)) for d in data}
-        if len(radii) != 1 or len(kxys) != 1:
-            raise _bad("windows", "must share one flat_bottom_radius_nm and k_xy_kj_per_mol_nm2", (sorted(radii), sorted(kxys)))
-        r_flat, kxy = radii.pop(), kxys.pop()
-        _number("flat_bottom_radius_nm", r_flat, "must be a finite radius >= 0 nm", nonnegative=True)
-        _number("k_xy_kj_per_mol_nm2", kxy, "must be a finite force constant > 0", positive=True)
-        if reference_area_nm2 is None:
-            reference_area_nm2 = first.get("reference_area_nm2")
-        a_ref = _number("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
-        if a_ref < math.pi * r_flat**2:
-            raise _bad("reference_area_nm2", f"must be at least the flat bottom's area πR² = {math.pi * r_flat**2:g} nm²", a_ref)
-        a_r = restraint_area_nm2(r_flat, kxy, t_k)
-    else:
-        a_ref = float(reference_area_nm2) if reference_area_nm2 is not None else float("nan")
-        a_r = float("nan")
+    lateral, r_flat, _, a_ref, a_r = _lateral_restraint(data, reference_area_nm2, t_k)
 
-    from pymbar import FES, timeseries
-
-    z_all, r_all, n_k, g_k, n_raw = [], [], [], [], []
-    for k, d in enumerate(data):
-        z = np.asarray(d["z_nm"], dtype=float).ravel()
-        if z.size < 2 or not np.all(np.isfinite(z)):
-            raise _bad(f"windows[{k}].z_nm", "must be at least two finite samples", z.size)
-        idx = np.arange(z.size)
-        g = 1.0
-        if subsample and np.ptp(z) > 0:
-            with _quiet_pymbar():
-                g = float(timeseries.statistical_inefficiency(z))
-                idx = np.asarray(timeseries.subsample_correlated_data(z, g=g), dtype=int)
-        z_all.append(z[idx])
-        r_all.append(np.asarray(d["r_xy_nm"], dtype=float).ravel()[idx] if lateral else np.zeros(idx.size))
-        n_k.append(idx.size)
-        g_k.append(g)
-        n_raw.append(z.size)
-    x = np.concatenate(z_all)
-    r = np.concatenate(r_all)
-    n_k = np.asarray(n_k)
-    beta = 1.0 / _kt_kj_per_mol(t_k)
+    x, r, n_k, g_k, n_raw = _uncorrelated_samples(data, lateral, subsample)
     dz = x[None, :] - z0[:, None]
     if lz is not None:
         dz -= lz * np.round(dz / lz)
-    u_kn = beta * 0.5 * kz[:, None] * dz**2
+    u_kn = (1.0 / _kt_kj_per_mol(t_k)) * 0.5 * kz[:, None] * dz**2
+    hist = _mbar_histogram(u_kn, n_k, x, width, min_count, mz, bulk_z, z0)
+    centres = 0.5 * (hist.edges[1:] + hist.edges[:-1])[hist.keep]
+    correction = (
+        _lateral_correction_kt(x, r, u_kn, n_k, hist, r_flat, a_ref, edge_width_nm) if lateral else np.zeros(centres.size)
+    )
 
-    # bins: a grid on [min, max] of the samples; keep those with enough samples
-    lo = math.floor(x.min() / width) * width
-    edges = lo + width * np.arange(math.ceil((x.max() - lo) / width + 1e-9) + 1)
-    if edges[-1] <= x.max():
-        edges = np.append(edges, edges[-1] + width)
-    counts = np.histogram(x, bins=edges)[0]
-    with _quiet_pymbar():
-        fes = FES(u_kn, n_k, verbose=False, mbar_options={"solver_protocol": _SOLVER_PROTOCOL})
-        fes.generate_fes(np.zeros_like(x), x, fes_type="histogram", histogram_parameters={"bin_edges": edges})
-        centres_all = 0.5 * (edges[1:] + edges[:-1])
-        keep = counts >= min_count
-        if not keep.any():
-            raise _bad("min_bin_count", "leaves no z bin with enough samples; lower it or sample more", min_count)
-        in_bulk = keep & (np.abs(centres_all - mz) >= bulk_z)
-        if not in_bulk.any():
-            raise _bad(
-                "windows",
-                f"leave no bulk bin (|z − membrane| ≥ bulk_min_abs_z_nm = {bulk_z:g} nm) with min_bin_count = {min_count} "
-                "uncorrelated samples, so the PMF has no bulk reference; add or lengthen windows there, widen "
-                "bin_width_nm, lower min_bin_count or bulk_min_abs_z_nm",
-                f"{len(data)} windows at z0 {z0.min():g}…{z0.max():g} nm",
-            )
-        ref_bin = int(np.argmax(np.where(in_bulk, counts, -1)))
-        res = fes.get_fes(
-            centres_all[keep],
-            reference_point="from-specified",
-            fes_reference=centres_all[ref_bin],
-            uncertainty_method="analytical",
-        )
-        overlap = np.asarray(fes.mbar.compute_overlap()["matrix"], dtype=float)
-        f_k = np.asarray(fes.mbar.f_k, dtype=float)
-    centres = centres_all[keep]
-    w_raw = np.asarray(res["f_i"], dtype=float)
-    dw = np.asarray(res["df_i"], dtype=float)
-
-    # MBAR weights of each sample in the unbiased (restrained-laterally) state, for ΔG_xy(z)
-    log_den = np.logaddexp.reduce(np.log(n_k)[:, None] + f_k[:, None] - u_kn, axis=0)
-    weight = np.exp(-(log_den - log_den.max()))
-    correction = np.zeros(centres.size)
-    if lateral:
-        de = float(edge_width_nm) if edge_width_nm is not None else min(0.15, max(r_flat, 1e-3) / 2)
-        de = _number("edge_width_nm", de, "must be a finite width > 0 nm", positive=True)
-        inner = max(r_flat - de, 0.0)
-        annulus = math.pi * (r_flat**2 - inner**2)
-        bin_of = np.digitize(x, edges) - 1
-        kept_bins = np.flatnonzero(keep)
-        for j, b in enumerate(kept_bins):
-            sel = bin_of == b
-            w, rr = weight[sel], r[sel]
-            n_in = w[rr < r_flat].sum()
-            n_wall = w[rr >= r_flat].sum()
-            rho_edge = w[(rr >= inner) & (rr < r_flat)].sum() / annulus if annulus > 0 else 0.0
-            correction[j] = -math.log((n_in + n_wall) / (n_in + rho_edge * (a_ref - math.pi * r_flat**2)))
-
-    pmf = w_raw - correction
+    pmf = hist.f_kt - correction
     bulk = np.abs(centres - mz) >= bulk_z
-    inner_region = ~bulk
     pmf -= float(np.mean(pmf[bulk]))
-    uncorrected = pmf + correction
-    if inner_region.any():
-        zi, pi = centres[inner_region], pmf[inner_region]
+    if (~bulk).any():
+        zi, pi = centres[~bulk], pmf[~bulk]
         barrier, barrier_z = float(np.max(pi)), float(zi[np.argmax(pi)])
         well, well_z = float(np.min(pi)), float(zi[np.argmin(pi)])
     else:
         barrier = barrier_z = well = well_z = float("nan")
-    neighbour = np.array([overlap[k, k + 1] for k in range(len(z0) - 1)])
-    poor = tuple(
-        sorted(
-            {k for k in range(len(z0) - 1) if neighbour[k] < threshold}
-            | {k + 1 for k in range(len(z0) - 1) if neighbour[k] < threshold}
-        )
-    )
+    neighbour = np.array([hist.overlap[k, k + 1] for k in range(len(z0) - 1)])
+    poor = tuple(sorted({j for k in range(len(z0) - 1) if neighbour[k] < threshold for j in (k, k + 1)}))
     return PMFResult(
         z_nm=centres,
         pmf_kt=pmf,
         pmf_kj_per_mol=pmf * _kt_kj_per_mol(t_k),
-        dpmf_kt=dw,
-        pmf_uncorrected_kt=uncorrected,
+        dpmf_kt=hist.df_kt,
+        pmf_uncorrected_kt=pmf + correction,
         restraint_correction_kt=correction,
-        counts=counts[keep],
+        counts=hist.counts[hist.keep],
         temperature_k=t_k,
         reference_area_nm2=a_ref,
         restraint_area_nm2=a_r,
@@ -752,7 +776,7 @@ def analyze_windows(
         n_samples=np.asarray(n_raw),
         n_uncorrelated=n_k,
         statistical_inefficiency=np.asarray(g_k),
-        overlap_matrix=overlap,
+        overlap_matrix=hist.overlap,
         neighbour_overlap=neighbour,
         overlap_threshold=threshold,
         poor_overlap_windows=poor,
