@@ -303,6 +303,86 @@ def _same(a, b) -> bool:
     return np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def _window_pore_xy(built, positions: np.ndarray, ion_index: int, box: np.ndarray, pore_xy_nm) -> np.ndarray:
+    """The restraint's pore axis: ``pore_xy_nm``, else the pore nearest the ion laterally (minimum image)."""
+    if pore_xy_nm is not None:
+        pore_xy = np.asarray(pore_xy_nm, dtype=float)
+        if pore_xy.shape != (2,) or not np.all(np.isfinite(pore_xy)):
+            raise _bad("pore_xy_nm", "must be two finite numbers (x, y) in nm", pore_xy_nm)
+        return pore_xy
+    centres = getattr(built, "pore_centres_nm", None)
+    if centres is None or len(centres) == 0:
+        raise _bad("pore_xy_nm", "must be given when the system has no pore_centres_nm", pore_xy_nm)
+    c = np.asarray(centres, dtype=float)[:, :2]
+    d = c - positions[ion_index, :2]
+    d -= box[:2] * np.round(d / box[:2])
+    return c[int(np.argmin(np.hypot(d[:, 0], d[:, 1])))]
+
+
+def _window_records(built, settings, ion_index: int, z0: float, pore_xy, box, membrane_z: float, a_ref: float, provenance):
+    """(meta, prov): the compared settings of a window file (with the membrane's template charges, so a
+    window is reused only under the same charges) and its ``prov_*`` entries, recorded, not compared."""
+    prov = {}
+    for key, value in (provenance or {}).items():
+        if not isinstance(key, str) or not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise _bad("provenance", "must map str keys to str or number values", {key: value})
+        prov[f"prov_{key}"] = value
+    meta = _window_meta(settings, ion_index, z0, pore_xy, box, membrane_z, a_ref)
+    membrane = getattr(built, "membrane", None)
+    if membrane is not None and hasattr(membrane, "residue_names"):
+        charge_of = dict(zip(membrane.residue_names, np.asarray(membrane.charges_e, dtype=float).tolist(), strict=True))
+        names = sorted(charge_of)
+        meta["membrane_templates"] = np.array(names)
+        meta["membrane_template_charges_e"] = np.array([charge_of[n] for n in names])
+    option = getattr(built, "forcefield_option", None)
+    if option is not None:  # options with the same charges for this membrane share windows
+        prov.setdefault("forcefield_option", str(option))
+    return meta, prov
+
+
+def _sample_window(built, positions, ion_index: int, widx: int, z0: float, pore_xy, box, settings: WindowSettings):
+    """Restrain a copy of ``built.system``, place the ion, minimise, equilibrate and sample its position
+    every ``sample_every_steps``; returns (xyz (n_samples, 3) nm, sampling wall time s, platform name)."""
+    import openmm
+    import openmm.unit as u
+
+    from ._system import select_platform
+
+    system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(built.system))
+    system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.diag(box).tolist()])
+    add_umbrella_restraints(
+        system,
+        ion_index,
+        pore_xy_nm=pore_xy,
+        z0_nm=z0,
+        k_z_kj_per_mol_nm2=settings.k_z_kj_per_mol_nm2,
+        flat_bottom_radius_nm=settings.flat_bottom_radius_nm,
+        k_xy_kj_per_mol_nm2=settings.k_xy_kj_per_mol_nm2,
+    )
+    platform, props = select_platform(settings.platform)
+    integrator = openmm.LangevinMiddleIntegrator(
+        settings.temperature_k * u.kelvin, settings.friction_per_ps / u.picosecond, settings.timestep_fs * u.femtoseconds
+    )
+    integrator.setRandomNumberSeed(settings.seed + 1 + widx)  # 0 would mean "pick one at random"
+    context = openmm.Context(system, integrator, platform, props)
+    context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.diag(box).tolist()])
+    positions = positions.copy()
+    positions[ion_index] = [pore_xy[0], pore_xy[1], z0]
+    context.setPositions(positions * u.nanometer)
+    if settings.minimize:
+        openmm.LocalEnergyMinimizer.minimize(context)
+    context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1 + widx)
+    start = time.perf_counter()
+    if settings.equilibration_steps:
+        integrator.step(settings.equilibration_steps)
+    xyz = np.empty((settings.n_samples, 3))
+    for j in range(settings.n_samples):
+        integrator.step(settings.sample_every_steps)
+        p = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
+        xyz[j] = p[ion_index]
+    return xyz, time.perf_counter() - start, platform.getName()
+
+
 def run_window(
     built,
     ion_index: int,
@@ -329,11 +409,6 @@ def run_window(
     ``provenance`` (str → str or number) is stored as ``prov_<key>`` beside the samples and is
     not compared when a finished window is found (commit, host and threads may differ).
     """
-    import openmm
-    import openmm.unit as u
-
-    from ._system import select_platform
-
     if not isinstance(settings, WindowSettings):
         raise TypeError(f"settings must be a WindowSettings; got {type(settings).__name__}")
     widx = _integer("window_index", window_index, 0)
@@ -348,39 +423,14 @@ def run_window(
     known_ions = getattr(built, "ion_indices", None)
     if known_ions is not None and int(ion_index) not in set(np.asarray(known_ions).tolist()):
         raise _bad("ion_index", "must be one of the system's ion_indices", ion_index)
-    centres = getattr(built, "pore_centres_nm", None)
-    if pore_xy_nm is None:
-        if centres is None or len(centres) == 0:
-            raise _bad("pore_xy_nm", "must be given when the system has no pore_centres_nm", pore_xy_nm)
-        c = np.asarray(centres, dtype=float)[:, :2]
-        d = c - positions[ion_index, :2]
-        d -= box[:2] * np.round(d / box[:2])
-        pore_xy = c[int(np.argmin(np.hypot(d[:, 0], d[:, 1])))]
-    else:
-        pore_xy = np.asarray(pore_xy_nm, dtype=float)
-        if pore_xy.shape != (2,) or not np.all(np.isfinite(pore_xy)):
-            raise _bad("pore_xy_nm", "must be two finite numbers (x, y) in nm", pore_xy_nm)
+    pore_xy = _window_pore_xy(built, positions, int(ion_index), box, pore_xy_nm)
     if reference_area_nm2 is None:
+        centres = getattr(built, "pore_centres_nm", None)
         n_pores = 1 if centres is None or len(centres) == 0 else len(centres)
         reference_area_nm2 = float(box[0] * box[1] / n_pores)
     a_ref = _number("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
-
-    prov = {}
-    for key, value in (provenance or {}).items():
-        if not isinstance(key, str) or not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise _bad("provenance", "must map str keys to str or number values", {key: value})
-        prov[f"prov_{key}"] = value
+    meta, prov = _window_records(built, settings, int(ion_index), z0, pore_xy, box, membrane_z, a_ref, provenance)
     path = window_path(out_dir, widx)
-    meta = _window_meta(settings, int(ion_index), z0, pore_xy, box, membrane_z, a_ref)
-    membrane = getattr(built, "membrane", None)
-    if membrane is not None and hasattr(membrane, "residue_names"):  # reused only under the same membrane charges
-        charge_of = dict(zip(membrane.residue_names, np.asarray(membrane.charges_e, dtype=float).tolist(), strict=True))
-        names = sorted(charge_of)
-        meta["membrane_templates"] = np.array(names)
-        meta["membrane_template_charges_e"] = np.array([charge_of[n] for n in names])
-    option = getattr(built, "forcefield_option", None)
-    if option is not None:  # recorded, not compared: options with the same charges for this membrane share windows
-        prov.setdefault("forcefield_option", str(option))
     if path.exists():
         old = load_window(path)
         diff = [k for k, v in meta.items() if k not in old or not _same(old[k], v)]
@@ -391,50 +441,19 @@ def run_window(
             )
         return path, False
 
-    system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(built.system))
-    system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.diag(box).tolist()])
-    add_umbrella_restraints(
-        system,
-        int(ion_index),
-        pore_xy_nm=pore_xy,
-        z0_nm=z0,
-        k_z_kj_per_mol_nm2=settings.k_z_kj_per_mol_nm2,
-        flat_bottom_radius_nm=settings.flat_bottom_radius_nm,
-        k_xy_kj_per_mol_nm2=settings.k_xy_kj_per_mol_nm2,
-    )
-    platform, props = select_platform(settings.platform)
-    integrator = openmm.LangevinMiddleIntegrator(
-        settings.temperature_k * u.kelvin, settings.friction_per_ps / u.picosecond, settings.timestep_fs * u.femtoseconds
-    )
-    integrator.setRandomNumberSeed(settings.seed + 1 + widx)  # 0 would mean "pick one at random"
-    context = openmm.Context(system, integrator, platform, props)
-    context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.diag(box).tolist()])
-    positions[ion_index] = [pore_xy[0], pore_xy[1], z0]
-    context.setPositions(positions * u.nanometer)
-    if settings.minimize:
-        openmm.LocalEnergyMinimizer.minimize(context)
-    context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1 + widx)
-    start = time.perf_counter()
-    if settings.equilibration_steps:
-        integrator.step(settings.equilibration_steps)
-    m = settings.n_samples
-    xyz = np.empty((m, 3))
-    for j in range(m):
-        integrator.step(settings.sample_every_steps)
-        p = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
-        xyz[j] = p[ion_index]
-    wall_s = time.perf_counter() - start
+    xyz, wall_s, platform_name = _sample_window(built, positions, int(ion_index), widx, z0, pore_xy, box, settings)
     z = xyz[:, 2] - membrane_z
     z -= box[2] * np.round(z / box[2])
     d = xyz[:, :2] - pore_xy
     d -= box[:2] * np.round(d / box[:2])
+    m = settings.n_samples
     t_ps = (settings.equilibration_steps + settings.sample_every_steps * np.arange(1, m + 1)) * settings.timestep_fs / 1000.0
     _write_npz_atomic(
         path,
         z_nm=z + membrane_z,
         r_xy_nm=np.hypot(d[:, 0], d[:, 1]),
         t_ps=t_ps,
-        platform=platform.getName(),
+        platform=platform_name,
         wall_s=wall_s,
         **prov,
         **meta,
