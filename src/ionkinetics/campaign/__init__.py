@@ -12,6 +12,7 @@ from ._campaign import Campaign as Campaign
 from ._campaign import CampaignError as CampaignError
 from ._campaign import CampaignReport as CampaignReport
 from ._campaign import Task as Task
+from ._campaign import TaskStatus as TaskStatus
 from ._campaign import collect_campaign as collect_campaign
 from ._campaign import execute_task as execute_task
 from ._campaign import load_campaign as load_campaign

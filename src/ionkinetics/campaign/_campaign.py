@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import hashlib
 import json
 import math
@@ -88,6 +89,7 @@ __all__ = [
     "CampaignError",
     "CampaignReport",
     "Task",
+    "TaskStatus",
     "collect_campaign",
     "execute_task",
     "load_campaign",
@@ -460,21 +462,29 @@ def execute_task(task: dict, out_dir: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+class TaskStatus(enum.StrEnum):
+    """What became of a task in one :func:`run_campaign` call (a ``str``: JSON and ``== "done"`` work)."""
+
+    DONE = "done"  # ran now and wrote its result
+    SKIPPED = "skipped"  # had a result already
+    FAILED = "failed"  # its own error after the retries, a killed worker, or a cluster left with no worker
+
+
 @dataclasses.dataclass(frozen=True)
 class CampaignReport:
     out_dir: Path
-    rows: tuple[dict, ...]  # task_id, kind, status (done / skipped / failed), simulated_ns, ...
+    rows: tuple[dict, ...]  # task_id, kind, status (a TaskStatus), simulated_ns, ...
     wall_s: float
     n_workers: int | None
 
     @property
     def failed(self) -> list[dict]:
-        return [r for r in self.rows if r["status"] == "failed"]
+        return [r for r in self.rows if r["status"] == TaskStatus.FAILED]
 
     @property
     def throughput_ns_per_day(self) -> float:
         """Simulated ns of the tasks run now, per day of wall time of this call."""
-        ns = sum(r["simulated_ns"] for r in self.rows if r["status"] == "done")
+        ns = sum(r["simulated_ns"] for r in self.rows if r["status"] == TaskStatus.DONE)
         return ns / self.wall_s * 86400.0 if self.wall_s > 0 else float("nan")
 
 
@@ -490,6 +500,68 @@ def _local_cluster(n_workers: int, gpus: int):
     return LocalCluster(
         n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0", env=env, silence_logs=40
     )
+
+
+def _task_row(t, status: TaskStatus, **extra) -> dict:
+    return {"task_id": t.task_id, "kind": t.kind, "simulated_ns": t.simulated_ns, "status": status, **extra}
+
+
+def _check_run_arguments(client, scheduler, n_workers, gpus, retries, no_worker_timeout_s) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0; got {retries!r}")
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+        raise ValueError(f"gpus must be an integer >= 0; got {gpus!r}")
+    if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1):
+        raise ValueError(f"n_workers must be an integer >= 1; got {n_workers!r}")
+    if client is not None and scheduler is not None:
+        raise ValueError("give client or scheduler, not both")
+    if isinstance(no_worker_timeout_s, bool) or not isinstance(no_worker_timeout_s, (int, float)) or not no_worker_timeout_s > 0:
+        raise ValueError(f"no_worker_timeout_s must be a number > 0 (seconds); got {no_worker_timeout_s!r}")
+
+
+def _finished_row(t, future) -> dict:
+    """The row of a task whose future is done: its execution record's figures, or its error."""
+    try:
+        record = future.result()
+    except Exception as exc:  # the task's own error after its retries, or KilledWorker
+        return _task_row(t, TaskStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+    row = _task_row(t, TaskStatus.DONE, **{k: record["execution"].get(k) for k in ("platform", "ns_per_day", "worker", "wall_s")})
+    if t.kind == "md":
+        row["resumed_from_frame"] = record["execution"].get("resumed_from_frame")
+    return row
+
+
+def _collect(client, futures: dict, finish: Callable, no_worker_timeout_s: float) -> None:
+    """Call ``finish(task, row)`` as each future ends; a cluster with no worker for ``no_worker_timeout_s``
+    fails the unfinished tasks (their committed work is kept) instead of waiting for ever."""
+    from distributed import as_completed
+
+    ac = as_completed(futures)
+    alone_since, checked = None, 0.0  # since when the cluster has had no worker
+    while not ac.is_empty():
+        batch = ac.next_batch(block=False)
+        for future in batch:
+            finish(futures[future], _finished_row(futures[future], future))
+        if batch:
+            continue
+        now = time.monotonic()
+        if now - checked >= _WORKER_POLL_S:
+            checked = now
+            if client.scheduler_info().get("workers"):
+                alone_since = None
+            elif alone_since is None:
+                alone_since = now
+            elif now - alone_since > no_worker_timeout_s:
+                left = [f for f in futures if not f.done()]
+                error = (
+                    f"NoWorker: the cluster had no worker for {no_worker_timeout_s:g} s (its workers died and "
+                    "none replaced them); work committed so far is kept: run the campaign again to resume"
+                )
+                for f in left:
+                    finish(futures[f], _task_row(futures[f], TaskStatus.FAILED, error=error))
+                client.cancel(left)
+                return
+        time.sleep(0.05)
 
 
 def run_campaign(
@@ -511,33 +583,24 @@ def run_campaign(
     ``progress(row)`` is called as each task ends. A worker that dies is replaced (the LocalCluster's
     nanny restarts it) and its task resumes from its checkpoint; a cluster left with no worker for
     ``no_worker_timeout_s`` reports the unfinished tasks failed instead of waiting for ever."""
-    from distributed import Client, as_completed
+    from distributed import Client
 
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be an integer >= 0; got {retries!r}")
-    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
-        raise ValueError(f"gpus must be an integer >= 0; got {gpus!r}")
-    if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1):
-        raise ValueError(f"n_workers must be an integer >= 1; got {n_workers!r}")
-    if client is not None and scheduler is not None:
-        raise ValueError("give client or scheduler, not both")
-    if isinstance(no_worker_timeout_s, bool) or not isinstance(no_worker_timeout_s, (int, float)) or not no_worker_timeout_s > 0:
-        raise ValueError(f"no_worker_timeout_s must be a number > 0 (seconds); got {no_worker_timeout_s!r}")
+    _check_run_arguments(client, scheduler, n_workers, gpus, retries, no_worker_timeout_s)
     out = Path(out_dir) if out_dir is not None else campaign.default_out()
     (out / "results").mkdir(parents=True, exist_ok=True)
     rows = {}
     pending = []
     for t in campaign.tasks:
         if _result_path(out, t.task_id).exists():
-            rows[t.task_id] = {
-                "task_id": t.task_id,
-                "kind": t.kind,
-                "status": "skipped",
-                "simulated_ns": t.simulated_ns,
-                "attempts": 0,
-            }
+            rows[t.task_id] = _task_row(t, TaskStatus.SKIPPED, attempts=0)
         else:
             pending.append(t)
+
+    def finish(t, row):
+        rows[t.task_id] = row
+        if progress is not None:
+            progress(row)
+
     own = None
     start = time.perf_counter()
     workers = None
@@ -548,68 +611,14 @@ def run_campaign(
                     client = own = Client(scheduler)
                 else:
                     workers = n_workers or (gpus if gpus else min(os.cpu_count() or 1, len(pending)))
-                    cluster = _local_cluster(workers, gpus)
-                    client = own = Client(cluster)
+                    client = own = Client(_local_cluster(workers, gpus))
             futures = {
                 client.submit(
                     execute_task, t.to_dict(), str(out.resolve()), key=f"ionkinetics-{t.task_id}", retries=retries, pure=False
                 ): t
                 for t in pending
             }
-
-            def finish(t, row):
-                rows[t.task_id] = row
-                if progress is not None:
-                    progress(row)
-
-            ac = as_completed(futures)
-            alone_since, checked = None, 0.0  # since when the cluster has had no worker
-            while not ac.is_empty():
-                batch = ac.next_batch(block=False)
-                for future in batch:
-                    t = futures[future]
-                    row = {"task_id": t.task_id, "kind": t.kind, "simulated_ns": t.simulated_ns}
-                    try:
-                        record = future.result()
-                        row.update(
-                            status="done",
-                            **{k: record["execution"].get(k) for k in ("platform", "ns_per_day", "worker", "wall_s")},
-                        )
-                        if t.kind == "md":
-                            row["resumed_from_frame"] = record["execution"].get("resumed_from_frame")
-                    except Exception as exc:  # the task's own error after its retries, or KilledWorker
-                        row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-                    finish(t, row)
-                if batch:
-                    continue
-                now = time.monotonic()
-                if now - checked >= _WORKER_POLL_S:
-                    checked = now
-                    if client.scheduler_info().get("workers"):
-                        alone_since = None
-                    elif alone_since is None:
-                        alone_since = now
-                    elif now - alone_since > no_worker_timeout_s:  # a dead worker nobody replaced: fail, don't hang
-                        left = [f for f in futures if not f.done()]
-                        for f in left:
-                            t = futures[f]
-                            error = (
-                                f"NoWorker: the cluster had no worker for {no_worker_timeout_s:g} s (its workers died and "
-                                "none replaced them); work committed so far is kept: run the campaign again to resume"
-                            )
-                            finish(
-                                t,
-                                {
-                                    "task_id": t.task_id,
-                                    "kind": t.kind,
-                                    "simulated_ns": t.simulated_ns,
-                                    "status": "failed",
-                                    "error": error,
-                                },
-                            )
-                        client.cancel(left)
-                        break
-                time.sleep(0.05)
+            _collect(client, futures, finish, no_worker_timeout_s)
     finally:
         if own is not None:
             cluster = getattr(own, "cluster", None)
