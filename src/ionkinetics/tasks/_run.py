@@ -1,0 +1,421 @@
+"""Run a task file: the physical reservoir, the same-size echo-state network and a linear delay
+line on the same series and splits; energy and input rate; optionally an inverse design. Writes
+figures and ``summary.json`` (atomic writes)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._io import write_json_atomic
+from ..circuits import save_figure_atomic
+from ..kinetics import protocols, simulate
+from ._design import design_loss, optimise_design
+from ._esn import delay_line, tune_esn
+from ._readout import accuracy, fit_ridge, nrmse, select_ridge
+from ._reservoir import Reservoir, make_mask
+from ._series import mackey_glass, narma10, waveforms
+
+__all__ = ["ANCHORS", "SUMMARY_SCHEMA", "build_reservoir", "check_energy", "make_series", "run_task"]
+
+SUMMARY_SCHEMA = "ionkinetics.task-summary/1"
+
+# Published numbers of the anchors, quoted only where a source could be read; none of them ran the
+# same task at the same size as here, so they are context, not a like-for-like comparison.
+ANCHORS = [
+    {
+        "work": "Zhong et al., Nat. Commun. (2021), doi 10.1038/s41467-020-20692-1 (dynamic-memristor parallel reservoir)",
+        "task": "Henon map prediction",
+        "metric": "nrmse",
+        "value": 0.046,
+        "size": "M x N = 4 x 25 = 100 (mask length 4, 25 parallel memristors)",
+        "source": "https://www.nature.com/articles/s41467-020-20692-1 (abstract; Fig. 4 caption)",
+    },
+    {
+        "work": "Zhong et al. 2021 (as above)",
+        "task": "spoken-digit recognition",
+        "metric": "word error rate",
+        "value": 0.004,
+        "size": "not quoted here",
+        "source": "https://www.nature.com/articles/s41467-020-20692-1 (abstract)",
+    },
+    {
+        "work": "Liang et al., Nat. Commun. 13, 1549 (2022), doi 10.1038/s41467-022-29260-1 (rotating-neuron reservoir)",
+        "task": "Mackey-Glass one-step prediction",
+        "metric": "nrmse",
+        "value": 0.17,
+        "size": "one 8-neuron eRNR",
+        "source": "https://www.nature.com/articles/s41467-022-29260-1 (Fig. 4 caption)",
+    },
+    {
+        "work": "Liang et al. 2022 (as above)",
+        "task": "Mackey-Glass one-step prediction",
+        "metric": "nrmse",
+        "value": 0.03,
+        "size": "eight parallel 8-neuron eRNRs (M = 8, N = 8)",
+        "source": "https://www.nature.com/articles/s41467-022-29260-1 (Fig. 4 caption)",
+    },
+    {
+        "work": "Liang et al. 2022 (as above)",
+        "task": "handwriting classification, all-analog with a memristor readout",
+        "metric": "accuracy",
+        "value": 0.94,
+        "size": "not quoted here",
+        "source": "https://www.nature.com/articles/s41467-022-29260-1 (abstract)",
+    },
+    {
+        "work": "Kamsma et al., Chaos 35, 093133 (2025) (iontronic echo-state and band-pass networks); "
+        "Kamsma et al., arXiv 2601.14986 (pyontronics)",
+        "task": "NARMA / time-series benchmarks",
+        "metric": "nrmse",
+        "value": None,
+        "size": None,
+        "source": "abstracts at https://arxiv.org/abs/2505.13451 and https://arxiv.org/html/2601.14986v1 read; "
+        "no NRMSE, size or energy figure could be read from the stored text, so none is quoted",
+    },
+]
+
+
+def make_series(task: dict, seed: int):
+    """``(u, y, scaled_u)`` for a task: raw input, target aligned with it, input scaled to [−1, 1].
+    Waveform splits count periods; the series returned are per sample."""
+    kind = task["kind"]
+    n = task["washout"] + task["train"] + task["val"] + task["test"]
+    if kind == "narma10":
+        u, y = narma10(n, seed=seed)
+        return u, y, 4.0 * u - 1.0
+    if kind == "mackey-glass":
+        x = mackey_glass(n + 1, tau=task["tau"], sample_interval=task["sample_interval"], dt=task["dt"])
+        u, y = x[:-1], x[1:]  # one-step-ahead prediction
+        lo, hi = u[: task["washout"] + task["train"]].min(), u[: task["washout"] + task["train"]].max()
+        return u, y, 2.0 * (u - lo) / (hi - lo) - 1.0
+    u, c = waveforms(n, seed=seed, period=task["period"])
+    return u, c, u
+
+
+def splits(task: dict):
+    per = task.get("period", 1) if task["kind"] == "waveform" else 1
+    w, a, b, c = (task[k] * per for k in ("washout", "train", "val", "test"))
+    return slice(w, w + a), slice(w + a, w + a + b), slice(w + a + b, w + a + b + c)
+
+
+def build_reservoir(tf, *, molar_hi: float = 4.0) -> Reservoir:
+    r = tf.reservoir
+    mask = make_mask(len(tf.membranes), r["virtual_nodes"], seed=tf.seed + 1, kind=r["mask"])
+    if r["read_nodes"]:
+        mask[:, -r["read_nodes"] :] = 0.0
+    return Reservoir(tf.membranes, mask, r["hold_ns"], fano=r["fano"], max_molar=molar_hi)
+
+
+def check_energy(res: Reservoir, u_scaled, molar, n_pores, *, steps: int = 100) -> dict:
+    """Energy of the first ``steps`` input steps two ways: the reservoir's per-interval sums, and the
+    kinetics layer's ``simulate`` of each membrane under the same piecewise-constant voltage (its
+    own cumulative ∫ I·V dt). They must agree to round-off: the accounting closes."""
+    u = np.asarray(u_scaled[:steps], float)
+    run = res.run(u, molar, n_pores)
+    per_membrane = np.asarray(run.energy_aj).sum(axis=(0, 1))
+    v_tn = np.asarray(run.v).reshape(-1, res.n_membranes)
+    t_ns = np.arange(v_tn.shape[0] + 1) * res.hold_ns
+    other = []
+    for i in range(res.n_membranes):
+        params = res._params(i, float(molar[i]))
+        tr = simulate(params, protocols.sampled(t_ns, v_tn[:, i]), res.hold_ns)
+        other.append(float(np.asarray(tr.e_aj)[-1]) * float(n_pores[i]))
+    other = np.array(other)
+    total, total_other = float(per_membrane.sum()), float(other.sum())
+    return {
+        "steps": steps,
+        "sum_of_intervals_aj": total,
+        "kinetics_simulate_aj": total_other,
+        "relative_difference": abs(total - total_other) / abs(total_other),
+        "per_membrane_max_relative_difference": float(np.max(np.abs(per_membrane - other) / np.abs(other))),
+    }
+
+
+def _fit_score(x, y, sp, ridges, classify):
+    train, val, test = sp
+    score = accuracy if classify else nrmse
+    lam, val_score = select_ridge(x[train], y[train], x[val], y[val], ridges, score=score, lower_is_better=not classify)
+    f = fit_ridge(x[train], y[train], lam)
+    return {"ridge": lam, "val": val_score, "test": score(f(x[test]), y[test]), "pred": f(x)}
+
+
+def run_task(tf, out, *, progress=None) -> dict:
+    """Run task file ``tf`` (a :class:`TaskFile`), write figures and summary.json under ``out``."""
+    out = Path(out)
+    say = progress or (lambda msg: None)
+    start = time.perf_counter()
+    kind = tf.task["kind"]
+    classify = kind == "waveform"
+    metric = "accuracy" if classify else "nrmse"
+    _, y, us = make_series(tf.task, tf.seed)
+    sp = splits(tf.task)
+    res = build_reservoir(tf, molar_hi=tf.design["molar_range"][1] if tf.design else 4.0)
+    molar0, pores0 = res.default_molar(), res.default_pores()
+
+    say(f"reservoir: {res.n_membranes} membranes x {res.n_virtual} virtual nodes, {len(us)} input steps")
+    t0 = time.perf_counter()
+    run = res.run(jnp.asarray(us), molar0, pores0)
+    x = np.asarray(run.features())
+    t_res = time.perf_counter() - t0
+    phys = _fit_score(x, y, sp, tf.ridges, classify)
+    body = slice(sp[0].start, sp[2].stop)
+    energy_step = float(np.asarray(run.energy_aj)[body].sum() / (body.stop - body.start))
+    energy_membrane = np.asarray(run.energy_aj)[body].sum(axis=(0, 1)) / (body.stop - body.start)
+
+    stoch = None
+    if tf.reservoir["stochastic"]:
+        say("stochastic pores + shot noise")
+        xs = np.asarray(res.run(jnp.asarray(us), molar0, pores0, key=jax.random.key(tf.seed)).features())
+        stoch = _fit_score(xs, y, sp, tf.ridges, classify)
+
+    say(f"echo-state network, {res.n_features} nodes, hyperparameters by validation")
+    hyper, _, xe = tune_esn(
+        us,
+        y,
+        sp[:2],
+        res.n_features,
+        tf.ridges,
+        seed=tf.seed,
+        grid=tf.esn_grid,
+        score=accuracy if classify else nrmse,
+        lower_is_better=not classify,
+    )
+    esn = _fit_score(xe, y, sp, (hyper["ridge"],), classify)
+    lin = _fit_score(delay_line(us, res.n_features), y, sp, tf.ridges, classify)
+
+    say("energy accounting check")
+    echeck = check_energy(res, us, molar0, pores0)
+
+    summary = {
+        "schema": SUMMARY_SCHEMA,
+        "name": tf.name,
+        "task": kind,
+        "file": tf.path,
+        "seed": tf.seed,
+        "metric": metric,
+        metric: phys["test"],
+        f"{metric}_stochastic": stoch["test"] if stoch else None,
+        f"esn_{metric}": esn["test"],
+        f"linear_{metric}": lin["test"],
+        f"val_{metric}": phys["val"],
+        f"esn_val_{metric}": esn["val"],
+        "ridge": phys["ridge"],
+        "esn_hyperparameters": hyper,
+        "energy_aj_per_step": energy_step,
+        "energy_aj_per_step_by_membrane": [float(e) for e in energy_membrane],
+        "energy_check": echeck,
+        "input_rate_ghz": res.input_rate_ghz,
+        "hold_ns": res.hold_ns,
+        "step_ns": res.step_ns,
+        "sizes": {
+            "n_membranes": res.n_membranes,
+            "virtual_nodes": res.n_virtual,
+            "read_nodes": tf.reservoir["read_nodes"],
+            "n_features": res.n_features,
+            "esn_nodes": res.n_features,
+            "linear_delay_depth": res.n_features,
+            "washout": tf.task["washout"],
+            "train": tf.task["train"],
+            "val": tf.task["val"],
+            "test": tf.task["test"],
+            "samples_per_split_unit": tf.task.get("period", 1) if classify else 1,
+            "total_pores": float(pores0.sum()),
+        },
+        "membranes": [
+            {"system": m.system, "n_pores": m.n_pores, "v_bias_v": m.v_bias_v, "v_span_v": m.v_span_v} for m in tf.membranes
+        ],
+        "notes": {
+            metric: "mean-field pores, noise-free readout; ridge chosen on the validation split, scored on the test split",
+            f"{metric}_stochastic": "stochastic pores (exact multinomial moves) and shot noise (variance = fano x ions) "
+            "at the stated pore counts, same readout procedure",
+            f"esn_{metric}": "leaky tanh ESN with as many nodes as readout features; spectral radius, input scaling, "
+            "leak and ridge chosen on the validation split",
+            f"linear_{metric}": "ridge readout of a delay line of the last n_features scaled inputs",
+            "energy_aj_per_step": "sum over membranes of ∫ I·V dt per input step, mean-field, over the train+val+test steps",
+        },
+        "anchors": ANCHORS,
+        "seconds": {"reservoir_run": t_res},
+    }
+
+    figures = [_prediction_figure(out, tf, y, sp, phys, esn, metric, classify, us)]
+    figures.append(_reservoir_figure(out, res, run, sp))
+    if tf.design:
+        say(f"inverse design: {tf.design['steps']} Adam steps on jax.grad of the validation NRMSE")
+        summary["design"], fig = _design(tf, res, us, y, sp, molar0, pores0, say, out)
+        figures.extend(fig)
+        summary["nrmse_before"] = summary["design"]["test_nrmse_before"]
+        summary["nrmse_after"] = summary["design"]["test_nrmse_after"]
+    summary["figures"] = figures
+    summary["seconds"]["total"] = time.perf_counter() - start
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def _design(tf, res, us, y, sp, molar0, pores0, say, out):
+    d = tf.design
+    w = tf.task["washout"]
+    n = w + d["train"] + d["val"]
+    train, val = slice(w, w + d["train"]), slice(w + d["train"], n)
+    u_d, y_d = jnp.asarray(us[:n]), jnp.asarray(y[:n])
+    result = optimise_design(
+        res,
+        u_d,
+        y_d,
+        train=train,
+        val=val,
+        ridge=d["ridge"],
+        molar0=molar0,
+        pores0=pores0,
+        molar_range=d["molar_range"],
+        steps=d["steps"],
+        learning_rate=d["learning_rate"],
+        progress=lambda i, loss: say(f"design step {i}: validation NRMSE (expected, with readout noise) {loss:.4f}"),
+    )
+
+    def test_scores(molar, pores, key):
+        run = res.run(jnp.asarray(us), molar, pores)
+        x = np.asarray(run.features())
+        mf = _fit_score(x, y, sp, tf.ridges, False)
+        xs = np.asarray(res.run(jnp.asarray(us), molar, pores, key=jax.random.key(key)).features())
+        st = _fit_score(xs, y, sp, tf.ridges, False)
+        body = slice(sp[0].start, sp[2].stop)
+        e = float(np.asarray(run.energy_aj)[body].sum() / (body.stop - body.start))
+        expected = float(
+            design_loss(res, jnp.asarray(us), jnp.asarray(y), molar, pores, train=sp[0], val=sp[2], ridge=d["ridge"])
+        )
+        return mf, st, e, expected
+
+    mf0, st0, e0, ex0 = test_scores(result.molar_before, result.pores_before, tf.seed)
+    mf1, st1, e1, ex1 = test_scores(result.molar_after, result.pores_after, tf.seed)
+    salts = [m.dopant_salt for m in tf.membranes]
+    design = {
+        "loss": "validation NRMSE of the closed-form ridge readout with the expected readout noise (pore switching + shot) as "
+        "its Tikhonov term, mean-field reservoir, on the design series",
+        "variables": "every membrane's dopant molarity (log-sigmoid into molar_range) and pore count (softmax x fixed total)",
+        "steps": d["steps"],
+        "learning_rate": d["learning_rate"],
+        "molar_range": list(d["molar_range"]),
+        "design_train": d["train"],
+        "design_val": d["val"],
+        "loss_history": result.loss_history,
+        "seconds_per_gradient_step": result.seconds_per_step,
+        "grad_nrmse_wrt_molar_at_start": result.grad_molar_before.tolist(),
+        "grad_nrmse_wrt_pores_at_start": result.grad_pores_before.tolist(),
+        "test_nrmse_before": mf0["test"],
+        "test_nrmse_after": mf1["test"],
+        "test_nrmse_stochastic_before": st0["test"],
+        "test_nrmse_stochastic_after": st1["test"],
+        "test_nrmse_expected_noise_before": ex0,
+        "test_nrmse_expected_noise_after": ex1,
+        "energy_aj_per_step_before": e0,
+        "energy_aj_per_step_after": e1,
+        "membranes": [
+            {
+                "system": m.system,
+                "dopant_salt": salts[i],
+                "molar_before": float(result.molar_before[i]) if salts[i] else None,
+                "molar_after": float(result.molar_after[i]) if salts[i] else None,
+                "n_pores_before": float(result.pores_before[i]),
+                "n_pores_after": float(result.pores_after[i]),
+            }
+            for i, m in enumerate(tf.membranes)
+        ],
+    }
+    figs = [_design_figure(tf, tf.membranes, result, salts, out), _design_prediction_figure(tf, y, sp, mf0, mf1, out)]
+    return design, figs
+
+
+def _design_prediction_figure(tf, y, sp, before, after, out):
+    from matplotlib.figure import Figure
+
+    test = sp[2]
+    n = min(150, test.stop - test.start)
+    idx = np.arange(test.start, test.start + n)
+    fig = Figure(figsize=(8, 3.2))
+    ax = fig.subplots(1, 1)
+    ax.plot(idx, y[idx], "k-", lw=1.4, label="target")
+    ax.plot(idx, before["pred"][idx], "-", lw=1, label=f"before design (test NRMSE {before['test']:.3g})")
+    ax.plot(idx, after["pred"][idx], "-", lw=1, label=f"after design (test NRMSE {after['test']:.3g})")
+    ax.set_xlabel("input step")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{tf.name}: test prediction before and after the inverse design (mean-field)", fontsize=9)
+    fig.tight_layout()
+    save_figure_atomic(fig, out / "design-prediction.png")
+    return "design-prediction.png"
+
+
+def _prediction_figure(out, tf, y, sp, phys, esn, metric, classify, us):
+    from matplotlib.figure import Figure
+
+    test = sp[2]
+    n = min(200, test.stop - test.start)
+    idx = np.arange(test.start, test.start + n)
+    fig = Figure(figsize=(8, 4.2))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    ax1.plot(idx, us[idx], color="0.4", lw=1)
+    ax1.set_ylabel("input (scaled)")
+    ax2.plot(idx, y[idx], "k-", lw=1.4, label="target")
+    ax2.plot(idx, phys["pred"][idx], "-", lw=1.1, label=f"ionic reservoir ({metric} {phys['test']:.3g})")
+    ax2.plot(idx, esn["pred"][idx], "--", lw=1.0, label=f"ESN ({metric} {esn['test']:.3g})")
+    ax2.set_ylabel("class score" if classify else "output")
+    ax2.set_xlabel("input step")
+    ax2.legend(fontsize=7)
+    fig.suptitle(f"{tf.name}: test split (first {n} steps)", fontsize=9)
+    fig.tight_layout()
+    save_figure_atomic(fig, out / "prediction.png")
+    return "prediction.png"
+
+
+def _reservoir_figure(out, res, run, sp):
+    from matplotlib.figure import Figure
+
+    k0 = sp[2].start
+    k = np.arange(k0, k0 + 12)
+    v = np.asarray(run.v)[k].reshape(-1, res.n_membranes)
+    ions = np.asarray(run.ions)[k].reshape(-1, res.n_membranes)
+    t = (np.arange(v.shape[0]) + 0.5) * res.hold_ns
+    fig = Figure(figsize=(8, 5))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    for i in range(min(5, res.n_membranes)):
+        ax1.step(t, v[:, i], where="mid", lw=1, label=res.membranes[i].system)
+        ax2.plot(t, ions[:, i] / np.abs(ions[:, i]).max(), ".-", lw=0.8)
+    ax1.set_ylabel("held V (V)")
+    ax1.legend(fontsize=6)
+    ax2.set_ylabel("ions per interval\n(/ max)")
+    ax2.set_xlabel(f"t (ns), {res.hold_ns:g} ns holds, {res.n_virtual} per input step")
+    fig.suptitle("time-multiplexed drive and readout (12 input steps)", fontsize=9)
+    fig.tight_layout()
+    save_figure_atomic(fig, out / "reservoir.png")
+    return "reservoir.png"
+
+
+def _design_figure(tf, membranes, result, salts, out):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 6))
+    ax = fig.subplots(3, 1)
+    ax[0].plot(result.loss_history, "o-", ms=3)
+    ax[0].set_xlabel("Adam step")
+    ax[0].set_ylabel("val NRMSE\n(expected, noisy readout)")
+    i = np.arange(len(membranes))
+    labels = [f"{m.system.split(':')[0]}:{salts[j] or '-'}" for j, m in enumerate(membranes)]
+    ax[1].bar(i - 0.2, result.molar_before, 0.4, label="before")
+    ax[1].bar(i + 0.2, result.molar_after, 0.4, label="after")
+    ax[1].set_yscale("log")
+    ax[1].set_ylabel("dopant molar")
+    ax[1].legend(fontsize=7)
+    ax[2].bar(i - 0.2, result.pores_before, 0.4)
+    ax[2].bar(i + 0.2, result.pores_after, 0.4)
+    ax[2].set_ylabel("pores")
+    for a in ax[1:]:
+        a.set_xticks(i)
+        a.set_xticklabels(labels, rotation=60, fontsize=6)
+    fig.suptitle(f"{tf.name}: inverse design by jax.grad", fontsize=9)
+    fig.tight_layout()
+    save_figure_atomic(fig, out / "design.png")
+    return "design.png"
