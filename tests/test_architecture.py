@@ -24,6 +24,7 @@ LAYERS = {
     "calibrate": 3,
     "circuits": 4,
     "campaign": 5,
+    "tasks": 5,
     "": 6,  # the package root, ionkinetics/__init__.py
     "_demo": 7,
     "cli": 8,
