@@ -555,6 +555,54 @@ def circuit_export_spice(
     console.print(f"wrote {path}; run it with: ngspice -b {path}")
 
 
+task_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Reservoir computing on standard tasks (NARMA-10, Mackey-Glass, waveforms) and inverse design.",
+)
+app.add_typer(task_app, name="task")
+
+
+@task_app.command("run")
+def task_run(
+    file: Path = typer.Argument(..., help="Task TOML (schema ionkinetics.task/1), e.g. tasks/narma10.toml."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: ./task-<name>/)."),
+):
+    """Run a task file: the ionic reservoir, a same-size echo-state network and a linear delay line
+    on the same series; energy per input step and input rate; the inverse design if the file has a
+    [design] table. Writes figures and summary.json."""
+    _x64()
+    from .tasks import load_task, run_task
+
+    tf = load_task(file)
+    target = out or Path(f"task-{tf.name}")
+    start = time.perf_counter()
+    summary = run_task(tf, target, progress=lambda msg: console.print(msg, style="dim"))
+    m = summary["metric"]
+    console.print(
+        f"{tf.name}: {m} {summary[m]:.4g} (stochastic pores {summary[m + '_stochastic'] or float('nan'):.4g}), "
+        f"ESN {summary['esn_' + m]:.4g}, linear {summary['linear_' + m]:.4g}; "
+        f"{summary['energy_aj_per_step']:.4g} aJ per input step at {summary['input_rate_ghz']:.3g} GHz"
+    )
+    if "design" in summary:
+        console.print(f"design: test NRMSE {summary['nrmse_before']:.4g} -> {summary['nrmse_after']:.4g}")
+    console.print(
+        f"wrote {', '.join([*summary['figures'], 'summary.json'])} to {target.resolve()} in {time.perf_counter() - start:.1f} s"
+    )
+
+
+@task_app.command("list")
+def task_list():
+    """List the shipped task files."""
+    from .tasks import list_tasks, load_task
+
+    rows = []
+    for path in list_tasks():
+        tf = load_task(path)
+        rows.append([str(path.name), tf.task["kind"], str(len(tf.membranes)), "yes" if tf.design else "no", tf.description])
+    console.print(_aligned(["file", "task", "membranes", "design", "description"], rows))
+
+
 @app.command()
 def fit(
     targets: Path = typer.Argument(
