@@ -86,6 +86,14 @@ def test_ridge_readout_matches_numpy_lstsq_and_jax():
     )
 
 
+def test_memory_capacity_of_a_delay_line_is_its_depth():
+    u = np.random.default_rng(3).uniform(-1, 1, 3000)
+    mc, by_delay = tasks.memory_capacity(tasks.delay_line(u, 5), u, slice(50, 2000), slice(2000, 3000), max_delay=9)
+    assert_allclose(by_delay[:5], 1.0, rtol=0, atol=1e-9)
+    assert max(by_delay[5:]) < 0.01  # the first five delays recalled exactly, the rest not at all
+    assert 5.0 <= mc < 5.03
+
+
 def test_energy_accounting_closes_against_the_kinetics_layer():
     res = _reservoir()
     u = np.random.default_rng(1).uniform(-1, 1, 100)
@@ -212,6 +220,8 @@ def test_reservoir_nrmse_within_stated_factor_of_same_size_esn(tmp_path):
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["nrmse"] == pytest.approx(summary["nrmse"])
     for key in ("nrmse", "esn_nrmse", "linear_nrmse", "energy_aj_per_step", "input_rate_ghz", "sizes", "seed", "anchors"):
+        assert key in written
+    for key in ("memory_capacity", "esn_memory_capacity"):
         assert key in written
     assert written["sizes"]["esn_nodes"] == written["sizes"]["n_features"] == 6
     assert written["input_rate_ghz"] == pytest.approx(1.0)

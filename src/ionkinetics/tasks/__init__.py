@@ -23,6 +23,7 @@ from ._files import tasks_dir as tasks_dir
 from ._readout import accuracy as accuracy
 from ._readout import fit_ridge as fit_ridge
 from ._readout import fit_ridge_jax as fit_ridge_jax
+from ._readout import memory_capacity as memory_capacity
 from ._readout import nrmse as nrmse
 from ._readout import select_ridge as select_ridge
 from ._reservoir import AJ_PER_PA_V_NS as AJ_PER_PA_V_NS

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["accuracy", "fit_ridge", "fit_ridge_jax", "nrmse", "select_ridge"]
+__all__ = ["accuracy", "fit_ridge", "fit_ridge_jax", "memory_capacity", "nrmse", "select_ridge"]
 
 
 def nrmse(y_pred, y_true) -> float:
@@ -71,3 +71,15 @@ def select_ridge(x_train, y_train, x_val, y_val, ridges, *, score=nrmse, lower_i
         if best is None or (s < best[1] if lower_is_better else s > best[1]):
             best = (float(r), s)
     return best
+
+
+def memory_capacity(x, u, train, test, *, max_delay: int = 20, ridge: float = 1e-8) -> tuple[float, list]:
+    """Linear memory capacity (Jaeger 2002) of features ``x`` (T, F) driven by an i.i.d. input ``u``
+    (T,): for each delay d = 0..max_delay−1 a ridge readout of ``u[t−d]`` fitted on ``train`` and its
+    squared correlation with the truth on ``test``; returns (their sum, the list)."""
+    r2 = []
+    for d in range(max_delay):
+        target = np.roll(np.asarray(u, float), d)
+        pred = fit_ridge(x[train], target[train], ridge)(x[test])
+        r2.append(float(np.corrcoef(pred, target[test])[0, 1] ** 2))
+    return float(sum(r2)), r2
