@@ -585,7 +585,12 @@ def task_run(
         f"{summary['energy_aj_per_step']:.4g} aJ per input step at {summary['input_rate_ghz']:.3g} GHz"
     )
     if "design" in summary:
-        console.print(f"design: test NRMSE {summary['nrmse_before']:.4g} -> {summary['nrmse_after']:.4g}")
+        console.print(
+            f"design: test NRMSE with stochastic pores {summary['nrmse_stochastic_before']:.4g} -> "
+            f"{summary['nrmse_stochastic_after']:.4g} (mean-field {summary['nrmse_before']:.4g} -> "
+            f"{summary['nrmse_after']:.4g}); "
+            f"energy {summary['energy_aj_per_step']:.4g} -> {summary['energy_aj_per_step_after']:.4g} aJ per step"
+        )
     console.print(
         f"wrote {', '.join([*summary['figures'], 'summary.json'])} to {target.resolve()} in {time.perf_counter() - start:.1f} s"
     )
