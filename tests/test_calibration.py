@@ -139,15 +139,18 @@ def test_crown_k_voltage_activation():
     _alpha, ln_c = np.polyfit(v, np.log(g), 1)
     assert 0.5 < np.exp(ln_c) < 2.0  # "C ... decreases ... to ∼1 pS" (section 2.4), within 2x
     # "approximately 1 pS" at 0.1 V: G(0.1) = C·e^{0.1α} and the held-out rise below needs α ≥ 11.5/V,
-    # so G(0.1) and C cannot both be ~1 pS; the fit splits the factor (README, "Calibrations")
-    assert 0.5 < g[0] < 2.5
+    # so G(0.1) and C cannot both be ~1 pS; all hold within 2x only for G(0.1) in 1.6-2.0 pS (README,
+    # "Calibrations"). Issue 11's bar for this system is 2x on every published number.
+    assert 0.5 < g[0] < 2.0
     assert g[2] / g[0] > 10  # held out: "rising by more than an order of magnitude by 0.3 V"
     on = _w_after_step(cal, 0.5, 200.0)
     assert on.w[0] <= 0.05
-    assert on.w[np.searchsorted(on.t_ns, 5.0)] >= 0.8 * 0.85  # "within 5 ns ... from 0 to ∼0.8" (∼ = ±15 %)
+    assert 0.8 / 2 <= on.w[np.searchsorted(on.t_ns, 5.0)] <= 1.0  # "within 5 ns ... from 0 to ∼0.8", within 2x
     off = _w_after_step(cal, 0.0, 200.0, v_from=0.5)
-    t_closed = off.t_ns[np.argmax(off.w < 0.1)]
-    assert 30.0 <= t_closed <= 150.0  # "gradually decays back to the closed state over 100 ns"
+    # "gradually decays back to the closed state over 100 ns", read as every time phrase is (targets file):
+    # 98 % of the decay done by then; within 2x
+    done = off.w <= off.w[-1] + 0.02 * (off.w[0] - off.w[-1])
+    assert 50.0 <= off.t_ns[np.argmax(done)] <= 200.0
 
 
 def test_b3n_rb_voltage_inactivation():
