@@ -48,12 +48,14 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
 from .. import species
 from ..constants import BOLTZMANN_J_PER_K, PLANCK_J_S
-from ..kinetics import thermal_voltage_v
+from ..kinetics import BellRate, bell_rate_per_ns, thermal_voltage_v
 from ._calibration import escape_ceiling_per_ns
 
 __all__ = [
@@ -159,59 +161,80 @@ _PARAM_NAMES = {
     "with_field": ("ln_k0", "delta"),
     "against_field": ("ln_k0", "delta"),
 }
+# k_max = inf ("no ceiling") as a finite number the saturating law can divide by: k_max/(k + k_max) is
+# exactly 1 in float64 for every rate below 1e284 per ns.
+_NO_CEILING_PER_NS = 1e300
 
 
-def _terms(model: str, theta: np.ndarray, x: np.ndarray):
-    """Bell terms (each shape (B,)) and their derivatives wrt θ, shape (P, B)."""
+def _finite_ceiling(k_max_per_ns: float) -> float:
+    return _NO_CEILING_PER_NS if math.isinf(k_max_per_ns) else float(k_max_per_ns)
+
+
+def _bell_rate(model: str, theta, k_max_per_ns) -> BellRate:
+    """The kinetic core's :class:`~ionkinetics.kinetics.BellRate` (one state) at θ of ``model``."""
+    k_max = jnp.reshape(k_max_per_ns, (1,))
     if model == "two_polarity":
-        lp, dp, lm, dm = theta
-        up = np.exp(np.clip(lp + dp * x, -700, 700))
-        dn = np.exp(np.clip(lm - dm * x, -700, 700))
-        return up + dn, np.stack([up, x * up, dn, -x * dn])
-    l0, d = theta
+        lp, dp, lm, dm = theta[0], theta[1], theta[2], theta[3]
+        return BellRate(jnp.exp(lp)[None], dp[None], jnp.exp(lm)[None], dm[None], k_max)
+    k0, d = jnp.exp(theta[0])[None], theta[1][None]
+    zero = jnp.zeros(1)
     if model == "center":
-        up = 0.5 * np.exp(np.clip(l0 + d * x, -700, 700))
-        dn = 0.5 * np.exp(np.clip(l0 - d * x, -700, 700))
-        return up + dn, np.stack([up + dn, x * (up - dn)])
-    sign = 1.0 if model == "with_field" else -1.0
-    k = np.exp(np.clip(l0 + sign * d * x, -700, 700))
-    return k, np.stack([k, sign * x * k])
+        return BellRate(0.5 * k0, d, 0.5 * k0, d, k_max)
+    if model == "with_field":
+        return BellRate(k0, d, zero, zero, k_max)
+    return BellRate(zero, zero, k0, d, k_max)
 
 
-def _rate_and_grad(model, theta, x, k_max):
-    k_bell, dk_bell = _terms(model, theta, x)
-    if math.isinf(k_max):
-        return k_bell, dk_bell
-    k = k_bell * k_max / (k_bell + k_max)
-    return k, dk_bell * (k_max / (k_bell + k_max)) ** 2
+def _rates(model: str, theta, v_v, v_thermal_v, k_max_per_ns, molar):
+    """k(V_b) = molar·k_sat(V_b; θ, k_max/molar) by ``kinetics.bell_rate_per_ns``, shape (B,);
+    ``k_max_per_ns`` finite (see :func:`_finite_ceiling`)."""
+    law = _bell_rate(model, jnp.asarray(theta), k_max_per_ns / molar)
+    return molar * jax.vmap(lambda v: bell_rate_per_ns(law, v, v_thermal_v)[0])(jnp.asarray(v_v))
 
 
 def bell_rate_model_per_ns(
     model: str, theta, v_v, *, v_thermal_v: float, k_max_per_ns: float = math.inf, molar: float = 1.0
 ) -> np.ndarray:
     """k(V) of ``model`` at parameters θ (optimisation coordinates; see the module notes)."""
-    k, _ = _rate_and_grad(model, np.asarray(theta, float), np.asarray(v_v, float) / v_thermal_v, k_max_per_ns)
-    return molar * k
+    theta, v_v = np.asarray(theta, float), np.asarray(v_v, float)
+    return np.asarray(_rates(model, theta, v_v, v_thermal_v, _finite_ceiling(k_max_per_ns), molar))
 
 
-def _nll_and_grad(theta, model, x, n, t, k_max, molar):
-    k, dk = _rate_and_grad(model, theta, x, k_max / molar)
-    k = molar * k
-    dk = molar * dk
-    k_safe = np.maximum(k, 1e-300)
-    nll = float(np.sum(k * t - n * np.log(k_safe)))
-    grad = dk @ (t - n / k_safe)
-    return nll, grad
+def _nll(theta, data, consts, model):
+    """−log L of censored exponential dwells, Σ_b k_b·T_b − n_b·ln k_b; ``data`` = (V_b, n_b, T_b) as rows,
+    ``consts`` = (V_T, finite k_max, molar): two arrays, so a call from scipy costs what numpy's would."""
+    v_v, n, t = data[0], data[1], data[2]
+    k = _rates(model, theta, v_v, consts[0], consts[1], consts[2])
+    return jnp.sum(k * t - n * jnp.log(jnp.maximum(k, 1e-300)))
 
 
-def _hessian(theta, args, step=1e-5):
-    p = theta.size
-    h = np.empty((p, p))
-    for i in range(p):
-        e = np.zeros(p)
-        e[i] = step * max(1.0, abs(theta[i]))
-        h[i] = (_nll_and_grad(theta + e, *args)[1] - _nll_and_grad(theta - e, *args)[1]) / (2 * e[i])
-    return 0.5 * (h + h.T)
+# one program per model and number of biases
+_nll_value_and_grad = jax.jit(jax.value_and_grad(_nll), static_argnames="model")
+_nll_hessian = jax.jit(jax.hessian(_nll), static_argnames="model")
+
+
+def _nll_args(v_v, n, t, v_thermal_v, k_max_per_ns, molar, model) -> tuple:
+    data = jnp.asarray(np.stack([np.asarray(v_v, float), np.asarray(n, float), np.asarray(t, float)]))
+    return data, jnp.asarray([v_thermal_v, _finite_ceiling(k_max_per_ns), molar]), model
+
+
+def _objective(theta, data, consts, model):
+    """(−log L, its gradient) as numpy, for scipy's L-BFGS-B."""
+    value, grad = _nll_value_and_grad(theta, data, consts, model=model)
+    return float(value), np.asarray(grad, dtype=float)
+
+
+def _laplace_covariance(hess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(covariance, standard errors) from the Hessian of −log L in θ. A direction the likelihood does not
+    determine (a Hessian eigenvalue ≤ 1e-12 of the largest, e.g. a rate pinned at its ceiling) gives the
+    parameters along it an infinite error, not the pseudo-inverse's zero."""
+    eigval, eigvec = np.linalg.eigh(0.5 * (hess + hess.T))
+    flat = eigval <= 1e-12 * max(float(np.max(np.abs(eigval))), 1e-300)
+    inv = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, eigval))
+    cov = (eigvec * inv) @ eigvec.T
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    undetermined = np.any(np.abs(eigvec[:, flat]) > 1e-6, axis=1) if flat.any() else np.zeros(len(se), bool)
+    return cov, np.where(undetermined, np.inf, se)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,10 +284,14 @@ class BellFit:
 
     def zero_bias_rate_per_ns(self) -> tuple[float, float]:
         """(k(0), Laplace standard error), per ns; for trapping fits per molar if ``molar`` ≠ 1 was divided out."""
-        k0 = float(self.rate_per_ns(np.zeros(1))[0]) / self.molar
-        _, dk = _rate_and_grad(self.model, self.theta, np.zeros(1), self.k_max_per_ns / self.molar)
-        g = dk[:, 0]
-        return k0, float(math.sqrt(max(g @ self.cov_theta @ g, 0.0)))
+
+        def k_at_zero(theta):
+            k_max = _finite_ceiling(self.k_max_per_ns)
+            return _rates(self.model, theta, jnp.zeros(1), self.v_thermal_v, k_max, self.molar)[0] / self.molar
+
+        k0, g = jax.value_and_grad(k_at_zero)(jnp.asarray(self.theta))
+        g = np.asarray(g, dtype=float)
+        return float(k0), float(math.sqrt(max(g @ self.cov_theta @ g, 0.0)))
 
     def to_rate_dict(self) -> dict:
         """The fitted law as a calibration rate dict (escape keys, or trap keys when ``molar`` ≠ 1)."""
@@ -310,7 +337,7 @@ def _physical_se(model, theta, se_theta, suffix):
     return out
 
 
-def _starts(model, n, t, x, charge):
+def _starts(model, n, t, charge):
     total = max(n.sum(), 0.5) / t.sum()
     ln0 = math.log(total)
     deltas = (0.05 * charge, 0.5 * charge, 0.95 * charge)
@@ -319,14 +346,14 @@ def _starts(model, n, t, x, charge):
     return [np.array([ln0, d]) for d in deltas]
 
 
-def _fit_once(model, x, n, t, k_max, molar, charge, starts=None):
+def _fit_once(model, v_v, v_thermal_v, n, t, k_max, molar, charge, starts=None):
     bounds = [(None, None), (0.0, float(charge))] * (2 if model == "two_polarity" else 1)
     bounds = [(-60.0, 60.0) if b[0] is None else b for b in bounds]
-    args = (model, x, n, t, k_max, molar)
+    args = _nll_args(v_v, n, t, v_thermal_v, k_max, molar, model)
     best = None
-    for start in starts if starts is not None else _starts(model, n, t, x, charge):
+    for start in starts if starts is not None else _starts(model, n, t, charge):
         res = optimize.minimize(
-            _nll_and_grad,
+            _objective,
             start,
             args=args,
             jac=True,
@@ -339,24 +366,8 @@ def _fit_once(model, x, n, t, k_max, molar, charge, starts=None):
     return best, bounds, args
 
 
-def fit_bell_rates(
-    data: DwellData,
-    *,
-    ion: str,
-    model: str = "two_polarity",
-    temperature_k: float = 298.15,
-    k_max_per_ns: float = math.inf,
-    molar: float = 1.0,
-    bootstrap: str | None = "parametric",
-    n_bootstrap: int = 200,
-    seed: int = 0,
-) -> BellFit:
-    """Maximum-likelihood Bell-law fit of censored dwell data at several biases.
-
-    ``ion`` sets the δ bound |z|. ``k_max_per_ns`` is a known ceiling (per ns, at this ``molar``),
-    not fitted. ``bootstrap`` is ``"parametric"``, ``"nonparametric"`` (needs per-interval data)
-    or ``None``; it uses ``numpy.random.default_rng(seed)``.
-    """
+def _check_fit_arguments(data, model, ion, molar, k_max_per_ns, bootstrap, n_bootstrap) -> int:
+    """Validate :func:`fit_bell_rates`' arguments; returns |z| of ``ion`` (the δ bound)."""
     if model not in MODELS:
         raise _bad("model", f"must be one of {MODELS}", model)
     if not isinstance(data, DwellData):
@@ -377,10 +388,52 @@ def fit_bell_rates(
     if n_distinct < n_params:
         what = "distinct |V|" if model == "center" else "distinct biases"
         raise ValueError(f"model {model!r} has {n_params} parameters and needs at least {n_params} {what}; got {n_distinct}")
-    v_t = thermal_voltage_v(temperature_k)
-    x = data.v_v / v_t
+    return charge
+
+
+def _bootstrap_thetas(data, theta, model, v_t, k_max_per_ns, molar, charge, bootstrap, n_bootstrap, seed) -> np.ndarray:
+    """θ refitted on ``n_bootstrap`` resamples (``numpy.random.default_rng(seed)``): parametric redraws
+    n_b ~ Poisson(k̂_b·T_b) at fixed exposure; nonparametric resamples each bias's intervals."""
+    rng = np.random.default_rng(seed)
     n, t = data.n_events, data.exposure_ns
-    best, bounds, args = _fit_once(model, x, n, t, k_max_per_ns, molar, charge)
+    k_hat = bell_rate_model_per_ns(model, theta, data.v_v, v_thermal_v=v_t, k_max_per_ns=k_max_per_ns, molar=molar)
+    thetas = []
+    for _ in range(n_bootstrap):
+        if bootstrap == "parametric":
+            nb, tb = rng.poisson(k_hat * t).astype(float), t
+        else:
+            nb, tb = np.empty_like(n), np.empty_like(t)
+            for b, (e, ex) in enumerate(zip(data.event_k, data.exposure_ns_k, strict=True)):
+                idx = rng.integers(0, e.size, e.size)
+                nb[b], tb[b] = e[idx].sum(), max(ex[idx].sum(), 1e-300)
+        starts = [theta, *_starts(model, nb, tb, charge)[:1]]
+        res, _, _ = _fit_once(model, data.v_v, v_t, nb, tb, k_max_per_ns, molar, charge, starts=starts)
+        thetas.append(res.x)
+    return np.asarray(thetas)
+
+
+def fit_bell_rates(
+    data: DwellData,
+    *,
+    ion: str,
+    model: str = "two_polarity",
+    temperature_k: float = 298.15,
+    k_max_per_ns: float = math.inf,
+    molar: float = 1.0,
+    bootstrap: str | None = "parametric",
+    n_bootstrap: int = 200,
+    seed: int = 0,
+) -> BellFit:
+    """Maximum-likelihood Bell-law fit of censored dwell data at several biases.
+
+    ``ion`` sets the δ bound |z|. ``k_max_per_ns`` is a known ceiling (per ns, at this ``molar``),
+    not fitted. ``bootstrap`` is ``"parametric"``, ``"nonparametric"`` (needs per-interval data)
+    or ``None``; it uses ``numpy.random.default_rng(seed)``. The law is the kinetic core's
+    (``kinetics.bell_rate_per_ns``); the gradient and the Laplace Hessian are JAX's, exact.
+    """
+    charge = _check_fit_arguments(data, model, ion, molar, k_max_per_ns, bootstrap, n_bootstrap)
+    v_t = thermal_voltage_v(temperature_k)
+    best, bounds, args = _fit_once(model, data.v_v, v_t, data.n_events, data.exposure_ns, k_max_per_ns, molar, charge)
     theta = np.asarray(best.x, dtype=float)
     names = _PARAM_NAMES[model]
     at_bound = tuple(
@@ -388,32 +441,11 @@ def fit_bell_rates(
         for nm, th, (lo, hi) in zip(names, theta, bounds, strict=True)
         if nm.startswith("delta") and min(th - lo, hi - th) < 1e-6
     )
-    hess = _hessian(theta, args)
-    try:
-        cov = np.linalg.inv(hess)
-    except np.linalg.LinAlgError:
-        cov = np.linalg.pinv(hess)
-    se_theta = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    cov, se_theta = _laplace_covariance(np.asarray(_nll_hessian(jnp.asarray(theta), *args[:2], model=model)))
     suffix = "_per_ns_per_molar" if molar != 1.0 else "_per_ns"
-    se_boot = None
-    thetas_b = None
+    se_boot = thetas_b = None
     if bootstrap is not None:
-        rng = np.random.default_rng(seed)
-        k_hat = bell_rate_model_per_ns(model, theta, data.v_v, v_thermal_v=v_t, k_max_per_ns=k_max_per_ns, molar=molar)
-        thetas = []
-        for _ in range(n_bootstrap):
-            if bootstrap == "parametric":
-                nb, tb = rng.poisson(k_hat * t).astype(float), t
-            else:
-                nb, tb = np.empty_like(n), np.empty_like(t)
-                for b, (e, ex) in enumerate(zip(data.event_k, data.exposure_ns_k, strict=True)):
-                    idx = rng.integers(0, e.size, e.size)
-                    nb[b], tb[b] = e[idx].sum(), max(ex[idx].sum(), 1e-300)
-            res, _, _ = _fit_once(
-                model, x, nb, tb, k_max_per_ns, molar, charge, starts=[theta, *_starts(model, nb, tb, x, charge)[:1]]
-            )
-            thetas.append(res.x)
-        thetas_b = np.asarray(thetas)
+        thetas_b = _bootstrap_thetas(data, theta, model, v_t, k_max_per_ns, molar, charge, bootstrap, n_bootstrap, seed)
         phys_b = np.array([list(_physical(model, th, suffix).values()) for th in thetas_b])
         se_boot = dict(zip(_physical(model, theta, suffix), np.std(phys_b, axis=0, ddof=1).tolist(), strict=True))
     return BellFit(
