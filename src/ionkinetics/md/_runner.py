@@ -202,11 +202,9 @@ def run_md(
         return _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop)
 
 
-def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop) -> RunResult:
-    import openmm
-    import openmm.app as app
-    import openmm.unit as u
-
+def _prepare_run_dir(run_dir: Path, built, record: dict, digest: str) -> Path:
+    """Refuse a folder of another spec, drop a killed write's leftovers, write spec.json and system.json
+    once; returns the frames folder."""
     spec_path = run_dir / "spec.json"
     if spec_path.exists():
         old = json.loads(spec_path.read_text())
@@ -217,14 +215,115 @@ def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_
             )
     frames_dir = run_dir / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
-    for tmp in [*run_dir.glob(".*.tmp*"), *frames_dir.glob(".*.tmp*")]:  # a killed write's leftovers
+    for tmp in [*run_dir.glob(".*.tmp*"), *frames_dir.glob(".*.tmp*")]:
         tmp.unlink(missing_ok=True)
     if not spec_path.exists():
         write_json_atomic(spec_path, {**record, "hash": digest})
         write_json_atomic(run_dir / "system.json", _system_record(built))
+    return frames_dir
+
+
+def _start_or_resume(simulation, built, settings, run_dir: Path, box: np.ndarray, stop) -> dict | None:
+    """The committed progress: resumed from its checkpoint, or a fresh start (box, positions, minimisation,
+    velocities) at zero frames; ``None`` if Ctrl-C stopped the minimiser (nothing committed yet)."""
+    import openmm.unit as u
+
+    progress_path = run_dir / "progress.json"
+    if progress_path.exists():
+        done = _read_progress(progress_path, settings.n_frames)
+        with open(run_dir / done["checkpoint"], "rb") as fh:
+            simulation.context.loadCheckpoint(fh.read())
+        return done
+    simulation.context.setPeriodicBoxVectors(*(np.diag(box) * u.nanometer))
+    simulation.context.setPositions(np.asarray(built.positions_nm) * u.nanometer)
+    if settings.minimize:
+        simulation.minimizeEnergy(reporter=_minimization_watch(stop) if stop.armed else None)
+        if stop.requested:
+            return None
+    simulation.context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1)
+    return {"frames_done": 0, "chunks_done": 0, "checkpoint": None}
+
+
+def _drop_uncommitted(run_dir: Path, frames_dir: Path, done: dict) -> None:
+    """Delete chunks and checkpoints written after the last commit (a kill between the writes)."""
+    for stale in sorted([*frames_dir.glob("chunk_*.npz"), *frames_dir.glob("chunk_*.dcd")]):
+        if _CHUNK.fullmatch(stale.name) and int(stale.stem.split("_")[1]) >= done["chunks_done"]:
+            stale.unlink()
+    for stale in run_dir.glob("checkpoint_*.chk"):
+        if _CHECKPOINT.fullmatch(stale.name) and stale.name != done["checkpoint"]:
+            stale.unlink()
+
+
+def _simulate_frames(simulation, built, settings, volts, box, ions, first: int, count: int, stop):
+    """Frames ``first`` … ``first + count − 1`` under their biases; returns (ion positions of the whole
+    frames, [(frame number, all positions)] for the DCD). A Ctrl-C cuts the chunk back to its last
+    whole frame (answered within one block of steps)."""
+    import openmm.unit as u
+
+    pos = np.empty((count, ions.size, 3), dtype=np.float32)
+    full = []
+    boundary = None  # the state after the last whole frame, kept while Ctrl-C may cut a frame short
+    kept = 0
+    block = max(1, min(settings.steps_per_frame, _STEPS_PER_BLOCK))
+    for j in range(count):
+        frame = first + j
+        simulation.context.setParameter(built.field_parameter, volts[frame] / box[2] * FARADAY_KJ_PER_MOL_PER_V)
+        left = settings.steps_per_frame
+        while left and not stop.requested:
+            simulation.step(min(block, left))
+            left -= min(block, left)
+        if left:
+            if boundary is not None:
+                simulation.context.loadCheckpoint(boundary)
+            break
+        xyz = simulation.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
+        pos[j] = xyz[ions]
+        kept = j + 1
+        if settings.dcd_every_frames and (frame + 1) % settings.dcd_every_frames == 0:
+            full.append((frame + 1, xyz.copy()))
+        if stop.armed and j + 1 < count:
+            boundary = simulation.context.createCheckpoint()
+    return pos[:kept], full
+
+
+def _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, done, pos, full, platform_name) -> dict:
+    """Write a chunk in three atomic steps: frames (and DCD), checkpoint, then progress.json (the commit
+    point); the previous checkpoint is removed after. Returns the new progress."""
+    first, count = done["frames_done"], len(pos)
+    times = (np.arange(first, first + count) + 1) * settings.frame_ps / 1000.0
+    if full:
+        _write_dcd_atomic(frames_dir / f"chunk_{done['chunks_done']:06d}.dcd", built.topology, box, full, settings)
+    _write_npz_atomic(
+        frames_dir / f"chunk_{done['chunks_done']:06d}.npz",
+        positions_nm=pos,
+        t_ns=times,
+        v=volts[first : first + count],
+        box_nm=box,
+    )
+    chunks = done["chunks_done"] + 1
+    checkpoint = f"checkpoint_{chunks:06d}.chk"
+    _write_bytes_atomic(run_dir / checkpoint, simulation.context.createCheckpoint())
+    new = {
+        "frames_done": first + count,
+        "chunks_done": chunks,
+        "checkpoint": checkpoint,
+        "time_ns": float(times[-1]),
+        "platform": platform_name,
+    }
+    write_json_atomic(run_dir / "progress.json", new)  # the commit point
+    if done["checkpoint"]:
+        (run_dir / done["checkpoint"]).unlink(missing_ok=True)
+    return new
+
+
+def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop) -> RunResult:
+    import openmm
+    import openmm.app as app
+    import openmm.unit as u
 
     from ._system import select_platform
 
+    frames_dir = _prepare_run_dir(run_dir, built, record, digest)
     platform, props = select_platform(settings.platform)
     box = np.asarray(built.box_nm, dtype=float)
     integrator = openmm.LangevinMiddleIntegrator(
@@ -232,89 +331,23 @@ def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_
     )
     integrator.setRandomNumberSeed(settings.seed + 1)  # 0 would mean "pick one at random"
     simulation = app.Simulation(built.topology, built.system, integrator, platform, props)
-    progress_path = run_dir / "progress.json"
-    done = {"frames_done": 0, "chunks_done": 0, "checkpoint": None}
-    if progress_path.exists():
-        done = _read_progress(progress_path, settings.n_frames)
-        with open(run_dir / done["checkpoint"], "rb") as fh:
-            simulation.context.loadCheckpoint(fh.read())
-    else:
-        simulation.context.setPeriodicBoxVectors(*(np.diag(box) * u.nanometer))
-        simulation.context.setPositions(np.asarray(built.positions_nm) * u.nanometer)
-        if settings.minimize:  # Ctrl-C also stops the minimiser (nothing is committed before the first chunk)
-            simulation.minimizeEnergy(reporter=_minimization_watch(stop) if stop.armed else None)
-            if stop.requested:
-                return RunResult(run_dir, 0, 0, platform.getName(), float("nan"), True)
-        simulation.context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1)
-    # anything written after the last commit (a kill between the writes) is dropped
-    for stale in sorted([*frames_dir.glob("chunk_*.npz"), *frames_dir.glob("chunk_*.dcd")]):
-        if _CHUNK.fullmatch(stale.name) and int(stale.stem.split("_")[1]) >= done["chunks_done"]:
-            stale.unlink()
-    for stale in run_dir.glob("checkpoint_*.chk"):
-        if _CHECKPOINT.fullmatch(stale.name) and stale.name != done["checkpoint"]:
-            stale.unlink()
+    done = _start_or_resume(simulation, built, settings, run_dir, box, stop)
+    if done is None:
+        return RunResult(run_dir, 0, 0, platform.getName(), float("nan"), True)
+    _drop_uncommitted(run_dir, frames_dir, done)
     resumed_from = done["frames_done"]
     n_frames = settings.n_frames
     ions = np.asarray(built.ion_indices)
     start_wall = time.perf_counter()
     frames_this_call = 0
     ns_per_day = float("nan")
-    block = max(1, min(settings.steps_per_frame, _STEPS_PER_BLOCK))
     while done["frames_done"] < n_frames and not stop.requested:
-        first = done["frames_done"]
-        count = min(settings.chunk_frames, n_frames - first)
-        pos = np.empty((count, ions.size, 3), dtype=np.float32)
-        full = []
-        boundary = None  # the state after the last whole frame, kept while Ctrl-C may cut a frame short
-        kept = 0
-        for j in range(count):
-            frame = first + j
-            e_field = volts[frame] / box[2] * FARADAY_KJ_PER_MOL_PER_V  # kJ/mol/nm/e
-            simulation.context.setParameter(built.field_parameter, e_field)
-            left = settings.steps_per_frame
-            while left and not stop.requested:  # in blocks, so Ctrl-C is answered within one block
-                simulation.step(min(block, left))
-                left -= min(block, left)
-            if left:  # cut short: back to the last whole frame
-                if boundary is not None:
-                    simulation.context.loadCheckpoint(boundary)
-                break
-            state = simulation.context.getState(getPositions=True)
-            xyz = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)
-            pos[j] = xyz[ions]
-            kept = j + 1
-            if settings.dcd_every_frames and (frame + 1) % settings.dcd_every_frames == 0:
-                full.append((frame + 1, xyz.copy()))
-            if stop.armed and j + 1 < count:
-                boundary = simulation.context.createCheckpoint()
-        if kept == 0:
+        count = min(settings.chunk_frames, n_frames - done["frames_done"])
+        pos, full = _simulate_frames(simulation, built, settings, volts, box, ions, done["frames_done"], count, stop)
+        if len(pos) == 0:
             break
-        count, pos = kept, pos[:kept]
-        times = (np.arange(first, first + count) + 1) * settings.frame_ps / 1000.0
-        if full:
-            _write_dcd_atomic(frames_dir / f"chunk_{done['chunks_done']:06d}.dcd", built.topology, box, full, settings)
-        _write_npz_atomic(
-            frames_dir / f"chunk_{done['chunks_done']:06d}.npz",
-            positions_nm=pos,
-            t_ns=times,
-            v=volts[first : first + count],
-            box_nm=box,
-        )
-        chunks = done["chunks_done"] + 1
-        checkpoint = f"checkpoint_{chunks:06d}.chk"
-        _write_bytes_atomic(run_dir / checkpoint, simulation.context.createCheckpoint())
-        previous = done["checkpoint"]
-        done = {
-            "frames_done": first + count,
-            "chunks_done": chunks,
-            "checkpoint": checkpoint,
-            "time_ns": float(times[-1]),
-            "platform": platform.getName(),
-        }
-        write_json_atomic(progress_path, done)  # the commit point
-        if previous:
-            (run_dir / previous).unlink(missing_ok=True)
-        frames_this_call += count
+        done = _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, done, pos, full, platform.getName())
+        frames_this_call += len(pos)
         elapsed = time.perf_counter() - start_wall
         ns_per_day = frames_this_call * settings.frame_ps / 1000.0 / elapsed * 86400.0
         if progress is not None:
