@@ -771,6 +771,76 @@ def _opt(x) -> float | None:
     return None if x is None else float(x)
 
 
+def _rate_record(r: RateEstimate, iv, blocked: bool) -> dict:
+    """One dwell rate and its interval counts (``blocked``: the escape side), JSON-ready."""
+    sel = iv.blocked_k == blocked
+    return {
+        "rate_per_ns": _opt(r.rate_per_ns),
+        "se_per_ns": _opt(r.se_per_ns),
+        "se_boot_per_ns": _opt(r.se_boot_per_ns),
+        "n_events": r.n_events,
+        "exposure_ns": r.exposure_ns,
+        "n_intervals": int(sel.sum()),
+        "n_right_censored": int((sel & iv.right_censored_k).sum()),
+        "n_left_censored": int((sel & iv.left_censored_k).sum()),
+    }
+
+
+def _analysis_record(crossings, occ, current, dwell, blocked_tp, names, site, box, membrane_z_nm, metadata) -> dict:
+    """The analysis of one run as :func:`analyze_trajectory` returns and writes it (schema ``SCHEMA``)."""
+    w_t = 1.0 - blocked_tp.mean(axis=1)
+    result = {
+        "schema": SCHEMA,
+        "run": dict(metadata) if metadata is not None else None,
+        "n_frames": crossings.n_frames,
+        "dt_ns": crossings.dt_ns,
+        "duration_ns": crossings.duration_ns,
+        "box_nm": [float(b) for b in box],
+        "membrane_z_nm": float(membrane_z_nm),
+        "n_pores": int(occ.pore_centres_nm.shape[0]),
+        "v": current.v,
+        "current_pa": current.current_pa,
+        "current_se_pa": current.current_se_pa,
+        "conductance_ps": current.conductance_ps,
+        "conductance_se_ps": current.conductance_se_ps,
+        "w_mean": float(w_t.mean()),
+        "trap_rate_per_ns": _opt(dwell.trap.rate_per_ns),
+        "trap_rate_se_per_ns": _opt(dwell.trap.se_per_ns),
+        "escape_rate_per_ns": _opt(dwell.escape.rate_per_ns),
+        "escape_rate_se_per_ns": _opt(dwell.escape.se_per_ns),
+        "n_trap_events": dwell.trap.n_events,
+        "n_escape_events": dwell.escape.n_events,
+        "crossings": {
+            "by_species": crossings.by_species(),
+            "current_by_species_pa": current.current_by_species_pa,
+            "current_se_by_species_pa": current.current_se_by_species_pa,
+            "max_step_nm": crossings.max_step_nm,
+        },
+        "occupancy": {
+            "blockers": list(names),
+            "mean_count_per_pore_by_species": {n: float(occ.count_tps[:, :, k].mean()) for k, n in enumerate(occ.species_s)},
+            "open_fraction_by_pore": [float(1.0 - b) for b in blocked_tp.mean(axis=0)],
+        },
+        "dwell": {
+            "trap": _rate_record(dwell.trap, dwell.intervals, False),
+            "escape": _rate_record(dwell.escape, dwell.intervals, True),
+        },
+        "settings": {
+            "hysteresis_nm": crossings.hysteresis_nm,
+            "site": site.to_dict(),
+            "block_ns": current.block_ns,
+            "n_blocks": current.n_blocks,
+            "n_bootstrap": current.n_bootstrap,
+            "seed": current.seed,
+            "min_dwell_frames": dwell.min_dwell_frames,
+            "left_censored": "exposure and event (memoryless: left truncation)",
+            "right_censored": "exposure, no event",
+            "sign": "positive current = positive charge toward +z; V > 0 pushes cations toward +z",
+        },
+    }
+    return result
+
+
 def analyze_trajectory(
     positions_nm,
     species: Sequence[str],
@@ -824,68 +894,7 @@ def analyze_trajectory(
     current = ionic_current(crossings, v=v, block_ns=block_ns, n_bootstrap=n_bootstrap, seed=seed)
     blocked_tp = occ.blocked_tp(names)
     dwell = dwell_times(blocked_tp, dt_ns=crossings.dt_ns, min_dwell_frames=min_dwell_frames, n_bootstrap=n_bootstrap, seed=seed)
-    w_t = 1.0 - blocked_tp.mean(axis=1)
-    iv = dwell.intervals
-
-    def rate_dict(r: RateEstimate, blocked: bool) -> dict:
-        sel = iv.blocked_k == blocked
-        return {
-            "rate_per_ns": _opt(r.rate_per_ns),
-            "se_per_ns": _opt(r.se_per_ns),
-            "se_boot_per_ns": _opt(r.se_boot_per_ns),
-            "n_events": r.n_events,
-            "exposure_ns": r.exposure_ns,
-            "n_intervals": int(sel.sum()),
-            "n_right_censored": int((sel & iv.right_censored_k).sum()),
-            "n_left_censored": int((sel & iv.left_censored_k).sum()),
-        }
-
-    result = {
-        "schema": SCHEMA,
-        "run": dict(metadata) if metadata is not None else None,
-        "n_frames": crossings.n_frames,
-        "dt_ns": crossings.dt_ns,
-        "duration_ns": crossings.duration_ns,
-        "box_nm": [float(b) for b in box],
-        "membrane_z_nm": float(membrane_z_nm),
-        "n_pores": int(occ.pore_centres_nm.shape[0]),
-        "v": current.v,
-        "current_pa": current.current_pa,
-        "current_se_pa": current.current_se_pa,
-        "conductance_ps": current.conductance_ps,
-        "conductance_se_ps": current.conductance_se_ps,
-        "w_mean": float(w_t.mean()),
-        "trap_rate_per_ns": _opt(dwell.trap.rate_per_ns),
-        "trap_rate_se_per_ns": _opt(dwell.trap.se_per_ns),
-        "escape_rate_per_ns": _opt(dwell.escape.rate_per_ns),
-        "escape_rate_se_per_ns": _opt(dwell.escape.se_per_ns),
-        "n_trap_events": dwell.trap.n_events,
-        "n_escape_events": dwell.escape.n_events,
-        "crossings": {
-            "by_species": crossings.by_species(),
-            "current_by_species_pa": current.current_by_species_pa,
-            "current_se_by_species_pa": current.current_se_by_species_pa,
-            "max_step_nm": crossings.max_step_nm,
-        },
-        "occupancy": {
-            "blockers": list(names),
-            "mean_count_per_pore_by_species": {n: float(occ.count_tps[:, :, k].mean()) for k, n in enumerate(occ.species_s)},
-            "open_fraction_by_pore": [float(1.0 - b) for b in blocked_tp.mean(axis=0)],
-        },
-        "dwell": {"trap": rate_dict(dwell.trap, False), "escape": rate_dict(dwell.escape, True)},
-        "settings": {
-            "hysteresis_nm": crossings.hysteresis_nm,
-            "site": site.to_dict(),
-            "block_ns": current.block_ns,
-            "n_blocks": current.n_blocks,
-            "n_bootstrap": current.n_bootstrap,
-            "seed": current.seed,
-            "min_dwell_frames": dwell.min_dwell_frames,
-            "left_censored": "exposure and event (memoryless: left truncation)",
-            "right_censored": "exposure, no event",
-            "sign": "positive current = positive charge toward +z; V > 0 pushes cations toward +z",
-        },
-    }
+    result = _analysis_record(crossings, occ, current, dwell, blocked_tp, names, site, box, membrane_z_nm, metadata)
     if path is not None:
         write_json_atomic(Path(path), result)
     return result
