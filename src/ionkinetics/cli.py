@@ -686,6 +686,79 @@ def _toml_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _template_row(kind, fields, *, comment, assumed=False) -> list[str]:
+    """One ``[[target]]`` row of a targets template: published (section and quote to fill) or assumed."""
+    out = ["", "[[target]]", f'kind = "{kind}"']
+    out += [f"{k} = {v}" for k, v in fields]
+    if assumed:
+        out += ["assumed = true", f'note = "ASSUMED: {comment}"']
+    else:
+        out += [
+            'section = ""  # FILL: the section (or figure) of the source',
+            'quote = ""  # FILL: the sentence that states it',
+        ]
+    return out
+
+
+def _template_targets(dopants) -> list[str]:
+    """The template's target rows: G at 0.1 and 0.4 V; with dopants w at rest (assumed) and both step times."""
+    lines: list[str] = []
+    lines += _template_row(
+        "conductance", [("v", 0.1), ("g_ps", "nan  # FILL: conductance per pore (pS) at v"), ("rel_sigma", 0.15)], comment=""
+    )
+    lines += _template_row(
+        "conductance", [("v", 0.4), ("g_ps", "nan  # FILL: conductance per pore (pS) at v"), ("rel_sigma", 0.15)], comment=""
+    )
+    if dopants:
+        lines += _template_row(
+            "steady_w",
+            [("v", 0.0), ("w", "nan  # FILL: open fraction at rest, 0..1"), ("sigma", 0.05)],
+            comment="say here what was assumed (and list it in `assumptions`)",
+            assumed=True,
+        )
+        lines += _template_row(
+            "step_tau",
+            [
+                ("v_from", 0.0),
+                ("v_to", 0.5),
+                ("tau_ns", "nan  # FILL: relaxation time of w after the step, ns"),
+                ("rel_sigma", 0.5),
+            ],
+            comment="",
+        )
+        lines += _template_row(
+            "step_tau",
+            [
+                ("v_from", 0.5),
+                ("v_to", 0.0),
+                ("tau_ns", "nan  # FILL: relaxation time of w after the bias is removed, ns"),
+                ("rel_sigma", 0.5),
+            ],
+            comment="",
+        )
+    return lines
+
+
+def _template_parameters(dopants, reuse_open: bool) -> list[str]:
+    """The template's ``[parameters]`` table (starting values) and its ``free`` list."""
+    from . import species
+
+    lines, free = [], []
+    lines.append("[parameters]  # starting values of the fit; a parameter not listed in `free` stays fixed")
+    if not reuse_open:
+        lines += ['"open.c_ps" = 100.0', '"open.alpha_per_v" = 0.0']
+        free += ["open.c_ps", "open.alpha_per_v"]
+    for ion in dopants:
+        z = abs(species.get_ion(ion).charge)
+        for key, value in _TEMPLATE_START.items():
+            value = value * z if key.endswith("delta") else value
+            lines.append(f'"{ion}.{key}" = {value:g}')
+            free.append(f"{ion}.{key}")
+        lines.append(f'"{ion}.leak_fraction" = 0.0  # fixed: add it to free if a blocked pore still conducts')
+    lines.append("free = [" + ", ".join(_toml_str(n) for n in free) + "]")
+    return lines
+
+
 def targets_template(system: str) -> str:
     """A targets TOML (schema ionkinetics.targets/1) for ``system``, to be filled in by hand.
 
@@ -715,7 +788,6 @@ def targets_template(system: str) -> str:
             return f"the paper's text states no role for {ion} in {sid.pore}"
         return f"paper: {ion} is a {role} in {sid.pore} ({PAPER_TEXT_ROLE_SOURCES[(sid.pore, ion)]})"
 
-    free = []
     lines = [
         f"# Targets template for {sid}, written by `ionkinetics fit --template`.",
         "#",
@@ -756,64 +828,8 @@ def targets_template(system: str) -> str:
             else f"CHECK: {role_note(ion)}; 'center' if it traps inside the pore, 'entrance' if it plugs a mouth"
         )
         lines += ["[[dopant]]", f"ion = {_toml_str(ion)}", f"site = {_toml_str(site)}  # {why}", ""]
-    lines.append("[parameters]  # starting values of the fit; a parameter not listed in `free` stays fixed")
-    if not reuse_open:
-        lines += ['"open.c_ps" = 100.0', '"open.alpha_per_v" = 0.0']
-        free += ["open.c_ps", "open.alpha_per_v"]
-    for ion in dopants:
-        z = abs(species.get_ion(ion).charge)
-        for key, value in _TEMPLATE_START.items():
-            value = value * z if key.endswith("delta") else value
-            lines.append(f'"{ion}.{key}" = {value:g}')
-            free.append(f"{ion}.{key}")
-        lines.append(f'"{ion}.leak_fraction" = 0.0  # fixed: add it to free if a blocked pore still conducts')
-    lines.append("free = [" + ", ".join(_toml_str(n) for n in free) + "]")
-
-    def row(kind, fields, *, comment, assumed=False):
-        out = ["", "[[target]]", f'kind = "{kind}"']
-        out += [f"{k} = {v}" for k, v in fields]
-        if assumed:
-            out += ["assumed = true", f'note = "ASSUMED: {comment}"']
-        else:
-            out += [
-                'section = ""  # FILL: the section (or figure) of the source',
-                'quote = ""  # FILL: the sentence that states it',
-            ]
-        return out
-
-    lines += row(
-        "conductance", [("v", 0.1), ("g_ps", "nan  # FILL: conductance per pore (pS) at v"), ("rel_sigma", 0.15)], comment=""
-    )
-    lines += row(
-        "conductance", [("v", 0.4), ("g_ps", "nan  # FILL: conductance per pore (pS) at v"), ("rel_sigma", 0.15)], comment=""
-    )
-    if dopants:
-        lines += row(
-            "steady_w",
-            [("v", 0.0), ("w", "nan  # FILL: open fraction at rest, 0..1"), ("sigma", 0.05)],
-            comment="say here what was assumed (and list it in `assumptions`)",
-            assumed=True,
-        )
-        lines += row(
-            "step_tau",
-            [
-                ("v_from", 0.0),
-                ("v_to", 0.5),
-                ("tau_ns", "nan  # FILL: relaxation time of w after the step, ns"),
-                ("rel_sigma", 0.5),
-            ],
-            comment="",
-        )
-        lines += row(
-            "step_tau",
-            [
-                ("v_from", 0.5),
-                ("v_to", 0.0),
-                ("tau_ns", "nan  # FILL: relaxation time of w after the bias is removed, ns"),
-                ("rel_sigma", 0.5),
-            ],
-            comment="",
-        )
+    lines += _template_parameters(dopants, reuse_open)
+    lines += _template_targets(dopants)
     return "\n".join(lines) + "\n"
 
 
