@@ -462,6 +462,41 @@ def _template_charges_checked(forcefield_files, used: list[str]) -> tuple[tuple[
     return files, charges_by_template
 
 
+def _bonds_and_edges(cell: _Supercell, keep: np.ndarray, edge, n_pores: int) -> tuple[list, np.ndarray]:
+    """The kept sites' bonds (index pairs, sorted) and each pore's edge atoms, in the kept atoms' numbering."""
+    new_index = -np.ones(len(cell.sites), dtype=int)
+    new_index[keep] = np.arange(len(keep))
+    bonds = sorted(
+        {tuple(sorted((int(new_index[i]), int(new_index[nb])))) for i in keep for nb in cell.neighbours(i) if new_index[nb] >= 0}
+    )
+    edge_atoms = np.array([[new_index[i] for i in e_k] for e_k in edge], dtype=int).reshape(n_pores, len(edge[0]) if edge else 0)
+    return bonds, edge_atoms
+
+
+def _superlattice(spacing_nm, material: str) -> tuple[int, int, float]:
+    """(n, m) of the commensurate triangular pore superlattice nearest ``spacing_nm`` and its spacing (nm)."""
+    a_nm = _MATERIALS[material][0]
+    spacing = _finite(
+        "spacing_nm", spacing_nm, minimum=_MIN_SPACING_NM, rule=f"must be a finite pore spacing >= {_MIN_SPACING_NM} nm"
+    )
+    n, m = _nearest_superlattice(spacing, a_nm)
+    actual = a_nm * math.sqrt(n * n + n * m + m * m)
+    if abs(actual - spacing) > _SPACING_RTOL * spacing:
+        raise _bad("spacing_nm", f"has no commensurate {material} pore lattice within 5 % (nearest {actual:.4f} nm)", spacing_nm)
+    return n, m, actual
+
+
+def _check_neutral(charges: np.ndarray, what: str, files) -> None:
+    net = float(np.sum(charges))
+    if abs(net) > 1e-6:
+        raise _bad(
+            "forcefield_files",
+            f"give a {what} membrane net charge {net:+.6f} e; membrane charges must sum to zero "
+            "(hBN: edge N = 2/3 of bulk N; crown: O = -2 × ring C)",
+            files,
+        )
+
+
 def build_membrane(
     pore: str | None,
     *,
@@ -485,18 +520,11 @@ def build_membrane(
     (default :func:`default_forcefield_files`). Arrays of the result are read-only.
     """
     material, pocket = _material_and_pocket(pore, material)
-    a_nm = _MATERIALS[material][0]
-    spacing = _finite(
-        "spacing_nm", spacing_nm, minimum=_MIN_SPACING_NM, rule=f"must be a finite pore spacing >= {_MIN_SPACING_NM} nm"
-    )
     lz = _finite("box_z_nm", box_z_nm, minimum=0.0, rule="must be a finite box edge > 0 nm")
     if lz <= 0:
         raise _bad("box_z_nm", "must be a finite box edge > 0 nm", box_z_nm)
-    n, m = _nearest_superlattice(spacing, a_nm)
-    actual = a_nm * math.sqrt(n * n + n * m + m * m)
-    if abs(actual - spacing) > _SPACING_RTOL * spacing:
-        raise _bad("spacing_nm", f"has no commensurate {material} pore lattice within 5 % (nearest {actual:.4f} nm)", spacing_nm)
-
+    n, m, actual = _superlattice(spacing_nm, material)
+    a_nm = _MATERIALS[material][0]
     a1 = np.array([a_nm, 0.0])
     a2 = np.array([0.5 * a_nm, 0.5 * math.sqrt(3.0) * a_nm])
     r1 = np.array([n, m])
@@ -511,8 +539,6 @@ def build_membrane(
     anchors = _pore_anchors(cell, np.array([n, m]), np.array([-m, n + m]), n_pores, 2 * (c1 + c2) + 2) if pocket else []
     template, removed, edge = _cut_pores(cell, anchors, pocket, material, pore, spacing_nm)
     keep = np.array(sorted(set(range(len(cell.sites))) - removed), dtype=int)
-    new_index = -np.ones(len(cell.sites), dtype=int)
-    new_index[keep] = np.arange(len(keep))
 
     lx, ly = c1 * len_r1, c2 * len_r2
     box_xy = np.array([lx, ly])
@@ -522,21 +548,11 @@ def build_membrane(
     positions = np.zeros((len(keep), 3))
     positions[:, :2] = xy[keep]
     charges = np.array([charges_by_template[t] for t in tmpl])
-    bonds = sorted(
-        {tuple(sorted((int(new_index[i]), int(new_index[nb])))) for i in keep for nb in cell.neighbours(i) if new_index[nb] >= 0}
-    )
-    edge_atoms = np.array([[new_index[i] for i in e_k] for e_k in edge], dtype=int).reshape(n_pores, len(edge[0]) if edge else 0)
+    bonds, edge_atoms = _bonds_and_edges(cell, keep, edge, n_pores)
     pore_centres, pore_diameter = _pore_diameters(positions, centres, box_xy)
 
     box = np.diag([lx, ly, lz])
-    net = float(np.sum(charges))
-    if abs(net) > 1e-6:
-        raise _bad(
-            "forcefield_files",
-            f"give a {pore or material} membrane net charge {net:+.6f} e; membrane charges must sum to zero "
-            "(hBN: edge N = 2/3 of bulk N; crown: O = -2 × ring C)",
-            files,
-        )
+    _check_neutral(charges, pore or material, files)
     bonds_arr = np.array(bonds, dtype=int).reshape(-1, 2)
     for arr in (positions, charges, pore_centres, edge_atoms, box, bonds_arr):
         arr.setflags(write=False)

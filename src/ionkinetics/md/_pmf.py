@@ -704,6 +704,34 @@ def _lateral_correction_kt(x, r, u_kn, n_k, hist: _Histogram, r_flat: float, a_r
     return correction
 
 
+def _analysis_settings(first, temperature_k, bin_width_nm, bulk_min_abs_z_nm, overlap_threshold, min_bin_count, mz, lz):
+    """:func:`analyze_windows`' settings, checked; T, the membrane plane and L_z default to the first window's."""
+    t_k = _number(
+        "temperature_k",
+        temperature_k if temperature_k is not None else _get(first, "temperature_k", 298.15),
+        "must be a finite temperature > 0 K",
+        positive=True,
+    )
+    width = _number("bin_width_nm", bin_width_nm, "must be a finite width > 0 nm", positive=True)
+    bulk_z = _number("bulk_min_abs_z_nm", bulk_min_abs_z_nm, "must be a finite distance >= 0 nm", nonnegative=True)
+    threshold = _number("overlap_threshold", overlap_threshold, "must be a finite overlap in [0, 1)", nonnegative=True)
+    if threshold >= 1:
+        raise _bad("overlap_threshold", "must be a finite overlap in [0, 1)", overlap_threshold)
+    min_count = _integer("min_bin_count", min_bin_count, 1)
+    mz = float(mz if mz is not None else first.get("membrane_z_nm", 0.0))
+    lz = lz if lz is not None else (np.asarray(first["box_nm"])[2] if "box_nm" in first else None)
+    if lz is not None:
+        lz = _number("box_z_nm", lz, "must be a finite box height > 0 nm", positive=True)
+    return t_k, width, bulk_z, threshold, min_count, mz, lz
+
+
+def _extrema(z: np.ndarray, pmf: np.ndarray) -> tuple[float, float, float, float]:
+    """(barrier, its z, well, its z) of the PMF off bulk; NaN when no bin is off bulk."""
+    if not z.size:
+        return (float("nan"),) * 4
+    return float(np.max(pmf)), float(z[np.argmax(pmf)]), float(np.min(pmf)), float(z[np.argmin(pmf)])
+
+
 def analyze_windows(
     windows,
     *,
@@ -726,24 +754,9 @@ def analyze_windows(
     (uncorrelated) samples are reported.
     """
     data = _gather(windows)
-    first = data[0]
-    t_k = _number(
-        "temperature_k",
-        temperature_k if temperature_k is not None else _get(first, "temperature_k", 298.15),
-        "must be a finite temperature > 0 K",
-        positive=True,
+    t_k, width, bulk_z, threshold, min_count, mz, lz = _analysis_settings(
+        data[0], temperature_k, bin_width_nm, bulk_min_abs_z_nm, overlap_threshold, min_bin_count, membrane_z_nm, box_z_nm
     )
-    width = _number("bin_width_nm", bin_width_nm, "must be a finite width > 0 nm", positive=True)
-    bulk_z = _number("bulk_min_abs_z_nm", bulk_min_abs_z_nm, "must be a finite distance >= 0 nm", nonnegative=True)
-    threshold = _number("overlap_threshold", overlap_threshold, "must be a finite overlap in [0, 1)", nonnegative=True)
-    if threshold >= 1:
-        raise _bad("overlap_threshold", "must be a finite overlap in [0, 1)", overlap_threshold)
-    min_count = _integer("min_bin_count", min_bin_count, 1)
-    mz = float(membrane_z_nm if membrane_z_nm is not None else first.get("membrane_z_nm", 0.0))
-    lz = box_z_nm if box_z_nm is not None else (np.asarray(first["box_nm"])[2] if "box_nm" in first else None)
-    if lz is not None:
-        lz = _number("box_z_nm", lz, "must be a finite box height > 0 nm", positive=True)
-
     kz = np.array([_number(f"windows[{k}].k_z_kj_per_mol_nm2", _get(d, "k_z_kj_per_mol_nm2", None), "must be > 0", positive=True)
                    for k, d in enumerate(data)])  # fmt: skip
     z0 = np.array([_number(f"windows[{k}].z0_nm", d["z0_nm"], "must be a finite centre in nm") for k, d in enumerate(data)])
@@ -766,12 +779,7 @@ def analyze_windows(
     pmf = hist.f_kt - correction
     bulk = np.abs(centres - mz) >= bulk_z
     pmf -= float(np.mean(pmf[bulk]))
-    if (~bulk).any():
-        zi, pi = centres[~bulk], pmf[~bulk]
-        barrier, barrier_z = float(np.max(pi)), float(zi[np.argmax(pi)])
-        well, well_z = float(np.min(pi)), float(zi[np.argmin(pi)])
-    else:
-        barrier = barrier_z = well = well_z = float("nan")
+    barrier, barrier_z, well, well_z = _extrema(centres[~bulk], pmf[~bulk])
     neighbour = np.array([hist.overlap[k, k + 1] for k in range(len(z0) - 1)])
     poor = tuple(sorted({j for k in range(len(z0) - 1) if neighbour[k] < threshold for j in (k, k + 1)}))
     return PMFResult(
