@@ -330,32 +330,8 @@ def _root_salts(system_id: str) -> tuple:
     return species.parse_system_id(system_id).salts
 
 
-def _from_dict(raw) -> Calibration:
-    if not isinstance(raw, dict):
-        raise CalibrationError(f"a calibration must be a JSON object; got {type(raw).__name__}")
-    schema = _require(raw, "schema", "")
-    if schema != SCHEMA:
-        raise _field("schema", f"must be {SCHEMA!r} (this ionkinetics reads schema version 1)", schema)
-    _unknown_keys(raw, TOP_KEYS, "")
-    try:
-        system = species.parse_system_id(_require(raw, "system", ""))
-    except (ValueError, TypeError) as exc:
-        raise CalibrationError(f"calibration field 'system' is invalid: {exc}") from None
-    temperature_k = _number(raw.get("temperature_k", 298.15), "temperature_k", lo=0.0, lo_open=True)
-    if not LIQUID_WATER_K[0] <= temperature_k <= LIQUID_WATER_K[1]:
-        raise _field(
-            "temperature_k",
-            f"must be within {LIQUID_WATER_K[0]:g}–{LIQUID_WATER_K[1]:g} K (liquid water: an electrolyte)",
-            temperature_k,
-        )
-    carrier_raw = _require(raw, "carrier", "")
-    carrier = _require(carrier_raw, "ion", "carrier")
-    _unknown_keys(carrier_raw, CARRIER_KEYS, "carrier")
-    cations = system.cation_molar
-    if carrier not in species.IONS:
-        raise _field("carrier.ion", f"must be a known ion ({', '.join(species.CATIONS)})", carrier)
-    if carrier not in cations:
-        raise _field("carrier.ion", f"must be a cation of the system {system} ({', '.join(cations)})", carrier)
+def _open_conductance(carrier_raw: dict, temperature_k: float) -> dict:
+    """``carrier.open_conductance``, checked (α within the two-charge bound at ``temperature_k``)."""
     oc_raw = _require(carrier_raw, "open_conductance", "carrier")
     oc = {
         "c_ps": _number(
@@ -384,6 +360,11 @@ def _from_dict(raw) -> Calibration:
     extra = set(oc_raw) - set(OPEN_KEYS)
     if extra:
         raise _field("carrier.open_conductance", f"has unknown keys {sorted(extra)}; allowed: {list(OPEN_KEYS)}", sorted(extra))
+    return oc
+
+
+def _data_range(raw: dict) -> tuple[float, float] | None:
+    """``data_range_v``: [lowest, highest] |V| of the data the calibration rests on, or None."""
     data_range = raw.get("data_range_v")
     if data_range is not None:
         if not (isinstance(data_range, list) and len(data_range) == 2):
@@ -391,44 +372,79 @@ def _from_dict(raw) -> Calibration:
         lo_v = _number(data_range[0], "data_range_v[0]", lo=0.0)
         hi_v = _number(data_range[1], "data_range_v[1]", lo=lo_v)
         data_range = [lo_v, hi_v]
+    return None if data_range is None else (data_range[0], data_range[1])
+
+
+def _dopant(d, i: int, system, cations, carrier: str) -> Dopant:
+    """``dopants[i]``, checked: a non-carrier cation of the system, its site, rates within their ceilings,
+    leak, and an electrical distance that matches the gating charges it states."""
+    where = f"dopants[{i}]"
+    ion = _require(d, "ion", where)
+    _unknown_keys(d, DOPANT_KEYS, where)
+    if ion not in species.IONS:
+        raise _field(f"{where}.ion", f"must be a known ion ({', '.join(species.CATIONS)})", ion)
+    if ion not in cations or ion == carrier:
+        raise _field(f"{where}.ion", f"must be a non-carrier cation of the system {system}", ion)
+    site = _require(d, "site", where)
+    if site not in SITES:
+        raise _field(f"{where}.site", f"must be one of {SITES}", site)
+    charge = species.IONS[ion].charge
+    trap = _rate(_require(d, "trap", where), TRAP_KEYS, f"{where}.trap", charge, encounter_rate_per_ns_per_molar(ion))
+    escape = _rate(_require(d, "escape", where), ESCAPE_KEYS, f"{where}.escape", charge, escape_ceiling_per_ns(ion))
+    leak = _number(d.get("leak_fraction", 0.0), f"{where}.leak_fraction", lo=0.0, hi=1.0)
+    distance = d.get("electrical_distance")
+    if distance is not None:
+        distance = _number(distance, f"{where}.electrical_distance", lo=0.0, hi=0.5)
+        z = abs(charge)
+        for path, total in (
+            ("cis", trap["delta_plus"] + escape["delta_minus"]),
+            ("trans", trap["delta_minus"] + escape["delta_plus"]),
+        ):
+            used = trap["k_plus_per_ns_per_molar" if path == "cis" else "k_minus_per_ns_per_molar"] > 0
+            if used and abs(total - z * distance) > 1e-9 * max(1.0, z):
+                raise _field(
+                    f"{where}.electrical_distance",
+                    f"must equal the gating charge crossed along the {path} path over |z| "
+                    f"(trap + escape delta = {total:.6g} for |z| = {z:g})",
+                    distance,
+                )
+    if leak >= 1.0:
+        raise _field(f"{where}.leak_fraction", "must be < 1 (a blocked pore conducts less than an open one)", leak)
+    return Dopant(ion, cations[ion], site, MappingProxyType(trap), MappingProxyType(escape), leak, distance)
+
+
+def _from_dict(raw) -> Calibration:
+    if not isinstance(raw, dict):
+        raise CalibrationError(f"a calibration must be a JSON object; got {type(raw).__name__}")
+    schema = _require(raw, "schema", "")
+    if schema != SCHEMA:
+        raise _field("schema", f"must be {SCHEMA!r} (this ionkinetics reads schema version 1)", schema)
+    _unknown_keys(raw, TOP_KEYS, "")
+    try:
+        system = species.parse_system_id(_require(raw, "system", ""))
+    except (ValueError, TypeError) as exc:
+        raise CalibrationError(f"calibration field 'system' is invalid: {exc}") from None
+    temperature_k = _number(raw.get("temperature_k", 298.15), "temperature_k", lo=0.0, lo_open=True)
+    if not LIQUID_WATER_K[0] <= temperature_k <= LIQUID_WATER_K[1]:
+        raise _field(
+            "temperature_k",
+            f"must be within {LIQUID_WATER_K[0]:g}–{LIQUID_WATER_K[1]:g} K (liquid water: an electrolyte)",
+            temperature_k,
+        )
+    carrier_raw = _require(raw, "carrier", "")
+    carrier = _require(carrier_raw, "ion", "carrier")
+    _unknown_keys(carrier_raw, CARRIER_KEYS, "carrier")
+    cations = system.cation_molar
+    if carrier not in species.IONS:
+        raise _field("carrier.ion", f"must be a known ion ({', '.join(species.CATIONS)})", carrier)
+    if carrier not in cations:
+        raise _field("carrier.ion", f"must be a cation of the system {system} ({', '.join(cations)})", carrier)
+    oc = _open_conductance(carrier_raw, temperature_k)
+    data_range = _data_range(raw)
     dopants_raw = _require(raw, "dopants", "")
     if not isinstance(dopants_raw, list):
         raise _field("dopants", "must be a list", dopants_raw)
-    dopants = []
-    for i, d in enumerate(dopants_raw):
-        where = f"dopants[{i}]"
-        ion = _require(d, "ion", where)
-        _unknown_keys(d, DOPANT_KEYS, where)
-        if ion not in species.IONS:
-            raise _field(f"{where}.ion", f"must be a known ion ({', '.join(species.CATIONS)})", ion)
-        if ion not in cations or ion == carrier:
-            raise _field(f"{where}.ion", f"must be a non-carrier cation of the system {system}", ion)
-        site = _require(d, "site", where)
-        if site not in SITES:
-            raise _field(f"{where}.site", f"must be one of {SITES}", site)
-        charge = species.IONS[ion].charge
-        trap = _rate(_require(d, "trap", where), TRAP_KEYS, f"{where}.trap", charge, encounter_rate_per_ns_per_molar(ion))
-        escape = _rate(_require(d, "escape", where), ESCAPE_KEYS, f"{where}.escape", charge, escape_ceiling_per_ns(ion))
-        leak = _number(d.get("leak_fraction", 0.0), f"{where}.leak_fraction", lo=0.0, hi=1.0)
-        distance = d.get("electrical_distance")
-        if distance is not None:
-            distance = _number(distance, f"{where}.electrical_distance", lo=0.0, hi=0.5)
-            z = abs(charge)
-            for path, total in (
-                ("cis", trap["delta_plus"] + escape["delta_minus"]),
-                ("trans", trap["delta_minus"] + escape["delta_plus"]),
-            ):
-                used = trap["k_plus_per_ns_per_molar" if path == "cis" else "k_minus_per_ns_per_molar"] > 0
-                if used and abs(total - z * distance) > 1e-9 * max(1.0, z):
-                    raise _field(
-                        f"{where}.electrical_distance",
-                        f"must equal the gating charge crossed along the {path} path over |z| "
-                        f"(trap + escape delta = {total:.6g} for |z| = {z:g})",
-                        distance,
-                    )
-        if leak >= 1.0:
-            raise _field(f"{where}.leak_fraction", "must be < 1 (a blocked pore conducts less than an open one)", leak)
-        dopants.append(Dopant(ion, cations[ion], site, MappingProxyType(trap), MappingProxyType(escape), leak, distance))
+    dopants = [_dopant(d, i, system, cations, carrier) for i, d in enumerate(dopants_raw)]
     named = {carrier} | {d.ion for d in dopants}
     if len({d.ion for d in dopants}) != len(dopants):
         raise _field("dopants", "must list each ion once", [d.ion for d in dopants])
@@ -446,7 +462,7 @@ def _from_dict(raw) -> Calibration:
         open_conductance=MappingProxyType(oc),
         dopants=tuple(dopants),
         temperature_k=temperature_k,
-        data_range_v=None if data_range is None else tuple(data_range),
+        data_range_v=data_range,
         uncertainty=raw.get("uncertainty"),
         fit=raw.get("fit"),
         provenance=provenance,
