@@ -70,6 +70,7 @@ import dataclasses
 import datetime
 import enum
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -212,30 +213,8 @@ def _protocol_dict(kind: str, v: float, length_ns: float, rest_ns: float) -> dic
     return {"kind": "step", "v": v, "t_on_ns": rest_ns, "t_off_ns": length_ns - rest_ns, "duration_ns": length_ns}
 
 
-def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
-    """Validate a campaign mapping (as read from TOML) and expand it into tasks."""
-    from ..md import WindowSettings, window_centres_nm
-
-    if raw.get("schema") != CAMPAIGN_SCHEMA:
-        raise _bad("schema", f"must be {CAMPAIGN_SCHEMA!r}", raw.get("schema"))
-    unknown = set(raw) - _TOP_KEYS
-    if unknown:
-        raise _bad("(top level)", f"has unknown fields {sorted(unknown)}; allowed {sorted(_TOP_KEYS)}", sorted(unknown))
-    name = raw.get("name", Path(path).stem if path else None)
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise _bad("name", "must be a plain directory name", name)
-    label = raw.get("label")
-    if label is not None and (not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", label)):
-        raise _bad("label", "must be letters, digits, '.' and '-' (it goes into file names)", label)
-    membrane = _table(raw, "membrane", _MEMBRANE_KEYS)
-    for key in ("cells", "box_xy_nm"):
-        if key in membrane:
-            membrane[key] = list(membrane[key])
-    run = _table(raw, "run", _RUN_KEYS)
-    analysis = _table(raw, "analysis", {"skip_ns"})
-    skip = analysis.get("skip_ns", 0.0)
-    if isinstance(skip, bool) or not isinstance(skip, (int, float)) or skip < 0:
-        raise _bad("analysis.skip_ns", "must be a number >= 0", skip)
+def _campaign_systems(raw: dict) -> list[dict]:
+    """``[[system]]``: each id once, with the blockers (cations of that system) the analysis counts."""
     systems_raw = raw.get("system", [])
     if not isinstance(systems_raw, list):
         raise _bad("system", "must be an array of tables ([[system]])", systems_raw)
@@ -253,40 +232,50 @@ def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
         systems.append({"id": str(sid), "blockers": list(blockers)})
     if len({s["id"] for s in systems}) != len(systems):
         raise _bad("system", "must list each system id once", [s["id"] for s in systems])
-    tasks: list[Task] = []
-    if systems:
-        sweep = _table(raw, "sweep", _SWEEP_KEYS)
-        biases = _numbers("sweep.biases_v", sweep.get("biases_v"))
-        seeds = _numbers("sweep.seeds", sweep.get("seeds"), integer=True)
-        lengths = _numbers("sweep.lengths_ns", sweep.get("lengths_ns"), positive=True)
-        kind = sweep.get("protocol", "step")
-        if kind not in ("step", "dc"):
-            raise _bad("sweep.protocol", "must be 'step' or 'dc'", kind)
-        rest = sweep.get("rest_ns", 0.0)
-        if kind == "step" and (isinstance(rest, bool) or not isinstance(rest, (int, float)) or not 0 < 2 * rest < min(lengths)):
-            raise _bad("sweep.rest_ns", "must be > 0 and leave time at bias (2·rest_ns < every length)", rest)
-        for s in systems:
-            for length in lengths:
-                for v in biases:
-                    for seed in seeds:
-                        try:
-                            settings = RunSettings(length_ns=float(length), seed=int(seed), **run)
-                            proto = _protocol(kind, float(v), float(length), float(rest))
-                            proto.sample(settings.frame_ps / 1000.0)
-                        except (TypeError, ValueError) as exc:
-                            raise CampaignError(f"campaign fields [run]/[sweep] (length {length} ns, V {v}): {exc}") from None
-                        payload = {
-                            "system": s["id"],
-                            "membrane": membrane,
-                            "settings": dataclasses.asdict(settings),
-                            "protocol": _protocol_dict(kind, float(v), float(length), float(rest)),
-                            "analysis": {"blockers": s["blockers"], "skip_ns": float(skip)},
-                        }
-                        tid = f"md-{_slug(s['id'])}-{v:+.3f}V-s{seed}-{length:g}ns-{_digest(payload)}"
-                        tasks.append(Task(tid, "md", payload))
+    return systems
+
+
+def _md_tasks(raw: dict, systems: list[dict], membrane: dict, run: dict, skip: float) -> list[Task]:
+    """One MD task per system × length × bias × seed of ``[sweep]``, each checked by building its settings
+    and sampling its protocol."""
+    sweep = _table(raw, "sweep", _SWEEP_KEYS)
+    biases = _numbers("sweep.biases_v", sweep.get("biases_v"))
+    seeds = _numbers("sweep.seeds", sweep.get("seeds"), integer=True)
+    lengths = _numbers("sweep.lengths_ns", sweep.get("lengths_ns"), positive=True)
+    kind = sweep.get("protocol", "step")
+    if kind not in ("step", "dc"):
+        raise _bad("sweep.protocol", "must be 'step' or 'dc'", kind)
+    rest = sweep.get("rest_ns", 0.0)
+    if kind == "step" and (isinstance(rest, bool) or not isinstance(rest, (int, float)) or not 0 < 2 * rest < min(lengths)):
+        raise _bad("sweep.rest_ns", "must be > 0 and leave time at bias (2·rest_ns < every length)", rest)
+    tasks = []
+    for s, length, v, seed in itertools.product(systems, lengths, biases, seeds):
+        try:
+            settings = RunSettings(length_ns=float(length), seed=int(seed), **run)
+            proto = _protocol(kind, float(v), float(length), float(rest))
+            proto.sample(settings.frame_ps / 1000.0)
+        except (TypeError, ValueError) as exc:
+            raise CampaignError(f"campaign fields [run]/[sweep] (length {length} ns, V {v}): {exc}") from None
+        payload = {
+            "system": s["id"],
+            "membrane": membrane,
+            "settings": dataclasses.asdict(settings),
+            "protocol": _protocol_dict(kind, float(v), float(length), float(rest)),
+            "analysis": {"blockers": s["blockers"], "skip_ns": float(skip)},
+        }
+        tid = f"md-{_slug(s['id'])}-{v:+.3f}V-s{seed}-{length:g}ns-{_digest(payload)}"
+        tasks.append(Task(tid, "md", payload))
+    return tasks
+
+
+def _pmf_tasks(raw: dict, membrane: dict, run: dict) -> list[Task]:
+    """One umbrella-window task per window of each ``[[pmf]]`` (defaults ``_PMF_DEFAULTS``)."""
+    from ..md import WindowSettings, window_centres_nm
+
     pmfs = raw.get("pmf", [])
     if not isinstance(pmfs, list):
         raise _bad("pmf", "must be an array of tables ([[pmf]])", pmfs)
+    tasks = []
     for i, p in enumerate(pmfs):
         p = _table({"pmf": p}, "pmf", _PMF_KEYS)
         where = f"pmf[{i}]"
@@ -321,6 +310,34 @@ def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
                 "folder": folder,
             }
             tasks.append(Task(f"pmf-{folder}-w{w:03d}-{_digest(payload)}", "pmf", payload))
+    return tasks
+
+
+def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
+    """Validate a campaign mapping (as read from TOML) and expand it into tasks."""
+    if raw.get("schema") != CAMPAIGN_SCHEMA:
+        raise _bad("schema", f"must be {CAMPAIGN_SCHEMA!r}", raw.get("schema"))
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise _bad("(top level)", f"has unknown fields {sorted(unknown)}; allowed {sorted(_TOP_KEYS)}", sorted(unknown))
+    name = raw.get("name", Path(path).stem if path else None)
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise _bad("name", "must be a plain directory name", name)
+    label = raw.get("label")
+    if label is not None and (not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", label)):
+        raise _bad("label", "must be letters, digits, '.' and '-' (it goes into file names)", label)
+    membrane = _table(raw, "membrane", _MEMBRANE_KEYS)
+    for key in ("cells", "box_xy_nm"):
+        if key in membrane:
+            membrane[key] = list(membrane[key])
+    run = _table(raw, "run", _RUN_KEYS)
+    analysis = _table(raw, "analysis", {"skip_ns"})
+    skip = analysis.get("skip_ns", 0.0)
+    if isinstance(skip, bool) or not isinstance(skip, (int, float)) or skip < 0:
+        raise _bad("analysis.skip_ns", "must be a number >= 0", skip)
+    systems = _campaign_systems(raw)
+    tasks = _md_tasks(raw, systems, membrane, run, skip) if systems else []
+    tasks += _pmf_tasks(raw, membrane, run)
     if not tasks:
         raise CampaignError("a campaign needs [[system]] entries with a [sweep], or [[pmf]] entries; it has neither")
     return Campaign(name, label, tuple(tasks), tuple(systems), raw, path)
