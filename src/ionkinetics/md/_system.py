@@ -254,6 +254,38 @@ def _topology(membrane: Membrane, electrolyte: Electrolyte) -> tuple[app.Topolog
     return top, templates
 
 
+def _membrane_charges(nonbonded, charges: np.ndarray, membrane: Membrane, membrane_charges_e, files) -> None:
+    """Override the membrane's charges with ``membrane_charges_e`` (checked: one per atom, neutral), or check
+    that the force field gave it the charges it was built with; ``charges`` is updated in place."""
+    n_mem = membrane.n_atoms
+    if membrane_charges_e is not None:
+        q_mem = np.asarray(membrane_charges_e, dtype=float)
+        if q_mem.shape != (n_mem,) or not np.all(np.isfinite(q_mem)):
+            raise _bad("membrane_charges_e", f"must be {n_mem} finite charges (e), one per membrane atom", q_mem.shape)
+        if abs(q_mem.sum()) > 1e-6:
+            raise _bad("membrane_charges_e", "must sum to zero (a neutral membrane)", float(q_mem.sum()))
+        for i, qi in enumerate(q_mem.tolist()):
+            _, sigma, eps = nonbonded.getParticleParameters(i)
+            nonbonded.setParticleParameters(i, qi, sigma, eps)
+        charges[:n_mem] = q_mem
+    elif not np.allclose(charges[:n_mem], membrane.charges_e, rtol=0, atol=1e-9):
+        raise _bad(
+            "forcefield_files",
+            "must give the membrane the charges it was built with (build the membrane with the same files)",
+            files,
+        )
+
+
+def _freeze_membrane(system, nonbonded, membrane: Membrane, edges: np.ndarray, cutoff: float) -> np.ndarray:
+    """Freeze the membrane (mass 0) and drop its internal nonbonded pairs within the cutoff; returns the pairs."""
+    for i in range(membrane.n_atoms):
+        system.setParticleMass(i, 0.0)
+    pairs = cKDTree(np.mod(membrane.positions_nm[:, :2], edges[:2]), boxsize=edges[:2]).query_pairs(cutoff, output_type="ndarray")
+    for i, j in pairs.tolist():
+        nonbonded.addException(i, j, 0.0, 0.1, 0.0)
+    return pairs
+
+
 def assemble_system(
     membrane: Membrane,
     electrolyte: Electrolyte,
@@ -303,34 +335,14 @@ def assemble_system(
         [nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in range(system.getNumParticles())]
     )
 
-    if membrane_charges_e is not None:
-        q_mem = np.asarray(membrane_charges_e, dtype=float)
-        if q_mem.shape != (n_mem,) or not np.all(np.isfinite(q_mem)):
-            raise _bad("membrane_charges_e", f"must be {n_mem} finite charges (e), one per membrane atom", q_mem.shape)
-        if abs(q_mem.sum()) > 1e-6:
-            raise _bad("membrane_charges_e", "must sum to zero (a neutral membrane)", float(q_mem.sum()))
-        for i, qi in enumerate(q_mem.tolist()):
-            _, sigma, eps = nonbonded.getParticleParameters(i)
-            nonbonded.setParticleParameters(i, qi, sigma, eps)
-        charges[:n_mem] = q_mem
-    elif not np.allclose(charges[:n_mem], membrane.charges_e, rtol=0, atol=1e-9):
-        raise _bad(
-            "forcefield_files",
-            "must give the membrane the charges it was built with (build the membrane with the same files)",
-            files,
-        )
+    _membrane_charges(nonbonded, charges, membrane, membrane_charges_e, files)
     total = float(charges.sum())
     if abs(total) > 1e-6:
         raise _bad(
             "membrane_charges_e", f"leave the system with a net charge of {total:+.6f} e; the whole system must be neutral", total
         )
 
-    # Freeze the membrane and drop its internal nonbonded pairs within the cutoff.
-    for i in range(n_mem):
-        system.setParticleMass(i, 0.0)
-    pairs = cKDTree(np.mod(membrane.positions_nm[:, :2], edges[:2]), boxsize=edges[:2]).query_pairs(cutoff, output_type="ndarray")
-    for i, j in pairs.tolist():
-        nonbonded.addException(i, j, 0.0, 0.1, 0.0)
+    pairs = _freeze_membrane(system, nonbonded, membrane, edges, cutoff)
 
     movable = np.arange(n_mem, system.getNumParticles())
     charged = movable[charges[movable] != 0.0]
