@@ -254,6 +254,21 @@ def _topology(membrane: Membrane, electrolyte: Electrolyte) -> tuple[app.Topolog
     return top, templates
 
 
+def _checked_box_edges(box: np.ndarray, electrolyte: Electrolyte, cutoff: float) -> np.ndarray:
+    """The box edges, after checking the electrolyte shares the box and PME's minimum image holds."""
+    if not np.allclose(box, electrolyte.box_vectors_nm):
+        raise _bad("electrolyte", "must be built for this membrane's box", np.diag(electrolyte.box_vectors_nm).tolist())
+    edges = np.diag(box)
+    if np.any(edges < 2 * cutoff):
+        raise _bad(
+            "membrane.box_vectors_nm",
+            f"must have every box edge at least 2 × cutoff_nm = {2 * cutoff} nm (PME minimum image); "
+            "use more array cells, a larger box_z_nm or a shorter cutoff",
+            edges.tolist(),
+        )
+    return edges
+
+
 def _membrane_charges(nonbonded, charges: np.ndarray, membrane: Membrane, membrane_charges_e, files) -> None:
     """Override the membrane's charges with ``membrane_charges_e`` (checked: one per atom, neutral), or check
     that the force field gave it the charges it was built with; ``charges`` is updated in place."""
@@ -305,16 +320,7 @@ def assemble_system(
     cutoff = _number("cutoff_nm", cutoff_nm, "must be a finite cutoff > 0 nm", positive=True)
     tol = _number("ewald_error_tolerance", ewald_error_tolerance, "must be a finite tolerance > 0", positive=True)
     box = np.asarray(membrane.box_vectors_nm, dtype=float)
-    if not np.allclose(box, electrolyte.box_vectors_nm):
-        raise _bad("electrolyte", "must be built for this membrane's box", np.diag(electrolyte.box_vectors_nm).tolist())
-    edges = np.diag(box)
-    if np.any(edges < 2 * cutoff):
-        raise _bad(
-            "membrane.box_vectors_nm",
-            f"must have every box edge at least 2 × cutoff_nm = {2 * cutoff} nm (PME minimum image); "
-            "use more array cells, a larger box_z_nm or a shorter cutoff",
-            edges.tolist(),
-        )
+    edges = _checked_box_edges(box, electrolyte, cutoff)
     files = tuple(str(f) for f in (forcefield_files if forcefield_files is not None else membrane.forcefield_files))
     top, templates = _topology(membrane, electrolyte)
     forcefield = app.ForceField(*files)
