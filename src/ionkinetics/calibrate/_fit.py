@@ -305,22 +305,10 @@ def fit_targets(
             "transform": tr[0],
             "sigma_transformed": s_u if math.isfinite(s_u) else None,
         }
-    cal = _calibration(
-        targets,
-        values,
-        sigma,
-        cov,
-        loss_best,
-        gnorm,
-        iters,
-        predictions,
-        identifiable,
-        unidentified,
-        command,
-        n_starts,
-        seed,
-        alternatives,
+    outcome = _FitOutcome(
+        values, sigma, cov, loss_best, gnorm, iters, predictions, identifiable, unidentified, n_starts, seed, tuple(alternatives)
     )
+    cal = _calibration(targets, outcome, command)
     return FitResult(
         calibration=cal,
         loss=loss_best,
@@ -380,28 +368,27 @@ def _exact_split(row: dict, zf: float) -> None:
         escape["delta_plus"] = max(0.0, zf - trap["delta_minus"])
 
 
-def _calibration(
-    targets,
-    values,
-    sigma,
-    cov,
-    loss,
-    gnorm,
-    iters,
-    predictions,
-    identifiable,
-    unidentified,
-    command,
-    n_starts,
-    seed,
-    alternatives=(),
-) -> Calibration:
-    open_, dopants = _rates_of(values, targets)
-    molar = targets.system.cation_molar
-    n_res = sum(len(p["residuals"]) for p in predictions)
-    from .._version import __version__
+@dataclasses.dataclass(frozen=True)
+class _FitOutcome:
+    """What a fit found, as the calibration file records it."""
 
-    dopant_rows = []
+    values: dict
+    sigma: dict
+    cov: np.ndarray
+    loss: float
+    gnorm: float
+    iters: int
+    predictions: list
+    identifiable: bool
+    unidentified: list
+    n_starts: int
+    seed: int
+    alternatives: tuple = ()
+
+
+def _dopant_rows(targets, values) -> list[dict]:
+    _open, dopants = _rates_of(values, targets)
+    rows = []
     for (ion, site), (_m, _s, trap, escape, leak) in zip(targets.dopants, dopants, strict=True):
         row = {
             "ion": ion,
@@ -414,7 +401,46 @@ def _calibration(
             row["electrical_distance"] = float(values[f"{ion}.electrical_distance"])
             # the derived deltas are summed again on load: keep the identity exact in the file
             _exact_split(row, abs(species.get_ion(ion).charge) * row["electrical_distance"])
-        dopant_rows.append(row)
+        rows.append(row)
+    return rows
+
+
+def _fit_record(targets, fit: _FitOutcome) -> dict:
+    return {
+        "loss": fit.loss,
+        "chi2": 2 * fit.loss,
+        "n_residuals": sum(len(p["residuals"]) for p in fit.predictions),
+        "n_free": len(targets.free),
+        "gradient_norm": fit.gnorm,
+        "iterations": fit.iters,
+        "starts": fit.n_starts,
+        "seed": fit.seed,
+        "optimizer": "optax.lbfgs (zoom line search) on jax.grad of the jitted loss, float64",
+        "selection": "lowest loss; ties within round-off go to the earliest start (start 0 = the file's values)",
+        "alternative_minima": list(fit.alternatives),
+        "predictions": fit.predictions,
+    }
+
+
+def _provenance_record(targets, command) -> dict:
+    from .._version import __version__
+
+    return {
+        "source": targets.source,
+        "targets_file": targets.path,
+        "open_conductance_from": targets.open_conductance_from,
+        "targets": [t.to_dict() for t in targets.targets],
+        "assumptions": list(targets.assumptions),
+        "contains_assumed_values": any(t.assumed for t in targets.targets),
+        "command": command or " ".join(shlex.quote(a) for a in ["ionkinetics", *sys.argv[1:]]),
+        "ionkinetics_version": __version__,
+        "created_utc": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
+        "molar": targets.system.cation_molar,
+    }
+
+
+def _calibration(targets, fit: _FitOutcome, command) -> Calibration:
+    open_, _dopants = _rates_of(fit.values, targets)
     raw = {
         "schema": SCHEMA,
         "system": str(targets.system),
@@ -423,7 +449,7 @@ def _calibration(
             "ion": targets.carrier,
             "open_conductance": {k: float(v) for k, v in open_.items() if not (k == "v_max_v" and math.isinf(v))},
         },
-        "dopants": dopant_rows,
+        "dopants": _dopant_rows(targets, fit.values),
         "data_range_v": list(targets.data_range_v()),
         "uncertainty": {
             "method": "laplace",
@@ -432,38 +458,14 @@ def _calibration(
                 "conductances, logistic for delta and leak, linear for alpha), given the target sigmas stated "
                 "in the targets file; sigma in natural units by the delta method"
             ),
-            "identifiable": identifiable,
-            "not_identified": unidentified,
-            "parameters": sigma,
+            "identifiable": fit.identifiable,
+            "not_identified": fit.unidentified,
+            "parameters": fit.sigma,
             "fixed": {k: v for k, v in targets.parameters.items() if k not in targets.free and math.isfinite(v)},
-            "covariance_transformed": {"names": list(targets.free), "matrix": np.asarray(cov).tolist()},
+            "covariance_transformed": {"names": list(targets.free), "matrix": np.asarray(fit.cov).tolist()},
         },
-        "fit": {
-            "loss": loss,
-            "chi2": 2 * loss,
-            "n_residuals": n_res,
-            "n_free": len(targets.free),
-            "gradient_norm": gnorm,
-            "iterations": iters,
-            "starts": n_starts,
-            "seed": seed,
-            "optimizer": "optax.lbfgs (zoom line search) on jax.grad of the jitted loss, float64",
-            "selection": "lowest loss; ties within round-off go to the earliest start (start 0 = the file's values)",
-            "alternative_minima": list(alternatives),
-            "predictions": predictions,
-        },
-        "provenance": {
-            "source": targets.source,
-            "targets_file": targets.path,
-            "open_conductance_from": targets.open_conductance_from,
-            "targets": [t.to_dict() for t in targets.targets],
-            "assumptions": list(targets.assumptions),
-            "contains_assumed_values": any(t.assumed for t in targets.targets),
-            "command": command or " ".join(shlex.quote(a) for a in ["ionkinetics", *sys.argv[1:]]),
-            "ionkinetics_version": __version__,
-            "created_utc": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
-            "molar": molar,
-        },
+        "fit": _fit_record(targets, fit),
+        "provenance": _provenance_record(targets, command),
     }
     from ._summary import CEILING_NEAR, STEP_V, rates_near_ceiling
 

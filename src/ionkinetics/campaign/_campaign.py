@@ -384,6 +384,69 @@ def _use_gpu_of_worker() -> None:
         os.environ["IONKINETICS_DEVICE_INDEX"] = str(int(name) % n)
 
 
+_SEGMENT_KEYS = (
+    "v",
+    "t_start_ns",
+    "t_stop_ns",
+    "w_mean",
+    "conductance_ps",
+    "current_pa",
+    "trap_rate_per_ns",
+    "escape_rate_per_ns",
+    "n_trap_events",
+    "n_escape_events",
+)
+
+
+def _execute_md(t: Task, out: Path, membrane: dict) -> tuple[dict, dict]:
+    """Run (or resume) an MD task and analyse it; returns (result, execution)."""
+    from ..md import analyze_run, build_system, run_md
+
+    p = t.payload
+    settings = RunSettings(**p["settings"])
+    proto = _protocol(p["protocol"]["kind"], p["protocol"]["v"], settings.length_ns, p["protocol"].get("t_on_ns", 0.0))
+    built = build_system(p["system"], seed=settings.seed, **membrane)
+    run_dir = out / "tasks" / t.task_id
+    spec = {"system": p["system"], "analysis": p["analysis"], "membrane": p["membrane"], "task_id": t.task_id}
+    ran = run_md(built, proto, settings, run_dir, spec=spec)
+    analysis = analyze_run(run_dir, blockers=p["analysis"]["blockers"], skip_ns=p["analysis"]["skip_ns"])
+    result = {
+        "run_dir": str(run_dir),
+        "frames": ran.frames_done,
+        "frames_sha256": _frames_sha256(run_dir),
+        "segments": [{k: seg.get(k) for k in _SEGMENT_KEYS} for seg in analysis["segments"]],
+    }
+    rate = ran.ns_per_day if math.isfinite(ran.ns_per_day) else None  # nothing left to run: no rate
+    return result, {"platform": ran.platform, "ns_per_day": rate, "resumed_from_frame": ran.resumed_from_frame}
+
+
+def _execute_pmf(t: Task, out: Path, membrane: dict) -> tuple[dict, dict]:
+    """Run one umbrella window (or find it finished); returns (result, execution)."""
+    import numpy as np
+
+    from ..md import WindowSettings, build_system, load_window, run_window
+
+    p = t.payload
+    window = WindowSettings(**p["window"])
+    built = build_system(p["system"], seed=window.seed, **membrane)
+    ions = [int(i) for i, s in zip(built.ion_indices, built.ion_species, strict=True) if s == p["ion"]]
+    wpath, ran = run_window(built, ions[0], p["window_index"], p["z0_nm"], window, out / "pmf" / p["folder"])
+    data = load_window(wpath)
+    result = {
+        "window_file": str(wpath),
+        "samples": int(np.asarray(data["z_nm"]).size),
+        "z_mean_nm": float(np.mean(data["z_nm"])),
+        "z_sha256": hashlib.sha256(np.ascontiguousarray(data["z_nm"]).tobytes()).hexdigest(),
+    }
+    wall = float(np.asarray(data["wall_s"]))
+    execution = {
+        "platform": str(np.asarray(data["platform"])),
+        "ns_per_day": t.simulated_ns / wall * 86400.0 if wall > 0 else None,
+        "ran_now": ran,
+    }
+    return result, execution
+
+
 def execute_task(task: dict, out_dir: str) -> dict:
     """Run one task (a :meth:`Task.to_dict`) into ``out_dir`` and write its result atomically.
 
@@ -394,71 +457,12 @@ def execute_task(task: dict, out_dir: str) -> dict:
     path = _result_path(out, t.task_id)
     if path.exists():
         return json.loads(path.read_text())
-    _use_gpu_of_worker()
-    from ..md import build_system
-
-    p = t.payload
-    membrane = {k: tuple(v) if isinstance(v, list) else v for k, v in p["membrane"].items()}
-    start = time.perf_counter()
-    if t.kind == "md":
-        from ..md import analyze_run, run_md
-
-        settings = RunSettings(**p["settings"])
-        proto = _protocol(p["protocol"]["kind"], p["protocol"]["v"], settings.length_ns, p["protocol"].get("t_on_ns", 0.0))
-        built = build_system(p["system"], seed=settings.seed, **membrane)
-        run_dir = out / "tasks" / t.task_id
-        spec = {"system": p["system"], "analysis": p["analysis"], "membrane": p["membrane"], "task_id": t.task_id}
-        ran = run_md(built, proto, settings, run_dir, spec=spec)
-        analysis = analyze_run(run_dir, blockers=p["analysis"]["blockers"], skip_ns=p["analysis"]["skip_ns"])
-        result = {
-            "run_dir": str(run_dir),
-            "frames": ran.frames_done,
-            "frames_sha256": _frames_sha256(run_dir),
-            "segments": [
-                {
-                    k: seg.get(k)
-                    for k in (
-                        "v",
-                        "t_start_ns",
-                        "t_stop_ns",
-                        "w_mean",
-                        "conductance_ps",
-                        "current_pa",
-                        "trap_rate_per_ns",
-                        "escape_rate_per_ns",
-                        "n_trap_events",
-                        "n_escape_events",
-                    )
-                }
-                for seg in analysis["segments"]
-            ],
-        }
-        rate = ran.ns_per_day if math.isfinite(ran.ns_per_day) else None  # nothing left to run: no rate
-        execution = {"platform": ran.platform, "ns_per_day": rate, "resumed_from_frame": ran.resumed_from_frame}
-    elif t.kind == "pmf":
-        import numpy as np
-
-        from ..md import WindowSettings, load_window, run_window
-
-        window = WindowSettings(**p["window"])
-        built = build_system(p["system"], seed=window.seed, **membrane)
-        ions = [int(i) for i, s in zip(built.ion_indices, built.ion_species, strict=True) if s == p["ion"]]
-        wpath, ran = run_window(built, ions[0], p["window_index"], p["z0_nm"], window, out / "pmf" / p["folder"])
-        data = load_window(wpath)
-        result = {
-            "window_file": str(wpath),
-            "samples": int(np.asarray(data["z_nm"]).size),
-            "z_mean_nm": float(np.mean(data["z_nm"])),
-            "z_sha256": hashlib.sha256(np.ascontiguousarray(data["z_nm"]).tobytes()).hexdigest(),
-        }
-        wall = float(np.asarray(data["wall_s"]))
-        execution = {
-            "platform": str(np.asarray(data["platform"])),
-            "ns_per_day": t.simulated_ns / wall * 86400.0 if wall > 0 else None,
-            "ran_now": ran,
-        }
-    else:
+    if t.kind not in ("md", "pmf"):
         raise ValueError(f"task kind must be 'md' or 'pmf'; got {t.kind!r}")
+    _use_gpu_of_worker()
+    membrane = {k: tuple(v) if isinstance(v, list) else v for k, v in t.payload["membrane"].items()}
+    start = time.perf_counter()
+    result, execution = (_execute_md if t.kind == "md" else _execute_pmf)(t, out, membrane)
     record = {
         **t.to_dict(),
         "simulated_ns": t.simulated_ns,
