@@ -282,6 +282,64 @@ def _voltages(protocol, dt_ns):
     return v, v[..., 0]
 
 
+def _batching(params, v_k, p0):
+    """(p0 as an array or None, (params, voltages, p0) batched?, batch sizes by argument); the sizes must agree."""
+    params_batched = len(params.batch_shape) == 1
+    if len(params.batch_shape) > 1:
+        raise ValueError(f"cal may have at most one batch axis; got batch shape {params.batch_shape}")
+    v_batched = v_k.ndim == 2
+    p0_batched = False
+    if p0 is not None:
+        p0 = jnp.asarray(p0, dtype=float)
+        if p0.shape[-1] != params.n_states or p0.ndim > 2:
+            raise ValueError(f"p0 must have shape ({params.n_states},) or (B, {params.n_states}); got {p0.shape}")
+        if not bool(jnp.all(p0 >= 0)) or not bool(jnp.all(jnp.abs(p0.sum(-1) - 1) < _NORM_TOL[8])):
+            raise ValueError("p0 must be non-negative and sum to 1 over the states")
+        p0_batched = p0.ndim == 2
+    batch_sizes = {}
+    if params_batched:
+        batch_sizes["cal"] = params.batch_shape[0]
+    if v_batched:
+        batch_sizes["protocol"] = v_k.shape[0]
+    if p0_batched:
+        batch_sizes["p0"] = p0.shape[0]
+    if len(set(batch_sizes.values())) > 1:
+        raise ValueError(f"batch sizes of cal, protocol and p0 must agree; got {batch_sizes}")
+    return p0, (params_batched, v_batched, p0_batched), batch_sizes
+
+
+def _trace(params, v_k, dt_ns: float, p_s, e_s, n_pores, save_every: int, scale: float, throw: bool) -> Trace:
+    """The saved steps as a :class:`Trace` (G and I from the occupancy, ×N for N pores); a run that lost
+    probability or went non-finite raises (``throw``) or is flagged in ``Trace.ok``."""
+    n_steps = v_k.shape[-1]
+    params_batched = len(params.batch_shape) == 1
+    tol = _NORM_TOL.get(p_s.dtype.itemsize, 1e-3)
+    ok = np.all(np.isfinite(p_s), axis=(-1, -2)) & np.all(np.abs(p_s.sum(-1) - 1.0) < tol, axis=-1)
+    if throw and not np.all(ok):
+        raise FloatingPointError(
+            f"simulation lost probability (beyond {tol:g} in {p_s.dtype}) or produced non-finite occupancy "
+            f"({np.size(ok) - np.count_nonzero(ok)} of {np.size(ok)} devices); look for rates that overflow "
+            "(a Bell law far outside the calibrated voltage range) or pass throw=False to inspect Trace.ok"
+        )
+    idx = np.arange(0, n_steps + 1, save_every)
+    v_saved = np.take(v_k, np.minimum(idx, n_steps - 1), axis=-1)
+    t_ns = idx * dt_ns
+    v_full = np.broadcast_to(v_saved, p_s.shape[:-1])
+    g_ps, i_pa = _conductance_at(params, v_full, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)
+    g_ps, i_pa = np.asarray(g_ps) * scale, np.asarray(i_pa) * scale
+    return Trace(
+        t_ns=t_ns,
+        v=v_full.copy(),
+        p=p_s,
+        w=p_s[..., 0],
+        g_ps=g_ps,
+        i_pa=i_pa,
+        e_aj=e_s,
+        ok=ok,
+        n_pores=None if n_pores is None else int(n_pores),
+    )
+
+
 def simulate(
     cal,
     protocol,
@@ -312,28 +370,7 @@ def simulate(
     n_steps = v_k.shape[-1]
     if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every < 1 or n_steps % save_every:
         raise ValueError(f"save_every must be a positive integer dividing the {n_steps} steps; got {save_every!r}")
-    params_batched = len(params.batch_shape) == 1
-    if len(params.batch_shape) > 1:
-        raise ValueError(f"cal may have at most one batch axis; got batch shape {params.batch_shape}")
-    v_batched = v_k.ndim == 2
-    p0_batched = False
-    if p0 is not None:
-        p0 = jnp.asarray(p0, dtype=float)
-        if p0.shape[-1] != params.n_states or p0.ndim > 2:
-            raise ValueError(f"p0 must have shape ({params.n_states},) or (B, {params.n_states}); got {p0.shape}")
-        if not bool(jnp.all(p0 >= 0)) or not bool(jnp.all(jnp.abs(p0.sum(-1) - 1) < _NORM_TOL[8])):
-            raise ValueError("p0 must be non-negative and sum to 1 over the states")
-        p0_batched = p0.ndim == 2
-    batch_sizes = {}
-    if params_batched:
-        batch_sizes["cal"] = params.batch_shape[0]
-    if v_batched:
-        batch_sizes["protocol"] = v_k.shape[0]
-    if p0_batched:
-        batch_sizes["p0"] = p0.shape[0]
-    if len(set(batch_sizes.values())) > 1:
-        raise ValueError(f"batch sizes of cal, protocol and p0 must agree; got {batch_sizes}")
-    batch = (params_batched, v_batched, p0_batched)
+    p0, batch, batch_sizes = _batching(params, v_k, p0)
     dt = jnp.asarray(dt_ns, dtype=float)
     v_in, levels_in = _level_tables(v_k)
     if n_pores is None:
@@ -361,32 +398,7 @@ def simulate(
         )
         p_s = counts / n_pores
         scale = float(n_pores)
-    p_s, e_s = np.asarray(p_s), np.asarray(e_s)
-    tol = _NORM_TOL.get(p_s.dtype.itemsize, 1e-3)
-    ok = np.all(np.isfinite(p_s), axis=(-1, -2)) & np.all(np.abs(p_s.sum(-1) - 1.0) < tol, axis=-1)
-    if throw and not np.all(ok):
-        raise FloatingPointError(
-            f"simulation lost probability (beyond {tol:g} in {p_s.dtype}) or produced non-finite occupancy "
-            f"({np.size(ok) - np.count_nonzero(ok)} of {np.size(ok)} devices); look for rates that overflow "
-            "(a Bell law far outside the calibrated voltage range) or pass throw=False to inspect Trace.ok"
-        )
-    idx = np.arange(0, n_steps + 1, save_every)
-    v_saved = np.take(v_k, np.minimum(idx, n_steps - 1), axis=-1)
-    t_ns = idx * float(dt_ns)
-    v_full = np.broadcast_to(v_saved, p_s.shape[:-1])
-    g_ps, i_pa = _conductance_at(params, v_full, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)
-    g_ps, i_pa = np.asarray(g_ps) * scale, np.asarray(i_pa) * scale
-    return Trace(
-        t_ns=t_ns,
-        v=v_full.copy(),
-        p=p_s,
-        w=p_s[..., 0],
-        g_ps=g_ps,
-        i_pa=i_pa,
-        e_aj=e_s,
-        ok=ok,
-        n_pores=None if n_pores is None else int(n_pores),
-    )
+    return _trace(params, v_k, float(dt_ns), np.asarray(p_s), np.asarray(e_s), n_pores, save_every, scale, throw)
 
 
 @functools.partial(jax.jit, static_argnames=("params_batched", "p_batched"))
