@@ -248,3 +248,47 @@ def test_cli_task_list_and_bad_file(tmp_path):
     assert isinstance(result.exception, TaskFileError)
     assert "field 'task.test' must be an integer >= 1; got -3" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+TINY_TOML = """schema = "ionkinetics.task/1"
+name = "tiny"
+seed = 0
+
+[task]
+kind = "narma10"
+washout = 50
+train = 500
+val = 150
+test = 300
+
+[reservoir]
+hold_ns = 0.5
+virtual_nodes = 2
+read_nodes = 1
+stochastic = false
+membranes = ["crown6:NaCl@1.0+KCl@0.5", "B3N:KCl@1.0+RbCl@0.3", "crown6:NaCl@1.0+KCl@0.15"]
+
+[esn]
+spectral_radius = [0.6, 0.9]
+input_scaling = [0.1, 0.5]
+leak = [1.0]
+
+[readout]
+ridge = [1e-8, 1e-6, 1e-4, 1e-2]
+"""
+
+
+def test_cli_task_run_writes_the_summary_of_the_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from ionkinetics.cli import app
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML)
+    assert tasks.load_task(path).task == parse_task(_task_dict()).task  # the same task as above
+    result = CliRunner().invoke(app, ["task", "run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["name"] == "tiny" and summary["metric"] == "nrmse"
+    assert f"nrmse {summary['nrmse']:.4g}" in " ".join(result.output.split())
+    assert {"prediction.png", "reservoir.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
