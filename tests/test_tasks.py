@@ -292,3 +292,17 @@ def test_cli_task_run_writes_the_summary_of_the_file(tmp_path):
     assert summary["name"] == "tiny" and summary["metric"] == "nrmse"
     assert f"nrmse {summary['nrmse']:.4g}" in " ".join(result.output.split())
     assert {"prediction.png", "reservoir.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"u_k": [0.5, 1.5]}, r"u_k must be finite and within \[-1, 1\] .*values \[0.5, 1.5\]"),
+        ({"u_k": [0.0, np.nan]}, r"u_k must be finite"),
+        ({"u_k": [0.0], "molar": [0.1, -1.0, 0.2]}, r"molar must be 3 finite numbers > 0, one per membrane; .*-1.0"),
+        ({"u_k": [0.0], "n_pores": [10.0, 20.0]}, r"n_pores must be 3 finite numbers > 0, one per membrane; got shape \(2,\)"),
+    ],
+)
+def test_reservoir_run_refuses_bad_inputs_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _reservoir().run(**kwargs)

@@ -173,7 +173,24 @@ class Reservoir:
         with a ``jax.random`` key, stochastic pores (``n_pores`` rounded) and shot noise."""
         molar = jnp.asarray(self.default_molar() if molar is None else molar, dtype=float)
         n_pores = jnp.asarray(self.default_pores() if n_pores is None else n_pores, dtype=float)
-        return _run(self, jnp.asarray(u_k, dtype=float), molar, n_pores, key)
+        u_k = jnp.asarray(u_k, dtype=float)
+        _check(
+            u_k,
+            "u_k",
+            "must be finite and within [-1, 1] (the scaled input; beyond it the drive leaves the "
+            "voltages the membranes were set up for)",
+            lambda x: np.isfinite(x) & (np.abs(x) <= 1.0),
+            ndim=1,
+        )
+        for name, value in (("molar", molar), ("n_pores", n_pores)):
+            _check(
+                value,
+                name,
+                f"must be {self.n_membranes} finite numbers > 0, one per membrane",
+                lambda x: np.isfinite(x) & (x > 0),
+                shape=(self.n_membranes,),
+            )
+        return _run(self, u_k, molar, n_pores, key)
 
     # a Reservoir is a static argument of the jitted run: equal reservoirs share one compiled program
     def _key(self):
@@ -193,6 +210,16 @@ class Reservoir:
 
     def __eq__(self, other):
         return isinstance(other, Reservoir) and self._key() == other._key()
+
+
+def _check(value, name, rule, ok, *, ndim=None, shape=None):
+    """Refuse a bad concrete input by name, rule and value (traced values are the caller's to check)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    x = np.asarray(value)
+    if (ndim is not None and x.ndim != ndim) or (shape is not None and x.shape != shape) or not np.all(ok(x)):
+        bad = x if x.size <= 6 else x.ravel()[~np.asarray(ok(x)).ravel()][:3] if x.ndim else x
+        raise ValueError(f"{name} {rule}; got shape {x.shape}, values {np.asarray(bad).tolist()}")
 
 
 def _stack(params_list):
