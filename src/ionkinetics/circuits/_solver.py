@@ -40,6 +40,7 @@ not through the iterations.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import math
 
@@ -379,16 +380,25 @@ def _jumps(vals):
     return jnp.any(both != prev, axis=0)
 
 
-def _run(cc: Topology, vals, key, save_every: int):
-    """One circuit: operating point, then ``n_steps`` steps. Returns the solutions, occupancies
-    and cumulative absorbed energy per branch (aJ) at the saved points, and a failure record
-    ``[step, residual row, phase]`` (step −1: none; −2: the operating point)."""
+class NewtonPhase(enum.IntEnum):
+    """Where a Newton solve failed, the third entry of a circuit's failure record ``[step, row, phase]``
+    (step ``NO_FAILURE`` = −1 when none failed, ``AT_OPERATING_POINT`` = −2 before t = 0)."""
+
+    OPERATING_POINT = 0
+    JUMP = 1  # re-initialisation after a source jump
+    STEP = 2  # a time step
+
+
+NO_FAILURE = -1
+AT_OPERATING_POINT = -2
+
+
+def _initial_state(cc: Topology, vals, key_init):
+    """The operating point, each membrane's occupancy at t = 0 (stochastic membranes: one multinomial
+    draw of their pores from it, and the circuit re-balanced with them held), and the Newton outcome."""
     n_unknown = len(cc.nodes) + len(cc.names_of("V")) + len(cc.names_of("C"))
-    dtype = jnp.result_type(float)
-    n_mem = len(cc.n_pores)
     ctx0 = {"src_v": vals["vs_rest"], "src_i": vals["is_rest"]}
-    z_dc, mem_dc, bad0, row0 = _solve(cc, vals, "dc", jnp.zeros(n_unknown, dtype), ctx0)
-    key_init, key_run = jax.random.split(key)
+    z_dc, mem_dc, bad0, row0 = _solve(cc, vals, "dc", jnp.zeros(n_unknown, jnp.result_type(float)), ctx0)
     states = []
     for j, p in enumerate(mem_dc):
         if cc.stochastic[j]:
@@ -403,6 +413,32 @@ def _run(cc: Topology, vals, key, save_every: int):
             cc, vals, "init", z_dc, {**ctx0, "mem_p": states, "v_c": _branch_v(_split(cc, z_dc)[0], cc.idx("C"))}
         )
         bad0, row0 = bad0 | bad_i, jnp.where(bad0, row0, row_i)
+    return z_dc, states, bad0, row0, ctx0
+
+
+def _moved_pores(cc: Topology, vals, mem_p, v_mem, vm_prev, jump, key_run, k) -> tuple:
+    """Occupancies held over step ``k``: stochastic membranes move by exact multinomial draws at the
+    extrapolated mid-step voltage; mean-field ones are left to the step's own solve."""
+    held = []
+    for j in range(len(cc.n_pores)):
+        if cc.stochastic[j]:
+            v_mid = jnp.where(jump, v_mem[j], 1.5 * v_mem[j] - 0.5 * vm_prev[j])
+            prop = transition_matrix(vals["mem"][j], v_mid, _dt(cc, vals), max_squarings=cc.max_squarings)
+            counts = jnp.round(mem_p[j] * cc.n_pores[j])
+            step_key = jax.random.fold_in(jax.random.fold_in(key_run, k), j)
+            held.append(multinomial_counts(step_key, counts, prop) / cc.n_pores[j])
+        else:
+            held.append(mem_p[j])
+    return tuple(held)
+
+
+def _run(cc: Topology, vals, key, save_every: int):
+    """One circuit: operating point, then ``n_steps`` steps. Returns the solutions, occupancies
+    and cumulative absorbed energy per branch (aJ) at the saved points, and a failure record
+    ``[step, residual row, phase]`` (:class:`NewtonPhase`; step ``NO_FAILURE``: none)."""
+    dtype = jnp.result_type(float)
+    key_init, key_run = jax.random.split(key)
+    z_dc, states, bad0, row0, ctx0 = _initial_state(cc, vals, key_init)
     vm0 = _branch_v(_split(cc, z_dc)[0], cc.idx("M"))
 
     def context(z, mem_p, src_v, src_i):
@@ -446,17 +482,7 @@ def _run(cc: Topology, vals, key, save_every: int):
         theta = jnp.where(be, 1.0, 0.5)
         ctx = {**context(z_plus, mem_p, src_v, src_i), "theta": theta}
         bv_start, bi_start = _branches(cc, vals, z_plus, mem_p, src_i)
-        held = []
-        for j in range(n_mem):
-            if cc.stochastic[j]:  # exact multinomial moves at the extrapolated mid-step voltage
-                v_mid = jnp.where(jump, ctx["v_mem"][j], 1.5 * ctx["v_mem"][j] - 0.5 * vm_prev[j])
-                prop = transition_matrix(vals["mem"][j], v_mid, _dt(cc, vals), max_squarings=cc.max_squarings)
-                counts = jnp.round(mem_p[j] * cc.n_pores[j])
-                step_key = jax.random.fold_in(jax.random.fold_in(key_run, k), j)
-                held.append(multinomial_counts(step_key, counts, prop) / cc.n_pores[j])
-            else:
-                held.append(mem_p[j])
-        ctx["mem_p"] = tuple(held)
+        ctx["mem_p"] = _moved_pores(cc, vals, mem_p, ctx["v_mem"], vm_prev, jump, key_run, k)
         z_new, p_end, bad, row = _solve(cc, vals, "step", z_plus, ctx)
         p_end = tuple(p_end)
         bv_end, bi_end = _branches(cc, vals, z_new, p_end, src_i)
@@ -464,9 +490,10 @@ def _run(cc: Topology, vals, key, save_every: int):
         # capacitor's share is ½C(v²_{n+1} − v²_n) exactly
         i_bar = theta * bi_end + (1.0 - theta) * bi_start
         energy = energy + _dt(cc, vals) * 0.5 * (bv_start + bv_end) * i_bar * _AJ_PER_PA_V_NS
-        now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), jnp.where(bad_plus, 1, 2).astype(_INT)])
+        phase = jnp.where(bad_plus, int(NewtonPhase.JUMP), int(NewtonPhase.STEP)).astype(_INT)
+        now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), phase])
         counted = k < vals.get("n_steps_valid", cc.n_steps)  # steps of a padded run's tail are not the circuit's
-        fail = jnp.where((fail[0] == -1) & (bad | bad_plus) & counted, now, fail)
+        fail = jnp.where((fail[0] == NO_FAILURE) & (bad | bad_plus) & counted, now, fail)
         return (z_new, p_end, ctx["v_mem"], energy, fail, bi_end, jnp.maximum(be_left - 1, 0), be, stiff), None
 
     def chunk(carry, inp):
@@ -474,9 +501,8 @@ def _run(cc: Topology, vals, key, save_every: int):
         return carry, (carry[0], carry[1], carry[3], carry[5])
 
     n_branch = len(cc.branch_names)
-    fail0 = jnp.where(
-        bad0, jnp.stack([jnp.asarray(-2, _INT), row0.astype(_INT), jnp.asarray(0, _INT)]), jnp.array([-1, 0, 0], _INT)
-    )
+    at_op = jnp.stack([jnp.asarray(AT_OPERATING_POINT, _INT), row0.astype(_INT), jnp.asarray(NewtonPhase.OPERATING_POINT, _INT)])
+    fail0 = jnp.where(bad0, at_op, jnp.array([NO_FAILURE, 0, 0], _INT))
     _, bi0 = _branches(cc, vals, z_dc, states, vals["is_rest"])
     carry0 = (z_dc, states, vm0, jnp.zeros(n_branch, dtype), fail0, bi0, jnp.zeros((), _INT), jnp.zeros((), bool), stiff0)
     inputs = (vals["vs"].T, vals["is_"].T, _jumps(vals), jnp.arange(cc.n_steps, dtype=_INT))
@@ -647,6 +673,7 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
         run_cc, halvings = cc, 0
         leaves = [x for x in jax.tree_util.tree_leaves(vals) if jnp.issubdtype(x.dtype, jnp.floating)]
         finite = all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)  # NaN in, NaN out at every dt
+        # failures at a time step (step >= 0) are retried at a finer dt; one at the operating point is not
         while finite and halvings < MAX_DT_HALVINGS and np.any(np.asarray(fail).reshape(-1, 3)[:, 0] >= 0):
             halvings += 1
             factor = 2**halvings
@@ -656,7 +683,7 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
     z, e, fail, branch_i = np.asarray(z), np.asarray(e), np.asarray(fail), np.asarray(branch_i)
     if throw:
         for f in fail.reshape(-1, 3):
-            if f[0] != -1:
+            if f[0] != NO_FAILURE:
                 tried = f" (also at dt_ns = {run_cc.dt_ns:g} after {halvings} halving{'s' * (halvings > 1)})" if halvings else ""
                 raise FloatingPointError(_failure_message(run_cc, f) + tried)
     n = len(cc.nodes)
@@ -683,8 +710,12 @@ def _failure_message(cc: Topology, fail) -> str:
         where = f"element {cc.names_of('V')[row - n]!r} (source voltage)"
     else:
         where = f"element {cc.names_of('C')[row - n - m]!r} (capacitor update)"
-    when = "at the operating point (t = 0)" if step == -2 else f"at t = {(step + 1) * cc.dt_ns:g} ns"
-    what = {0: "operating point", 1: "re-initialisation after a source jump", 2: "time step"}[phase]
+    when = "at the operating point (t = 0)" if step == AT_OPERATING_POINT else f"at t = {(step + 1) * cc.dt_ns:g} ns"
+    what = {
+        NewtonPhase.OPERATING_POINT: "operating point",
+        NewtonPhase.JUMP: "re-initialisation after a source jump",
+        NewtonPhase.STEP: "time step",
+    }[NewtonPhase(phase)]
     return (
         f"Newton did not converge {when} ({what}); the largest residual is at {where}. "
         "Try a smaller dt_ns, or check element values (a huge conductance ratio or a steep membrane gating)."
