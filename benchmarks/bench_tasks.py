@@ -106,7 +106,7 @@ def numpy_reservoir(res, u, steps):
     pores = res.default_pores()
     out = np.empty((steps, m, n))
     for i in range(n):
-        params = jax.tree_util.tree_map(np.asarray, res._params(i, res.default_molar()[i]))
+        params = jax.tree_util.tree_map(np.asarray, res.params(i, res.default_molar()[i]))
         _, p, _ = _np_membrane(params, v[0, 0, i])
         for k in range(steps):
             for j in range(m):
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         print("  " + line)
     tf = load_task(TASK)
     res = build_reservoir(tf)
-    k_states = [res._cals[i].params.n_states for i in range(res.n_membranes)]
+    k_states = list(res.state_counts)
     print(
         f"  reservoir   {TASK.name}: {res.n_membranes} membranes ({k_states.count(3)} with 3 states, "
         f"{k_states.count(2)} with 2), "

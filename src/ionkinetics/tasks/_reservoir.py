@@ -31,6 +31,7 @@ from jax import lax
 from ..calibrate import load_calibration
 from ..constants import PA_PER_E_PER_NS
 from ..kinetics import (
+    KineticParams,
     gating_current_vector_pa,
     generator,
     max_squarings_for,
@@ -129,7 +130,7 @@ class Reservoir:
             groups.setdefault(cal.params.n_states, []).append(i)
         self.groups = tuple((k, tuple(ix)) for k, ix in sorted(groups.items()))
         # squarings the Padé expm can need at any voltage, at the highest molarity allowed
-        self._max_sq = {k: max(max_squarings_for(self._params(i, max_molar), self.hold_ns) for i in ix) for k, ix in self.groups}
+        self._max_sq = {k: max(max_squarings_for(self.params(i, max_molar), self.hold_ns) for i in ix) for k, ix in self.groups}
         self.v_bias_v = np.array([m.v_bias_v for m in self.membranes])
         self.v_span_v = np.array([m.v_span_v for m in self.membranes])
 
@@ -159,9 +160,16 @@ class Reservoir:
     def default_pores(self) -> np.ndarray:
         return np.array([float(m.n_pores) for m in self.membranes])
 
-    def _params(self, i, molar):
+    def params(self, i: int, molar) -> KineticParams:
+        """Kinetic parameters of membrane ``i`` at dopant molarity ``molar`` (a number or a JAX
+        tracer; ignored for a membrane without a dopant)."""
         salt = self._salts[i]
         return self._cals[i].params if salt is None else self._cals[i].params_with_molar({salt: molar})
+
+    @property
+    def state_counts(self) -> tuple[int, ...]:
+        """Occupancy states of each membrane (2: one center site; 3: entrance plugs on both sides)."""
+        return tuple(cal.params.n_states for cal in self._cals)
 
     def voltages(self, u_k) -> jax.Array:
         """(T, M, N) held voltages for input ``u_k`` (T,) in [−1, 1]."""
@@ -252,7 +260,7 @@ def _run(res: Reservoir, u_k, molar, n_pores, key):
     var = jnp.zeros((t * m, n))
     for gi, (k_states, ix) in enumerate(res.groups):
         idx = np.array(ix)
-        params = _stack([res._params(i, molar[i]) for i in ix])
+        params = _stack([res.params(i, molar[i]) for i in ix])
         v_g = v_flat[:, idx]
         pores = n_pores[idx]
         factors = jax.vmap(functools.partial(_factors, hold_ns=res.hold_ns, max_sq=res._max_sq[k_states]))

@@ -133,7 +133,7 @@ def check_energy(res: Reservoir, run, molar, n_pores, *, steps: int = 100) -> di
     v_tn = np.asarray(run.v)[:steps].reshape(-1, res.n_membranes)
     other = np.array(
         [
-            float(_kinetics_energy_aj(res._params(i, float(molar[i])), jnp.asarray(v_tn[:, i]), res.hold_ns, v_tn.shape[0]))
+            float(_kinetics_energy_aj(res.params(i, float(molar[i])), jnp.asarray(v_tn[:, i]), res.hold_ns, v_tn.shape[0]))
             * float(n_pores[i])
             for i in range(res.n_membranes)
         ]
