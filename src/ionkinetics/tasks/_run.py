@@ -313,19 +313,21 @@ def _design(tf, res, us, y, sp, molar0, pores0, say, out):
         run = res.run(jnp.asarray(us), molar, pores)
         x = np.asarray(run.features())
         mf = _fit_score(x, y, sp, tf.ridges, False)
-        st = []  # stochastic pores + shot noise: three noise draws, the spread says what a difference means
+        st, st_first = [], None  # stochastic pores + shot noise: three draws, their spread says what a difference means
         for k in range(3):
             xs = np.asarray(res.run(jnp.asarray(us), molar, pores, key=jax.random.key(key + k)).features())
-            st.append(_fit_score(xs, y, sp, tf.ridges, False)["test"])
+            fit = _fit_score(xs, y, sp, tf.ridges, False)
+            st.append(fit["test"])
+            st_first = st_first or fit
         body = slice(sp[0].start, sp[2].stop)
         e = float(np.asarray(run.energy_aj)[body].sum() / (body.stop - body.start))
         expected = float(
             design_loss(res, jnp.asarray(us), jnp.asarray(y), molar, pores, train=sp[0], val=sp[2], ridge=d["ridge"])
         )
-        return mf, st, e, expected
+        return mf, st, e, expected, st_first
 
-    mf0, st0, e0, ex0 = test_scores(result.molar_before, result.pores_before, tf.seed)
-    mf1, st1, e1, ex1 = test_scores(result.molar_after, result.pores_after, tf.seed)
+    mf0, st0, e0, ex0, fit0 = test_scores(result.molar_before, result.pores_before, tf.seed)
+    mf1, st1, e1, ex1, fit1 = test_scores(result.molar_after, result.pores_after, tf.seed)
     salts = [m.dopant_salt for m in tf.membranes]
     design = {
         "loss": "validation NRMSE of the closed-form ridge readout with the expected readout noise (pore switching + shot) as "
@@ -362,11 +364,11 @@ def _design(tf, res, us, y, sp, molar0, pores0, say, out):
             for i, m in enumerate(tf.membranes)
         ],
     }
-    figs = [_design_figure(tf, tf.membranes, result, salts, out), _design_prediction_figure(tf, y, sp, mf0, mf1, out)]
+    figs = [_design_figure(tf, tf.membranes, result, salts, out), _design_prediction_figure(tf, y, sp, fit0, fit1, e0, e1, out)]
     return design, figs
 
 
-def _design_prediction_figure(tf, y, sp, before, after, out):
+def _design_prediction_figure(tf, y, sp, before, after, e_before, e_after, out):
     from matplotlib.figure import Figure
 
     test = sp[2]
@@ -375,11 +377,14 @@ def _design_prediction_figure(tf, y, sp, before, after, out):
     fig = Figure(figsize=(8, 3.2))
     ax = fig.subplots(1, 1)
     ax.plot(idx, y[idx], "k-", lw=1.4, label="target")
-    ax.plot(idx, before["pred"][idx], "-", lw=1, label=f"before design (test NRMSE {before['test']:.3g})")
-    ax.plot(idx, after["pred"][idx], "-", lw=1, label=f"after design (test NRMSE {after['test']:.3g})")
+    ax.plot(idx, before["pred"][idx], "-", lw=1, label=f"before (test NRMSE {before['test']:.3g}; {e_before:.0f} aJ/step)")
+    ax.plot(idx, after["pred"][idx], "-", lw=1, label=f"after (test NRMSE {after['test']:.3g}; {e_after:.0f} aJ/step)")
     ax.set_xlabel("input step")
     ax.legend(fontsize=7)
-    fig.suptitle(f"{tf.name}: test prediction before and after the inverse design (mean-field)", fontsize=9)
+    fig.suptitle(
+        f"{tf.name}: test prediction before and after the inverse design (stochastic pores + shot noise, first draw)",
+        fontsize=9,
+    )
     fig.tight_layout()
     save_figure_atomic(fig, out / "design-prediction.png")
     return "design-prediction.png"
