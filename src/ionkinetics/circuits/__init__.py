@@ -43,6 +43,12 @@ from ._graph import circuit as circuit
 from ._graph import parallel as parallel
 from ._graph import series as series
 from ._graph import validate as validate
+from ._neuron import design_loss as design_loss
+from ._neuron import detect_spikes as detect_spikes
+from ._neuron import equilibria_stability as equilibria_stability
+from ._neuron import neuron_parts as neuron_parts
+from ._neuron import oscillatory_designs as oscillatory_designs
+from ._plasticity import fit_nonlinearity as fit_nonlinearity
 from ._solver import CircuitTrace as CircuitTrace
 from ._solver import Compiled as Compiled
 from ._solver import Topology as Topology

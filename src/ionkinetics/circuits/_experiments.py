@@ -59,6 +59,8 @@ from .._io import write_json_atomic
 from . import _graph as G
 from ._figures import figure, save_figure_atomic, trace_figure
 from ._files import CircuitFile, CircuitFileError
+from ._neuron import run_neuron
+from ._plasticity import run_plasticity
 from ._solver import compile_circuit, transient
 
 __all__ = [
@@ -625,6 +627,8 @@ EXPERIMENTS = {
     "memristor": _memristor,
     "retention": _retention,
     "sweep": _sweep,
+    "neuron": lambda cf, cc, exp, out: run_neuron(cf, cc, exp, out, energies=lambda tr: _energies(cf, tr)),
+    "plasticity": lambda cf, cc, exp, out: run_plasticity(cf, cc, exp, out, energies=lambda tr: _energies(cf, tr)),
 }
 
 
