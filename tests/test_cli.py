@@ -2,8 +2,10 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -210,6 +212,9 @@ def test_every_shipped_circuit_experiment_has_its_acceptance_test():
     from ionkinetics.circuits import list_circuits, load_circuit
 
     tests = {name for name in globals() if name.startswith("test_circuit_")}
+    # the neuron and plasticity files have their acceptance tests in their own module
+    own = (Path(__file__).parent / "test_neuron_plasticity.py").read_text()
+    tests |= set(re.findall(r"^def (test_circuit_\w+)", own, flags=re.M))
     for path in list_circuits():
         name = load_circuit(path).name.replace("-", "_")
         assert any(t.startswith(f"test_circuit_{name}_") for t in tests), f"{path.name} has no acceptance test"
