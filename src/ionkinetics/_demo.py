@@ -271,7 +271,8 @@ def _circuit_experiments(out: Path) -> dict:
 
     from .circuits import list_circuits, load_circuit, run_experiment
 
-    files = [load_circuit(path) for path in list_circuits()]
+    # files marked in_demo = false (the neuron's and the synapse's long searches) run on their own
+    files = [cf for cf in (load_circuit(path) for path in list_circuits()) if cf.experiment.get("in_demo", True)]
     # two threads: XLA compiles (most of the time here) release the GIL, so two cores share them
     with ThreadPoolExecutor(max_workers=2) as pool:
         summaries = list(pool.map(lambda cf: run_experiment(cf, out / cf.name), files))
