@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
-import json
 import math
 import shlex
 import subprocess
@@ -85,7 +84,7 @@ class MDRun:
     platform: str | None
     spec_hash: str
     forcefield_files: tuple[str, ...]
-    segments: tuple[dict, ...]
+    segments: tuple  # of md.SegmentAnalysis
     t_ns: np.ndarray
     w: np.ndarray
     v: np.ndarray
@@ -116,61 +115,44 @@ class MDRun:
         }
 
 
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"run_dirs: {str(path.parent)!r} has no {path.name} ({what}); is it a run directory?")
-    return json.loads(path.read_text())
-
-
 def load_md_run(run_dir, *, blockers: Sequence[str] | None = None) -> MDRun:
-    """Read a finished run (``ionkinetics md run``); analyse it first if its ``analysis.json`` is
-    missing, older than the run, or for other ``blockers`` (default: the spec's)."""
-    from ..md import analyze_run
+    """Read a finished run (``ionkinetics md run``) through the MD stage's typed records; analyse it first
+    if its ``analysis.json`` is missing, older than the run, or for other ``blockers`` (default: the spec's)."""
+    from ..md import RunAnalysis, analyze_run, read_run_analysis, read_run_record
 
     run_dir = Path(run_dir)
-    spec = _read_json(run_dir / "spec.json", "the run's spec")
-    progress = _read_json(run_dir / "progress.json", "the run's progress")
-    system_rec = _read_json(run_dir / "system.json", "the run's system record")
-    settings = spec["settings"]
-    n_frames = round(settings["length_ns"] * 1000.0 / settings["frame_ps"])
-    if progress.get("frames_done") != n_frames:
+    try:
+        rec = read_run_record(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise type(exc)(f"run_dirs: {exc}") from None
+    n_frames = round(rec.settings["length_ns"] * 1000.0 / rec.settings["frame_ps"])
+    if rec.progress.frames_done != n_frames:
         raise ValueError(
-            f"run_dirs: {str(run_dir)!r} is unfinished ({progress.get('frames_done')} of {n_frames} frames); "
+            f"run_dirs: {str(run_dir)!r} is unfinished ({rec.progress.frames_done} of {n_frames} frames); "
             "finish it with `ionkinetics md run` (it resumes) before calibrating"
         )
-    raw_spec = spec.get("spec", {})
-    system_id = raw_spec.get("system") or system_rec.get("system_id")
-    if not system_id:
+    if not rec.system_id:
         raise ValueError(f"run_dirs: {str(run_dir)!r} records no system id (spec.json 'spec.system')")
-    system = species.parse_system_id(system_id)
-    analysis_spec = raw_spec.get("analysis", {})
-    wanted = list(blockers) if blockers is not None else list(analysis_spec.get("blockers", []))
-    path = run_dir / "analysis.json"
-    analysis = json.loads(path.read_text()) if path.is_file() else None
-    stale = (
-        analysis is None
-        or analysis.get("blockers") != wanted
-        or path.stat().st_mtime < (run_dir / "progress.json").stat().st_mtime
-    )
-    if stale:
-        analysis = analyze_run(run_dir, blockers=wanted, skip_ns=float(analysis_spec.get("skip_ns", 0.0)))
-    n_pores = len(system_rec.get("pore_centres_nm") or [])
-    if n_pores < 1:
+    system = species.parse_system_id(rec.system_id)
+    wanted = list(blockers) if blockers is not None else list(rec.blockers)
+    analysis = read_run_analysis(run_dir, blockers=wanted)
+    if analysis is None:
+        analysis = RunAnalysis.from_dict(analyze_run(run_dir, blockers=wanted, skip_ns=rec.skip_ns))
+    if rec.system.n_pores < 1:
         raise ValueError(f"run_dirs: {str(run_dir)!r} has no pores; a calibration needs a porous membrane")
-    wt = analysis["w_t"]
     return MDRun(
         run_dir=str(run_dir),
         system=system,
         blockers=tuple(wanted),
-        n_pores=n_pores,
-        settings=dict(settings),
-        platform=progress.get("platform"),
-        spec_hash=str(spec.get("hash")),
-        forcefield_files=tuple(system_rec.get("forcefield_files") or ()),
-        segments=tuple(analysis["segments"]),
-        t_ns=np.asarray(wt["t_ns"], dtype=float),
-        w=np.asarray(wt["w"], dtype=float),
-        v=np.asarray(wt["v"], dtype=float),
+        n_pores=rec.system.n_pores,
+        settings=dict(rec.settings),
+        platform=rec.progress.platform,
+        spec_hash=rec.spec_hash,
+        forcefield_files=rec.system.forcefield_files,
+        segments=analysis.segments,
+        t_ns=analysis.t_ns,
+        w=analysis.w,
+        v=analysis.v,
     )
 
 
@@ -246,12 +228,12 @@ def _dwell_data(runs: Sequence[MDRun], which: str) -> DwellData:
     pooled: dict[float, list[float]] = {}
     for r in runs:
         for seg in r.segments:
-            d = seg["dwell"][which]
-            if d["exposure_ns"] <= 0:
+            d = getattr(seg, which)
+            if d.exposure_ns <= 0:
                 continue
-            acc = pooled.setdefault(float(seg["v"]), [0.0, 0.0])
-            acc[0] += d["n_events"]
-            acc[1] += d["exposure_ns"]
+            acc = pooled.setdefault(seg.v, [0.0, 0.0])
+            acc[0] += d.n_events
+            acc[1] += d.exposure_ns
     if not pooled:
         raise ValueError(f"run_dirs: no time at risk for {which} in any segment; the runs are too short")
     v = sorted(pooled)
@@ -265,16 +247,16 @@ def _carrier_points(runs: Sequence[MDRun], carrier: str, *, divide_by_w: bool) -
     points = []
     for r in runs:
         for seg in r.segments:
-            v = float(seg["v"])
+            v = seg.v
             if v == 0.0:
                 continue
-            i = seg["crossings"]["current_by_species_pa"].get(carrier, 0.0)
-            se = seg["crossings"]["current_se_by_species_pa"].get(carrier, 0.0)
-            w = seg["w_mean"] if divide_by_w else 1.0
+            i = seg.current_by_species_pa.get(carrier, 0.0)
+            se = seg.current_se_by_species_pa.get(carrier, 0.0)
+            w = seg.w_mean if divide_by_w else 1.0
             g = i / v / r.n_pores / w if w > 0 else 0.0
             if not g > 0:
                 raise ValueError(
-                    f"run_dirs: {r.run_dir!r} segment at {v:g} V ({seg['t_start_ns']:g}–{seg['t_stop_ns']:g} ns) has no "
+                    f"run_dirs: {r.run_dir!r} segment at {v:g} V ({seg.t_start_ns:g}–{seg.t_stop_ns:g} ns) has no "
                     f"net {carrier} current in the field's direction; it is too short for a conductance"
                 )
             points.append(
@@ -283,7 +265,7 @@ def _carrier_points(runs: Sequence[MDRun], carrier: str, *, divide_by_w: bool) -
                     "v": v,
                     "g_ps": g,
                     "se_ps": abs(se / v / r.n_pores / w),
-                    "t_ns": seg["t_stop_ns"] - seg["t_start_ns"],
+                    "t_ns": seg.duration_ns,
                 }
             )
     return points
@@ -654,5 +636,5 @@ def calibrate_from_runs(
 
 def _bias_range_v(runs) -> list[float]:
     """Lowest and highest |V| of the runs' constant-bias segments: the range the MD data cover."""
-    volts = [abs(float(seg["v"])) for r in runs for seg in r.segments]
+    volts = [abs(seg.v) for r in runs for seg in r.segments]
     return [min(volts), max(volts)]

@@ -62,6 +62,16 @@ from ._pmf import restraint_free_energy_kt as restraint_free_energy_kt
 from ._pmf import run_window as run_window
 from ._pmf import window_centres_nm as window_centres_nm
 from ._pmf import window_path as window_path
+from ._records import ANALYSIS_SCHEMA as ANALYSIS_SCHEMA
+from ._records import RUN_RECORD_SCHEMA as RUN_RECORD_SCHEMA
+from ._records import DwellCount as DwellCount
+from ._records import Progress as Progress
+from ._records import RunAnalysis as RunAnalysis
+from ._records import RunRecord as RunRecord
+from ._records import SegmentAnalysis as SegmentAnalysis
+from ._records import SystemRecord as SystemRecord
+from ._records import read_run_analysis as read_run_analysis
+from ._records import read_run_record as read_run_record
 from ._runner import RunSettings as RunSettings
 from ._runner import load_frames as load_frames
 from ._runner import run_md as run_md

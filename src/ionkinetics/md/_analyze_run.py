@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import write_json_atomic
 from ._analysis import DEFAULT_BLOCK_NS, CylinderSite, analyze_trajectory, pore_occupancy
+from ._records import ANALYSIS_SCHEMA, write_run_analysis
 from ._runner import load_frames
 
 __all__ = ["analyze_run"]
 
-ANALYSIS_SCHEMA = "ionkinetics.md-run-analysis/1"
 MIN_SEGMENT_FRAMES = 10
 
 
@@ -75,5 +74,5 @@ def analyze_run(
         "segments": segments,
         "w_t": {"t_ns": t.tolist(), "w": np.asarray(w_t).tolist(), "v": v.tolist()},
     }
-    write_json_atomic(run_dir / "analysis.json", out)
+    write_run_analysis(run_dir, out)  # checked against the typed record first
     return out

@@ -35,8 +35,8 @@ from typing import Protocol as _TypingProtocol
 
 import numpy as np
 
-from .._io import write_json_atomic
 from ..kinetics import protocols as _protocols
+from ._records import Progress, SystemRecord, read_progress, read_system_record, write_progress, write_run_spec
 
 __all__ = ["BuiltSystem", "RunResult", "load_frames", "run_md"]
 
@@ -218,20 +218,19 @@ def _prepare_run_dir(run_dir: Path, built, record: dict, digest: str) -> Path:
     for tmp in [*run_dir.glob(".*.tmp*"), *frames_dir.glob(".*.tmp*")]:
         tmp.unlink(missing_ok=True)
     if not spec_path.exists():
-        write_json_atomic(spec_path, {**record, "hash": digest})
-        write_json_atomic(run_dir / "system.json", _system_record(built))
+        write_run_spec(run_dir, record, digest, SystemRecord.from_built(built))
     return frames_dir
 
 
-def _start_or_resume(simulation, built, settings, run_dir: Path, box: np.ndarray, stop) -> dict | None:
+def _start_or_resume(simulation, built, settings, run_dir: Path, box: np.ndarray, stop) -> Progress | None:
     """The committed progress: resumed from its checkpoint, or a fresh start (box, positions, minimisation,
     velocities) at zero frames; ``None`` if Ctrl-C stopped the minimiser (nothing committed yet)."""
     import openmm.unit as u
 
     progress_path = run_dir / "progress.json"
     if progress_path.exists():
-        done = _read_progress(progress_path, settings.n_frames)
-        with open(run_dir / done["checkpoint"], "rb") as fh:
+        done = read_progress(progress_path, settings.n_frames)
+        with open(run_dir / done.checkpoint, "rb") as fh:
             simulation.context.loadCheckpoint(fh.read())
         return done
     simulation.context.setPeriodicBoxVectors(*(np.diag(box) * u.nanometer))
@@ -241,16 +240,16 @@ def _start_or_resume(simulation, built, settings, run_dir: Path, box: np.ndarray
         if stop.requested:
             return None
     simulation.context.setVelocitiesToTemperature(settings.temperature_k * u.kelvin, settings.seed + 1)
-    return {"frames_done": 0, "chunks_done": 0, "checkpoint": None}
+    return Progress()
 
 
-def _drop_uncommitted(run_dir: Path, frames_dir: Path, done: dict) -> None:
+def _drop_uncommitted(run_dir: Path, frames_dir: Path, done: Progress) -> None:
     """Delete chunks and checkpoints written after the last commit (a kill between the writes)."""
     for stale in sorted([*frames_dir.glob("chunk_*.npz"), *frames_dir.glob("chunk_*.dcd")]):
-        if _CHUNK.fullmatch(stale.name) and int(stale.stem.split("_")[1]) >= done["chunks_done"]:
+        if _CHUNK.fullmatch(stale.name) and int(stale.stem.split("_")[1]) >= done.chunks_done:
             stale.unlink()
     for stale in run_dir.glob("checkpoint_*.chk"):
-        if _CHECKPOINT.fullmatch(stale.name) and stale.name != done["checkpoint"]:
+        if _CHECKPOINT.fullmatch(stale.name) and stale.name != done.checkpoint:
             stale.unlink()
 
 
@@ -289,30 +288,24 @@ def _simulate_frames(simulation, built, settings, volts, box, ions, first: int, 
 def _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, done, pos, full, platform_name) -> dict:
     """Write a chunk in three atomic steps: frames (and DCD), checkpoint, then progress.json (the commit
     point); the previous checkpoint is removed after. Returns the new progress."""
-    first, count = done["frames_done"], len(pos)
+    first, count = done.frames_done, len(pos)
     times = (np.arange(first, first + count) + 1) * settings.frame_ps / 1000.0
     if full:
-        _write_dcd_atomic(frames_dir / f"chunk_{done['chunks_done']:06d}.dcd", built.topology, box, full, settings)
+        _write_dcd_atomic(frames_dir / f"chunk_{done.chunks_done:06d}.dcd", built.topology, box, full, settings)
     _write_npz_atomic(
-        frames_dir / f"chunk_{done['chunks_done']:06d}.npz",
+        frames_dir / f"chunk_{done.chunks_done:06d}.npz",
         positions_nm=pos,
         t_ns=times,
         v=volts[first : first + count],
         box_nm=box,
     )
-    chunks = done["chunks_done"] + 1
+    chunks = done.chunks_done + 1
     checkpoint = f"checkpoint_{chunks:06d}.chk"
     _write_bytes_atomic(run_dir / checkpoint, simulation.context.createCheckpoint())
-    new = {
-        "frames_done": first + count,
-        "chunks_done": chunks,
-        "checkpoint": checkpoint,
-        "time_ns": float(times[-1]),
-        "platform": platform_name,
-    }
-    write_json_atomic(run_dir / "progress.json", new)  # the commit point
-    if done["checkpoint"]:
-        (run_dir / done["checkpoint"]).unlink(missing_ok=True)
+    new = Progress(first + count, chunks, checkpoint, float(times[-1]), platform_name)
+    write_progress(run_dir, new)  # the commit point
+    if done.checkpoint:
+        (run_dir / done.checkpoint).unlink(missing_ok=True)
     return new
 
 
@@ -335,15 +328,15 @@ def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_
     if done is None:
         return RunResult(run_dir, 0, 0, platform.getName(), float("nan"), True)
     _drop_uncommitted(run_dir, frames_dir, done)
-    resumed_from = done["frames_done"]
+    resumed_from = done.frames_done
     n_frames = settings.n_frames
     ions = np.asarray(built.ion_indices)
     start_wall = time.perf_counter()
     frames_this_call = 0
     ns_per_day = float("nan")
-    while done["frames_done"] < n_frames and not stop.requested:
-        count = min(settings.chunk_frames, n_frames - done["frames_done"])
-        pos, full = _simulate_frames(simulation, built, settings, volts, box, ions, done["frames_done"], count, stop)
+    while done.frames_done < n_frames and not stop.requested:
+        count = min(settings.chunk_frames, n_frames - done.frames_done)
+        pos, full = _simulate_frames(simulation, built, settings, volts, box, ions, done.frames_done, count, stop)
         if len(pos) == 0:
             break
         done = _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, done, pos, full, platform.getName())
@@ -351,41 +344,16 @@ def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_
         elapsed = time.perf_counter() - start_wall
         ns_per_day = frames_this_call * settings.frame_ps / 1000.0 / elapsed * 86400.0
         if progress is not None:
-            progress(done["frames_done"], n_frames, ns_per_day)
+            progress(done.frames_done, n_frames, ns_per_day)
         if stop_after_frames is not None and frames_this_call >= stop_after_frames:
             break
-    interrupted = stop.requested and done["frames_done"] < n_frames
-    return RunResult(run_dir, done["frames_done"], resumed_from, platform.getName(), ns_per_day, interrupted)
+    interrupted = stop.requested and done.frames_done < n_frames
+    return RunResult(run_dir, done.frames_done, resumed_from, platform.getName(), ns_per_day, interrupted)
 
 
 _STEPS_PER_BLOCK = 500  # Ctrl-C is answered within this many steps
 _CHUNK = re.compile(r"chunk_\d{6}\.(npz|dcd)")
 _CHECKPOINT = re.compile(r"checkpoint_\d{6}\.chk")
-
-
-def _read_progress(path: Path, n_frames: int) -> dict:
-    """progress.json, checked: its checkpoint must be this folder's own file for its chunk count
-    (a path from the file is never followed out of the run folder)."""
-    try:
-        done = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{str(path)!r} is not readable JSON ({exc}); the run folder was changed by hand") from None
-
-    def bad(field, rule):
-        return ValueError(f"{str(path)!r}: field {field!r} {rule}; got {done.get(field)!r} (the run folder was changed by hand)")
-
-    if not isinstance(done, dict):
-        raise ValueError(f"{str(path)!r} must hold an object; got {type(done).__name__}")
-    for field, high in (("frames_done", n_frames), ("chunks_done", None)):
-        value = done.get(field)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (high is not None and value > high):
-            raise bad(field, f"must be an integer within [0, {high}]" if high is not None else "must be an integer >= 0")
-    expected = f"checkpoint_{done['chunks_done']:06d}.chk"
-    if done.get("checkpoint") != expected:
-        raise bad("checkpoint", f"must be this folder's {expected!r} (a plain file name, no path)")
-    if not (path.parent / expected).is_file():
-        raise bad("checkpoint", "must name a checkpoint file present in the run folder")
-    return done
 
 
 class _RunLock:
@@ -470,22 +438,6 @@ class _StopOnInterrupt:
         return False
 
 
-def _system_record(built) -> dict:
-    """What analysis needs to read the frames: ion species, membrane plane, pore centres, box."""
-    centres = getattr(built, "pore_centres_nm", None)
-    return {
-        "ion_species": list(built.ion_species),
-        "box_nm": np.asarray(built.box_nm, dtype=float).tolist(),
-        "membrane_z_nm": float(getattr(built, "membrane_z_nm", 0.0)),
-        "pore_centres_nm": None if centres is None else np.asarray(centres, dtype=float)[:, :2].tolist(),
-        "n_atoms": int(np.asarray(built.positions_nm).shape[0]),
-        "system_id": getattr(built, "system_id", None),
-        "forcefield_files": list(getattr(built, "forcefield_files", ()) or ()),
-        "forcefield_option": getattr(built, "forcefield_option", None),
-        "cutoff_nm": getattr(built, "cutoff_nm", None),
-    }
-
-
 def _read_chunk(path: Path) -> dict:
     """One committed chunk's arrays; a damaged file is named with what to do."""
     import zipfile
@@ -513,5 +465,5 @@ def load_frames(run_dir) -> dict:
         "t_ns": np.concatenate([p["t_ns"] for p in parts]),
         "v": np.concatenate([p["v"] for p in parts]),
         "box_nm": parts[0]["box_nm"],
-        "system": json.loads((run_dir / "system.json").read_text()),
+        "system": read_system_record(run_dir).to_dict(),
     }

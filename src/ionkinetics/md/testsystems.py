@@ -1,0 +1,130 @@
+"""Synthetic MD runs with known answers, for testing what reads runs (openmmtools' testsystems habit).
+
+:func:`write_synthetic_run` writes a run folder in exactly the format of ``ionkinetics md run``
+(through :mod:`ionkinetics.md._records`' writers and the runner's chunk layout), whose ion
+positions come from a known two-state pore model instead of OpenMM, and returns a
+:class:`SyntheticRun` that publishes the exact answers: the generating trap and escape rates and
+open-pore conductance at every bias, the steady-state open fraction, and the open fraction
+actually drawn per frame. A calibration from MD (``ionkinetics calibrate-md``), the campaign
+collector and the analysis are tested against these numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from ..constants import PA_PER_E_PER_NS
+from ..kinetics import KineticParams, open_conductance_ps, steady_state, transition_rates_per_ns
+from ._records import Progress, SystemRecord, write_progress, write_run_spec
+
+__all__ = ["SyntheticRun", "write_synthetic_run"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SyntheticRun:
+    """A written synthetic run and its exact answers (per ns, pS; biases in V)."""
+
+    run_dir: Path
+    volts: np.ndarray  # bias held over each frame interval
+    w_drawn: np.ndarray  # open fraction of the pores at each frame, as drawn
+    n_pores: int
+    trap_rate_per_ns: dict[float, float]  # open → blocked, at the run's dopant molarity
+    escape_rate_per_ns: dict[float, float]  # blocked → open
+    open_conductance_ps: dict[float, float]  # per open pore
+    steady_open_fraction: dict[float, float]
+
+
+def write_synthetic_run(
+    run_dir,
+    params: KineticParams,
+    *,
+    system_id: str,
+    carrier: str,
+    dopant: str,
+    volts,
+    frame_ns: float,
+    temperature_k: float = 298.15,
+    grid: int = 10,
+    carriers: int = 60,
+    seed: int = 0,
+) -> SyntheticRun:
+    """A run folder whose frames come from the two-state model ``params`` (one dopant).
+
+    ``grid`` × ``grid`` pores 1 nm apart in the plane z = 0 (box grid × grid × 6 nm). The dopant has
+    one ion per pore: in the pore's site (z = 0) while blocked, 1.5 nm above it while open, switching
+    by the exact two-state transition probabilities at the bias ``volts[f]`` held over frame interval
+    f. Carrier ions cross the membrane as a Poisson stream at rate G_open(V)·V·n_open/e (one full box
+    turn per crossing: z = −1 → +1 → +2.5 → −1, wrapped, so the crossing analysis counts each once).
+    Initial states from the steady state at ``volts[0]``.
+    """
+    if params.n_states != 2:
+        raise ValueError(f"params must describe one dopant (2 states); got {params.n_states}")
+    run_dir = Path(run_dir)
+    (run_dir / "frames").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    volts = np.asarray(volts, dtype=float)
+    n_frames, n_pores, lz = volts.size, grid * grid, 6.0
+    centres = np.array([[i + 0.5, j + 0.5] for i in range(grid) for j in range(grid)])
+    open_now = rng.random(n_pores) < float(steady_state(params, volts[0])[0])
+    phase = np.zeros(carriers, dtype=int)
+    cxy = rng.uniform(0.0, grid, size=(carriers, 2))
+    cxy = np.floor(cxy) + np.where(rng.random((carriers, 2)) < 0.5, 0.05, 0.95)  # away from pore axes
+    pos = np.empty((n_frames, n_pores + carriers, 3), dtype=np.float32)
+    w = np.empty(n_frames)
+    for f, v in enumerate(volts):
+        kt, ke = (float(x[0]) for x in transition_rates_per_ns(params, v))
+        s = kt + ke
+        relax = 1.0 - np.exp(-s * frame_ns)
+        flip = rng.random(n_pores) < np.where(open_now, kt / s * relax, ke / s * relax)
+        n_open_mid = open_now.sum()
+        open_now = open_now ^ flip
+        # carriers: advance the ones mid-turn, then start Poisson(λ dt) new crossings
+        moving = phase > 0
+        phase[moving] = (phase[moving] + 1) % 3
+        idle = np.flatnonzero((phase == 0) & ~moving)  # a carrier back at −1 this frame rests one frame
+        rate = float(open_conductance_ps(params.open, v)) * abs(v) * 0.5 * (n_open_mid + open_now.sum()) / PA_PER_E_PER_NS
+        start = rng.choice(idle, size=min(rng.poisson(rate * frame_ns), idle.size), replace=False) if v > 0 else []
+        phase[start] = 1
+        cz = np.array([-1.0, 1.0, 2.5])[phase]
+        pos[f, :n_pores, :2] = centres
+        pos[f, :n_pores, 2] = np.where(open_now, 1.5, 0.0)
+        pos[f, n_pores:, :2] = cxy
+        pos[f, n_pores:, 2] = cz
+        w[f] = open_now.mean()
+    t = (np.arange(n_frames) + 1) * frame_ns
+    box = np.array([grid, grid, lz], float)
+    np.savez_compressed(run_dir / "frames" / "chunk_000000.npz", positions_nm=pos, t_ns=t, v=volts, box_nm=box)
+    settings = {
+        "length_ns": n_frames * frame_ns,
+        "frame_ps": frame_ns * 1000.0,
+        "timestep_fs": 2.0,
+        "temperature_k": temperature_k,
+        "seed": seed,
+    }
+    record = {"settings": settings, "spec": {"system": system_id, "analysis": {"blockers": [dopant]}}, "protocol": "synthetic"}
+    system = SystemRecord(
+        ion_species=(dopant,) * n_pores + (carrier,) * carriers,
+        box_nm=tuple(box.tolist()),
+        membrane_z_nm=0.0,
+        pore_centres_nm=tuple(map(tuple, centres.tolist())),
+        n_atoms=n_pores + carriers,
+        system_id=system_id,
+        forcefield_files=("synthetic",),
+    )
+    write_run_spec(run_dir, record, f"synthetic-{seed}", system)
+    write_progress(run_dir, Progress(n_frames, 1, None, float(t[-1]), "synthetic"))  # finished: nothing to resume
+    levels = sorted({float(v) for v in volts})
+    rates = {v: tuple(float(x[0]) for x in transition_rates_per_ns(params, v)) for v in levels}
+    return SyntheticRun(
+        run_dir=run_dir,
+        volts=volts,
+        w_drawn=w,
+        n_pores=n_pores,
+        trap_rate_per_ns={v: r[0] for v, r in rates.items()},
+        escape_rate_per_ns={v: r[1] for v, r in rates.items()},
+        open_conductance_ps={v: float(open_conductance_ps(params.open, v)) for v in levels},
+        steady_open_fraction={v: float(steady_state(params, v)[0]) for v in levels},
+    )
