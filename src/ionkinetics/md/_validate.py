@@ -164,24 +164,8 @@ def _steps(table: str, key: str, ps: float, dt_fs: float) -> int:
     return round(steps)
 
 
-def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
-    from .. import species as _species
-
-    if raw.get("schema") != VALIDATION_SCHEMA:
-        raise ValidationError(f"field 'schema' must be {VALIDATION_SCHEMA!r}; got {raw.get('schema')!r}")
-    option = raw.get("forcefield_option")
-    if option not in FORCEFIELD_OPTIONS:
-        raise ValidationError(f"field 'forcefield_option' must be one of {', '.join(sorted(FORCEFIELD_OPTIONS))}; got {option!r}")
-    cell = dict(raw.get("cell", {}))
-    unknown = set(cell) - {"spacing_nm", "cells", "box_z_nm", "seed"}
-    if unknown:
-        raise ValidationError(f"[cell] has unknown fields {sorted(unknown)}; allowed spacing_nm, cells, box_z_nm, seed")
-    seed = cell.pop("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValidationError(f"[cell].seed must be an integer >= 0; got {seed!r}")
-    if "cells" in cell:
-        cell["cells"] = tuple(cell["cells"])
-    w = dict(raw.get("windows", {}))
+def _window_plan(w: dict, seed: int) -> tuple[WindowSettings, float, float, tuple[str, ...]]:
+    """``[windows]``: (settings, z_max, spacing, sides), checked."""
     allowed = {"z_max_nm", "spacing_nm", "k_z_kj_per_mol_nm2", "flat_bottom_radius_nm", "k_xy_kj_per_mol_nm2", "sides",
                "timestep_fs", "equilibration_ps", "sampling_ps", "sample_every_ps", "platform", "temperature_k"}  # fmt: skip
     if set(w) - allowed:
@@ -216,17 +200,13 @@ def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
         if isinstance(exc, ValidationError):
             raise
         raise ValidationError(f"[windows]: {exc}") from None
-    a = dict(raw.get("analysis", {}))
-    if set(a) - {"bulk_min_abs_z_nm", "bin_width_nm", "min_bin_count"}:
-        raise ValidationError(
-            f"[analysis] has unknown fields {sorted(set(a) - {'bulk_min_abs_z_nm', 'bin_width_nm', 'min_bin_count'})}"
-        )
-    bulk = _num("analysis", a, "bulk_min_abs_z_nm", 1.2)
-    if bulk >= z_max:
-        raise ValidationError(f"[analysis].bulk_min_abs_z_nm must be below [windows].z_max_nm = {z_max:g}; got {bulk!r}")
-    min_count = a.get("min_bin_count", 10)
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-        raise ValidationError(f"[analysis].min_bin_count must be an integer >= 1; got {min_count!r}")
+    return settings, z_max, spacing, tuple(sides)
+
+
+def _pmf_plans(raw: dict, option: str) -> list[PMFPlan]:
+    """``[[pmf]]``: one plan per table, each a cation of its system under a known force-field option."""
+    from .. import species as _species
+
     pmfs = []
     for k, p in enumerate(raw.get("pmf", [])):
         if (
@@ -250,12 +230,44 @@ def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
             raise ValidationError(f"[[pmf]] {k}.name must be a plain directory name; got {name!r}")
         pmfs.append(PMFPlan(name, str(sid), p["ion"], opt))
+    return pmfs
+
+
+def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
+    if raw.get("schema") != VALIDATION_SCHEMA:
+        raise ValidationError(f"field 'schema' must be {VALIDATION_SCHEMA!r}; got {raw.get('schema')!r}")
+    option = raw.get("forcefield_option")
+    if option not in FORCEFIELD_OPTIONS:
+        raise ValidationError(f"field 'forcefield_option' must be one of {', '.join(sorted(FORCEFIELD_OPTIONS))}; got {option!r}")
+    cell = dict(raw.get("cell", {}))
+    unknown = set(cell) - {"spacing_nm", "cells", "box_z_nm", "seed"}
+    if unknown:
+        raise ValidationError(f"[cell] has unknown fields {sorted(unknown)}; allowed spacing_nm, cells, box_z_nm, seed")
+    seed = cell.pop("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValidationError(f"[cell].seed must be an integer >= 0; got {seed!r}")
+    if "cells" in cell:
+        cell["cells"] = tuple(cell["cells"])
+    w = dict(raw.get("windows", {}))
+    settings, z_max, spacing, sides = _window_plan(w, seed)
+    a = dict(raw.get("analysis", {}))
+    if set(a) - {"bulk_min_abs_z_nm", "bin_width_nm", "min_bin_count"}:
+        raise ValidationError(
+            f"[analysis] has unknown fields {sorted(set(a) - {'bulk_min_abs_z_nm', 'bin_width_nm', 'min_bin_count'})}"
+        )
+    bulk = _num("analysis", a, "bulk_min_abs_z_nm", 1.2)
+    if bulk >= z_max:
+        raise ValidationError(f"[analysis].bulk_min_abs_z_nm must be below [windows].z_max_nm = {z_max:g}; got {bulk!r}")
+    min_count = a.get("min_bin_count", 10)
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise ValidationError(f"[analysis].min_bin_count must be an integer >= 1; got {min_count!r}")
+    pmfs = _pmf_plans(raw, option)
     if not pmfs:
         raise ValidationError("needs at least one [[pmf]] table")
     if len({(p.forcefield_option, p.name) for p in pmfs}) != len(pmfs):
         raise ValidationError("[[pmf]] names must be unique per force-field option")
     return ValidationPlan(option, cell, seed, settings, z_max, spacing, bulk, _num("analysis", a, "bin_width_nm", 0.05),
-                          int(min_count), tuple(pmfs), raw, path, tuple(sides))  # fmt: skip
+                          int(min_count), tuple(pmfs), raw, path, sides)  # fmt: skip
 
 
 def load_validation(path) -> ValidationPlan:
