@@ -362,6 +362,38 @@ def binding_constant_per_molar(z_nm, pmf_kt, dpmf_kt, reference_area_nm2: float,
     return k_nm3 * scale, dk_nm3 * scale
 
 
+def _analyse_into(rec: dict, windows: list[dict], plan: ValidationPlan, z0: np.ndarray) -> None:
+    """The PMF of the recorded windows (once one reaches bulk) and its two block halves, into ``rec``."""
+    bulk = plan.bulk_min_abs_z_nm
+    reach = z0.size and (z0.max() >= bulk or z0.min() <= -bulk)
+    if len(windows) >= 2 and reach:
+        kw = dict(bin_width_nm=plan.bin_width_nm, bulk_min_abs_z_nm=bulk, min_bin_count=plan.min_bin_count)
+        try:
+            res = analyze_windows(windows, **kw)
+        except ValueError as exc:
+            rec["problems"].append(f"analysis: {exc}")
+            res = None
+        if res is not None:
+            k_b, dk_b = binding_constant_per_molar(res.z_nm, res.pmf_kt, res.dpmf_kt, res.reference_area_nm2)
+            rec["result"] = {**res.summary(), "z_nm": res.z_nm.tolist(), "pmf_kt": res.pmf_kt.tolist(),
+                             "dpmf_kt": res.dpmf_kt.tolist(), "binding_constant_per_molar": k_b,
+                             "binding_constant_err_per_molar": dk_b}  # fmt: skip
+            rec["overlap_ok"] = bool(res.overlap_ok)
+            rec["_result"] = res
+            try:
+                h0, h1 = (analyze_windows(_half(windows, i), **kw) for i in (0, 1))
+                common = np.intersect1d(np.round(h0.z_nm, 6), np.round(h1.z_nm, 6))
+                common = common[np.abs(common) < bulk]
+                if common.size:
+                    a = h0.pmf_kt[np.isin(np.round(h0.z_nm, 6), common)]
+                    b = h1.pmf_kt[np.isin(np.round(h1.z_nm, 6), common)]
+                    rec["block_half_max_diff_kt"] = float(np.max(np.abs(a - b)))
+            except ValueError as exc:
+                rec["problems"].append(f"block halves: {exc}")
+    else:
+        rec["problems"].append("no window reaches bulk yet (or fewer than two windows): no PMF")
+
+
 def _pmf_record(plan: ValidationPlan, pmf: PMFPlan, records_root) -> dict:
     out = plan.records_dir(pmf, records_root)
     paths = sorted(out.glob("window_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
@@ -406,33 +438,7 @@ def _pmf_record(plan: ValidationPlan, pmf: PMFPlan, records_root) -> dict:
     rec["block_half_max_diff_kt"] = None
     rec["overlap_ok"] = False
     rec["problems"] = []
-    reach = z0.size and (z0.max() >= bulk or z0.min() <= -bulk)
-    if len(windows) >= 2 and reach:
-        kw = dict(bin_width_nm=plan.bin_width_nm, bulk_min_abs_z_nm=bulk, min_bin_count=plan.min_bin_count)
-        try:
-            res = analyze_windows(windows, **kw)
-        except ValueError as exc:
-            rec["problems"].append(f"analysis: {exc}")
-            res = None
-        if res is not None:
-            k_b, dk_b = binding_constant_per_molar(res.z_nm, res.pmf_kt, res.dpmf_kt, res.reference_area_nm2)
-            rec["result"] = {**res.summary(), "z_nm": res.z_nm.tolist(), "pmf_kt": res.pmf_kt.tolist(),
-                             "dpmf_kt": res.dpmf_kt.tolist(), "binding_constant_per_molar": k_b,
-                             "binding_constant_err_per_molar": dk_b}  # fmt: skip
-            rec["overlap_ok"] = bool(res.overlap_ok)
-            rec["_result"] = res
-            try:
-                h0, h1 = (analyze_windows(_half(windows, i), **kw) for i in (0, 1))
-                common = np.intersect1d(np.round(h0.z_nm, 6), np.round(h1.z_nm, 6))
-                common = common[np.abs(common) < bulk]
-                if common.size:
-                    a = h0.pmf_kt[np.isin(np.round(h0.z_nm, 6), common)]
-                    b = h1.pmf_kt[np.isin(np.round(h1.z_nm, 6), common)]
-                    rec["block_half_max_diff_kt"] = float(np.max(np.abs(a - b)))
-            except ValueError as exc:
-                rec["problems"].append(f"block halves: {exc}")
-    else:
-        rec["problems"].append("no window reaches bulk yet (or fewer than two windows): no PMF")
+    _analyse_into(rec, windows, plan, z0)
     if len(windows) >= 2:
         rec["mean_force"] = _mean_force_profile(windows, bulk)
     rec["converged"] = bool(
@@ -517,98 +523,104 @@ def _side_extrema(z, w, bulk):
     return out
 
 
+def _well(rec, bulk: float) -> tuple[float, float, float]:
+    """(W_min, its error, its z) inside the bulk boundary."""
+    z, w, dw = _profile(rec)
+    inner = np.abs(z) < bulk
+    j = int(np.argmin(np.where(inner, w, np.inf)))
+    return float(w[j]), float(dw[j]), float(z[j])
+
+
+def _kb(rec) -> tuple[float, float]:
+    r = rec["result"]
+    return r["binding_constant_per_molar"], r["binding_constant_err_per_molar"]
+
+
+def _fact_crown_na(by_name: dict, bulk: float) -> dict:
+    def m(recs):
+        k, dk = _kb(recs[0])
+        w, dw, zw = _well(recs[0], bulk)
+        b = recs[0]["result"]["barrier_kt"]
+        out = {"binding_constant_per_molar": k, "err_per_molar": dk, "occupancy_at_1_molar": max(k, 0.0) / (1 + max(k, 0.0)),
+               "well_kt": w, "well_err_kt": dw, "well_z_nm": zw, "barrier_kt": b}  # fmt: skip
+        return out, k * 1.0 < 1.0 and b <= CARRIER_MAX_BARRIER_KT
+
+    return _fact("crown6: Na+ is a carrier (shallow or no well)", "crown6", "Na+",
+                 f"K_b(Na+) × 1 M < 1 (not a plug); maximum inside bulk ≤ {CARRIER_MAX_BARRIER_KT:g} kT (not blocked)",
+                 [by_name["crown6-Na"]], m)  # fmt: skip
+
+
+def _fact_crown_k(by_name: dict, bulk: float) -> dict:
+    recs = [by_name["crown6-K"]] + ([by_name["crown6-Na"]] if "crown6-Na" in by_name else [])
+
+    def m(recs):
+        k, dk = _kb(recs[0])
+        wk, dwk, zk = _well(recs[0], bulk)
+        out = {"binding_constant_per_molar": k, "err_per_molar": dk, "well_kt": wk, "well_err_kt": dwk, "well_z_nm": zk}
+        ok = k * 0.5 > 1.0
+        if len(recs) > 1:
+            wn, _, _ = _well(recs[1], bulk)
+            out["well_na_kt"] = wn
+            ok = ok and wk < wn - 1.0
+        else:
+            ok = False
+        return out, ok
+
+    return _fact("crown6: K+ is trapped, with a deeper well than Na+", "crown6", "K+",
+                 "W_min(K+) < W_min(Na+) − 1 kT and K_b(K+) × 0.5 M > 1", recs, m)  # fmt: skip
+
+
+def _fact_b3n_k(by_name: dict, bulk: float) -> dict:
+    def m(recs):
+        k, dk = _kb(recs[0])
+        w, dw, zw = _well(recs[0], bulk)
+        b = recs[0]["result"]["barrier_kt"]
+        out = {"binding_constant_per_molar": k, "err_per_molar": dk, "well_kt": w, "well_err_kt": dw, "well_z_nm": zw,
+               "barrier_kt": b}  # fmt: skip
+        return out, abs(zw) <= CENTRE_HALF_WIDTH_NM and -3.0 <= w < 0.0 and k < 1.0 and b <= CARRIER_MAX_BARRIER_KT
+
+    return _fact("B3N: K+ has a shallow centre minimum (carrier)", "B3N", "K+",
+                 f"minimum at |z| ≤ 0.15 nm, −3 kT ≤ W_min < 0, K_b × 1 M < 1, maximum ≤ {CARRIER_MAX_BARRIER_KT:g} kT",
+                 [by_name["B3N-K"]], m)  # fmt: skip
+
+
+def _fact_b3n_na(by_name: dict, bulk: float) -> dict:
+    def m(recs):
+        z, w, _ = _profile(recs[0])
+        wm, dwm, zw = _well(recs[0], bulk)
+        sides = _side_extrema(z, w, bulk)
+        ok = abs(zw) <= CENTRE_HALF_WIDTH_NM and wm < -3.0 and len(sides) == 2 and all(s["max_kt"] >= 1.0 for s in sides.values())
+        return {"well_kt": wm, "well_err_kt": dwm, "well_z_nm": zw, "sides": sides}, ok
+
+    return _fact("B3N: Na+ has a deep centre minimum behind a dehydration barrier", "B3N", "Na+",
+                 "minimum at |z| ≤ 0.15 nm with W_min < −3 kT; a maximum ≥ +1 kT between centre and bulk on each side",
+                 [by_name["B3N-Na"]], m)  # fmt: skip
+
+
+def _fact_b3n_rb(by_name: dict, bulk: float) -> dict:
+    def m(recs):
+        z, w, _ = _profile(recs[0])
+        centre = np.abs(z) <= CENTRE_HALF_WIDTH_NM
+        if not centre.any():
+            return {"centre_kt": None}, False
+        wc = float(w[centre].max())
+        sides = _side_extrema(z, w, bulk)
+        ok = len(sides) == 2 and all(s["min_kt"] <= wc - 1.0 for s in sides.values())
+        return {"centre_peak_kt": wc, "sides": sides}, ok
+
+    return _fact("B3N: Rb+ has a steric peak at the centre with minima on either side", "B3N", "Rb+",
+                 "W(centre) is the maximum of |z| ≤ 0.15 nm; on each side a minimum ≤ W(centre) − 1 kT "
+                 "at 0.15 < |z| < bulk",
+                 [by_name["B3N-Rb"]], m)  # fmt: skip
+
+
+# the paper's single-salt facts, each checked when its PMF is in the validation file
+_FACTS = (("crown6-Na", _fact_crown_na), ("crown6-K", _fact_crown_k), ("B3N-K", _fact_b3n_k),
+          ("B3N-Na", _fact_b3n_na), ("B3N-Rb", _fact_b3n_rb))  # fmt: skip
+
+
 def _facts(by_name: dict, bulk: float) -> list[dict]:
-    facts = []
-
-    def well(rec):
-        z, w, dw = _profile(rec)
-        inner = np.abs(z) < bulk
-        j = int(np.argmin(np.where(inner, w, np.inf)))
-        return float(w[j]), float(dw[j]), float(z[j])
-
-    def kb(rec):
-        r = rec["result"]
-        return r["binding_constant_per_molar"], r["binding_constant_err_per_molar"]
-
-    if "crown6-Na" in by_name:
-        rec = by_name["crown6-Na"]
-
-        def m(recs):
-            k, dk = kb(recs[0])
-            w, dw, zw = well(recs[0])
-            b = recs[0]["result"]["barrier_kt"]
-            out = {"binding_constant_per_molar": k, "err_per_molar": dk, "occupancy_at_1_molar": max(k, 0.0) / (1 + max(k, 0.0)),
-                   "well_kt": w, "well_err_kt": dw, "well_z_nm": zw, "barrier_kt": b}  # fmt: skip
-            return out, k * 1.0 < 1.0 and b <= CARRIER_MAX_BARRIER_KT
-
-        facts.append(_fact("crown6: Na+ is a carrier (shallow or no well)", "crown6", "Na+",
-                           f"K_b(Na+) × 1 M < 1 (not a plug); maximum inside bulk ≤ {CARRIER_MAX_BARRIER_KT:g} kT (not blocked)",
-                           [rec], m))  # fmt: skip
-    if "crown6-K" in by_name:
-        recs = [by_name["crown6-K"]] + ([by_name["crown6-Na"]] if "crown6-Na" in by_name else [])
-
-        def m(recs):
-            k, dk = kb(recs[0])
-            wk, dwk, zk = well(recs[0])
-            out = {"binding_constant_per_molar": k, "err_per_molar": dk, "well_kt": wk, "well_err_kt": dwk, "well_z_nm": zk}
-            ok = k * 0.5 > 1.0
-            if len(recs) > 1:
-                wn, _, _ = well(recs[1])
-                out["well_na_kt"] = wn
-                ok = ok and wk < wn - 1.0
-            else:
-                ok = False
-            return out, ok
-
-        facts.append(_fact("crown6: K+ is trapped, with a deeper well than Na+", "crown6", "K+",
-                           "W_min(K+) < W_min(Na+) − 1 kT and K_b(K+) × 0.5 M > 1", recs, m))  # fmt: skip
-    if "B3N-K" in by_name:
-
-        def m(recs):
-            k, dk = kb(recs[0])
-            w, dw, zw = well(recs[0])
-            b = recs[0]["result"]["barrier_kt"]
-            out = {"binding_constant_per_molar": k, "err_per_molar": dk, "well_kt": w, "well_err_kt": dw, "well_z_nm": zw,
-                   "barrier_kt": b}  # fmt: skip
-            return out, abs(zw) <= CENTRE_HALF_WIDTH_NM and -3.0 <= w < 0.0 and k < 1.0 and b <= CARRIER_MAX_BARRIER_KT
-
-        facts.append(_fact("B3N: K+ has a shallow centre minimum (carrier)", "B3N", "K+",
-                           f"minimum at |z| ≤ 0.15 nm, −3 kT ≤ W_min < 0, K_b × 1 M < 1, maximum ≤ {CARRIER_MAX_BARRIER_KT:g} kT",
-                           [by_name["B3N-K"]], m))  # fmt: skip
-    if "B3N-Na" in by_name:
-
-        def m(recs):
-            z, w, _ = _profile(recs[0])
-            wm, dwm, zw = well(recs[0])
-            sides = _side_extrema(z, w, bulk)
-            ok = (
-                abs(zw) <= CENTRE_HALF_WIDTH_NM
-                and wm < -3.0
-                and len(sides) == 2
-                and all(s["max_kt"] >= 1.0 for s in sides.values())
-            )
-            return {"well_kt": wm, "well_err_kt": dwm, "well_z_nm": zw, "sides": sides}, ok
-
-        facts.append(_fact("B3N: Na+ has a deep centre minimum behind a dehydration barrier", "B3N", "Na+",
-                           "minimum at |z| ≤ 0.15 nm with W_min < −3 kT; a maximum ≥ +1 kT between centre and bulk on each side",
-                           [by_name["B3N-Na"]], m))  # fmt: skip
-    if "B3N-Rb" in by_name:
-
-        def m(recs):
-            z, w, _ = _profile(recs[0])
-            centre = np.abs(z) <= CENTRE_HALF_WIDTH_NM
-            if not centre.any():
-                return {"centre_kt": None}, False
-            wc = float(w[centre].max())
-            sides = _side_extrema(z, w, bulk)
-            ok = len(sides) == 2 and all(s["min_kt"] <= wc - 1.0 for s in sides.values())
-            return {"centre_peak_kt": wc, "sides": sides}, ok
-
-        facts.append(_fact("B3N: Rb+ has a steric peak at the centre with minima on either side", "B3N", "Rb+",
-                           "W(centre) is the maximum of |z| ≤ 0.15 nm; on each side a minimum ≤ W(centre) − 1 kT "
-                           "at 0.15 < |z| < bulk",
-                           [by_name["B3N-Rb"]], m))  # fmt: skip
-    return facts
+    return [fact(by_name, bulk) for name, fact in _FACTS if name in by_name]
 
 
 def summarize_validation(plan: ValidationPlan, records_root, out_dir) -> dict:
