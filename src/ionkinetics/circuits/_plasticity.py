@@ -209,7 +209,9 @@ def _stochastic(cf, exp, plus, minus, amp, width, period, n_pot, n_dep, t0, pre,
     """The same train repeated for several cycles on stochastic devices (one batch over devices)."""
     import networkx as nx
 
-    cycles = int(exp.get("cycles", 3))
+    cycles = int(exp.get("cycles", 4))
+    if cycles < 3:
+        raise CircuitFileError(f"{cf.name}: experiment.cycles must be >= 3 (one warm-up, two to compare); got {cycles}")
     devices = int(exp.get("devices", 6))
     cyc = (n_pot + n_dep) * period
     duration = t0 + cycles * cyc + period
@@ -239,11 +241,16 @@ def _stochastic(cf, exp, plus, minus, amp, width, period, n_pot, n_dep, t0, pre,
     idx = np.searchsorted(tr.t_ns, read_t - 1e-9)
     w = weight_pS(tr, plus, minus, idx)[0]  # (devices, cycles·(n_pot+n_dep)+1)
     per = w[:, : cycles * (n_pot + n_dep)].reshape(devices, cycles, n_pot + n_dep)
-    c2c = float(np.mean(per.std(axis=1, ddof=1)))  # spread over cycles, per device and pulse
-    d2d = float(np.mean(per.mean(axis=1).std(axis=0, ddof=1)))  # spread of cycle-averaged curves over devices
+    # the first cycle starts from rest, the others from the end of a depression: it is a warm-up, and
+    # the spreads are taken over the repeating cycles only
+    steady = per[:, 1:]
+    c2c = float(np.mean(steady.std(axis=1, ddof=1)))  # spread over cycles, per device and pulse
+    d2d = float(np.mean(steady.mean(axis=1).std(axis=0, ddof=1)))  # spread of cycle-averaged curves over devices
     return {
         "devices": devices,
         "cycles": cycles,
+        "warm_up_cycles_excluded": 1,
+        "expected_device_to_device_sd_from_cycle_noise_alone_ps": c2c / np.sqrt(cycles - 1),
         "n_pores": {m: cc.topology.n_pores[cc.topology.names_of("M").index(m)] for m in (plus, minus)},
         "cycle_to_cycle_sd_ps": c2c,
         "device_to_device_sd_ps": d2d,
