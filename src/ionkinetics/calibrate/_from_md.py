@@ -124,7 +124,7 @@ def load_md_run(run_dir, *, blockers: Sequence[str] | None = None) -> MDRun:
     try:
         rec = read_run_record(run_dir)
     except (FileNotFoundError, ValueError) as exc:
-        raise type(exc)(f"run_dirs: {exc}") from None
+        raise type(exc)(f"run_dirs: {str(exc).removeprefix('run_dir ')}") from None
     n_frames = round(rec.settings["length_ns"] * 1000.0 / rec.settings["frame_ps"])
     if rec.progress.frames_done != n_frames:
         raise ValueError(
