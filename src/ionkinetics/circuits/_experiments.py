@@ -22,6 +22,9 @@ Kinds (fields of ``[experiment]``):
   pinched I–V loop's lobe areas over the last cycle per frequency.
 - ``retention`` (``membrane``, ``read_times_ns``): a write step on a read bias; reports the read
   conductance and w at the given times after the write, and the retention time.
+- ``neuron`` and ``plasticity``: the ionic neuron and the bias-steered synapse (fields and
+  measurements in ``_neuron.py`` and ``_plasticity.py``; ``circuits/neuron.toml``,
+  ``circuits/plasticity.toml``).
 - ``sweep`` (``voltages_v``, ``probes``): the voltage source held at each DC voltage (batched);
   reports the final current of every probe and the source, the conductance I/V, where it peaks,
   and its half-maximum edges on each side (``null`` where G does not fall to half its maximum

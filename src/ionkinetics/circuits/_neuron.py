@@ -6,20 +6,25 @@ capacitor ``Cm`` from ``m`` to ground; an **inactivating** membrane (B3N, K⁺ c
 to a bias source ``Ea``. The bias sources play the reversal potentials of a neuron's channels.
 
 Why these roles. Every membrane here gates on ``|u|`` (a symmetric pore in a symmetric electrolyte),
-``u`` the voltage across it. With a bias source ``E`` in series its current pushes ``V`` toward ``E``
-and so shrinks ``|u|``:
+``u`` the voltage across it, and its current pushes ``V`` toward its own bias.
 
-- the inactivating membrane *opens* as ``|u|`` shrinks (Rb⁺ leaves the pore mouths): a positive
-  feedback, the part of a Na⁺ channel's activation ``m`` (its steady I–V has a negative slope);
-- the activating membrane *closes* as ``|u|`` shrinks (K⁺ re-enters the crowns): a negative
-  feedback whose slow closing (K⁺ re-trapping, ∝ [KCl]) is the recovery, the delayed-rectifier
-  K⁺ channel's ``n``.
+- The activating membrane's conductance rises with ``|u|``, so around its bias it is always
+  restoring (a negative feedback), whatever the bias: it cannot be the regenerative branch.
+- The inactivating membrane's steady I–V has a negative slope where Rb⁺ plugs it (``|u|`` ≈
+  0.15–0.5 V): there it is regenerative.
 
-So the activating crown6 membrane is the *recovery* and the inactivating B3N membrane the
-*regenerative* branch: with symmetric gating an activating membrane cannot regenerate.
+In the file's design the B3N bias (−0.56 V) lies below rest (−0.43 V) and the crown6 bias
+(−0.18 V) above it. At rest the B3N membrane carries an outward (hyperpolarising) current and the
+crown6 membrane, mostly open, an inward one. A depolarisation raises the B3N membrane's ``|u|``, Rb⁺
+plugs it within a few ns, its outward current is withdrawn and V runs up: the upstroke (the role of
+a Na⁺ channel's activation ``m``, here by switching an outward current off). Near the crown6 bias
+its ``|u|`` is small, K⁺ re-enters the crowns (rate ∝ [KCl]) and the inward current is withdrawn
+slowly: the downstroke and the refractory period (the role of Na⁺ inactivation ``h``); as V falls
+K⁺ is expelled again and the cycle can restart. The phase plane shows V against the crown6 open
+fraction, the slow variable.
 
 The measurements (:func:`run_neuron`) are batched transients of one compiled circuit: current
-pulses of growing amplitude (all-or-none, threshold), pulse pairs (refractory period), current
+pulses of growing amplitude (threshold; all-or-none or graded), pulse pairs (refractory period), current
 steps (f–I curve), the phase plane of ``V`` and the activating membrane's open fraction with
 nullclines, stochastic pores (first-spike jitter against the pore count) and a gradient search of
 the dopant molarities through the differentiable solver (``jax.grad`` of :func:`circuits.solve`).
@@ -311,6 +316,16 @@ def _spike_level(exp, v_rest):
 
 
 def run_neuron(cf, cc, exp, out, *, energies):
+    """The ``neuron`` experiment. ``[experiment]`` fields (all optional): element names ``stimulus``,
+    ``inactivating``, ``activating``, ``capacitor``, ``bias_inactivating``, ``bias_activating``, ``node``;
+    ``pulse_width_ns``, ``pulse_amplitudes_pa`` (threshold), ``pair_amplitude_pa``,
+    ``refractory_intervals_ns`` (pairs), ``fi_currents_pa`` (steps), ``stimulus_on_ns``,
+    ``spike_rise_v`` (a spike: V crosses rest + this); ``bifurcation_designs`` (random designs per
+    molarity set, 0: off), ``bifurcation_shipped_pairs``; ``jitter_seeds`` (0: off),
+    ``jitter_pore_scales``, ``jitter_current_pa``; ``design_steps`` (0: off), ``design_start_molar``,
+    ``design_more_starts_molar``, ``design_current_pa``, ``design_duration_ns``, ``design_dt_ns``,
+    ``design_lr``; ``seed``. Writes ``neuron.png``, ``neuron_traces.png`` (and ``neuron_jitter.png``,
+    ``neuron_design.png``) and returns the summary."""
     from ..calibrate import load_calibration
 
     parts = neuron_parts(cf, exp)

@@ -81,6 +81,12 @@ def _batch(cc, rows):
 
 
 def run_plasticity(cf, cc, exp, out, *, energies):
+    """The ``plasticity`` experiment. ``[experiment]`` fields (all optional): ``pre``, ``post`` (voltage
+    sources), ``membrane_plus``, ``membrane_minus``; ``pulse_v``, ``pulse_width_ns``, ``period_ns``,
+    ``n_potentiate``, ``n_depress``, ``t_start_ns``, ``read_delay_ns``; ``srdp_periods_ns``,
+    ``srdp_count``; ``spike_v``, ``spike_head_ns``, ``spike_tail_ns``, ``stdp_delays_ns``,
+    ``stdp_pairs``, ``stdp_period_ns``; ``devices`` (stochastic devices, 0: mean field only),
+    ``cycles`` (≥ 3, the first a warm-up), ``seed``. Writes ``plasticity.png``; returns the summary."""
     top = cc.topology
     names_v = top.names_of("V")
     pre, post = exp.get("pre", "Vpre"), exp.get("post", "Vpost")
