@@ -566,7 +566,7 @@ def _neuron_figures(cf, parts, tr, t, v, amps, fired, gaps, na, currents, rates,
     ax.axhline(level, color="grey", ls=":", lw=0.8)
     ax.set_xlabel("t (ns)")
     ax.set_ylabel("V (V)")
-    ax.set_title("pulses of growing amplitude: all-or-none (red: spike)", fontsize=9)
+    ax.set_title("pulses of growing amplitude (red: crosses the spike level)", fontsize=9)
     ax.legend(fontsize=7)
     ax = axes[0, 1]
     for b, g in enumerate(gaps):
