@@ -302,6 +302,91 @@ def _membrane_subckt(el: G.Membrane, sub: str, cal, stochastic: bool) -> list[st
     return out
 
 
+def _netlist_header(title, duration_ns, dt_ns, ramp_fraction, ramp_ns, nodes, names) -> list[str]:
+    """Title, units, the name map and the rate-law functions (.func) every membrane subcircuit uses."""
+    lines = [" ".join(str(title).split()) or "ionkinetics circuit"]
+    lines += [
+        "* exported by ionkinetics.circuits.to_spice; units: s, V, A, ohm, F, S",
+        f"* duration {duration_ns:g} ns, output and maximum step {dt_ns:g} ns; "
+        f"source jumps are linear ramps of {ramp_fraction:g}*dt = {ramp_ns:g} ns starting at the jump time",
+        "* names (ionkinetics -> SPICE):",
+        *(f"*   node {n!r} -> {s}" for n, s in nodes.items() if n != G.GROUND),
+        *(f"*   element {n!r} -> {s}" for n, s in names.items()),
+        "",
+        "* saturating two-polarity Bell law, x = V/V_T; exp arguments clipped to +-80 as in ionkinetics",
+        f".func ik_bell(x, kp, dp, km, dm, kmax) {{(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}))*kmax/"
+        f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
+        "* its k+ (along +z) and k- (along -z) shares, for the dopant's displacement current",
+        f".func ik_bellp(x, kp, dp, km, dm, kmax) {{kp*exp({_clip('dp*x')})*kmax/"
+        f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
+        f".func ik_bellm(x, kp, dp, km, dm, kmax) {{km*exp({_clip('-dm*x')})*kmax/"
+        f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
+        "* softplus, overflow-free",
+        ".func ik_softplus(x) {max(x, 0) + ln(1 + exp(-abs(x)))}",
+        "",
+    ]
+    return lines
+
+
+def _element_lines(graph, compiled, topo, nodes, names, vmem, stochastic, dt_ns, duration_ns, ramp_ns):
+    """One netlist line per element (a subcircuit per membrane) and the membranes' initial occupancies."""
+    lines: list[str] = []
+    source_rows = {
+        "V": (compiled.values["vs"], compiled.values["vs_rest"], 1.0),
+        "I": (compiled.values["is_"], compiled.values["is_rest"], _A_PER_PA),
+    }
+    ics = []
+    for a, b, el in G.elements(graph):
+        sname, na, nb = names[el.name], nodes[a], nodes[b]
+        if isinstance(el, G.Resistor):
+            lines.append(f"{sname} {na} {nb} {_num(el.r_ohm)}")
+        elif isinstance(el, G.Capacitor):
+            lines.append(f"{sname} {na} {nb} {_num(el.c_f)}")
+        elif isinstance(el, (G.VoltageSource, G.CurrentSource)):
+            kind = "V" if isinstance(el, G.VoltageSource) else "I"
+            rows, rest, scale = source_rows[kind]
+            j = topo.names_of(kind).index(el.name)
+            unit = "V" if kind == "V" else "A (ionkinetics pA x 1e-12)"
+            lines.append(f"* {type(el).__name__} {el.name!r}: {type(el.protocol).__name__} protocol, held values in {unit}")
+            lines.append(f"{sname} {na} {nb} " + _pwl(rows[j], rest[j], dt_ns, duration_ns, ramp_ns, scale))
+        else:  # Membrane
+            cal = el.load()
+            sub = "ikmem_" + sname[1:]
+            lines.append("")
+            lines += _membrane_subckt(el, sub, cal, el.name in stochastic)
+            lines.append(f"{sname} {na} {nb} {sub}")
+            p = np.asarray(steady_state(cal.params, vmem[el.name]), dtype=float)
+            p = p / p.sum()
+            for s in range(1, p.size):
+                ics.append(f"v({sname}.p{s})={_num(p[s])}")
+            lines.append("")
+    return lines, ics
+
+
+def _control_block(graph, opts: dict, dt_ns: float, duration_ns: float, data_file: str) -> list[str]:
+    """.options, .tran and the .control block that writes the saved vectors to ``data_file``."""
+    lines: list[str] = []
+    saved = _vectors(graph)
+    opt_words = " ".join(f"{k}={v if isinstance(v, str) else _num(v) if isinstance(v, float) else v}" for k, v in opts.items())
+    lines.append(f".options {opt_words}")
+    lines.append(f".tran {_seconds(dt_ns)} {_seconds(duration_ns)} 0 {_seconds(dt_ns)}")
+    lines += [
+        ".control",
+        "set wr_singlescale",
+        "set wr_vecnames",
+        "option numdgt=16",
+        # device quantities (@...) are only kept over time when saved by name
+        "save all " + " ".join(vec for _, _, vec in saved if vec.startswith("@")),
+        "run",
+        f"wrdata {data_file} " + " ".join(vec for _, _, vec in saved),
+        "quit 0",  # without it ngspice -b exits 1 ("no simulations run": the run is in .control)
+        ".endc",
+        ".end",
+        "",
+    ]
+    return lines
+
+
 def to_spice(
     graph: nx.MultiDiGraph,
     duration_ns: float,
@@ -336,80 +421,16 @@ def to_spice(
     opts = {**DEFAULT_OPTIONS, **(options or {})}
     ramp_ns = ramp_fraction * dt_ns
 
-    lines = [" ".join(str(title).split()) or "ionkinetics circuit"]
-    lines += [
-        "* exported by ionkinetics.circuits.to_spice; units: s, V, A, ohm, F, S",
-        f"* duration {duration_ns:g} ns, output and maximum step {dt_ns:g} ns; "
-        f"source jumps are linear ramps of {ramp_fraction:g}*dt = {ramp_ns:g} ns starting at the jump time",
-        "* names (ionkinetics -> SPICE):",
-        *(f"*   node {n!r} -> {s}" for n, s in nodes.items() if n != G.GROUND),
-        *(f"*   element {n!r} -> {s}" for n, s in names.items()),
-        "",
-        "* saturating two-polarity Bell law, x = V/V_T; exp arguments clipped to +-80 as in ionkinetics",
-        f".func ik_bell(x, kp, dp, km, dm, kmax) {{(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}))*kmax/"
-        f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
-        "* its k+ (along +z) and k- (along -z) shares, for the dopant's displacement current",
-        f".func ik_bellp(x, kp, dp, km, dm, kmax) {{kp*exp({_clip('dp*x')})*kmax/"
-        f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
-        f".func ik_bellm(x, kp, dp, km, dm, kmax) {{km*exp({_clip('-dm*x')})*kmax/"
-        f"(kp*exp({_clip('dp*x')}) + km*exp({_clip('-dm*x')}) + kmax)}}",
-        "* softplus, overflow-free",
-        ".func ik_softplus(x) {max(x, 0) + ln(1 + exp(-abs(x)))}",
-        "",
-    ]
-    source_rows = {
-        "V": (compiled.values["vs"], compiled.values["vs_rest"], 1.0),
-        "I": (compiled.values["is_"], compiled.values["is_rest"], _A_PER_PA),
-    }
-    ics = []
-    for a, b, el in G.elements(graph):
-        sname, na, nb = names[el.name], nodes[a], nodes[b]
-        if isinstance(el, G.Resistor):
-            lines.append(f"{sname} {na} {nb} {_num(el.r_ohm)}")
-        elif isinstance(el, G.Capacitor):
-            lines.append(f"{sname} {na} {nb} {_num(el.c_f)}")
-        elif isinstance(el, (G.VoltageSource, G.CurrentSource)):
-            kind = "V" if isinstance(el, G.VoltageSource) else "I"
-            rows, rest, scale = source_rows[kind]
-            j = topo.names_of(kind).index(el.name)
-            unit = "V" if kind == "V" else "A (ionkinetics pA x 1e-12)"
-            lines.append(f"* {type(el).__name__} {el.name!r}: {type(el.protocol).__name__} protocol, held values in {unit}")
-            lines.append(f"{sname} {na} {nb} " + _pwl(rows[j], rest[j], dt_ns, duration_ns, ramp_ns, scale))
-        else:  # Membrane
-            cal = el.load()
-            sub = "ikmem_" + sname[1:]
-            lines.append("")
-            lines += _membrane_subckt(el, sub, cal, el.name in stochastic)
-            lines.append(f"{sname} {na} {nb} {sub}")
-            p = np.asarray(steady_state(cal.params, vmem[el.name]), dtype=float)
-            p = p / p.sum()
-            for s in range(1, p.size):
-                ics.append(f"v({sname}.p{s})={_num(p[s])}")
-            lines.append("")
+    lines = _netlist_header(title, duration_ns, dt_ns, ramp_fraction, ramp_ns, nodes, names)
+    element_lines, ics = _element_lines(graph, compiled, topo, nodes, names, vmem, stochastic, dt_ns, duration_ns, ramp_ns)
+    lines += element_lines
     lines.append("")
     lines.append("* initial state: ionkinetics' operating point; occupancies at its steady state")
     if ics:
         lines.append(".ic " + " ".join(ics))
     if topo.nodes:
         lines.append(".nodeset " + " ".join(f"v({nodes[n]})={_num(v)}" for n, v in node_v.items()))
-    saved = _vectors(graph)
-    opt_words = " ".join(f"{k}={v if isinstance(v, str) else _num(v) if isinstance(v, float) else v}" for k, v in opts.items())
-    lines.append(f".options {opt_words}")
-    lines.append(f".tran {_seconds(dt_ns)} {_seconds(duration_ns)} 0 {_seconds(dt_ns)}")
-    lines += [
-        ".control",
-        "set wr_singlescale",
-        "set wr_vecnames",
-        "option numdgt=16",
-        # device quantities (@...) are only kept over time when saved by name
-        "save all " + " ".join(vec for _, _, vec in saved if vec.startswith("@")),
-        "run",
-        f"wrdata {data_file} " + " ".join(vec for _, _, vec in saved),
-        "quit 0",  # without it ngspice -b exits 1 ("no simulations run": the run is in .control)
-        ".endc",
-        ".end",
-        "",
-    ]
+    lines += _control_block(graph, opts, dt_ns, duration_ns, data_file)
     return "\n".join(lines)
 
 

@@ -37,6 +37,38 @@ class SyntheticRun:
     steady_open_fraction: dict[float, float]
 
 
+def _draw_frames(rng, params, volts, frame_ns: float, centres: np.ndarray, carriers: int):
+    """Ion positions per frame (dopants first, one per pore; then the carriers) and the open fraction."""
+    n_frames, n_pores, grid = volts.size, len(centres), round(np.sqrt(len(centres)))
+    open_now = rng.random(n_pores) < float(steady_state(params, volts[0])[0])
+    phase = np.zeros(carriers, dtype=int)
+    cxy = rng.uniform(0.0, grid, size=(carriers, 2))
+    cxy = np.floor(cxy) + np.where(rng.random((carriers, 2)) < 0.5, 0.05, 0.95)  # away from pore axes
+    pos = np.empty((n_frames, n_pores + carriers, 3), dtype=np.float32)
+    w = np.empty(n_frames)
+    for f, v in enumerate(volts):
+        kt, ke = (float(x[0]) for x in transition_rates_per_ns(params, v))
+        s = kt + ke
+        relax = 1.0 - np.exp(-s * frame_ns)
+        flip = rng.random(n_pores) < np.where(open_now, kt / s * relax, ke / s * relax)
+        n_open_mid = open_now.sum()
+        open_now = open_now ^ flip
+        # carriers: advance the ones mid-turn, then start Poisson(λ dt) new crossings
+        moving = phase > 0
+        phase[moving] = (phase[moving] + 1) % 3
+        idle = np.flatnonzero((phase == 0) & ~moving)  # a carrier back at −1 this frame rests one frame
+        rate = float(open_conductance_ps(params.open, v)) * abs(v) * 0.5 * (n_open_mid + open_now.sum()) / PA_PER_E_PER_NS
+        start = rng.choice(idle, size=min(rng.poisson(rate * frame_ns), idle.size), replace=False) if v > 0 else []
+        phase[start] = 1
+        cz = np.array([-1.0, 1.0, 2.5])[phase]
+        pos[f, :n_pores, :2] = centres
+        pos[f, :n_pores, 2] = np.where(open_now, 1.5, 0.0)
+        pos[f, n_pores:, :2] = cxy
+        pos[f, n_pores:, 2] = cz
+        w[f] = open_now.mean()
+    return pos, w
+
+
 def write_synthetic_run(
     run_dir,
     params: KineticParams,
@@ -68,32 +100,7 @@ def write_synthetic_run(
     volts = np.asarray(volts, dtype=float)
     n_frames, n_pores, lz = volts.size, grid * grid, 6.0
     centres = np.array([[i + 0.5, j + 0.5] for i in range(grid) for j in range(grid)])
-    open_now = rng.random(n_pores) < float(steady_state(params, volts[0])[0])
-    phase = np.zeros(carriers, dtype=int)
-    cxy = rng.uniform(0.0, grid, size=(carriers, 2))
-    cxy = np.floor(cxy) + np.where(rng.random((carriers, 2)) < 0.5, 0.05, 0.95)  # away from pore axes
-    pos = np.empty((n_frames, n_pores + carriers, 3), dtype=np.float32)
-    w = np.empty(n_frames)
-    for f, v in enumerate(volts):
-        kt, ke = (float(x[0]) for x in transition_rates_per_ns(params, v))
-        s = kt + ke
-        relax = 1.0 - np.exp(-s * frame_ns)
-        flip = rng.random(n_pores) < np.where(open_now, kt / s * relax, ke / s * relax)
-        n_open_mid = open_now.sum()
-        open_now = open_now ^ flip
-        # carriers: advance the ones mid-turn, then start Poisson(λ dt) new crossings
-        moving = phase > 0
-        phase[moving] = (phase[moving] + 1) % 3
-        idle = np.flatnonzero((phase == 0) & ~moving)  # a carrier back at −1 this frame rests one frame
-        rate = float(open_conductance_ps(params.open, v)) * abs(v) * 0.5 * (n_open_mid + open_now.sum()) / PA_PER_E_PER_NS
-        start = rng.choice(idle, size=min(rng.poisson(rate * frame_ns), idle.size), replace=False) if v > 0 else []
-        phase[start] = 1
-        cz = np.array([-1.0, 1.0, 2.5])[phase]
-        pos[f, :n_pores, :2] = centres
-        pos[f, :n_pores, 2] = np.where(open_now, 1.5, 0.0)
-        pos[f, n_pores:, :2] = cxy
-        pos[f, n_pores:, 2] = cz
-        w[f] = open_now.mean()
+    pos, w = _draw_frames(rng, params, volts, frame_ns, centres, carriers)
     t = (np.arange(n_frames) + 1) * frame_ns
     box = np.array([grid, grid, lz], float)
     np.savez_compressed(run_dir / "frames" / "chunk_000000.npz", positions_nm=pos, t_ns=t, v=volts, box_nm=box)

@@ -190,22 +190,8 @@ def _membrane(i: int, raw, defaults: dict) -> MembraneSpec:
     return spec
 
 
-def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
-    if raw.get("schema") != TASK_SCHEMA:
-        raise _err("schema", f"must be {TASK_SCHEMA!r}", raw.get("schema"))
-    unknown = set(raw) - {"schema", "name", "description", "seed", "task", "reservoir", "readout", "esn", "design"}
-    if unknown:
-        raise TaskFileError(f"task file has unknown top-level fields {sorted(unknown)}")
-    name = raw.get("name", Path(path).stem if path else "task")
-    if not (isinstance(name, str) and name and all(c.isalnum() or c in "._-" for c in name) and name not in (".", "..")):
-        raise _err("name", "must be a plain file name (letters, digits, '.', '_', '-')", name)
-    seed = _int(raw, "seed", "", default=0, lo=0)
-    task = raw.get("task")
-    if not isinstance(task, dict):
-        raise TaskFileError("task file needs a [task] table with kind = one of " + ", ".join(TASK_KINDS))
-    kind = task.get("kind")
-    if kind not in TASK_KINDS:
-        raise _err("task.kind", f"must be one of {list(TASK_KINDS)}", kind)
+def _task_table(raw: dict, kind: str) -> dict:
+    """``[task]``: the series' kind, split lengths and the kind's own settings, checked."""
     task = _table(raw, "task", _TASK_KEYS[kind], required=True)
     t = {"kind": kind, "washout": _int(task, "washout", "task", default=100, lo=0)}
     for key in ("train", "val", "test"):
@@ -225,7 +211,11 @@ def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
     steps = (t["washout"] + t["train"] + t["val"] + t["test"]) * (t.get("period", 1))
     if steps > MAX_STEPS:
         raise _err("task.washout + train + val + test", f"must be at most {MAX_STEPS} input steps in all", steps)
+    return t
 
+
+def _reservoir_table(raw: dict) -> tuple[dict, tuple]:
+    """``[reservoir]``: the multiplexing settings and the membranes (system ids or tables), checked."""
     res = _table(raw, "reservoir", _RES_KEYS, required=True)
     r = {
         "hold_ns": _num(res, "hold_ns", "reservoir", positive=True),
@@ -250,14 +240,11 @@ def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
     if not isinstance(rows, list) or not rows:
         raise _err("reservoir.membranes", "must be a non-empty list of system ids or tables", rows)
     membranes = tuple(_membrane(i, row, defaults) for i, row in enumerate(rows))
+    return r, membranes
 
-    readout = _table(raw, "readout", {"ridge"}) or {}
-    ridges = _grid(readout, "ridge", "readout", DEFAULT_RIDGES)
-    esn = _table(raw, "esn", set(ESN_GRID)) or {}
-    esn_grid = {key: _grid(esn, key, "esn", default) for key, default in ESN_GRID.items()}
-    if any(v <= 0 or v > 1 for v in esn_grid["leak"]):
-        raise _err("esn.leak", "must hold leak rates in (0, 1]", list(esn_grid["leak"]))
 
+def _design_table(raw: dict, kind: str, t: dict, membranes) -> dict | None:
+    """``[design]`` (regression tasks only): the optimiser's settings and the molarity range, checked."""
     design = _table(raw, "design", {"steps", "learning_rate", "molar_range", "ridge", "train", "val"})
     if design is not None:
         if kind == "waveform":
@@ -282,6 +269,35 @@ def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
         for m in membranes:
             if m.molar is not None and not (mr[0] <= m.molar <= mr[1]):
                 raise _err("design.molar_range", f"must contain every membrane's starting molarity ({m.system})", mr)
+    return design
+
+
+def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
+    if raw.get("schema") != TASK_SCHEMA:
+        raise _err("schema", f"must be {TASK_SCHEMA!r}", raw.get("schema"))
+    unknown = set(raw) - {"schema", "name", "description", "seed", "task", "reservoir", "readout", "esn", "design"}
+    if unknown:
+        raise TaskFileError(f"task file has unknown top-level fields {sorted(unknown)}")
+    name = raw.get("name", Path(path).stem if path else "task")
+    if not (isinstance(name, str) and name and all(c.isalnum() or c in "._-" for c in name) and name not in (".", "..")):
+        raise _err("name", "must be a plain file name (letters, digits, '.', '_', '-')", name)
+    seed = _int(raw, "seed", "", default=0, lo=0)
+    task = raw.get("task")
+    if not isinstance(task, dict):
+        raise TaskFileError("task file needs a [task] table with kind = one of " + ", ".join(TASK_KINDS))
+    kind = task.get("kind")
+    if kind not in TASK_KINDS:
+        raise _err("task.kind", f"must be one of {list(TASK_KINDS)}", kind)
+    t = _task_table(raw, kind)
+    r, membranes = _reservoir_table(raw)
+    readout = _table(raw, "readout", {"ridge"}) or {}
+    ridges = _grid(readout, "ridge", "readout", DEFAULT_RIDGES)
+    esn = _table(raw, "esn", set(ESN_GRID)) or {}
+    esn_grid = {key: _grid(esn, key, "esn", default) for key, default in ESN_GRID.items()}
+    if any(v <= 0 or v > 1 for v in esn_grid["leak"]):
+        raise _err("esn.leak", "must hold leak rates in (0, 1]", list(esn_grid["leak"]))
+
+    design = _design_table(raw, kind, t, membranes)
     return TaskFile(
         name=name,
         description=str(raw.get("description", "")),

@@ -156,6 +156,80 @@ def _fit_score(x, y, sp, ridges, classify):
     return {"ridge": lam, "val": val_score, "test": score(f(x[test]), y[test]), "pred": f(x)}
 
 
+def _baselines(tf, n_nodes: int, us, y, sp, classify: bool):
+    """The same-size ESN (hyperparameters chosen on the validation split) and the linear delay line:
+    (ESN hyperparameters, ESN states, ESN scores, delay-line scores)."""
+    hyper, _, xe = tune_esn(
+        us,
+        y,
+        sp[:2],
+        n_nodes,
+        tf.ridges,
+        seed=tf.seed,
+        grid=tf.esn_grid,
+        score=accuracy if classify else nrmse,
+        lower_is_better=not classify,
+    )
+    esn = _fit_score(xe, y, sp, (hyper["ridge"],), classify)
+    lin = _fit_score(delay_line(us, n_nodes), y, sp, tf.ridges, classify)
+    return hyper, xe, esn, lin
+
+
+def _memory_capacities(x, xe, us, sp) -> dict:
+    """NARMA-10's input is i.i.d. uniform: the linear memory capacity of the reservoir and the ESN comes free."""
+    mc, mc_d = memory_capacity(x, us, sp[0], sp[2])
+    mc_esn, mc_esn_d = memory_capacity(xe, us, sp[0], sp[2])
+    return {
+        "memory_capacity": mc,
+        "esn_memory_capacity": mc_esn,
+        "memory_capacity_by_delay": mc_d,
+        "esn_memory_capacity_by_delay": mc_esn_d,
+    }
+
+
+def _sizes(tf, res, pores0, classify: bool) -> dict:
+    return {
+        "n_membranes": res.n_membranes,
+        "virtual_nodes": res.n_virtual,
+        "read_nodes": tf.reservoir["read_nodes"],
+        "n_features": res.n_features,
+        "esn_nodes": res.n_features,
+        "linear_delay_depth": res.n_features,
+        "washout": tf.task["washout"],
+        "train": tf.task["train"],
+        "val": tf.task["val"],
+        "test": tf.task["test"],
+        "samples_per_split_unit": tf.task.get("period", 1) if classify else 1,
+        "total_pores": float(pores0.sum()),
+    }
+
+
+def _notes(metric: str) -> dict:
+    """What each headline number of a task summary is."""
+    return {
+        metric: "mean-field pores, noise-free readout; ridge chosen on the validation split, scored on the test split",
+        f"{metric}_stochastic": "stochastic pores (exact multinomial moves) and shot noise (variance = fano x ions) "
+        "at the stated pore counts, same readout procedure",
+        f"esn_{metric}": "leaky tanh ESN with as many nodes as readout features; spectral radius, input scaling, "
+        "leak and ridge chosen on the validation split",
+        f"linear_{metric}": "ridge readout of a delay line of the last n_features scaled inputs",
+        "energy_aj_per_step": "sum over membranes of ∫ I·V dt per input step, mean-field, over the train+val+test steps",
+        "memory_capacity": "narma10 only: sum over delays 0..19 of the squared test correlation of a ridge readout "
+        "(fitted on the train split) of the scaled input d steps back; mean-field features, and the ESN's",
+    }
+
+
+def _design_headline(d: dict) -> dict:
+    """A design run's before/after numbers, repeated at the top level of its summary."""
+    return {
+        "nrmse_before": d["test_nrmse_before"],
+        "nrmse_after": d["test_nrmse_after"],
+        "nrmse_stochastic_before": d["test_nrmse_stochastic_before"],
+        "nrmse_stochastic_after": d["test_nrmse_stochastic_after"],
+        "energy_aj_per_step_after": d["energy_aj_per_step_after"],
+    }
+
+
 def run_task(tf, out, *, progress=None) -> dict:
     """Run task file ``tf`` (a :class:`TaskFile`), write figures and summary.json under ``out``."""
     out = Path(out)
@@ -186,23 +260,7 @@ def run_task(tf, out, *, progress=None) -> dict:
         stoch = _fit_score(xs, y, sp, tf.ridges, classify)
 
     say(f"echo-state network, {res.n_features} nodes, hyperparameters by validation")
-    hyper, _, xe = tune_esn(
-        us,
-        y,
-        sp[:2],
-        res.n_features,
-        tf.ridges,
-        seed=tf.seed,
-        grid=tf.esn_grid,
-        score=accuracy if classify else nrmse,
-        lower_is_better=not classify,
-    )
-    esn = _fit_score(xe, y, sp, (hyper["ridge"],), classify)
-    lin = _fit_score(delay_line(us, res.n_features), y, sp, tf.ridges, classify)
-
-    if kind == "narma10":  # its input is i.i.d. uniform: the linear memory capacity comes for free
-        mc, mc_d = memory_capacity(x, us, sp[0], sp[2])
-        mc_esn, mc_esn_d = memory_capacity(xe, us, sp[0], sp[2])
+    hyper, xe, esn, lin = _baselines(tf, res.n_features, us, y, sp, classify)
 
     say("energy accounting check")
     echeck = check_energy(res, run, molar0, pores0)
@@ -223,50 +281,18 @@ def run_task(tf, out, *, progress=None) -> dict:
         "ridge": phys["ridge"],
         "esn_hyperparameters": hyper,
         "energy_aj_per_step": energy_step,
-        **(
-            {
-                "memory_capacity": mc,
-                "esn_memory_capacity": mc_esn,
-                "memory_capacity_by_delay": mc_d,
-                "esn_memory_capacity_by_delay": mc_esn_d,
-            }
-            if kind == "narma10"
-            else {}
-        ),
+        **(_memory_capacities(x, xe, us, sp) if kind == "narma10" else {}),
         "energy_aj_per_step_by_membrane": [float(e) for e in energy_membrane],
         "energy_check": echeck,
         "input_rate_ghz": res.input_rate_ghz,
         "input_clipped_samples": int(np.sum(np.abs(us) >= 1.0)) if kind == "mackey-glass" else 0,
         "hold_ns": res.hold_ns,
         "step_ns": res.step_ns,
-        "sizes": {
-            "n_membranes": res.n_membranes,
-            "virtual_nodes": res.n_virtual,
-            "read_nodes": tf.reservoir["read_nodes"],
-            "n_features": res.n_features,
-            "esn_nodes": res.n_features,
-            "linear_delay_depth": res.n_features,
-            "washout": tf.task["washout"],
-            "train": tf.task["train"],
-            "val": tf.task["val"],
-            "test": tf.task["test"],
-            "samples_per_split_unit": tf.task.get("period", 1) if classify else 1,
-            "total_pores": float(pores0.sum()),
-        },
+        "sizes": _sizes(tf, res, pores0, classify),
         "membranes": [
             {"system": m.system, "n_pores": m.n_pores, "v_bias_v": m.v_bias_v, "v_span_v": m.v_span_v} for m in tf.membranes
         ],
-        "notes": {
-            metric: "mean-field pores, noise-free readout; ridge chosen on the validation split, scored on the test split",
-            f"{metric}_stochastic": "stochastic pores (exact multinomial moves) and shot noise (variance = fano x ions) "
-            "at the stated pore counts, same readout procedure",
-            f"esn_{metric}": "leaky tanh ESN with as many nodes as readout features; spectral radius, input scaling, "
-            "leak and ridge chosen on the validation split",
-            f"linear_{metric}": "ridge readout of a delay line of the last n_features scaled inputs",
-            "energy_aj_per_step": "sum over membranes of ∫ I·V dt per input step, mean-field, over the train+val+test steps",
-            "memory_capacity": "narma10 only: sum over delays 0..19 of the squared test correlation of a ridge readout "
-            "(fitted on the train split) of the scaled input d steps back; mean-field features, and the ESN's",
-        },
+        "notes": _notes(metric),
         "anchors": ANCHORS,
         "seconds": {"reservoir_run": t_res},
     }
@@ -277,11 +303,7 @@ def run_task(tf, out, *, progress=None) -> dict:
         say(f"inverse design: {tf.design['steps']} Adam steps on jax.grad of the validation NRMSE")
         summary["design"], fig = _design(tf, res, us, y, sp, molar0, pores0, say, out)
         figures.extend(fig)
-        d = summary["design"]
-        summary["nrmse_before"], summary["nrmse_after"] = d["test_nrmse_before"], d["test_nrmse_after"]
-        summary["nrmse_stochastic_before"] = d["test_nrmse_stochastic_before"]
-        summary["nrmse_stochastic_after"] = d["test_nrmse_stochastic_after"]
-        summary["energy_aj_per_step_after"] = d["energy_aj_per_step_after"]
+        summary.update(_design_headline(summary["design"]))
     summary["figures"] = figures
     summary["seconds"]["total"] = time.perf_counter() - start
     write_json_atomic(out / "summary.json", summary)
