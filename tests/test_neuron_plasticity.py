@@ -153,6 +153,7 @@ def test_circuit_neuron_full_file_gradient_jitter_and_bifurcation(tmp_path_facto
     assert b["oscillatory_at_shipped_molar"] == 0 and b["oscillatory_at_this_file_molar"] > 0
     d = s["gradient_design"]
     assert d["loss_best"] < d["loss_start"] - 1.0
+    assert d["fires_after_search"] and not d["fired_before_search"]
     np.testing.assert_allclose(d["grad_at_start_autodiff"], d["grad_at_start_finite_difference"], rtol=1e-3, atol=1e-6)
     rows = [r for r in s["jitter"]["rows"] if r["first_spike_jitter_ns"] is not None]
     assert len(rows) >= 2 and rows[-1]["first_spike_jitter_ns"] < rows[0]["first_spike_jitter_ns"]
