@@ -194,7 +194,11 @@ def run_plasticity(cf, cc, exp, out, *, energies):
         "finding": finding,
         "potentiates": pot_ok,
         "depresses": dep_ok,
-        "bias_v": exp.get("bias_v_note", "see the bias sources in the circuit"),
+        "bias_sources_v": {
+            el.name: float(el.protocol.v_rest_v)
+            for _, _, el in G.elements(cf.graph)
+            if isinstance(el, G.VoltageSource) and el.name not in (pre, post)
+        },
         "pulse_v": amp,
         "pulse_width_ns": width,
         "period_ns": period,
