@@ -257,6 +257,34 @@ def _check_row(i, row) -> Target:
     return Target(kind, values, str(row.get("section", "")), str(row.get("quote", "")), assumed, str(row.get("note", "")))
 
 
+def _parameter_defaults(dopants, params_raw: dict, free: list) -> dict:
+    """Values of the parameters a targets file may leave out: the smoothing and edge of the open conductance,
+    each dopant's ceilings (diffusion limits) and leak, and its deltas or its electrical distance and barrier
+    position (whichever the file does not use; a centre site sits at electrical distance 0.5)."""
+    defaults = {"open.v_smooth_v": V_SMOOTH_DEFAULT_V, "open.v_max_v": math.inf}
+    for ion, site in dopants:
+        if f"{ion}.electrical_distance" in params_raw or f"{ion}.barrier_position" in params_raw:
+            # one gating charge per path: trap.delta = |z|·f·b, escape.delta = |z|·f·(1 − b)
+            for name in (f"{ion}.trap.delta", f"{ion}.escape.delta"):
+                if name in params_raw or name in free:
+                    raise _err(
+                        f"parameters.{name}",
+                        f"cannot be given with {ion}.electrical_distance/barrier_position, which fix both deltas",
+                        name,
+                    )
+            if site == "center":
+                defaults[f"{ion}.electrical_distance"] = 0.5
+            defaults[f"{ion}.trap.delta"] = math.nan  # derived
+            defaults[f"{ion}.escape.delta"] = math.nan
+        else:
+            defaults[f"{ion}.electrical_distance"] = math.nan  # unused: deltas given directly
+            defaults[f"{ion}.barrier_position"] = math.nan
+        defaults[f"{ion}.trap.k_max_per_ns_per_molar"] = encounter_rate_per_ns_per_molar(ion)
+        defaults[f"{ion}.escape.k_max_per_ns"] = escape_ceiling_per_ns(ion)
+        defaults[f"{ion}.leak_fraction"] = 0.0
+    return defaults
+
+
 def parse_targets(raw: dict, *, path: str | None = None) -> Targets:
     """Validate a targets mapping (as read from TOML)."""
     if raw.get("schema") != TARGETS_SCHEMA:
@@ -298,27 +326,7 @@ def parse_targets(raw: dict, *, path: str | None = None) -> Targets:
             raise _err("parameters.free", f"names unknown parameter {name!r}; known: {allowed}", name)
     if len(set(free)) != len(free):
         raise _err("parameters.free", "must not repeat a name", free)
-    defaults = {"open.v_smooth_v": V_SMOOTH_DEFAULT_V, "open.v_max_v": math.inf}
-    for ion, site in dopants:
-        if f"{ion}.electrical_distance" in params_raw or f"{ion}.barrier_position" in params_raw:
-            # one gating charge per path: trap.delta = |z|·f·b, escape.delta = |z|·f·(1 − b)
-            for name in (f"{ion}.trap.delta", f"{ion}.escape.delta"):
-                if name in params_raw or name in free:
-                    raise _err(
-                        f"parameters.{name}",
-                        f"cannot be given with {ion}.electrical_distance/barrier_position, which fix both deltas",
-                        name,
-                    )
-            if site == "center":
-                defaults[f"{ion}.electrical_distance"] = 0.5
-            defaults[f"{ion}.trap.delta"] = math.nan  # derived
-            defaults[f"{ion}.escape.delta"] = math.nan
-        else:
-            defaults[f"{ion}.electrical_distance"] = math.nan  # unused: deltas given directly
-            defaults[f"{ion}.barrier_position"] = math.nan
-        defaults[f"{ion}.trap.k_max_per_ns_per_molar"] = encounter_rate_per_ns_per_molar(ion)
-        defaults[f"{ion}.escape.k_max_per_ns"] = escape_ceiling_per_ns(ion)
-        defaults[f"{ion}.leak_fraction"] = 0.0
+    defaults = _parameter_defaults(dopants, params_raw, free)
     parameters = {**defaults, **{k: float(v) for k, v in params_raw.items()}}
     open_from = raw.get("open_conductance_from")
     if open_from is None:
