@@ -315,6 +315,148 @@ def _spike_level(exp, v_rest):
     return v_rest + float(exp.get("spike_rise_v", 0.1))
 
 
+def _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif: int) -> dict:
+    """Linear stability of random designs (``n_bif`` each) at the shipped molarities, for every shipped
+    inactivating × activating pair, and at this file's; and where this design's rest loses stability."""
+    from ..calibrate import load_calibration
+
+    shipped = exp.get("design_start_molar", {"RbCl": 0.5, "KCl": 0.5})
+    salt_i, salt_a = _dopant_salt(cal_i), _dopant_salt(cal_a)
+    sp_i, sp_a = cal_i.params_with_molar({salt_i: shipped[salt_i]}), cal_a.params_with_molar({salt_a: shipped[salt_a]})
+    with jax.enable_x64(True):
+        i_eq, lam = (
+            np.asarray(x)
+            for x in equilibria_stability(
+                jnp.array(
+                    [
+                        parts.n_inactivating,
+                        parts.n_activating,
+                        parts.c_f * G.CAP_UNIT_PER_FARAD,
+                        parts.e_inactivating_v,
+                        parts.e_activating_v,
+                    ]
+                ),
+                p_i,
+                p_a,
+                jnp.asarray(vg),
+            )
+        )
+    at_shipped = oscillatory_designs(sp_i, sp_a, n_designs=n_bif, seed=int(exp.get("seed", 0)))
+    # every shipped inactivating × activating pair, at its shipped molarities
+    pairs = exp.get("bifurcation_shipped_pairs", _SHIPPED_PAIRS)
+    per_pair = {
+        f"{a} | {b}": len(
+            oscillatory_designs(
+                load_calibration(a).params, load_calibration(b).params, n_designs=n_bif, seed=int(exp.get("seed", 0))
+            )
+        )
+        for a, b in pairs
+    }
+    at_file = oscillatory_designs(p_i, p_a, n_designs=n_bif, seed=int(exp.get("seed", 0)))
+    hopf = (lam.real > 0) & (np.abs(lam.imag) > 0)
+    bifurcation = {
+        "designs_tried": n_bif,
+        "oscillatory_at_shipped_molar": len(at_shipped),
+        "oscillatory_per_shipped_pair": per_pair,
+        "shipped_molar": shipped,
+        "oscillatory_at_this_file_molar": len(at_file),
+        "example_designs_at_this_file_molar": at_file[:5],
+        "design_columns": ["n_inactivating", "n_activating", "c_pa_ns_per_v", "e_inactivating_v", "e_activating_v"],
+        "this_design_unstable_current_range_pa": [float(i_eq[hopf].min()), float(i_eq[hopf].max())] if hopf.any() else None,
+        "this_design_leading_eigenvalue_at_rest_per_ns": [
+            float(lam.real[np.argmin(np.abs(i_eq))]),
+            float(lam.imag[np.argmin(np.abs(i_eq))]),
+        ],
+    }
+    return bifurcation
+
+
+def _pulse_responses(t, v, v_rest: float, level: float, t_on: float, amps) -> dict:
+    """Single pulses (batch rows 0..len(amps)−1): peak rise, spike or not, the threshold bracket, the
+    response gain against the small-signal gain, and whether the response is all-or-none."""
+    # all-or-none: peak after each single pulse, spike or not
+    after = t > t_on
+    na = len(amps)
+    peaks = [float(v[b, after].max() - v_rest) for b in range(na)]
+    fired = [detect_spikes(t, v[b], level).size > 0 for b in range(na)]
+    # the threshold: bracketed in current by the largest pulse that does not fire and the smallest
+    # that does; in voltage, the highest V a pulse reaches without firing (a lower bound) and the V of
+    # the spike level the smallest suprathreshold response crosses
+    k = fired.index(True) if any(fired) else None
+    threshold = {
+        "bracket_pa": [amps[k - 1] if k else None, amps[k]] if k is not None else None,
+        "threshold_v": float(v_rest + peaks[k - 1]) if k else None,
+    }
+    sub = [p for p, f in zip(peaks, fired, strict=True) if not f]
+    sup = [p for p, f in zip(peaks, fired, strict=True) if f]
+    gap_ratio = float(min(sup) / max(sub)) if sub and sup else None
+    spread = float(max(sup) / min(sup)) if sup else None
+    # the shape of the response: its gain (peak rise per pA) between neighbouring amplitudes, against
+    # the small-signal gain of the two smallest pulses: regenerative where it is larger, saturated
+    # where it is smaller
+    gains = np.diff(peaks) / np.diff(amps)
+    small = float(peaks[0] / amps[0])
+    gain_max_ratio = float(gains.max() / small)
+    gain_last_ratio = float(gains[-1] / small)
+    # all-or-none: one jump in the response (no spike below it, a spike at every amplitude above), the
+    # smallest spike at least twice the largest sub-threshold bump, the spikes within a factor 1.5
+    all_or_none = bool(
+        k is not None and k > 0 and all(fired[k:]) and gap_ratio is not None and gap_ratio >= 2.0 and spread <= 1.5
+    )
+    return {
+        "pulse_peak_rise_v": peaks,
+        "pulse_fired": fired,
+        "all_or_none": all_or_none,
+        "spike_to_subthreshold_peak_ratio": gap_ratio,
+        "threshold_current_bracket_pa": threshold["bracket_pa"],
+        "threshold_v": threshold["threshold_v"],
+        "threshold_v_meaning": "highest membrane voltage a pulse reaches without firing (lower bound of the voltage threshold)",
+        "spike_peak_spread": spread,
+        "response_gain_max_over_small_signal": gain_max_ratio,
+        "response_gain_max_at_pa": [amps[int(np.argmax(gains))], amps[int(np.argmax(gains)) + 1]],
+        "response_gain_largest_pulses_over_small_signal": gain_last_ratio,
+    }
+
+
+def _refractory(t, v, level: float, gaps, first_row: int) -> dict:
+    """Pulse pairs (batch rows from ``first_row``): the second fires only after the refractory period."""
+    # refractory period: the second pulse of a pair fires only after it
+    second = [bool(detect_spikes(t, v[first_row + b], level).size >= 2) for b in range(len(gaps))]
+    fails = [g for g, ok in zip(gaps, second, strict=True) if not ok]
+    oks = [g for g, ok in zip(gaps, second, strict=True) if ok]
+    refractory = max(fails) if fails else 0.0
+    refractory_bracket = [max(fails) if fails else None, min([g for g in oks if not fails or g > max(fails)], default=None)]
+    return {
+        "refractory_intervals_ns": gaps,
+        "second_pulse_fired": second,
+        "refractory_ns": refractory,
+        "refractory_bracket_ns": refractory_bracket,
+    }
+
+
+def _fi_curve(t, v, level: float, currents, first_row: int) -> dict:
+    """Current steps (batch rows from ``first_row``): spike counts, the steady rate (from the 2nd spike,
+    ISI-based, MHz), the rheobase and whether the rate rises with the current."""
+    # f–I: rate over the steady part of each step (from the 2nd spike, ISI-based)
+    rates, counts = [], []
+    for b, _i in enumerate(currents):
+        s = detect_spikes(t, v[first_row + b], level)
+        counts.append(int(s.size))
+        isi = np.diff(s[1:]) if s.size >= 3 else np.diff(s)
+        rates.append(float(1e3 / np.mean(isi)) if isi.size else 0.0)  # MHz (1/µs)
+    onset = next((i for i, r in zip(currents, rates, strict=True) if r > 0), None)
+    firing = [r for r in rates if r > 0]
+    rises = bool(len(firing) >= 2 and all(b >= a * 0.98 for a, b in itertools.pairwise(firing)) and firing[-1] > firing[0])
+    return {
+        "spike_count": counts,
+        "fi_currents_pa": currents,
+        "fi_rate_mhz": rates,
+        "fi_points": [[i, r] for i, r in zip(currents, rates, strict=True)],
+        "rheobase_pa": onset,
+        "rate_rises_with_current": rises,
+    }
+
+
 def run_neuron(cf, cc, exp, out, *, energies):
     """The ``neuron`` experiment. ``[experiment]`` fields (all optional): element names ``stimulus``,
     ``inactivating``, ``activating``, ``capacitor``, ``bias_inactivating``, ``bias_activating``, ``node``;
@@ -354,52 +496,10 @@ def run_neuron(cf, cc, exp, out, *, energies):
     level = _spike_level(exp, v_rest)
     na, ng = len(amps), len(gaps)
 
-    # all-or-none: peak after each single pulse, spike or not
-    after = t > t_on
-    peaks = [float(v[b, after].max() - v_rest) for b in range(na)]
-    fired = [detect_spikes(t, v[b], level).size > 0 for b in range(na)]
-    # the threshold: bracketed in current by the largest pulse that does not fire and the smallest
-    # that does; in voltage, the highest V a pulse reaches without firing (a lower bound) and the V of
-    # the spike level the smallest suprathreshold response crosses
-    k = fired.index(True) if any(fired) else None
-    threshold = {
-        "bracket_pa": [amps[k - 1] if k else None, amps[k]] if k is not None else None,
-        "threshold_v": float(v_rest + peaks[k - 1]) if k else None,
-    }
-    sub = [p for p, f in zip(peaks, fired, strict=True) if not f]
-    sup = [p for p, f in zip(peaks, fired, strict=True) if f]
-    gap_ratio = float(min(sup) / max(sub)) if sub and sup else None
-    spread = float(max(sup) / min(sup)) if sup else None
-    # the shape of the response: its gain (peak rise per pA) between neighbouring amplitudes, against
-    # the small-signal gain of the two smallest pulses: regenerative where it is larger, saturated
-    # where it is smaller
-    gains = np.diff(peaks) / np.diff(amps)
-    small = float(peaks[0] / amps[0])
-    gain_max_ratio = float(gains.max() / small)
-    gain_last_ratio = float(gains[-1] / small)
-    # all-or-none: one jump in the response (no spike below it, a spike at every amplitude above), the
-    # smallest spike at least twice the largest sub-threshold bump, the spikes within a factor 1.5
-    all_or_none = bool(
-        k is not None and k > 0 and all(fired[k:]) and gap_ratio is not None and gap_ratio >= 2.0 and spread <= 1.5
-    )
-
-    # refractory period: the second pulse of a pair fires only after it
-    second = [bool(detect_spikes(t, v[na + b], level).size >= 2) for b in range(ng)]
-    fails = [g for g, ok in zip(gaps, second, strict=True) if not ok]
-    oks = [g for g, ok in zip(gaps, second, strict=True) if ok]
-    refractory = max(fails) if fails else 0.0
-    refractory_bracket = [max(fails) if fails else None, min([g for g in oks if not fails or g > max(fails)], default=None)]
-
-    # f–I: rate over the steady part of each step (from the 2nd spike, ISI-based)
-    rates, counts = [], []
-    for b, _i in enumerate(currents):
-        s = detect_spikes(t, v[na + ng + b], level)
-        counts.append(int(s.size))
-        isi = np.diff(s[1:]) if s.size >= 3 else np.diff(s)
-        rates.append(float(1e3 / np.mean(isi)) if isi.size else 0.0)  # MHz (1/µs)
-    onset = next((i for i, r in zip(currents, rates, strict=True) if r > 0), None)
-    firing = [r for r in rates if r > 0]
-    rises = bool(len(firing) >= 2 and all(b >= a * 0.98 for a, b in itertools.pairwise(firing)) and firing[-1] > firing[0])
+    resp = _pulse_responses(t, v, v_rest, level, t_on, amps)
+    fired = resp["pulse_fired"]
+    refr, fi = _refractory(t, v, level, gaps, na), _fi_curve(t, v, level, currents, na + ng)
+    rates, counts = fi["fi_rate_mhz"], fi["spike_count"]
 
     cal_i = load_calibration(_membrane(cf, parts.inactivating).calibration)
     cal_a = load_calibration(_membrane(cf, parts.activating).calibration)
@@ -415,87 +515,19 @@ def run_neuron(cf, cc, exp, out, *, energies):
 
     figs = _neuron_figures(cf, parts, tr, t, v, amps, fired, gaps, na, currents, rates, b_pp, vg, wv, wv0, ww, level, out)
 
-    # bifurcation evidence: random designs at the shipped molarities and at this file's
     n_bif = int(exp.get("bifurcation_designs", 0))
-    bifurcation = None
-    if n_bif:
-        shipped = exp.get("design_start_molar", {"RbCl": 0.5, "KCl": 0.5})
-        salt_i, salt_a = _dopant_salt(cal_i), _dopant_salt(cal_a)
-        sp_i, sp_a = cal_i.params_with_molar({salt_i: shipped[salt_i]}), cal_a.params_with_molar({salt_a: shipped[salt_a]})
-        with jax.enable_x64(True):
-            i_eq, lam = (
-                np.asarray(x)
-                for x in equilibria_stability(
-                    jnp.array(
-                        [
-                            parts.n_inactivating,
-                            parts.n_activating,
-                            parts.c_f * G.CAP_UNIT_PER_FARAD,
-                            parts.e_inactivating_v,
-                            parts.e_activating_v,
-                        ]
-                    ),
-                    p_i,
-                    p_a,
-                    jnp.asarray(vg),
-                )
-            )
-        at_shipped = oscillatory_designs(sp_i, sp_a, n_designs=n_bif, seed=int(exp.get("seed", 0)))
-        # every shipped inactivating × activating pair, at its shipped molarities
-        pairs = exp.get("bifurcation_shipped_pairs", _SHIPPED_PAIRS)
-        per_pair = {
-            f"{a} | {b}": len(
-                oscillatory_designs(
-                    load_calibration(a).params, load_calibration(b).params, n_designs=n_bif, seed=int(exp.get("seed", 0))
-                )
-            )
-            for a, b in pairs
-        }
-        at_file = oscillatory_designs(p_i, p_a, n_designs=n_bif, seed=int(exp.get("seed", 0)))
-        hopf = (lam.real > 0) & (np.abs(lam.imag) > 0)
-        bifurcation = {
-            "designs_tried": n_bif,
-            "oscillatory_at_shipped_molar": len(at_shipped),
-            "oscillatory_per_shipped_pair": per_pair,
-            "shipped_molar": shipped,
-            "oscillatory_at_this_file_molar": len(at_file),
-            "example_designs_at_this_file_molar": at_file[:5],
-            "design_columns": ["n_inactivating", "n_activating", "c_pa_ns_per_v", "e_inactivating_v", "e_activating_v"],
-            "this_design_unstable_current_range_pa": [float(i_eq[hopf].min()), float(i_eq[hopf].max())] if hopf.any() else None,
-            "this_design_leading_eigenvalue_at_rest_per_ns": [
-                float(lam.real[np.argmin(np.abs(i_eq))]),
-                float(lam.imag[np.argmin(np.abs(i_eq))]),
-            ],
-        }
+    bifurcation = _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif) if n_bif else None
 
     summary = {
         "finding": "",
-        "spike_count": counts,
         "spike_count_at_fi_currents": dict(zip([f"{i:g}" for i in currents], counts, strict=True)),
         "v_rest_v": v_rest,
         "spike_level_v": level,
         "pulse_width_ns": width,
         "pulse_amplitudes_pa": amps,
-        "pulse_peak_rise_v": peaks,
-        "pulse_fired": fired,
-        "all_or_none": all_or_none,
-        "spike_to_subthreshold_peak_ratio": gap_ratio,
-        "threshold_current_bracket_pa": threshold["bracket_pa"],
-        "threshold_v": threshold["threshold_v"],
-        "threshold_v_meaning": "highest membrane voltage a pulse reaches without firing (lower bound of the voltage threshold)",
-        "spike_peak_spread": spread,
-        "response_gain_max_over_small_signal": gain_max_ratio,
-        "response_gain_max_at_pa": [amps[int(np.argmax(gains))], amps[int(np.argmax(gains)) + 1]],
-        "response_gain_largest_pulses_over_small_signal": gain_last_ratio,
-        "refractory_intervals_ns": gaps,
-        "second_pulse_fired": second,
-        "refractory_ns": refractory,
-        "refractory_bracket_ns": refractory_bracket,
-        "fi_currents_pa": currents,
-        "fi_rate_mhz": rates,
-        "fi_points": [[i, r] for i, r in zip(currents, rates, strict=True)],
-        "rheobase_pa": onset,
-        "rate_rises_with_current": rises,
+        **resp,
+        **refr,
+        **fi,
         "energies_aj": energies(tr),
         "bifurcation": bifurcation,
         "figures": figs,
