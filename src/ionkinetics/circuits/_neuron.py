@@ -467,7 +467,11 @@ def run_neuron(cf, cc, exp, out, *, energies):
     ``jitter_pore_scales``, ``jitter_current_pa``; ``design_steps`` (0: off), ``design_start_molar``,
     ``design_more_starts_molar``, ``design_current_pa``, ``design_duration_ns``, ``design_dt_ns``,
     ``design_lr``; ``seed``. Writes ``neuron.png``, ``neuron_traces.png`` (and ``neuron_jitter.png``,
-    ``neuron_design.png``) and returns the summary."""
+    ``neuron_design.png``) and returns the summary.
+
+    Length: one batched transient (pulses, pulse pairs, current steps) and then its readings, figures and
+    the optional long parts (bifurcation scan, jitter, gradient design), which share the batch and its
+    spike level."""
     from ..calibrate import load_calibration
 
     parts = neuron_parts(cf, exp)
@@ -704,7 +708,11 @@ def _jitter(cf, exp, parts, t_on, level, out):
 
 
 def _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on):
-    """Gradient search of the two dopant molarities, from the shipped ones, through the solver."""
+    """Gradient search of the two dopant molarities, from the shipped ones, through the solver.
+
+    Length: one experiment step read top to bottom (loss and its compiled gradient, the finite-difference
+    check, projected descent from each start, the verification run, the figure); its parts share the
+    compiled loss and a dozen local settings."""
     import networkx as nx
 
     start = exp.get("design_start_molar", {"RbCl": 0.5, "KCl": 0.5})

@@ -86,7 +86,11 @@ def run_plasticity(cf, cc, exp, out, *, energies):
     ``n_potentiate``, ``n_depress``, ``t_start_ns``, ``read_delay_ns``; ``srdp_periods_ns``,
     ``srdp_count``; ``spike_v``, ``spike_head_ns``, ``spike_tail_ns``, ``stdp_delays_ns``,
     ``stdp_pairs``, ``stdp_period_ns``; ``devices`` (stochastic devices, 0: mean field only),
-    ``cycles`` (≥ 3, the first a warm-up), ``seed``. Writes ``plasticity.png``; returns the summary."""
+    ``cycles`` (≥ 3, the first a warm-up), ``seed``. Writes ``plasticity.png``; returns the summary.
+
+    Length: one experiment read top to bottom — every drive (training train, SRDP trains, STDP pairs)
+    is a row of one batched transient, then each is read at its own times — so the rows and their reads
+    share the timing settings."""
     top = cc.topology
     names_v = top.names_of("V")
     pre, post = exp.get("pre", "Vpre"), exp.get("post", "Vpost")

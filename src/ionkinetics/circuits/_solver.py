@@ -435,7 +435,11 @@ def _moved_pores(cc: Topology, vals, mem_p, v_mem, vm_prev, jump, key_run, k) ->
 def _run(cc: Topology, vals, key, save_every: int):
     """One circuit: operating point, then ``n_steps`` steps. Returns the solutions, occupancies
     and cumulative absorbed energy per branch (aJ) at the saved points, and a failure record
-    ``[step, residual row, phase]`` (:class:`NewtonPhase`; step ``NO_FAILURE``: none)."""
+    ``[step, residual row, phase]`` (:class:`NewtonPhase`; step ``NO_FAILURE``: none).
+
+    Length: the time step is one closure over the compiled topology inside ``lax.scan`` (jump
+    re-initialisation, θ choice, pore moves, Newton step, energy quadrature); its parts share the
+    step's carry and are kept together so the scan body reads as one step."""
     dtype = jnp.result_type(float)
     key_init, key_run = jax.random.split(key)
     z_dc, states, bad0, row0, ctx0 = _initial_state(cc, vals, key_init)
