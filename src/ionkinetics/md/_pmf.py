@@ -68,6 +68,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._settings import LangevinSettings
+
 __all__ = [
     "DEFAULT_BULK_MIN_ABS_Z_NM",
     "DEFAULT_OVERLAP_THRESHOLD",
@@ -228,8 +230,9 @@ def restraint_free_energy_kt(
 
 
 @dataclasses.dataclass(frozen=True)
-class WindowSettings:
-    """How every window is restrained and sampled (recorded in each window file)."""
+class WindowSettings(LangevinSettings):
+    """How every window is restrained and sampled (recorded in each window file), plus the shared
+    thermostat fields (keyword-only)."""
 
     k_z_kj_per_mol_nm2: float = 2000.0
     flat_bottom_radius_nm: float = 0.3
@@ -237,12 +240,6 @@ class WindowSettings:
     equilibration_steps: int = 5000
     sampling_steps: int = 50000
     sample_every_steps: int = 50
-    timestep_fs: float = 2.0
-    temperature_k: float = 298.15
-    friction_per_ps: float = 1.0
-    seed: int = 0
-    platform: str = "auto"
-    minimize: bool = True
 
     def __post_init__(self):
         for name in ("k_z_kj_per_mol_nm2", "k_xy_kj_per_mol_nm2", "timestep_fs", "temperature_k", "friction_per_ps"):
@@ -360,10 +357,7 @@ def _sample_window(built, positions, ion_index: int, widx: int, z0: float, pore_
         k_xy_kj_per_mol_nm2=settings.k_xy_kj_per_mol_nm2,
     )
     platform, props = select_platform(settings.platform)
-    integrator = openmm.LangevinMiddleIntegrator(
-        settings.temperature_k * u.kelvin, settings.friction_per_ps / u.picosecond, settings.timestep_fs * u.femtoseconds
-    )
-    integrator.setRandomNumberSeed(settings.seed + 1 + widx)  # 0 would mean "pick one at random"
+    integrator = settings.langevin_integrator(seed_offset=1 + widx)
     context = openmm.Context(system, integrator, platform, props)
     context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.diag(box).tolist()])
     positions = positions.copy()

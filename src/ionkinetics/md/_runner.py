@@ -37,6 +37,7 @@ import numpy as np
 
 from ..kinetics import protocols as _protocols
 from ._records import Progress, SystemRecord, read_progress, read_system_record, write_progress, write_run_spec
+from ._settings import LangevinSettings
 
 __all__ = ["BuiltSystem", "RunResult", "load_frames", "run_md"]
 
@@ -56,18 +57,13 @@ class BuiltSystem(_TypingProtocol):
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSettings:
-    """The parts of a run that determine its frames (hashed into ``spec.json``)."""
+class RunSettings(LangevinSettings):
+    """The parts of a run that determine its frames (hashed into ``spec.json``): its length, frame and
+    chunk sizes, plus the shared thermostat fields (keyword-only)."""
 
     length_ns: float
-    timestep_fs: float = 2.0
     frame_ps: float = 10.0
     chunk_frames: int = 100
-    temperature_k: float = 298.15
-    friction_per_ps: float = 1.0
-    seed: int = 0
-    platform: str = "auto"
-    minimize: bool = True
     dcd_every_frames: int = 0  # > 0: also write every atom to frames/chunk_<c>.dcd every n frames (for viewing)
 
     def __post_init__(self):
@@ -310,19 +306,14 @@ def _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, 
 
 
 def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop) -> RunResult:
-    import openmm
     import openmm.app as app
-    import openmm.unit as u
 
     from ._system import select_platform
 
     frames_dir = _prepare_run_dir(run_dir, built, record, digest)
     platform, props = select_platform(settings.platform)
     box = np.asarray(built.box_nm, dtype=float)
-    integrator = openmm.LangevinMiddleIntegrator(
-        settings.temperature_k * u.kelvin, settings.friction_per_ps / u.picosecond, settings.timestep_fs * u.femtoseconds
-    )
-    integrator.setRandomNumberSeed(settings.seed + 1)  # 0 would mean "pick one at random"
+    integrator = settings.langevin_integrator(seed_offset=1)
     simulation = app.Simulation(built.topology, built.system, integrator, platform, props)
     done = _start_or_resume(simulation, built, settings, run_dir, box, stop)
     if done is None:
