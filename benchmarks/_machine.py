@@ -13,3 +13,32 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine_lines(*extra_versions: str) -> list[str]:
+    """The header every benchmark prints: date, CPU and usable cores, OS, JAX backend and device, versions
+    (``extra_versions``: more "name version" words, e.g. scipy's or ngspice's) and the load average."""
+    import datetime
+    import os
+
+    import jax
+    import jaxlib
+    import numpy as np
+
+    import ionkinetics as ik
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    dev = jax.devices()[0]
+    versions = [f"python {platform.python_version()}", f"jax {jax.__version__}", f"jaxlib {jaxlib.__version__}",
+                f"numpy {np.__version__}", *extra_versions, f"ionkinetics {ik.__version__}"]  # fmt: skip
+    return [
+        f"date        {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"cpu         {cpu_model()}; {os.cpu_count()} logical cores ({usable} usable)",
+        f"platform    {platform.platform()}",
+        f"jax         backend={jax.default_backend()} device={dev.device_kind} ({dev}) x64={jax.config.jax_enable_x64}",
+        f"versions    {', '.join(versions)}",
+        f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at start",
+    ]

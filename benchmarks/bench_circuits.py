@@ -34,9 +34,7 @@ differ by more than 1e-3 of the peak.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -48,11 +46,10 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import jaxlib  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ionkinetics as ik  # noqa: E402
-from _machine import cpu_model  # noqa: E402
+from _machine import machine_lines  # noqa: E402
 from ionkinetics import circuits as C  # noqa: E402
 from ionkinetics.circuits import compile_circuit, transient  # noqa: E402
 from ionkinetics.circuits._spice import read_spice_data, to_spice  # noqa: E402
@@ -69,23 +66,10 @@ FULL = dict(variants=1000, steps=10_000, subset=20, repeats=2)
 QUICK = dict(variants=100, steps=2000, subset=10, repeats=3)
 
 
-def machine_lines(ngspice: str) -> list[str]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    dev = jax.devices()[0]
+def spice_lines(ngspice: str) -> list[str]:
     version = subprocess.run([ngspice, "--version"], capture_output=True, text=True, check=False).stdout
     spice = next((ln.strip("* ").split(" ")[0] for ln in version.splitlines() if "ngspice-" in ln), "ngspice")
-    return [
-        f"date        {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"cpu         {cpu_model()}; {os.cpu_count()} logical cores ({usable} usable)",
-        f"platform    {platform.platform()}",
-        f"jax         backend={jax.default_backend()} device={dev.device_kind} x64={jax.config.jax_enable_x64}",
-        f"versions    python {platform.python_version()}, jax {jax.__version__}, jaxlib {jaxlib.__version__}, "
-        f"numpy {np.__version__}, ionkinetics {ik.__version__}, {spice} ({ngspice})",
-        f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at start",
-    ]
+    return machine_lines(f"{spice} ({ngspice})")
 
 
 def pulses(amplitude_v: float, n_steps: int) -> protocols.PulseTrain:
@@ -131,7 +115,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
 
     print("ionkinetics circuits benchmark: batched transient vs ngspice" + (" (--quick)" if args.quick else ""))
-    for line in machine_lines(ngspice):
+    for line in spice_lines(ngspice):
         print("  " + line)
     proto = pulses(0.5, n_steps)
     print(

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import itertools
 import os
-import platform
 import sys
 import time
 
@@ -33,14 +31,13 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
-import jaxlib  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import scipy.integrate  # noqa: E402
 import scipy.linalg  # noqa: E402
 
 import ionkinetics as ik  # noqa: E402
-from _machine import cpu_model  # noqa: E402
+from _machine import machine_lines as _machine_lines  # noqa: E402
 from ionkinetics.kinetics import KineticParams, stack_params  # noqa: E402
 
 DT_NS = 0.05
@@ -79,23 +76,6 @@ QUICK = dict(
 
 # --------------------------------------------------------------------------------------------
 # machine and timing
-
-
-def machine_lines() -> list[str]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    dev = jax.devices()[0]
-    return [
-        f"date        {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"cpu         {cpu_model()}; {os.cpu_count()} logical cores ({usable} usable)",
-        f"platform    {platform.platform()}",
-        f"jax         backend={jax.default_backend()} device={dev.device_kind} ({dev}) x64={jax.config.jax_enable_x64}",
-        f"versions    python {platform.python_version()}, jax {jax.__version__}, jaxlib {jaxlib.__version__}, "
-        f"numpy {np.__version__}, scipy {scipy.__version__}, ionkinetics {ik.__version__}",
-        f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at start",
-    ]
 
 
 def wall(fn):
@@ -359,7 +339,7 @@ def main(argv=None) -> int:
     params = cal.params
     changed = ", ".join(f"{k}={v}" for k, v in cfg.items() if v != (QUICK if args.quick else FULL)[k])
     print("ionkinetics kinetics benchmark" + (" (--quick)" if args.quick else "") + (f" ({changed})" if changed else ""))
-    for line in machine_lines():
+    for line in _machine_lines(f"scipy {scipy.__version__}"):
         print("  " + line)
     print(
         f"  model       {args.cal}: {params.n_states} states; dt = {DT_NS} ns; pulse train {PULSE_V} V, "

@@ -23,9 +23,7 @@ Benchmarks, not tests: nothing asserts a speed. Exits 1 if an agreement check fa
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,35 +33,16 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
-import jaxlib  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.linalg  # noqa: E402
 
-import ionkinetics as ik  # noqa: E402
-from _machine import cpu_model  # noqa: E402
+from _machine import machine_lines  # noqa: E402
 from ionkinetics.constants import PA_PER_E_PER_NS  # noqa: E402
 from ionkinetics.tasks import build_reservoir, design_loss, esn_states, load_task, narma10  # noqa: E402
 
 TASK = Path(__file__).resolve().parents[1] / "tasks" / "narma10.toml"
 FULL = {"steps": 4000, "peer_steps": 200, "esn_steps": 4000, "grad_train": 1200, "grad_val": 400, "repeats": 3}
 QUICK = {"steps": 1000, "peer_steps": 50, "esn_steps": 1000, "grad_train": 300, "grad_val": 100, "repeats": 2}
-
-
-def machine_lines() -> list[str]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    dev = jax.devices()[0]
-    return [
-        f"date        {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"cpu         {cpu_model()}; {os.cpu_count()} logical cores ({usable} usable)",
-        f"platform    {platform.platform()}",
-        f"jax         backend={jax.default_backend()} device={dev.device_kind} x64={jax.config.jax_enable_x64}",
-        f"versions    python {platform.python_version()}, jax {jax.__version__}, jaxlib {jaxlib.__version__}, "
-        f"numpy {np.__version__}, ionkinetics {ik.__version__}",
-        f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at start",
-    ]
 
 
 def _np_bell(rate, v, vt):
