@@ -64,7 +64,7 @@ from ._figures import figure, save_figure_atomic, trace_figure
 from ._files import CircuitFile, CircuitFileError
 from ._neuron import run_neuron
 from ._plasticity import run_plasticity
-from ._solver import compile_circuit, transient
+from ._solver import compile_circuit, source_batch, transient
 
 __all__ = [
     "ENERGY_SIGN_CONVENTION",
@@ -88,14 +88,6 @@ def _membrane(cf: CircuitFile, exp: dict) -> str:
     if name not in names:
         raise CircuitFileError(f"{cf.name}: experiment.membrane must name one of the membranes {names}; got {name!r}")
     return name
-
-
-def _batched(cc, vs_rows):
-    """``cc.values`` repeated for each row of source values (B, n_sources, T)."""
-    b = len(vs_rows)
-    vals = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x), (b, *np.shape(x))), cc.values)
-    vals["vs"] = jnp.asarray(np.stack(vs_rows))
-    return vals
 
 
 def _read_conductance_ps(tr, membrane):
@@ -305,7 +297,7 @@ def _potentiation(cf, cc, exp, out):
         row[j_src] = v
         rows.append(row)
         reads.append((pt.t_start_ns + pt.width_ns + read_delay, on2 + pt.width_ns + read_delay))
-    pairs = transient(cc, values=_batched(cc, rows), batched=True)
+    pairs = transient(cc, values=source_batch(cc, rows), batched=True)
     ppf = []
     g_pairs = _read_conductance_ps(pairs, m)
     for b, (r1, r2) in enumerate(reads):
@@ -366,7 +358,7 @@ def _memristor(cf, cc, exp, out):
         row = np.array(cc.values["vs"], copy=True)
         row[j_src] = sine.offset_v + sine.amplitude_v * np.sin(2 * np.pi * f * t_mid + sine.phase_rad)
         rows.append(row)
-    tr = transient(cc, values=_batched(cc, rows), batched=True)
+    tr = transient(cc, values=source_batch(cc, rows), batched=True)
     v_all, i_all = tr.vb(m), tr.i(m)
     i_ionic_all = _carrier_current_pa(cc, tr, m)
     fig, ax = _figure(figsize=(5.5, 4.5))
@@ -488,7 +480,7 @@ def _sweep(cf, cc, exp, out):
         row = np.array(cc.values["vs"], copy=True)
         row[j_src] = v
         rows.append(row)
-    tr = transient(cc, values=_batched(cc, rows), batched=True)
+    tr = transient(cc, values=source_batch(cc, rows), batched=True)
     i_src = -tr.i(src.name)[:, -1]
     currents = {p: tr.i(p)[:, -1].tolist() for p in probes}
     g_total = (i_src / np.array(volts)).tolist()

@@ -44,7 +44,7 @@ from ..kinetics import membrane_current_pa, steady_state
 from . import _graph as G
 from ._figures import figure, save_figure_atomic
 from ._files import CircuitFileError
-from ._solver import compile_circuit, solve, transient
+from ._solver import compile_circuit, solve, source_batch, transient
 
 __all__ = ["NeuronParts", "design_loss", "detect_spikes", "neuron_parts", "phase_plane", "run_neuron"]
 
@@ -136,13 +136,6 @@ def _rows(cc, name, waves):
         r[j] = w
         rows.append(r)
     return rows
-
-
-def _batch(cc, rows):
-    b = len(rows)
-    vals = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x), (b, *np.shape(x))), cc.values)
-    vals["is_"] = jnp.asarray(np.stack(rows))
-    return vals
 
 
 # ----------------------------------------------------------------------------------------------
@@ -493,7 +486,7 @@ def run_neuron(cf, cc, exp, out, *, energies):
     waves = [pulse(a, t_on) for a in amps]
     waves += [pulse(pair_amp, t_on) + pulse(pair_amp, t_on + g) for g in gaps]
     waves += [np.where(t_mid > t_on, i, 0.0) for i in currents]
-    tr = transient(cc, values=_batch(cc, _rows(cc, parts.stimulus, waves)), batched=True, save_every=cf.save_every)
+    tr = transient(cc, values=source_batch(cc, _rows(cc, parts.stimulus, waves), "is_"), batched=True, save_every=cf.save_every)
     t = tr.t_ns
     v = tr.v(parts.node)
     v_rest = float(v[0, 0])
@@ -546,7 +539,7 @@ def run_neuron(cf, cc, exp, out, *, energies):
 
         def verify(p_inact, p_act):
             """V(t) at every f–I current for other membrane parameters, on the same compiled batch."""
-            vals = _batch(cc, _rows(cc, parts.stimulus, fi_waves + [np.zeros(n)] * (n_batch - len(fi_waves))))
+            vals = source_batch(cc, _rows(cc, parts.stimulus, fi_waves + [np.zeros(n)] * (n_batch - len(fi_waves))), "is_")
             mem = list(vals["mem"])
             for name, prm in ((parts.inactivating, p_inact), (parts.activating, p_act)):
                 mem[top.names_of("M").index(name)] = jax.tree_util.tree_map(
@@ -669,7 +662,7 @@ def _jitter(cf, exp, parts, t_on, level, out):
         n = cc.topology.n_steps
         t_mid = (np.arange(n) + 0.5) * cc.topology.dt_ns
         wave = np.where(t_mid > t_on, i_step * s, 0.0)
-        vals = _batch(cc, _rows(cc, parts.stimulus, [wave] * seeds))
+        vals = source_batch(cc, _rows(cc, parts.stimulus, [wave] * seeds), "is_")
         tr = transient(cc, values=vals, batched=True, key=jax.random.key(int(exp.get("seed", 0)) + s), save_every=cf.save_every)
         v = tr.v(parts.node)
         first = []

@@ -27,13 +27,12 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import _graph as G
 from ._figures import figure, save_figure_atomic
 from ._files import CircuitFileError
-from ._solver import compile_circuit, transient
+from ._solver import compile_circuit, source_batch, transient
 
 __all__ = ["fit_nonlinearity", "run_plasticity", "weight_pS"]
 
@@ -71,13 +70,6 @@ def _distinct_levels(w, sigma) -> int:
 
 def _pulse(t_mid, on, width, amp):
     return np.where((t_mid > on) & (t_mid < on + width), amp, 0.0)
-
-
-def _batch(cc, rows):
-    b = len(rows)
-    vals = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x), (b, *np.shape(x))), cc.values)
-    vals["vs"] = jnp.asarray(np.stack(rows))
-    return vals
 
 
 def run_plasticity(cf, cc, exp, out, *, energies):
@@ -144,7 +136,7 @@ def run_plasticity(cf, cc, exp, out, *, energies):
         v_pre = sum(spike(t_pre0 + k * pair_period) for k in range(n_pairs))
         v_post = sum(spike(t_pre0 + d + k * pair_period) for k in range(n_pairs))
         rows.append(row(v_pre, v_post))
-    tr = transient(cc, values=_batch(cc, rows), batched=True, save_every=cf.save_every)
+    tr = transient(cc, values=source_batch(cc, rows), batched=True, save_every=cf.save_every)
     t = tr.t_ns
     # reads: just before each pulse and after the last
     read_t = np.concatenate([onsets, [onsets[-1] + period]]) - 0.5 * dt
@@ -248,9 +240,8 @@ def _stochastic(cf, exp, plus, minus, amp, width, period, n_pot, n_dep, t0, pre,
     r = np.array(cc.values["vs"], copy=True)
     r[names_v.index(post)] = train
     r[names_v.index(pre)] = 0.0
-    tr = transient(
-        cc, values=_batch(cc, [r] * devices), batched=True, key=jax.random.key(int(exp.get("seed", 0))), save_every=cf.save_every
-    )
+    key = jax.random.key(int(exp.get("seed", 0)))
+    tr = transient(cc, values=source_batch(cc, [r] * devices), batched=True, key=key, save_every=cf.save_every)
     read_t = np.concatenate([onsets, [onsets[-1] + period]]) - 0.5 * cf.dt_ns
     idx = np.searchsorted(tr.t_ns, read_t - 1e-9)
     w = weight_pS(tr, plus, minus, idx)[0]  # (devices, cycles·(n_pot+n_dep)+1)

@@ -522,6 +522,15 @@ def _run(cc: Topology, vals, key, save_every: int):
 _AJ_PER_PA_V_NS = 1e-3
 
 
+def source_batch(cc: Compiled, rows, key: str = "vs") -> dict:
+    """``cc.values`` repeated for each of B rows of source waveforms: ``rows`` (B, n_sources, T) replace the
+    voltage sources' (``key="vs"``) or the current sources' (``key="is_"``) held values."""
+    b = len(rows)
+    vals = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x), (b, *np.shape(x))), cc.values)
+    vals[key] = jnp.asarray(np.stack(rows))
+    return vals
+
+
 def solve(topology: Topology, values, key=None, *, save_every: int = 1):
     """Pure-JAX transient of one circuit, for ``jax.grad``/``jax.vmap``/``jax.jit`` by the caller.
 
