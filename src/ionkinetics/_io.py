@@ -62,3 +62,14 @@ def load_toml_as(path, what: str, error: type[Exception], parse):
         return parse(raw, path=str(path))
     except ValueError as exc:
         raise error(f"{path}: {exc}") from None
+
+
+def shipped_dir(name: str) -> Path:
+    """Folder of shipped data ``name`` (``calibration``, ``circuits``, ``tasks``): the copy packaged in a
+    wheel (``ionkinetics/_shipped/<name>``) if there is one, else ``<name>/`` at the root of a checkout."""
+    from importlib import resources
+
+    packaged = resources.files("ionkinetics") / "_shipped" / name
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / name

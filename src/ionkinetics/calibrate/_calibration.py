@@ -33,14 +33,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
 import jax.numpy as jnp
 
 from .. import species
-from .._io import write_json_atomic
+from .._io import shipped_dir, write_json_atomic
 from ..constants import AVOGADRO_PER_NM3_PER_MOLAR
 from ..kinetics import BellRate, KineticParams, OpenConductance, thermal_voltage_v
 
@@ -535,10 +534,7 @@ def _to_params(cal: Calibration) -> KineticParams:
 
 def calibration_dir() -> Path:
     """Folder of the shipped calibrations: packaged data in a wheel, ``calibration/`` in a checkout."""
-    packaged = resources.files("ionkinetics") / "_shipped" / "calibration"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[3] / "calibration"
+    return shipped_dir("calibration")
 
 
 # Calibrations from the project's own MD carry this file-name prefix; they are loaded by name

@@ -45,12 +45,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from importlib import resources
 from pathlib import Path
 
 import networkx as nx
 
-from .._io import load_toml_as
+from .._io import load_toml_as, shipped_dir
 from ..kinetics import protocols as _protocols
 from . import _graph as G
 
@@ -185,10 +184,7 @@ def load_circuit(path) -> CircuitFile:
 
 def circuits_dir() -> Path:
     """Folder of the shipped circuit experiments: packaged data in a wheel, ``circuits/`` in a checkout."""
-    packaged = resources.files("ionkinetics") / "_shipped" / "circuits"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[3] / "circuits"
+    return shipped_dir("circuits")
 
 
 def list_circuits() -> list[Path]:

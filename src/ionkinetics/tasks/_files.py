@@ -51,7 +51,7 @@ import dataclasses
 import math
 from pathlib import Path
 
-from .._io import load_toml_as
+from .._io import load_toml_as, shipped_dir
 from ._esn import ESN_GRID
 from ._reservoir import MembraneSpec
 
@@ -319,12 +319,7 @@ def load_task(path) -> TaskFile:
 
 def tasks_dir() -> Path:
     """Folder of the shipped task files: ``tasks/`` in a checkout (packaged data in a wheel)."""
-    from importlib import resources
-
-    packaged = resources.files("ionkinetics") / "_shipped" / "tasks"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[3] / "tasks"
+    return shipped_dir("tasks")
 
 
 def list_tasks() -> list[Path]:
