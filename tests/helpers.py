@@ -1,6 +1,35 @@
-"""Hand-made calibrations for model tests (independent of the shipped files)."""
+"""Hand-made calibrations for model tests (independent of the shipped files), and a compile counter."""
+
+import contextlib
+import logging
+import re
+
+import jax
 
 from ionkinetics.calibrate import Calibration, site_rates
+
+
+@contextlib.contextmanager
+def xla_compiles():
+    """Within the block, the name of every function XLA compiles, as ``jax.log_compiles`` reports
+    them ("Compiling jit(<name>) ..."), in order: a sweep that must compile once asserts on it.
+    The persistent cache is off in the test process (conftest), so a compile is never hidden."""
+    names: list[str] = []
+    pattern = re.compile(r"^Compiling (?:jit\()?([^\s)]+)")
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            hit = pattern.match(record.getMessage())
+            if hit:
+                names.append(hit.group(1))
+
+    handler, logger = _Collect(level=logging.DEBUG), logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles():
+            yield names
+    finally:
+        logger.removeHandler(handler)
 
 
 def make_calibration(

@@ -11,7 +11,7 @@ import scipy.linalg
 
 import ionkinetics as ik
 from conftest import NSIGMA_MAX, assert_allclose
-from helpers import make_calibration
+from helpers import make_calibration, xla_compiles
 from ionkinetics.kinetics import (
     generator,
     mean_field_scan,
@@ -27,7 +27,6 @@ from ionkinetics.kinetics import (
     transition_matrix,
     transition_rates_per_ns,
 )
-from ionkinetics.kinetics._simulate import _run_mean_field
 
 TWO_STATE = make_calibration()
 # K+ at the crown centre and Mg2+ plugging either mouth: four states, a leak, all rate shapes.
@@ -272,11 +271,11 @@ def test_simulate_compiles_once_for_equal_shapes():
     proto = protocols.step(0.3, 1.0, 5.0, duration_ns=10.0)
     other = make_calibration(dopants=(("K+", "center", 0.5, 0.2, 1e-3, 0.3, 0.1),))
     simulate(TWO_STATE, proto, 0.05)
-    before = _run_mean_field._cache_size()
-    for cal in (TWO_STATE, other, TWO_STATE):
-        simulate(cal, protocols.step(0.4, 2.0, 6.0, duration_ns=10.0), 0.05)
-    simulate(other, protocols.step(0.1, 1.0, 5.0, duration_ns=20.0), 0.1)  # another dt, same number of steps
-    assert _run_mean_field._cache_size() == before
+    with xla_compiles() as compiled:
+        for cal in (TWO_STATE, other, TWO_STATE):
+            simulate(cal, protocols.step(0.4, 2.0, 6.0, duration_ns=10.0), 0.05)
+        simulate(other, protocols.step(0.1, 1.0, 5.0, duration_ns=20.0), 0.1)  # another dt, same number of steps
+    assert compiled == []
 
 
 def test_gradient_through_the_scan_matches_finite_differences():
