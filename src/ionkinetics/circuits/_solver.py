@@ -432,10 +432,17 @@ def _moved_pores(cc: Topology, vals, mem_p, v_mem, vm_prev, jump, key_run, k) ->
     return tuple(held)
 
 
-def _run(cc: Topology, vals, key, save_every: int):
+def _run(cc: Topology, vals, key, save_every: int, axis_name=None):
     """One circuit: operating point, then ``n_steps`` steps. Returns the solutions, occupancies
     and cumulative absorbed energy per branch (aJ) at the saved points, and a failure record
     ``[step, residual row, phase]`` (:class:`NewtonPhase`; step ``NO_FAILURE``: none).
+
+    ``axis_name``: the batch axis when ``jax.vmap`` runs this over a batch of circuits. Under vmap a
+    ``lax.cond`` on a per-circuit predicate becomes a select that evaluates both branches in every
+    lane at every step; with the axis named, the re-initialisation after a jump and the steps of a
+    padded run's tail branch on whether *any* circuit of the batch needs them (a collective over
+    the batch), and within the taken branch each lane still selects its own result, so every lane's
+    output is what it is alone.
 
     Length: the time step is one closure over the compiled topology inside ``lax.scan`` (jump
     re-initialisation, θ choice, pore moves, Newton step, energy quadrature); its parts share the
@@ -465,7 +472,27 @@ def _run(cc: Topology, vals, key, save_every: int):
     stiff0 = stiff_at(z_dc, {**ctx0, "mem_p": states, "v_c": _branch_v(_split(cc, z_dc)[0], cc.idx("C"))})
     every_step = any(cc.stochastic)  # drawn pores: the conductance jumps at every step
 
+    def in_any_lane(pred):
+        """``pred`` of this circuit, or of any circuit in the batch when vmapped over ``axis_name``:
+        one predicate for the whole batch, so a ``lax.cond`` on it stays a branch."""
+        return pred if axis_name is None else lax.pmax(pred.astype(_INT), axis_name) > 0
+
+    def lane_cond(pred, yes, no):
+        """``lax.cond(pred, yes, no)`` per circuit; in a batch, ``yes`` runs (every lane, each then
+        taking its own branch's value) only at steps where some lane needs it."""
+        if axis_name is None:
+            return lax.cond(pred, yes, no)
+        pick = lambda: jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), yes(), no())  # noqa: E731
+        return lax.cond(in_any_lane(pred), pick, no)
+
     def one_step(carry, inp):
+        """A step; the steps of a padded run's tail (``k`` past ``n_steps_valid``, cut from the
+        outputs) are skipped, the carry held."""
+        if "n_steps_valid" not in vals:
+            return circuit_step(carry, inp)
+        return lane_cond(inp[3] < vals["n_steps_valid"], lambda: circuit_step(carry, inp), lambda: (carry, None))
+
+    def circuit_step(carry, inp):
         z, mem_p, vm_prev, energy, fail, _, be_left, be_prev, stiff = carry
         src_v, src_i, jump, k = inp
 
@@ -478,7 +505,7 @@ def _run(cc: Topology, vals, key, save_every: int):
             return z, jnp.zeros((), bool), jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype), stiff
 
         # a jump (or the end of backward-Euler steps): consistent state at t_n⁺, stiffness re-measured
-        z_plus, bad_plus, row_plus, stiff = lax.cond(jump | be_prev, at_jump, no_jump)
+        z_plus, bad_plus, row_plus, stiff = lane_cond(jump | be_prev, at_jump, no_jump)
         # with a stiff capacitor, backward Euler for the _BE_STEPS steps after a jump (the stiff node
         # relaxes instead of ringing), then consistent currents before the trapezoidal steps resume
         be_left = jnp.where(jump, _BE_STEPS, be_left)
@@ -573,10 +600,9 @@ def operating_point(compiled: Compiled) -> dict:
 
 @functools.partial(jax.jit, static_argnames=("cc", "save_every", "batched"))
 def _run_jit(cc, vals, key, *, save_every, batched):
-    fn = functools.partial(_run, cc, save_every=save_every)
     if batched:
-        return jax.vmap(fn)(vals, key)
-    return fn(vals, key)
+        return jax.vmap(functools.partial(_run, cc, save_every=save_every, axis_name="circuits"), axis_name="circuits")(vals, key)
+    return _run(cc, vals, key, save_every)
 
 
 @dataclasses.dataclass(frozen=True)
