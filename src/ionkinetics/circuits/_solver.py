@@ -665,15 +665,16 @@ def _run_padded(cc: Topology, vals, key, save_every: int, batched: bool):
     n_pad = _padded_steps(cc.n_steps, save_every)
     pad = n_pad - cc.n_steps
     run = dict(vals)
-    if pad:
+    if pad:  # on the host: a jnp op here would compile once per new shape, i.e. per dt and duration
         for name in ("vs", "is_"):
             x = vals[name]
-            run[name] = jnp.concatenate([x, jnp.repeat(x[..., -1:], pad, axis=-1)], axis=-1)
+            run[name] = np.concatenate([x, np.repeat(x[..., -1:], pad, axis=-1)], axis=-1)
     lead = (vals["vs_rest"].shape[0],) if batched else ()
-    run["dt_ns"] = jnp.full(lead, cc.dt_ns, dtype=jnp.float64)
-    run["n_steps_valid"] = jnp.full(lead, cc.n_steps, dtype=_INT)
+    run["dt_ns"] = np.full(lead, cc.dt_ns, dtype=np.float64)
+    run["n_steps_valid"] = np.full(lead, cc.n_steps, dtype=_INT)
     static = dataclasses.replace(cc, dt_ns=0.0, n_steps=n_pad)  # dt is not part of the compiled program
-    z, p, e, branch_i, fail = _run_jit(static, run, key, save_every=save_every, batched=batched)
+    out = jax.tree_util.tree_map(np.asarray, _run_jit(static, run, key, save_every=save_every, batched=batched))
+    z, p, e, branch_i, fail = out
     keep = cc.n_steps // save_every + 1
     cut = (lambda x: x[:, :keep]) if batched else (lambda x: x[:keep])
     return cut(z), tuple(cut(x) for x in p), cut(e), cut(branch_i), fail
@@ -696,28 +697,29 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
     if any(cc.stochastic) and key is None:
         raise ValueError("this circuit has stochastic membranes: pass key=jax.random.key(seed)")
     key = jax.random.key(0) if key is None else key
-    vals = jax.tree_util.tree_map(jnp.asarray, vals)
+    # the values stay on the host until the compiled run: padding, dt halving and the finiteness
+    # check are numpy, so a sweep over dt, duration or values compiles nothing but the run itself
+    vals = jax.tree_util.tree_map(
+        lambda x: np.asarray(x, dtype=np.float64) if np.issubdtype(np.asarray(x).dtype, np.floating) else np.asarray(x), vals
+    )
     if batched:
         sizes = {x.shape[0] for x in jax.tree_util.tree_leaves(vals)}
         if len(sizes) != 1:
             raise ValueError(f"batched values need the same leading axis on every leaf; got sizes {sorted(sizes)}")
         key = jax.random.split(key, sizes.pop())
     with jax.enable_x64(True):  # Newton's tolerances need float64 whatever the global setting
-        vals = jax.tree_util.tree_map(
-            lambda x: jnp.asarray(x, dtype=jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, vals
-        )
         z, p, e, branch_i, fail = _run_padded(cc, vals, key, save_every, batched)
         # a step where Newton gave up: the whole run again at dt/2 (sources held as before, the
         # same saved times), as SPICE cuts its step, up to MAX_DT_HALVINGS times
         run_cc, halvings = cc, 0
-        leaves = [x for x in jax.tree_util.tree_leaves(vals) if jnp.issubdtype(x.dtype, jnp.floating)]
-        finite = all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)  # NaN in, NaN out at every dt
+        leaves = [x for x in jax.tree_util.tree_leaves(vals) if np.issubdtype(x.dtype, np.floating)]
+        finite = all(bool(np.all(np.isfinite(x))) for x in leaves)  # NaN in, NaN out at every dt
         # failures at a time step (step >= 0) are retried at a finer dt; one at the operating point is not
         while finite and halvings < MAX_DT_HALVINGS and np.any(np.asarray(fail).reshape(-1, 3)[:, 0] >= 0):
             halvings += 1
             factor = 2**halvings
             run_cc = dataclasses.replace(cc, dt_ns=cc.dt_ns / factor, n_steps=cc.n_steps * factor)
-            finer = dict(vals, vs=jnp.repeat(vals["vs"], factor, axis=-1), is_=jnp.repeat(vals["is_"], factor, axis=-1))
+            finer = dict(vals, vs=np.repeat(vals["vs"], factor, axis=-1), is_=np.repeat(vals["is_"], factor, axis=-1))
             z, p, e, branch_i, fail = _run_padded(run_cc, finer, key, save_every * factor, batched)
     z, e, fail, branch_i = np.asarray(z), np.asarray(e), np.asarray(fail), np.asarray(branch_i)
     if throw:
