@@ -384,18 +384,31 @@ def test_float32_mode_runs_the_kinetic_core_to_float32_accuracy(tmp_path):
 def test_a_batch_of_different_amplitudes_uses_per_device_level_tables_and_matches_single_runs():
     """Issue 16: devices with their own voltages (50 step amplitudes) take the propagator-table path
     (one table per device, found from change points), and each device equals its own single run."""
-    from ionkinetics.kinetics._simulate import _level_tables
+    from ionkinetics.kinetics._simulate import _drive, _level_tables
 
     protos = [protocols.step(a, t_on_ns=2.0, t_off_ns=8.0, duration_ns=10.0) for a in np.linspace(0.1, 0.5, 50)]
     v_k = np.stack([p.sample(0.05) for p in protos])
     index, table = _level_tables(v_k)
-    assert table is not None and table.shape == (50, 2)
-    assert_allclose(np.take_along_axis(np.asarray(table), np.asarray(index), axis=1), v_k, rtol=0, atol=0)
-    batch = simulate(FOUR_STATE, protos, 0.05)
-    for i in (0, 17, 49):
-        one = simulate(FOUR_STATE, protos[i], 0.05)
-        assert_allclose(batch.p[i], one.p, rtol=0, atol=1e-14)
-        assert_allclose(batch.e_aj[i], one.e_aj, rtol=1e-13, atol=1e-16)
+    assert table is not None and table.shape == (50, 2) and index.shape == (200,)  # same switching steps: one row
+    assert_allclose(np.take_along_axis(np.asarray(table), np.broadcast_to(index, v_k.shape), axis=1), v_k, rtol=0, atol=0)
+    # both signs and another step time: the rows differ, so each device keeps its own index row
+    mixed = protos[:25] + [protocols.step(-a, t_on_ns=3.0, t_off_ns=8.0, duration_ns=10.0) for a in np.linspace(0.1, 0.5, 25)]
+    v_mixed = np.stack([p.sample(0.05) for p in mixed])
+    index_m, table_m = _level_tables(v_mixed)
+    assert index_m.shape == (50, 200)
+    assert_allclose(np.take_along_axis(np.asarray(table_m), np.asarray(index_m), axis=1), v_mixed, rtol=0, atol=0)
+    # a list that jumps on the same steps, amplitudes of both signs, is read per segment, never per step
+    sweep = protos[:25] + [protocols.step(-a, t_on_ns=2.0, t_off_ns=8.0, duration_ns=10.0) for a in np.linspace(0.1, 0.5, 25)]
+    drive = _drive(sweep, 0.05)
+    assert drive.steps.shape == (200,) and drive.levels.shape == (50, 2) and drive.n_devices == 50
+    assert_allclose(drive.volts_at(np.arange(200)), np.stack([p.sample(0.05) for p in sweep]), rtol=0, atol=0)
+    assert_allclose(drive.v_rest, [p.v_rest_v for p in sweep], rtol=0, atol=0)
+    for batch_protos in (protos, mixed, sweep):
+        batch = simulate(FOUR_STATE, batch_protos, 0.05)
+        for i in (0, 17, 30, 49):
+            one = simulate(FOUR_STATE, batch_protos[i], 0.05)
+            assert_allclose(batch.p[i], one.p, rtol=0, atol=1e-14)
+            assert_allclose(batch.e_aj[i], one.e_aj, rtol=1e-13, atol=1e-16)
     many = np.tile(np.linspace(-0.5, 0.5, 300), (2, 1))  # more levels than steps allow: per-step path
     assert _level_tables(many)[1] is None
 

@@ -82,11 +82,15 @@ def _warn_outside_range(cal, protocol, dt_ns) -> None:
     data_range = getattr(cal, "data_range_v", None)
     if data_range is None:
         return
-    try:
-        v = kinetics.sample_voltages(protocol, dt_ns)[0]
+    try:  # closed-form peaks where the protocol has one: a batch of 1000 pulse trains is not sampled twice
+        if isinstance(protocol, protocols.Protocol):
+            v_max = protocol.peak_abs_v(dt_ns)
+        elif isinstance(protocol, (list, tuple)) and protocol and all(isinstance(p, protocols.Protocol) for p in protocol):
+            v_max = max(p.peak_abs_v(dt_ns) for p in protocol)
+        else:
+            v_max = float(np.max(np.abs(kinetics.sample_voltages(protocol, dt_ns)[0])))
     except (TypeError, ValueError):
         return  # kinetics.simulate reports the bad protocol itself
-    v_max = float(np.max(np.abs(v)))
     key = (cal.system_id, tuple(data_range))
     if v_max > data_range[1] * (1 + 1e-9) and key not in _WARNED_RANGES:
         _WARNED_RANGES.add(key)

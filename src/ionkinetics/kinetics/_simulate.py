@@ -195,9 +195,11 @@ def _axes(flag):
 
 @functools.partial(jax.jit, static_argnames=("save_every", "batch"))
 def _run_mean_field(params, v_k, dt_ns, v_rest, p0, levels, *, save_every, batch):
+    """``batch``: (params, voltages, p0, step inputs) batched? The step inputs may be one shared row
+    while the voltages (levels, rest) are per device."""
     fn = functools.partial(_mean_field_device, save_every=save_every)
     if any(batch):
-        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), _axes(batch[1])))
+        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[3]), None, _axes(batch[1]), _axes(batch[2]), _axes(batch[1])))
     return fn(params, v_k, dt_ns, v_rest, p0, levels)
 
 
@@ -207,10 +209,72 @@ def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, *, sav
     if any(batch):
         fn = jax.vmap(
             fn,
-            in_axes=(_axes(batch[0]), _axes(batch[1]), None, _axes(batch[1]), _axes(batch[2]), 0, None, _axes(batch[1])),
+            in_axes=(_axes(batch[0]), _axes(batch[3]), None, _axes(batch[1]), _axes(batch[2]), 0, None, _axes(batch[1])),
         )
         key = jax.random.split(key, batch_size)
     return fn(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Drive:
+    """The voltages of a run as the scan reads them: ``steps`` (T,) or (B, T) are indices into
+    ``levels`` (U,) or (B, U) volts, or the volts themselves when ``levels`` is None; ``v_rest``
+    () or (B,); ``n_devices`` B for a batch of protocols (None for one)."""
+
+    steps: np.ndarray
+    levels: np.ndarray | None
+    v_rest: np.ndarray
+    n_devices: int | None
+
+    @property
+    def n_steps(self) -> int:
+        return self.steps.shape[-1]
+
+    def volts_at(self, k: np.ndarray) -> np.ndarray:
+        """The voltage held on steps ``k``, (len(k),) or (B, len(k))."""
+        s = np.take(self.steps, k, axis=-1)
+        if self.levels is None:
+            return s
+        if self.levels.ndim == 1:
+            return self.levels[s]
+        return self.levels[:, s] if s.ndim == 1 else np.take_along_axis(self.levels, s, axis=1)
+
+
+def _drive(protocol, dt_ns: float) -> _Drive:
+    """The run's voltages: a list of piecewise-constant protocols that jump on the same steps (an
+    amplitude sweep) is read per segment, never sampled per step; anything else is sampled and
+    tabulated (:func:`_level_tables`)."""
+    shared = _shared_switching(protocol, dt_ns)
+    if shared is not None:
+        return shared
+    v_k, v_rest = _voltages(protocol, dt_ns)
+    steps, levels = _level_tables(v_k)
+    return _Drive(steps, levels, np.asarray(v_rest), v_k.shape[0] if v_k.ndim == 2 else None)
+
+
+def _shared_switching(protocol, dt_ns: float) -> _Drive | None:
+    """For a list of piecewise-constant protocols with the same jumps and the same pattern of
+    repeated values (pulse trains of different amplitudes): one (T,) index row into a (B, U) table
+    of each device's levels, from one voltage per segment: O(B·segments) instead of O(B·T). None
+    when the list is not such a batch (the general path then decides)."""
+    if not (isinstance(protocol, (list, tuple)) and len(protocol) > 1):
+        return None
+    first = protocol[0]
+    if not all(isinstance(p, _protocols.Protocol) and p.piecewise_constant for p in protocol):
+        return None
+    jumps = np.asarray(first.breakpoints_ns(), dtype=float)
+    if any(p.duration_ns != first.duration_ns or not np.array_equal(p.breakpoints_ns(), jumps) for p in protocol[1:]):
+        return None
+    n_steps, k = first.grid_steps(dt_ns)  # the same jumps: one grid check for the batch
+    edges = np.unique(np.concatenate([[0], k[(k > 0) & (k < n_steps)], [n_steps]]))
+    seg_v = np.stack([np.asarray(p.voltage_v((edges[:-1] + 0.5) * dt_ns), dtype=np.float64) for p in protocol])  # (B, S)
+    _, first_of, pattern = np.unique(seg_v[0], return_index=True, return_inverse=True)
+    table = seg_v[:, first_of]  # (B, U): each device's value on the segments where device 0 takes each level
+    n_levels = table.shape[1]
+    if not np.array_equal(table[:, pattern], seg_v) or n_levels > _MAX_LEVELS or n_levels * _LEVEL_GAIN > n_steps:
+        return None
+    steps = np.repeat(pattern.astype(np.int32), np.diff(edges))
+    return _Drive(steps, table, np.array([p.v_rest_v for p in protocol], dtype=np.float64), len(protocol))
 
 
 def _level_tables(v_k: np.ndarray):
@@ -218,13 +282,15 @@ def _level_tables(v_k: np.ndarray):
     trains) the propagators are computed once per level and steps index them; otherwise the
     voltages themselves (None table). A batch (B, T) gets one table per device, (B, U), padded with
     each device's highest level, found from the change points (O(B·T), no sort of the whole batch):
-    devices with different amplitudes no longer fall off the table path."""
+    devices with different amplitudes no longer fall off the table path. Where every device's
+    index row is the same (levels ordered by value: an amplitude sweep of one sign), the index is
+    one (T,) row shared by the batch, as for a parameter batch."""
     n_steps = v_k.shape[-1]
     if v_k.ndim == 1:
         levels, inverse = np.unique(v_k, return_inverse=True)
         if levels.size <= _MAX_LEVELS and levels.size * _LEVEL_GAIN <= n_steps:
-            return jnp.asarray(inverse.astype(np.int32)), jnp.asarray(levels)
-        return jnp.asarray(v_k), None
+            return np.asarray(inverse.astype(np.int32)), np.asarray(levels)
+        return np.asarray(v_k), None
     rows, cols = np.nonzero(v_k[:, 1:] != v_k[:, :-1])
     row_ids = np.concatenate([np.arange(v_k.shape[0]), rows])
     values = np.concatenate([v_k[:, 0], v_k[rows, cols + 1]])
@@ -236,14 +302,16 @@ def _level_tables(v_k: np.ndarray):
     counts = np.bincount(row_ids, minlength=v_k.shape[0])
     n_levels = int(counts.max())
     if n_levels > _MAX_LEVELS or n_levels * _LEVEL_GAIN > n_steps:
-        return jnp.asarray(v_k), None
+        return np.asarray(v_k), None
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     table = np.repeat(values[starts + counts - 1][:, None], n_levels, axis=1)  # pad: the row's highest
     table[row_ids, np.arange(values.size) - starts[row_ids]] = values
     index = np.zeros(v_k.shape, np.int32)
     for u in range(n_levels - 1, -1, -1):  # descending: a padded duplicate never wins over its first copy
         index[v_k == table[:, u : u + 1]] = u
-    return jnp.asarray(index), jnp.asarray(table)
+    if (index == index[0]).all():  # every device switches on the same steps (an amplitude sweep): one (T,) index
+        index = index[0]
+    return np.asarray(index), np.asarray(table)
 
 
 def _as_params(cal) -> KineticParams:
@@ -282,12 +350,12 @@ def _voltages(protocol, dt_ns):
     return v, v[..., 0]
 
 
-def _batching(params, v_k, p0):
+def _batching(params, drive: _Drive, p0):
     """(p0 as an array or None, (params, voltages, p0) batched?, batch sizes by argument); the sizes must agree."""
     params_batched = len(params.batch_shape) == 1
     if len(params.batch_shape) > 1:
         raise ValueError(f"cal may have at most one batch axis; got batch shape {params.batch_shape}")
-    v_batched = v_k.ndim == 2
+    v_batched = drive.n_devices is not None
     p0_batched = False
     if p0 is not None:
         p0 = jnp.asarray(p0, dtype=float)
@@ -300,7 +368,7 @@ def _batching(params, v_k, p0):
     if params_batched:
         batch_sizes["cal"] = params.batch_shape[0]
     if v_batched:
-        batch_sizes["protocol"] = v_k.shape[0]
+        batch_sizes["protocol"] = drive.n_devices
     if p0_batched:
         batch_sizes["p0"] = p0.shape[0]
     if len(set(batch_sizes.values())) > 1:
@@ -308,10 +376,10 @@ def _batching(params, v_k, p0):
     return p0, (params_batched, v_batched, p0_batched), batch_sizes
 
 
-def _trace(params, v_k, dt_ns: float, p_s, e_s, n_pores, save_every: int, scale: float, throw: bool) -> Trace:
+def _trace(params, drive: _Drive, dt_ns: float, p_s, e_s, n_pores, save_every: int, scale: float, throw: bool) -> Trace:
     """The saved steps as a :class:`Trace` (G and I from the occupancy, ×N for N pores); a run that lost
     probability or went non-finite raises (``throw``) or is flagged in ``Trace.ok``."""
-    n_steps = v_k.shape[-1]
+    n_steps = drive.n_steps
     params_batched = len(params.batch_shape) == 1
     tol = _NORM_TOL.get(p_s.dtype.itemsize, 1e-3)
     ok = np.all(np.isfinite(p_s), axis=(-1, -2)) & np.all(np.abs(p_s.sum(-1) - 1.0) < tol, axis=-1)
@@ -322,7 +390,7 @@ def _trace(params, v_k, dt_ns: float, p_s, e_s, n_pores, save_every: int, scale:
             "(a Bell law far outside the calibrated voltage range) or pass throw=False to inspect Trace.ok"
         )
     idx = np.arange(0, n_steps + 1, save_every)
-    v_saved = np.take(v_k, np.minimum(idx, n_steps - 1), axis=-1)
+    v_saved = drive.volts_at(np.minimum(idx, n_steps - 1))
     t_ns = idx * dt_ns
     v_full = np.broadcast_to(v_saved, p_s.shape[:-1])
     g_ps, i_pa = _conductance_at(params, v_full, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)
@@ -366,13 +434,15 @@ def simulate(
     params = _as_params(cal)
     if isinstance(dt_ns, bool) or not isinstance(dt_ns, (int, float, np.floating)) or not dt_ns > 0:
         raise ValueError(f"dt_ns must be a number > 0 (ns); got {dt_ns!r}")
-    v_k, v_rest = _voltages(protocol, float(dt_ns))
-    n_steps = v_k.shape[-1]
+    drive = _drive(protocol, float(dt_ns))
+    n_steps = drive.n_steps
     if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every < 1 or n_steps % save_every:
         raise ValueError(f"save_every must be a positive integer dividing the {n_steps} steps; got {save_every!r}")
-    p0, batch, batch_sizes = _batching(params, v_k, p0)
+    p0, batch, batch_sizes = _batching(params, drive, p0)
     dt = jnp.asarray(dt_ns, dtype=float)
-    v_in, levels_in = _level_tables(v_k)
+    v_in, levels_in = jnp.asarray(drive.steps), None if drive.levels is None else jnp.asarray(drive.levels)
+    v_rest = drive.v_rest
+    batch = (*batch, drive.steps.ndim == 2)
     if n_pores is None:
         if key is not None:
             raise ValueError("key is only used with n_pores (stochastic runs); drop it or pass n_pores")
@@ -398,7 +468,7 @@ def simulate(
         )
         p_s = counts / n_pores
         scale = float(n_pores)
-    return _trace(params, v_k, float(dt_ns), np.asarray(p_s), np.asarray(e_s), n_pores, save_every, scale, throw)
+    return _trace(params, drive, float(dt_ns), np.asarray(p_s), np.asarray(e_s), n_pores, save_every, scale, throw)
 
 
 @functools.partial(jax.jit, static_argnames=("params_batched", "p_batched"))

@@ -56,6 +56,8 @@ class Protocol(abc.ABC):
 
     duration_ns: float
     v_rest_v: float
+    # constant between breakpoints (a batch of such protocols with the same jumps is read per segment)
+    piecewise_constant = False
 
     @abc.abstractmethod
     def voltage_v(self, t_ns) -> np.ndarray:
@@ -78,8 +80,13 @@ class Protocol(abc.ABC):
     def check_sampling(self, dt_ns: float) -> None:  # noqa: B027 (a hook: most protocols accept any grid dt)
         """Refuse a ``dt_ns`` too coarse for this protocol (a smooth one would alias)."""
 
-    def sample(self, dt_ns: float) -> np.ndarray:
-        """Voltage held on each step, shape (n_steps,), volts."""
+    def peak_abs_v(self, dt_ns: float) -> float:
+        """Largest |V| a run at ``dt_ns`` holds, the rest voltage included (V); closed forms need no sampling."""
+        return max(abs(float(self.v_rest_v)), float(np.max(np.abs(self.sample(dt_ns)))))
+
+    def grid_steps(self, dt_ns: float) -> tuple[int, np.ndarray]:
+        """``(n_steps, k)``: the number of steps at ``dt_ns`` and the step index of every jump
+        (``breakpoints_ns / dt_ns``); refuses a ``dt_ns`` that leaves a jump off the grid."""
         n = self.n_steps(dt_ns)
         self.check_sampling(dt_ns)
         jumps = np.asarray(self.breakpoints_ns(), dtype=float)
@@ -91,12 +98,19 @@ class Protocol(abc.ABC):
                 f"dt_ns={dt_ns:g} does not put the protocol's jump at t={tb:g} ns on the time grid; "
                 "choose a dt_ns that divides every jump time so the exact update stays exact"
             )
+        return n, np.round(k).astype(np.int64)
+
+    def sample(self, dt_ns: float) -> np.ndarray:
+        """Voltage held on each step, shape (n_steps,), volts."""
+        n, _ = self.grid_steps(dt_ns)
         t_mid = (np.arange(n) + 0.5) * dt_ns
         return np.asarray(self.voltage_v(t_mid), dtype=np.float64)
 
 
 @dataclasses.dataclass(frozen=True)
 class DC(Protocol):
+    piecewise_constant = True
+
     v: float
     duration_ns: float
     v_rest_v: float = 0.0
@@ -109,9 +123,14 @@ class DC(Protocol):
     def voltage_v(self, t_ns):
         return np.full(np.shape(t_ns), float(self.v))
 
+    def peak_abs_v(self, dt_ns: float) -> float:
+        return max(abs(float(self.v)), abs(float(self.v_rest_v)))
+
 
 @dataclasses.dataclass(frozen=True)
 class Step(Protocol):
+    piecewise_constant = True
+
     v: float
     t_on_ns: float
     t_off_ns: float | None
@@ -140,6 +159,9 @@ class Step(Protocol):
     def breakpoints_ns(self):
         return np.array([t for t in (self.t_on_ns, self.t_off_ns) if t is not None], dtype=float)
 
+    def peak_abs_v(self, dt_ns: float) -> float:
+        return max(abs(float(self.v)), abs(float(self.v_base)))
+
     def voltage_v(self, t_ns):
         t = np.asarray(t_ns, dtype=float)
         on = t >= self.t_on_ns
@@ -150,6 +172,8 @@ class Step(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class PulseTrain(Protocol):
+    piecewise_constant = True
+
     amplitude_v: float
     width_ns: float
     period_ns: float
@@ -183,6 +207,9 @@ class PulseTrain(Protocol):
     def breakpoints_ns(self):
         on = self.pulse_onsets_ns()
         return np.sort(np.concatenate([on, on + self.width_ns]))
+
+    def peak_abs_v(self, dt_ns: float) -> float:
+        return max(abs(float(self.amplitude_v)), abs(float(self.v_base)))
 
     def voltage_v(self, t_ns):
         t = np.asarray(t_ns, dtype=float) - self.t_start_ns
@@ -229,6 +256,8 @@ class Sine(Protocol):
 @dataclasses.dataclass(frozen=True, eq=False)
 class Sampled(Protocol):
     """Piecewise-constant voltage: ``v[i]`` held on ``[t_ns[i], t_ns[i+1])``; ``t_ns[0] = 0``."""
+
+    piecewise_constant = True
 
     t_ns: np.ndarray
     v: np.ndarray
