@@ -281,3 +281,23 @@ def test_simulating_beyond_the_data_range_warns_once():
         warnings.simplefilter("error")
         ik.simulate(cal, protocols.dc(0.6, 1.0), 0.1)  # once only
         ik.simulate(cal, protocols.dc(0.3, 1.0), 0.1)
+
+
+def test_each_protocols_closed_form_peak_is_its_sampled_peak_and_a_batch_warns_at_its_largest():
+    """The range warning reads ``peak_abs_v`` (closed forms for DC, step and pulse train) instead of
+    sampling a batch twice: each equals the sampled max |V| with the rest voltage."""
+    cases = [
+        protocols.dc(-0.45, 2.0, v_rest_v=0.1),
+        protocols.step(0.3, t_on_ns=0.5, t_off_ns=1.5, duration_ns=2.0, v_base=-0.35),
+        protocols.pulse_train(-0.55, 0.2, 0.5, 3, duration_ns=2.0, v_base=0.05),
+        protocols.sine(0.2, 1.0, 2.0, offset_v=0.1),
+        protocols.sampled([0.0, 0.5, 1.0, 2.0], [0.1, -0.6, 0.2]),
+    ]
+    for proto in cases:
+        sampled = max(abs(proto.v_rest_v), float(np.max(np.abs(proto.sample(0.05)))))
+        assert proto.peak_abs_v(0.05) == pytest.approx(sampled, rel=0, abs=1e-15), proto
+    cal = ik.load_calibration("B3N:KCl@1.0")
+    ik._WARNED_RANGES.discard((cal.system_id, (0.1, 0.4)))
+    batch = [protocols.pulse_train(a, 0.2, 0.5, 3, duration_ns=2.0) for a in (0.2, -0.7, 0.3)]
+    with pytest.warns(ik.OutsideDataRange, match=r"\|V\| = 0\.7 V"):
+        ik.simulate(cal, batch, 0.1)
