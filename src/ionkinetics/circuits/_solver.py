@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from ..kinetics import max_squarings_for, membrane_current_pa, multinomial_counts, steady_state, transition_matrix
 from . import _graph as G
@@ -209,7 +210,37 @@ def _membrane_current(params, n_pores, v, p):
 def _mean_field_update(params, p_start, v_start, v_end, dt, theta=0.5, max_squarings=None):
     """Exact propagator at ``(1−θ)·V_start + θ·V_end``: the midpoint (θ = ½) in a trapezoidal
     step, the end point (θ = 1) in a backward-Euler step."""
-    return p_start @ transition_matrix(params, (1.0 - theta) * v_start + theta * v_end, dt, max_squarings=max_squarings)
+    return _propagated(params, p_start, (1.0 - theta) * v_start + theta * v_end, dt, max_squarings)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _propagated(params, p_start, v_bar, dt, max_squarings):
+    """``p_start·expm(Q(v̄)·dt)``. Its JVP differentiates the propagator in v̄ once, along a unit
+    tangent, and scales that by v̄'s tangent: Newton's ``jacfwd`` pushes one tangent per unknown,
+    which would otherwise each go through the K > 2 membranes' Padé expm (the costliest part of
+    a Jacobian). Tangents of the parameters and of dt (gradients) take one more JVP, only when
+    present."""
+    return p_start @ transition_matrix(params, v_bar, dt, max_squarings=max_squarings)
+
+
+def _propagated_jvp(max_squarings, primals, tangents):
+    params, p_start, v_bar, dt = primals
+    d_params, d_p, d_v, d_dt = tangents
+    zero = lambda t: isinstance(t, SymbolicZero)  # noqa: E731
+    prop = lambda pr, v, h: transition_matrix(pr, v, h, max_squarings=max_squarings)  # noqa: E731
+    t_mat, dt_dv = jax.jvp(lambda v: prop(params, v, dt), (v_bar,), (jnp.ones_like(v_bar),))
+    d_t = jnp.zeros_like(t_mat) if zero(d_v) else dt_dv * d_v
+    if not (all(zero(t) for t in jax.tree_util.tree_leaves(d_params, is_leaf=zero)) and zero(d_dt)):
+        fill = lambda x, t: jnp.zeros_like(x) if zero(t) else t  # noqa: E731
+        d_pr = jax.tree_util.tree_map(fill, params, d_params, is_leaf=zero)
+        d_t = d_t + jax.jvp(lambda pr, h: prop(pr, v_bar, h), (params, dt), (d_pr, fill(dt, d_dt)))[1]
+    d_out = p_start @ d_t
+    if not zero(d_p):
+        d_out = d_out + d_p @ t_mat
+    return p_start @ t_mat, d_out
+
+
+_propagated.defjvp(_propagated_jvp, symbolic_zeros=True)
 
 
 def _split(cc: Compiled, z):
