@@ -1,5 +1,5 @@
 """Strict settings: 64-bit JAX, warnings as errors (pyproject), one allclose helper, named
-n-sigma bound for random tests, and slow tests behind --runslow."""
+n-sigma bound for random tests, slow tests behind --runslow and MD production behind --runhours."""
 
 import os
 
@@ -22,13 +22,15 @@ def assert_allclose(actual, desired, *, rtol, atol, err_msg=""):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow (CI does)")
+    parser.addoption("--runhours", action="store_true", default=False, help="run tests marked hours (MD production)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    for marker, option in (("slow", "--runslow"), ("hours", "--runhours")):
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=f"{marker}: run with {option}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)

@@ -309,7 +309,7 @@ def test_correction_puts_entropic_barrier_on_per_pore_footing():
 NSIGMA_WELLS = 2.0
 
 
-@pytest.mark.slow
+@pytest.mark.hours  # ~2 h of MD on 2 cores: beyond CI's 90 minutes
 def test_real_crown6_pmf_k_well_at_the_centre_is_deeper_than_na(tmp_path):
     """Umbrella sampling of one K+ (in KCl) and one Na+ (in NaCl) through the crown6 pore on the
     CPU: 27 windows at z0 = −0.1 … 1.2 nm every 0.05 nm (the membrane is symmetric in z), k_z =
