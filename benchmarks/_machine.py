@@ -41,4 +41,36 @@ def machine_lines(*extra_versions: str) -> list[str]:
         f"jax         backend={jax.default_backend()} device={dev.device_kind} ({dev}) x64={jax.config.jax_enable_x64}",
         f"versions    {', '.join(versions)}",
         f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at start",
+        f"jit cache   {jax.config.jax_compilation_cache_dir or 'persistent cache off: every first call compiles cold'}",
     ]
+
+
+class compile_seconds:
+    """``with compile_seconds() as c: ...`` then ``c.total``: the seconds JAX spent tracing, lowering
+    and compiling inside the block, from its own compile-duration events (``jax.monitoring``), so a
+    run's compile is measured, not estimated from another run."""
+
+    EVENTS = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+
+    def __init__(self):
+        self.total = 0.0
+
+    def _listen(self, event, duration, **_):
+        if event in self.EVENTS:
+            self.total += duration
+
+    def __enter__(self):
+        import jax.monitoring
+
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def __exit__(self, *exc):
+        import jax.monitoring
+
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+        return False
