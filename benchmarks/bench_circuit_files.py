@@ -205,6 +205,12 @@ def main(argv=None) -> int:
     if ngspice is None:
         print("ngspice is not on PATH (e.g. apt install ngspice); nothing to compare with", file=sys.stderr)
         return 1
+    names = [c.name for c in cases()]
+    chosen = [c for c in cases() if not args.only or c.name in args.only]
+    missing = sorted(set(args.only or ()) - set(names))
+    if missing:
+        print(f"no circuit named {', '.join(missing)}; circuits: {', '.join(names)}", file=sys.stderr)
+        return 1
     t_start = time.perf_counter()
     print(
         "ionkinetics circuits benchmark: every circuit file and a 3-membrane network, batched vs ngspice"
@@ -226,9 +232,9 @@ def main(argv=None) -> int:
     print(head)
     print("-" * len(head))
     results, failed = [], []
-    for j, case in enumerate(cases(args.only)):
-        try:
-            r = bench_case(case, cfg, ngspice, seed=20261130 + j)
+    for case in chosen:
+        try:  # the seed follows the circuit's place in the full list, so --only runs the same variants
+            r = bench_case(case, cfg, ngspice, seed=20261130 + names.index(case.name))
         except RuntimeError as exc:
             print(str(exc), file=sys.stderr)
             return 1
