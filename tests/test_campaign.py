@@ -86,6 +86,7 @@ def test_a_rerun_skips_finished_tasks(undisturbed):
     assert all(r["done"] for r in rows)
 
 
+@pytest.mark.slow  # kills a Dask worker mid-task (14 s on idle cores): CI runs it (--runslow)
 def test_a_worker_killed_mid_task_loses_nothing_and_changes_nothing(undisturbed, tmp_path):
     """One worker is SIGKILLed after its task committed a chunk; Dask reschedules the task, which
     resumes from its checkpoint. Every task's result exists exactly once and equals the

@@ -30,6 +30,7 @@ def demo_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_demo_writes_figures_and_summary(demo_dir):
     for name in ("gv_curves.png", "step_responses.png", "potentiation.png", "summary.csv", "summary.json"):
         path = demo_dir / name
@@ -118,6 +119,7 @@ def _cf(name):
     return load_circuit(circuits_dir() / f"{name}.toml")
 
 
+@pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_circuit_pulse_generation_peaks_at_the_step_and_collapses(demo_dir):
     """Pulse: the peak is the open membrane's current behind the access resistor at the step
     (within 20 %), it comes within 1 ns of the step, falls below 10 % of the peak while the drive
@@ -141,6 +143,7 @@ def test_circuit_pulse_generation_peaks_at_the_step_and_collapses(demo_dir):
     assert 0.5 * tau_on < c["fwhm_ns"] < 4 * tau_on, (c["fwhm_ns"], tau_on)
 
 
+@pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_circuit_potentiation_rises_monotonically_then_relaxes_with_facilitation(demo_dir):
     """Potentiation: w after each pulse strictly increases (the file and the summary say so) and
     at least 1.5-fold over the train; retention τ is the membrane's own τ at the read bias (15 %);
@@ -157,6 +160,7 @@ def test_circuit_potentiation_rises_monotonically_then_relaxes_with_facilitation
     assert "fades as the interval grows" in c["finding"]
 
 
+@pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_circuit_memristor_loop_shrinks_with_frequency_and_its_carrier_current_is_pinched(demo_dir):
     """Memristor: the loop area falls strictly with frequency; the carrier current G·V is zero at
     0 V (pinched); the ±V lobes are equal (a symmetric membrane, 2 %); the summary says pinched
@@ -171,6 +175,7 @@ def test_circuit_memristor_loop_shrinks_with_frequency_and_its_carrier_current_i
     assert ("pinched at 0 V" in c["finding"].split(",")[0]) == (max(c["pinch_current_fraction_near_0v"]) < 1e-3)
 
 
+@pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_circuit_retention_write_then_monotonic_decay_at_the_membranes_own_rate(demo_dir):
     """Retention: the write raises w; the reads never rise and fall back toward rest; τ is the
     membrane's own relaxation time at the read bias (20 %; the access resistor moves the bias)."""
@@ -183,6 +188,7 @@ def test_circuit_retention_write_then_monotonic_decay_at_the_membranes_own_rate(
     assert c["finding"].startswith("the write raises w")
 
 
+@pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_circuit_bandpass_has_an_interior_maximum_with_falls_on_both_sides(demo_dir):
     """Band-pass: G = I/V is largest strictly inside the sweep and falls below half of that
     maximum on both sides, within the calibrations' voltage range (≤ 0.5 V)."""
@@ -196,6 +202,7 @@ def test_circuit_bandpass_has_an_interior_maximum_with_falls_on_both_sides(demo_
     assert c["is_band_pass"] and c["finding"].startswith("a band-pass")
 
 
+@pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_circuit_parallel_sums_currents_and_hands_over_from_inactivator_to_activator(demo_dir):
     """Parallel: the source current is the sum of the membranes' (KCL, 1e-6 relative); the
     inactivating B3N carries most of it at the lowest bias and the activating crown6 at the highest."""
@@ -220,6 +227,7 @@ def test_every_shipped_circuit_experiment_has_its_acceptance_test():
         assert any(t.startswith(f"test_circuit_{name}_") for t in tests), f"{path.name} has no acceptance test"
 
 
+@pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_demo_potentiation_figure_says_what_its_traces_show(demo_dir):
     """The demo's potentiation text per system is the description its w trace supports."""
     from ionkinetics.circuits import describe_pulse_train_response, rises_with_every_pulse

@@ -102,6 +102,7 @@ def test_direct_calibration_reproduces_the_synthetic_w_trace(direct, synthetic_r
     assert _max_trace_z(_truth(escape_k0=1.0), synthetic_runs) > NSIGMA_TRACE
 
 
+@pytest.mark.slow  # a refit on w traces (34 s on idle cores): CI runs it (--runslow)
 def test_refined_fit_on_w_traces_and_conductances_agrees(direct, synthetic_runs):
     refined = calibrate_from_runs([r for r, _, _ in synthetic_runs], refine=True, n_bootstrap=0, command="test")
     assert _max_trace_z(refined, synthetic_runs) < NSIGMA_TRACE

@@ -37,6 +37,7 @@ def _write(path, raw):
     return path
 
 
+@pytest.mark.slow  # 40 s of real MD on idle cores (test_md_runner covers real runs in the default tier); CI runs it
 def test_md_run_then_analyze_a_small_real_system(tmp_path):
     spec = _write(tmp_path / "tiny.toml", TINY)
     run_dir = tmp_path / "runs" / "tiny"
