@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ import jax
 import networkx as nx
 import numpy as np
 
-from bench_circuits import AGREE_TOL, spice_lines
+from bench_circuits import AGREE_TOL, find_ngspice, spice_lines
 from ionkinetics import circuits as C
 from ionkinetics.circuits import compile_circuit, list_circuits, load_circuit, transient
 from ionkinetics.circuits._spice import read_spice_data, to_spice
@@ -201,9 +200,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="NAME", help="only these circuits (file names or 'network')")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
-    ngspice = shutil.which("ngspice")
+    ngspice = find_ngspice()
     if ngspice is None:
-        print("ngspice is not on PATH (e.g. apt install ngspice); nothing to compare with", file=sys.stderr)
         return 1
     names = [c.name for c in cases()]
     chosen = [c for c in cases() if not args.only or c.name in args.only]

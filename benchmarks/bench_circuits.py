@@ -97,6 +97,14 @@ def batched_values(compiled, r_ohm, amplitude_v, n_steps, dt_ns=DT_NS):
     return values
 
 
+def find_ngspice() -> str | None:
+    """ngspice's path; None (after saying how to get it) when it is not on PATH."""
+    path = shutil.which("ngspice")
+    if path is None:
+        print("ngspice is not on PATH (e.g. apt install ngspice); nothing to compare with", file=sys.stderr)
+    return path
+
+
 def rel_diff(t_ours, ours, t_spice, spice) -> float:
     return float(np.max(np.abs(ours - np.interp(t_ours, t_spice, spice))) / np.max(np.abs(ours)))
 
@@ -106,9 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="100 variants x 2000 steps (4 pulses), 10 ngspice runs")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
-    ngspice = shutil.which("ngspice")
+    ngspice = find_ngspice()
     if ngspice is None:
-        print("ngspice is not on PATH (e.g. apt install ngspice); nothing to compare with", file=sys.stderr)
         return 1
     n, n_steps, n_sub, reps = cfg["variants"], cfg["steps"], cfg["subset"], cfg["repeats"]
     duration = n_steps * DT_NS
