@@ -413,6 +413,23 @@ def test_a_batch_of_different_amplitudes_uses_per_device_level_tables_and_matche
     assert _level_tables(many)[1] is None
 
 
+@pytest.mark.slow  # one more stochastic compile (the default tier stays under 5 minutes); CI runs it
+def test_a_stochastic_amplitude_sweep_on_the_shared_index_row_equals_its_single_runs():
+    """Pulse trains of both signs jumping on the same steps share one index row; each device of the
+    stochastic batch draws from its own split key, so it equals the single run with that key exactly."""
+    from ionkinetics.kinetics._simulate import _drive
+
+    protos = [protocols.pulse_train(a, 2.0, 7.0, 5, duration_ns=40.0) for a in (0.3, -0.4, 0.5)]
+    assert _drive(protos, 0.05).steps.shape == (800,)
+    key = jax.random.key(7)
+    batch = simulate(TWO_STATE, protos, 0.05, n_pores=1000, key=key, save_every=10)
+    for i, k in enumerate(jax.random.split(key, len(protos))):
+        one = simulate(TWO_STATE, protos[i], 0.05, n_pores=1000, key=k, save_every=10)
+        assert_allclose(batch.p[i], one.p, rtol=0, atol=0)
+        assert_allclose(batch.e_aj[i], one.e_aj, rtol=0, atol=0)
+        assert_allclose(batch.v[i], one.v, rtol=0, atol=0)
+
+
 def test_capped_squarings_give_the_same_propagator_at_any_voltage():
     """The circuit solver caps the expm's squaring loop at ``max_squarings_for``: the cap bounds
     ‖Q·dt‖₁ at every voltage (rates saturate at their ceilings), so the result is bit-identical."""
