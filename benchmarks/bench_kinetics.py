@@ -111,8 +111,8 @@ def per_device_best(fn, devices, repeats):
 
 
 def copy_bandwidth(n_bytes: int = 256 * 2**20) -> tuple[float, float]:
-    """(best seconds of 3, bytes/s read + written) of a numpy copy of ``n_bytes``: the machine's
-    streaming memory bandwidth as numpy sees it."""
+    """(seconds, best of 3; bytes per second read + written) of a numpy copy of ``n_bytes``: the
+    machine's streaming memory bandwidth as numpy sees it."""
     src = np.ones(n_bytes // 8)
     dst = np.empty_like(src)
     t_copy, _ = best_of(lambda: np.copyto(dst, src), 3)
@@ -468,7 +468,7 @@ def main(argv=None) -> int:
     # how far from the memory-bandwidth limit: the state the run must write (occupancy and energy at
     # the saved points) against this machine's copy bandwidth, and against streaming the whole
     # per-step state (occupancy, energy and each device's propagator-table row) once per step
-    t_copy, bandwidth = copy_bandwidth()
+    t_copy_s, bytes_per_s = copy_bandwidth()
     n_states = params.n_states
     saved_bytes = n_dev * (n_steps // SAVE_EVERY + 1) * (n_states + 1) * 8
     step_bytes = n_dev * n_steps * ((n_states + 1) * 2 + 2 * n_states**2 + n_states) * 8
@@ -476,11 +476,11 @@ def main(argv=None) -> int:
         "",
         "bandwidth",
         "numpy copy of 256 MiB (read + write)",
-        t_copy,
+        t_copy_s,
         0,
-        note=f"{bandwidth / 1e9:.1f} GB/s; writing the saved state ({saved_bytes / 1e6:.0f} MB) needs "
-        f"{saved_bytes / bandwidth * 1e3:.1f} ms, streaming every step's state and table row "
-        f"{step_bytes / bandwidth:.2f} s: the parameter batch runs at {step_bytes / bandwidth / t_mf:.2f}x that bound",
+        note=f"{bytes_per_s / 1e9:.1f} GB/s; writing the saved state ({saved_bytes / 1e6:.0f} MB) needs "
+        f"{saved_bytes / bytes_per_s * 1e3:.1f} ms, streaming every step's state and table row "
+        f"{step_bytes / bytes_per_s:.2f} s: the parameter batch runs at {step_bytes / bytes_per_s / t_mf:.2f}x that bound",
     )
 
     i_check = n_dev // 3

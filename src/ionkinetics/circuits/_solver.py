@@ -583,9 +583,9 @@ _AJ_PER_PA_V_NS = 1e-3
 def source_batch(cc: Compiled, rows, key: str = "vs") -> dict:
     """``cc.values`` repeated for each of B rows of source waveforms: ``rows`` (B, n_sources, T) replace the
     voltage sources' (``key="vs"``) or the current sources' (``key="is_"``) held values."""
-    b = len(rows)
-    vals = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x), (b, *np.shape(x))), cc.values)
-    vals[key] = jnp.asarray(np.stack(rows))
+    b = len(rows)  # numpy views, as transient keeps values on the host (a jnp broadcast compiles per shape)
+    vals = jax.tree_util.tree_map(lambda x: np.broadcast_to(np.asarray(x), (b, *np.shape(x))), cc.values)
+    vals[key] = np.stack(rows)
     return vals
 
 
@@ -704,11 +704,17 @@ def _run_padded(cc: Topology, vals, key, save_every: int, batched: bool):
     run["dt_ns"] = np.full(lead, cc.dt_ns, dtype=np.float64)
     run["n_steps_valid"] = np.full(lead, cc.n_steps, dtype=_INT)
     static = dataclasses.replace(cc, dt_ns=0.0, n_steps=n_pad)  # dt is not part of the compiled program
-    out = jax.tree_util.tree_map(np.asarray, _run_jit(static, run, key, save_every=save_every, batched=batched))
-    z, p, e, branch_i, fail = out
+    outputs = _run_jit(static, run, key, save_every=save_every, batched=batched)
+    z, p, e, branch_i, fail = jax.tree_util.tree_map(np.asarray, outputs)
     keep = cc.n_steps // save_every + 1
     cut = (lambda x: x[:, :keep]) if batched else (lambda x: x[:keep])
     return cut(z), tuple(cut(x) for x in p), cut(e), cut(branch_i), fail
+
+
+def _on_host(x) -> np.ndarray:
+    """A value leaf as a numpy array, floats as float64 (Newton's tolerances need them)."""
+    x = np.asarray(x)
+    return x.astype(np.float64, copy=False) if np.issubdtype(x.dtype, np.floating) else x
 
 
 def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1, batched: bool = False, throw: bool = True):
@@ -730,9 +736,7 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
     key = jax.random.key(0) if key is None else key
     # the values stay on the host until the compiled run: padding, dt halving and the finiteness
     # check are numpy, so a sweep over dt, duration or values compiles nothing but the run itself
-    vals = jax.tree_util.tree_map(
-        lambda x: np.asarray(x, dtype=np.float64) if np.issubdtype(np.asarray(x).dtype, np.floating) else np.asarray(x), vals
-    )
+    vals = jax.tree_util.tree_map(_on_host, vals)
     if batched:
         sizes = {x.shape[0] for x in jax.tree_util.tree_leaves(vals)}
         if len(sizes) != 1:
@@ -746,13 +750,12 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
         leaves = [x for x in jax.tree_util.tree_leaves(vals) if np.issubdtype(x.dtype, np.floating)]
         finite = all(bool(np.all(np.isfinite(x))) for x in leaves)  # NaN in, NaN out at every dt
         # failures at a time step (step >= 0) are retried at a finer dt; one at the operating point is not
-        while finite and halvings < MAX_DT_HALVINGS and np.any(np.asarray(fail).reshape(-1, 3)[:, 0] >= 0):
+        while finite and halvings < MAX_DT_HALVINGS and np.any(fail.reshape(-1, 3)[:, 0] >= 0):
             halvings += 1
             factor = 2**halvings
             run_cc = dataclasses.replace(cc, dt_ns=cc.dt_ns / factor, n_steps=cc.n_steps * factor)
             finer = dict(vals, vs=np.repeat(vals["vs"], factor, axis=-1), is_=np.repeat(vals["is_"], factor, axis=-1))
             z, p, e, branch_i, fail = _run_padded(run_cc, finer, key, save_every * factor, batched)
-    z, e, fail, branch_i = np.asarray(z), np.asarray(e), np.asarray(fail), np.asarray(branch_i)
     if throw:
         for f in fail.reshape(-1, 3):
             if f[0] != NO_FAILURE:
