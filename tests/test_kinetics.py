@@ -278,6 +278,129 @@ def test_simulate_compiles_once_for_equal_shapes():
     assert compiled == []
 
 
+def _per_step(monkeypatch):
+    """Force simulate's per-step scan (the path every run took before runs, and the one it still
+    takes with save_every = 1 or a voltage that moves every few steps)."""
+    from ionkinetics.kinetics import _simulate
+
+    monkeypatch.setattr(_simulate, "_runs", lambda *args: None)
+
+
+@pytest.mark.parametrize("cal", [TWO_STATE, FOUR_STATE], ids=["2 states", "4 states"])
+def test_runs_give_the_per_step_scan(cal, monkeypatch):
+    """With save_every > 1 a tabulated drive advances one scan iteration per constant-voltage run
+    (P^n and the energy over n steps by repeated squaring, saved times cutting the runs): every field
+    of the trace equals the per-step scan's to round-off, for one device, a parameter batch, an
+    amplitude sweep on the shared index row, and devices with their own jump times."""
+    from ionkinetics.kinetics._simulate import _drive, _runs
+
+    slower = dataclasses.replace(
+        cal.params, escape=dataclasses.replace(cal.params.escape, k_plus_per_ns=cal.params.escape.k_plus_per_ns * 0.3)
+    )
+    train = protocols.pulse_train(0.45, 2.0, 7.0, 6, duration_ns=50.0)
+    cases = {
+        "one device": (cal, train),
+        "parameter batch": (stack_params([cal.params, slower]), train),
+        "amplitude sweep": (cal, [protocols.pulse_train(a, 2.0, 7.0, 6, duration_ns=50.0) for a in (0.2, -0.3, 0.5)]),
+        "own jump times": (cal, [protocols.pulse_train(0.4, w, 7.0, 6, duration_ns=50.0) for w in (1.05, 2.0, 3.5)]),
+    }
+    k = cal.params.n_states
+    for name, (c, protocol) in cases.items():
+        drive = _drive(protocol, 0.05)
+        assert drive.steps.ndim == (2 if name == "own jump times" else 1), name
+        runs = _runs(drive.steps, 20, 3 * k * (k + 1))
+        assert runs is not None and runs.run_pairs.shape[-1] < 1000 // 4, name  # a quarter of the steps or fewer
+        fast = simulate(c, protocol, 0.05, save_every=20)
+        with monkeypatch.context() as m:
+            _per_step(m)
+            ref = simulate(c, protocol, 0.05, save_every=20)
+        assert fast.p.shape == ref.p.shape and fast.p.shape[-2] == 51, name
+        assert_allclose(fast.p, ref.p, rtol=0, atol=1e-13)
+        assert_allclose(fast.e_aj, ref.e_aj, rtol=1e-12, atol=1e-18)
+        assert_allclose(fast.g_ps, ref.g_ps, rtol=1e-12, atol=0)
+        assert_allclose(fast.i_pa, ref.i_pa, rtol=1e-12, atol=1e-18)
+        assert_allclose(fast.v, ref.v, rtol=0, atol=0)
+        assert np.array_equal(fast.ok, ref.ok) and np.all(fast.ok), name
+
+
+def test_runs_flag_a_device_that_goes_non_finite_as_the_per_step_scan_does(monkeypatch):
+    """A parameter gone NaN (a diverged fit) makes the occupancy NaN from the first run on: both paths
+    raise, or flag ``ok`` with throw=False, for that device alone."""
+    from ionkinetics.kinetics._simulate import _drive, _runs
+
+    params = TWO_STATE.params
+    broken = dataclasses.replace(
+        params, escape=dataclasses.replace(params.escape, k_plus_per_ns=params.escape.k_plus_per_ns * np.nan)
+    )
+    both = stack_params([params, broken])
+    proto = protocols.pulse_train(0.3, 2.0, 7.0, 3, duration_ns=21.0)
+    assert _runs(_drive(proto, 0.05).steps, 10, 12) is not None
+    for path in ("runs", "per step"):
+        with monkeypatch.context() as m:
+            if path == "per step":
+                _per_step(m)
+            with pytest.raises(FloatingPointError, match=r"1 of 2 devices"):
+                simulate(both, proto, 0.05, save_every=10)
+            tr = simulate(both, proto, 0.05, save_every=10, throw=False)
+        assert tr.ok.tolist() == [True, False], path
+        assert np.isnan(tr.p[1, -1]).all(), path
+
+
+def test_runs_compile_once_when_the_jumps_move():
+    """R is padded from the number of saved times plus jumps, the pair table to 16: a sweep of jump
+    times, on and off the saved times, at another dt with the same number of steps, compiles nothing."""
+    other = make_calibration(dopants=(("K+", "center", 0.5, 0.2, 1e-3, 0.3, 0.1),))
+    simulate(TWO_STATE, protocols.step(0.3, 1.0, 5.0, duration_ns=10.0), 0.05, save_every=10)
+    with xla_compiles() as compiled:
+        for cal, t_on, t_off in ((other, 2.0, 6.0), (TWO_STATE, 1.05, 7.45), (other, 0.1, 9.95)):
+            simulate(cal, protocols.step(0.4, t_on, t_off, duration_ns=10.0), 0.05, save_every=10)
+        simulate(other, protocols.step(0.1, 2.1, 5.0, duration_ns=20.0), 0.1, save_every=10)
+    assert compiled == []
+
+
+def test_runs_gradient_equals_the_per_step_scan_gradient():
+    """The run factors (repeated squaring, bit selection) are differentiable: d(final energy)/d(escape
+    prefactor) through the runs path equals the per-step scan's gradient."""
+    from ionkinetics.kinetics._simulate import _run_mean_field_runs, _runs
+
+    proto = protocols.pulse_train(0.5, 2.0, 8.0, 3, duration_ns=24.0)
+    levels, index = np.unique(proto.sample(0.2), return_inverse=True)
+    index = index.astype(np.int32)
+    runs = _runs(index, 5, 6)
+    assert runs is not None
+    saved_level = index[np.minimum(np.arange(0, index.size + 1, 5), index.size - 1)]
+    base = TWO_STATE.params
+
+    def scaled(scale):
+        return dataclasses.replace(base, escape=dataclasses.replace(base.escape, k_plus_per_ns=base.escape.k_plus_per_ns * scale))
+
+    def by_runs(scale):
+        out = _run_mean_field_runs(
+            scaled(scale),
+            runs.run_pairs,
+            0.2,
+            0.0,
+            None,
+            levels,
+            runs.pair_level,
+            runs.pair_length,
+            runs.saved,
+            saved_level,
+            n_bits=runs.n_bits,
+            batch=(False, False, False, False),
+        )
+        return out[1][-1, 0]
+
+    def by_steps(scale):
+        params = scaled(scale)
+        return mean_field_scan(
+            params, jnp.asarray(index), 0.2, steady_state(params, 0.0), save_every=5, levels=jnp.asarray(levels)
+        )[1][-1]
+
+    assert_allclose(by_runs(1.0), by_steps(1.0), rtol=1e-13, atol=0)
+    assert_allclose(jax.grad(by_runs)(1.0), jax.grad(by_steps)(1.0), rtol=1e-10, atol=0)
+
+
 def test_gradient_through_the_scan_matches_finite_differences():
     v_k = jnp.asarray(protocols.pulse_train(0.5, 2.0, 8.0, 3, duration_ns=24.0).sample(0.2))
     base = TWO_STATE.params
@@ -403,6 +526,15 @@ def test_a_batch_of_different_amplitudes_uses_per_device_level_tables_and_matche
     assert drive.steps.shape == (200,) and drive.levels.shape == (50, 2) and drive.n_devices == 50
     assert_allclose(drive.volts_at(np.arange(200)), np.stack([p.sample(0.05) for p in sweep]), rtol=0, atol=0)
     assert_allclose(drive.v_rest, [p.v_rest_v for p in sweep], rtol=0, atol=0)
+    # pulse trains that differ only in amplitude and base voltage (the first flat: amplitude = base)
+    # share one on/off pattern built from their fields, no protocol sampled: the same voltages
+    trains = [
+        protocols.pulse_train(a, 1.0, 3.0, 3, duration_ns=10.0, v_base=b) for a, b in ((0.0, 0.0), (0.4, 0.1), (-0.2, 0.05))
+    ]
+    drive = _drive(trains, 0.05)
+    assert drive.steps.shape == (200,) and drive.levels.shape == (3, 2)
+    assert_allclose(drive.volts_at(np.arange(200)), np.stack([p.sample(0.05) for p in trains]), rtol=0, atol=0)
+    assert_allclose(drive.v_rest, [0.0, 0.1, 0.05], rtol=0, atol=0)
     for batch_protos in (protos, mixed, sweep):
         batch = simulate(FOUR_STATE, batch_protos, 0.05)
         for i in (0, 17, 30, 49):

@@ -58,6 +58,9 @@ class Protocol(abc.ABC):
     v_rest_v: float
     # constant between breakpoints (a batch of such protocols with the same jumps is read per segment)
     piecewise_constant = False
+    # (on, off): the two fields whose values the voltage takes, on a pattern of times that the other
+    # fields fix; a batch that differs only in these (an amplitude sweep) is evaluated all at once
+    switch_fields: tuple[str, str] | None = None
 
     @abc.abstractmethod
     def voltage_v(self, t_ns) -> np.ndarray:
@@ -130,6 +133,7 @@ class DC(Protocol):
 @dataclasses.dataclass(frozen=True)
 class Step(Protocol):
     piecewise_constant = True
+    switch_fields = ("v", "v_base")
 
     v: float
     t_on_ns: float
@@ -173,6 +177,7 @@ class Step(Protocol):
 @dataclasses.dataclass(frozen=True)
 class PulseTrain(Protocol):
     piecewise_constant = True
+    switch_fields = ("amplitude_v", "v_base")
 
     amplitude_v: float
     width_ns: float
