@@ -3,11 +3,16 @@
     python benchmarks/bench_kinetics.py [--quick] [--cal SYSTEM] [--set NAME=INT ...]
 
 1. Mean-field: a batch of devices (a shipped calibration with its rate prefactors, Bell
-   exponents and open conductance jittered per device) under one pulse train, as one jitted,
-   vmapped ``ionkinetics.simulate`` call. Peers on a subset of the devices, time extrapolated
-   to the whole batch: (A) ``scipy.integrate.solve_ivp`` of dp/dt = p·Q(V), integrated piecewise
-   between the protocol's jumps; (B) a plain numpy loop over steps with ``scipy.linalg.expm``
-   propagators cached per distinct voltage. Both must match the JAX ``w`` to 1e-6.
+   exponents and open conductance jittered per device) under one pulse train, as one
+   ``ionkinetics.simulate`` call (jitted; the scan runs over constant-voltage runs). Peers on a
+   subset of the devices, time extrapolated to the whole batch: (A) ``scipy.integrate.solve_ivp``
+   of dp/dt = p·Q(V), integrated piecewise between the protocol's jumps; (B) a plain numpy loop
+   over steps with ``scipy.linalg.expm`` propagators cached per distinct voltage. Peers on every
+   device at once, in numpy on cached ``expm`` propagators (w only): (C) one einsum per step,
+   (D) the K² multiply-adds per step written out, (E) the same runs-and-squaring algorithm as
+   ionkinetics. (F) the run recurrence alone in numpy against the JAX one, on identical tables.
+   Every peer must match the JAX ``w`` to 1e-6; the per-step JAX scan is timed beside them. Then a
+   voltage batch of as many devices: one calibration, each device its own pulse amplitude.
 2. Stochastic: one membrane of 10^6 pores, and a batch of membranes of 100 pores each. Peer: a
    numpy loop of ``numpy.random.Generator.binomial`` (``multinomial`` for more than two
    states) on the same counts. Checks: each single membrane's w and the batch mean of w agree
@@ -44,6 +49,7 @@ import ionkinetics as ik  # noqa: E402
 from _machine import compile_seconds  # noqa: E402
 from _machine import machine_lines as _machine_lines  # noqa: E402
 from ionkinetics.kinetics import KineticParams, stack_params  # noqa: E402
+from ionkinetics.kinetics import _simulate as _sim  # noqa: E402  (the run recurrence alone, below)
 
 DT_NS = 0.05
 SAVE_EVERY = 50  # 2.5 ns between saved points: not commensurate with the 7 ns period
@@ -259,8 +265,8 @@ def peer_expm_loop(pr, v_k, v_rest, save_every):
 
 def np_propagator_table(prs, levels) -> np.ndarray:
     """(U, K, K, B): each device's ``scipy.linalg.expm(Q(v)·dt)`` at each distinct voltage, device-last."""
-    props = np.stack([[scipy.linalg.expm(np_generator(pr, float(v)) * DT_NS) for v in levels] for pr in prs])  # (B, U, K, K)
-    return np.ascontiguousarray(np.moveaxis(props, 0, -1))
+    q = np.stack([[np_generator(pr, float(v)) * DT_NS for v in levels] for pr in prs])  # (B, U, K, K)
+    return np.ascontiguousarray(np.moveaxis(scipy.linalg.expm(q), 0, -1))
 
 
 def np_rest_occupancy(prs, v_rest) -> np.ndarray:
@@ -318,6 +324,27 @@ def peer_numpy_runs(props, which, p0, save_every):
         if (start + run[1]) % save_every == 0:
             out.append(p[0].copy())
     return np.stack(out, axis=1)
+
+
+def peer_numpy_run_recurrence(run_p, run_c, run_pairs, run_slot, n_saved, p0):
+    """The run recurrence alone, in numpy, on the tables the JAX kernel gets (run factors (J, K, K, B),
+    energy vectors (J, K, B), device-last): K² multiply-adds and the energy per run, the end state
+    written into its saved row. Occupancy (S + 1, K, B) and energy (S + 1, B), as the JAX kernel."""
+    k_states, n_dev = p0.shape
+    p = [row.copy() for row in p0]
+    e = np.zeros(n_dev)
+    p_buf = np.zeros((n_saved + 2, k_states, n_dev))
+    e_buf = np.zeros((n_saved + 2, n_dev))
+    p_buf[0] = p0
+    for j, slot in zip(run_pairs.tolist(), run_slot.tolist(), strict=True):
+        m, c = run_p[j], run_c[j]
+        e = e + sum(p[a] * c[a] for a in range(k_states))
+        p_next = [sum(p[a] * m[a, b] for a in range(k_states)) for b in range(k_states)]
+        total = sum(p_next)
+        p = [x / total for x in p_next]
+        p_buf[slot] = p
+        e_buf[slot] = e
+    return p_buf[:-1], e_buf[:-1]
 
 
 def peer_binomial_membrane(pr, v_k, v_rest, n_pores, save_every, rng):
@@ -500,6 +527,37 @@ def main(argv=None) -> int:
         0,
         note=f"{n_dev} dev x {levels_np.size} levels; not in their times",
     )
+
+    # the recurrence alone, JAX against numpy on identical inputs (ionkinetics' own run tables, built
+    # once and not timed): what the compiled loop is worth, apart from the algorithm and the tables
+    drive = _sim._drive(proto, DT_NS)
+    runs = _sim._runs(drive.steps, SAVE_EVERY, n_dev * params.n_states * (params.n_states + 1))
+    factors = jax.jit(
+        jax.vmap(lambda pr: _sim._run_factors(pr, DT_NS, drive.levels, runs.pair_level, runs.pair_length, runs.n_bits))
+    )
+    run_p, run_c = (np.ascontiguousarray(np.moveaxis(np.asarray(x), 0, -1)) for x in factors(batch))
+    n_saved = n_steps // SAVE_EVERY
+    rec_args = (run_p, run_c, runs.run_pairs, runs.run_slot, n_saved, p0_np)
+    rec_jax = jax.jit(_sim._runs_scan, static_argnums=4)
+    jax.block_until_ready(rec_jax(*rec_args))
+    t_rj, (p_rj, e_rj) = best_of(lambda: jax.block_until_ready(rec_jax(*rec_args)), reps)
+    t_rn, (p_rn, e_rn) = best_of(lambda: peer_numpy_run_recurrence(*rec_args), reps)
+    dev_rec = max(
+        float(np.max(np.abs(np.asarray(p_rj) - p_rn))), float(np.max(np.abs(np.asarray(e_rj) - e_rn) / np.abs(e_rn).max()))
+    )
+    table.add(
+        "", f"{runs.run_pairs.size} runs", "jax run recurrence alone (same tables)", t_rj, n_dev * n_steps, note=f"best of {reps}"
+    )
+    table.add(
+        "",
+        "",
+        "  peer F: numpy run recurrence",
+        t_rn,
+        n_dev * n_steps,
+        t_rn / t_rj,
+        f"best of {reps}; occupancy and energy; max rel dev {dev_rec:.1e}",
+    )
+    checks.append(("run recurrence: jax == numpy (p, e / max e)", dev_rec, 1e-12, dev_rec <= 1e-12))
 
     # the per-step JAX scan (the public mean_field_scan, jit + vmap): what simulate ran before runs
     step_scan = jax.jit(

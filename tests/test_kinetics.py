@@ -384,7 +384,7 @@ def test_runs_gradient_equals_the_per_step_scan_gradient():
             levels,
             runs.pair_level,
             runs.pair_length,
-            runs.saved,
+            runs.run_slot,
             saved_level,
             n_bits=runs.n_bits,
             batch=(False, False, False, False),

@@ -150,18 +150,19 @@ def _run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int):
     return acc_p, acc_c
 
 
-def _runs_scan(run_p, run_c, run_pairs, saved, p0):
+def _runs_scan(run_p, run_c, run_pairs, run_slot, n_saved: int, p0):
     """The run recurrence for B devices laid out device-last: factors ``run_p`` (J, K, K, B) and
-    ``run_c`` (J, K, B), ``p0`` (K, B), ``run_pairs`` (R,) shared or (R, B) per device; ``saved`` (S,)
-    the run ending at each saved time. Returns occupancy (S + 1, K, B) and energy (S + 1, B), t = 0
-    first.
+    ``run_c`` (J, K, B), ``p0`` (K, B), ``run_pairs`` (R,) shared or (R, B) per device. Each run writes
+    its end state into row ``run_slot`` (R,) of an (n_saved + 2)-row buffer (row 0: t = 0; the last
+    run of each saved interval writes last; padding runs write to the extra last row), so only the
+    saved states are kept. Returns occupancy (S + 1, K, B) and energy (S + 1, B).
 
     Each run is K² multiply-adds along the contiguous device axis, written out term by term on one
-    (B,) array per state and one (J, B) table per matrix entry (K is small and static): on CPU that
-    is 2x faster than the same arithmetic on stacked (K, B) / (J, K, K, B) arrays and 10x faster than
-    products written as a reduction over a K axis, which XLA does not vectorise along the devices.
-    Every run's state is emitted and the saved ones gathered after: cheaper here than writing the
-    saved rows into a buffer inside the loop."""
+    (B,) array per state and one (J, B) table per matrix entry (K is small and static). On CPU (10⁴
+    devices, 2 states) that is 2x faster than the same arithmetic on stacked (K, B) / (J, K, K, B)
+    arrays, 10x faster than products written as a reduction over a K axis (which XLA does not
+    vectorise along the devices), and writing the saved rows in the loop 2x faster than emitting
+    every run's state and gathering the saved ones after."""
     k, lanes = p0.shape[0], jnp.arange(p0.shape[-1])
     m_tab = [[run_p[:, a, b] for b in range(k)] for a in range(k)]
     c_tab = [run_c[:, a] for a in range(k)]
@@ -170,18 +171,22 @@ def _runs_scan(run_p, run_c, run_pairs, saved, p0):
     else:
         pick = lambda table, j: table[j]  # noqa: E731
 
-    def one_run(carry, j):
-        p, e = carry
+    def one_run(carry, x):
+        p, e, p_buf, e_buf = carry
+        j, slot = x
         p_next = [sum(p[a] * pick(m_tab[a][b], j) for a in range(k)) for b in range(k)]
         e = e + sum(p[a] * pick(c_tab[a], j) for a in range(k))
         total = sum(p_next)
-        carry = (tuple(x / total for x in p_next), e)
-        return carry, carry
+        p = tuple(x / total for x in p_next)
+        p_buf = tuple(lax.dynamic_update_index_in_dim(buf, x, slot, 0) for buf, x in zip(p_buf, p, strict=True))
+        return (p, e, p_buf, lax.dynamic_update_index_in_dim(e_buf, e, slot, 0)), None
 
+    rows = n_saved + 2
+    p_buf = tuple(jnp.zeros((rows, *x.shape), x.dtype).at[0].set(x) for x in p0)
     e0 = jnp.zeros(p0.shape[-1:], dtype=p0.dtype)
-    _, (p_r, e_r) = lax.scan(one_run, (tuple(p0), e0), run_pairs)
-    p_s = jnp.stack([jnp.concatenate([x[None], y[saved]]) for x, y in zip(p0, p_r, strict=True)], axis=1)
-    return p_s, jnp.concatenate([e0[None], e_r[saved]])
+    e_buf = jnp.zeros((rows, *e0.shape), e0.dtype)
+    (_, _, p_buf, e_buf), _ = lax.scan(one_run, (tuple(p0), e0, p_buf, e_buf), (run_pairs, run_slot))
+    return jnp.stack([buf[:-1] for buf in p_buf], axis=1), e_buf[:-1]
 
 
 def _binomial(key, n, prob):
@@ -289,12 +294,12 @@ def _dot_k(a, b):
 
 @functools.partial(jax.jit, static_argnames=("n_bits", "batch"))
 def _run_mean_field_runs(
-    params, run_pairs, dt_ns, v_rest, p0, levels, pair_level, pair_length, saved, saved_level, *, n_bits, batch
+    params, run_pairs, dt_ns, v_rest, p0, levels, pair_level, pair_length, run_slot, saved_level, *, n_bits, batch
 ):
     """As :func:`_run_mean_field` over constant-voltage runs (:class:`_Runs`): the factors per device
     (vmapped), then one recurrence for the whole batch laid out device-last, which also forms G and I
     at the saved times (``saved_level`` (S+1,) or (S+1, B): the level held from each) and each
-    device's final probability-sum error. The pairs and saved runs are shared by the batch; the run
+    device's final probability-sum error. The pairs and run slots are shared by the batch; the run
     order is per device where the steps are (``batch[3]``). Returns device-last arrays: occupancy
     (S+1, K, B), energy, G, I (S+1, B) and the error (B,)."""
 
@@ -312,7 +317,9 @@ def _run_mean_field_runs(
     # materialise the device-last tables before the loop (else XLA fuses the transposes into every
     # iteration's reads: 1.5x slower at 10^4 devices)
     p_init, run_p, run_c, g_lv, i_lv = lax.optimization_barrier(parts)
-    p_s, e_s = lax.optimization_barrier(_runs_scan(run_p, run_c, run_pairs.T if batch[3] else run_pairs, saved, p_init))
+    p_s, e_s = lax.optimization_barrier(
+        _runs_scan(run_p, run_c, run_pairs.T if batch[3] else run_pairs, run_slot, saved_level.shape[0] - 1, p_init)
+    )
     if batch[3]:  # per-device levels at the saved times
         lanes = jnp.arange(p_s.shape[-1])
         g_sv, i_sv = (jnp.swapaxes(x[saved_level, :, lanes], 1, 2) for x in (g_lv, i_lv))
@@ -427,14 +434,15 @@ class _Runs:
     """A tabulated drive cut into constant-voltage runs at every jump and saved time (shared by a
     batch: a jump of any device cuts every device's run). ``pair_level``/``pair_length`` (J,) the
     distinct (level, steps) runs, pair 0 the empty run; ``run_pairs`` (R,) or (B, R) the pair of each
-    run; ``saved`` (S,) the run ending at each saved time. Padding with empty runs keeps the shapes
-    from depending on where the jumps fall: R is padded from the number of saved times plus the
-    number of jumps (a sweep that moves the jumps compiles once), J to a few sizes per octave from 16."""
+    run; ``run_slot`` (R,) the saved time (1..S) that ends each run's interval, S + 1 for padding.
+    Padding with empty runs keeps the shapes from depending on where the jumps fall: R is padded from
+    the number of saved times plus the number of jumps (a sweep that moves the jumps compiles once),
+    J to a few sizes per octave from 16."""
 
     pair_level: np.ndarray
     pair_length: np.ndarray
     run_pairs: np.ndarray
-    saved: np.ndarray
+    run_slot: np.ndarray
     n_bits: int
 
 
@@ -448,7 +456,7 @@ def _bucket(n: int, floor: int = 1) -> int:
 # Runs replace steps when they are at most this fraction of the steps, and their factor table
 # (devices × pairs × K(K+1) numbers) stays below this many bytes.
 _RUN_FRACTION = 0.5
-_RUN_TABLE_BYTES = 1 << 28
+_RUN_TABLE_BYTES = 1 << 30
 
 
 def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int) -> _Runs | None:
@@ -474,8 +482,9 @@ def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int) -> _Runs | No
     pair_length[1 : keys.size + 1] = keys % (save_every + 1)
     run_pairs = np.zeros((*level.shape[:-1], _bucket(n_steps // save_every + jumps.size)), np.int32)
     run_pairs[..., : starts.size] = inverse.reshape(level.shape) + 1
-    saved = np.searchsorted(starts, np.arange(save_every, n_steps + 1, save_every)) - 1
-    return _Runs(pair_level, pair_length, run_pairs, saved.astype(np.int32), int(save_every).bit_length())
+    run_slot = np.full(run_pairs.shape[-1], n_steps // save_every + 1, np.int32)
+    run_slot[: starts.size] = starts // save_every + 1
+    return _Runs(pair_level, pair_length, run_pairs, run_slot, int(save_every).bit_length())
 
 
 def _level_tables(v_k: np.ndarray):
@@ -671,7 +680,7 @@ def simulate(
                 drive.levels,
                 runs.pair_level,
                 runs.pair_length,
-                runs.saved,
+                runs.run_slot,
                 saved_level.T,
                 n_bits=runs.n_bits,
                 batch=batch,
