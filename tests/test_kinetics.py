@@ -309,7 +309,7 @@ def test_runs_give_the_per_step_scan(cal, monkeypatch):
         drive = _drive(protocol, 0.05)
         assert drive.steps.ndim == (2 if name == "own jump times" else 1), name
         runs = _runs(drive.steps, 20, 3 * k * (k + 1))
-        assert runs is not None and runs.run_pairs.shape[-1] < 1000 // 4, name  # a quarter of the steps or fewer
+        assert runs is not None and runs.grid.shape[-2:] == (50, 2), name  # 50 saved intervals of <= 2 runs: 100 of 1000 steps
         fast = simulate(c, protocol, 0.05, save_every=20)
         with monkeypatch.context() as m:
             _per_step(m)
@@ -377,16 +377,16 @@ def test_runs_gradient_equals_the_per_step_scan_gradient():
     def by_runs(scale):
         out = _run_mean_field_runs(
             scaled(scale),
-            runs.run_pairs,
+            runs.grid,
             0.2,
             0.0,
             None,
             levels,
             runs.pair_level,
             runs.pair_length,
-            runs.run_slot,
             saved_level,
             n_bits=runs.n_bits,
+            max_squarings=4,
             batch=(False, False, False, False),
         )
         return out[1][-1, 0]
@@ -560,6 +560,25 @@ def test_a_stochastic_amplitude_sweep_on_the_shared_index_row_equals_its_single_
         assert_allclose(batch.p[i], one.p, rtol=0, atol=0)
         assert_allclose(batch.e_aj[i], one.e_aj, rtol=0, atol=0)
         assert_allclose(batch.v[i], one.v, rtol=0, atol=0)
+
+
+def test_propagator_and_energy_equals_the_van_loan_block():
+    """The (K+1) Van Loan exponential with a scaled weights column gives P and A·weights of the 2K
+    block (:func:`propagators`), with the squarings capped at ``max_squarings_for``, for weights of
+    any scale (zero included) and steps up to 1 ns."""
+    from ionkinetics.kinetics import propagator_and_energy
+
+    params = FOUR_STATE.params
+    rng = np.random.default_rng(3)
+    for dt_ns in (0.01, 0.05, 1.0):
+        cap = ik.kinetics.max_squarings_for(params, dt_ns)
+        for v in (-0.8, 0.0, 0.35, 0.8):
+            prop, integral = propagators(params, v, dt_ns)
+            for scale in (0.0, 1e-6, 1.0, 1e6):
+                weights = jnp.asarray(rng.normal(size=4) * scale)
+                p, c = propagator_and_energy(params, v, dt_ns, weights, max_squarings=cap)
+                assert_allclose(p, prop, rtol=0, atol=1e-14)  # two Padé schemes: round-off of the squarings
+                assert_allclose(c, integral @ weights, rtol=1e-12, atol=1e-300)
 
 
 def test_capped_squarings_give_the_same_propagator_at_any_voltage():

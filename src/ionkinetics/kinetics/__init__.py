@@ -22,6 +22,7 @@ from ._rates import max_squarings_for as max_squarings_for
 from ._rates import mean_relaxation_time_ns as mean_relaxation_time_ns
 from ._rates import membrane_current_pa as membrane_current_pa
 from ._rates import open_conductance_ps as open_conductance_ps
+from ._rates import propagator_and_energy as propagator_and_energy
 from ._rates import propagators as propagators
 from ._rates import state_weights as state_weights
 from ._rates import steady_state as steady_state

@@ -26,7 +26,16 @@ from jax import lax
 
 from . import protocols as _protocols
 from ._params import KineticParams
-from ._rates import gating_current_vector_pa, membrane_current_pa, open_conductance_ps, propagators, state_weights, steady_state
+from ._rates import (
+    gating_current_vector_pa,
+    max_squarings_for,
+    membrane_current_pa,
+    open_conductance_ps,
+    propagator_and_energy,
+    propagators,
+    state_weights,
+    steady_state,
+)
 
 __all__ = [
     "Trace",
@@ -121,18 +130,17 @@ def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 
     return jnp.concatenate([p0[None], p_s]), jnp.concatenate([e0[None], e_s])
 
 
-def _run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int):
+def _run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int, max_squarings: int):
     """Exact factors of whole constant-voltage runs: for each (level, length n) pair, ``P^n`` (J, K, K)
     and the energy vector ``c_n = Σ_{k<n} P^k·A·weights`` (J, K), so a run moves the occupancy by
     ``p·P^n`` and adds ``p·c_n`` to the energy. Built by doubling from each level's one-step factors
     (``P^{2m} = P^m·P^m``, ``c_{2m} = c_m + P^m·c_m``) and composed over the bits of n (``n_bits``
     static, n < 2^n_bits): log₂ n matrix products per pair instead of n steps; a length-0 pair is
-    the identity (padding)."""
+    the identity (padding). ``max_squarings`` (static) bounds the one-step exponential's squarings."""
     c = state_weights(params)
 
     def at(v):
-        prop, integral = propagators(params, v, dt_ns)
-        return prop, integral @ _energy_weights(params, v, c)
+        return propagator_and_energy(params, v, dt_ns, _energy_weights(params, v, c), max_squarings=max_squarings)
 
     prop, vec = jax.vmap(at)(levels)  # (U, K, K), (U, K)
     k = prop.shape[-1]
@@ -142,51 +150,60 @@ def _run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int):
         take = ((pair_length >> bit) & 1).astype(bool)
         p_b, c_b = prop[pair_level], vec[pair_level]
         acc_p, acc_c = (
-            jnp.where(take[:, None, None], acc_p @ p_b, acc_p),
-            jnp.where(take[:, None], acc_c + jnp.einsum("jkl,jl->jk", acc_p, c_b), acc_c),
+            jnp.where(take[:, None, None], _matmul_k(acc_p, p_b), acc_p),
+            jnp.where(take[:, None], acc_c + _matvec_k(acc_p, c_b), acc_c),
         )
         if bit + 1 < n_bits:
-            prop, vec = prop @ prop, vec + jnp.einsum("ukl,ul->uk", prop, vec)
+            prop, vec = _matmul_k(prop, prop), vec + _matvec_k(prop, vec)
     return acc_p, acc_c
 
 
-def _runs_scan(run_p, run_c, run_pairs, run_slot, n_saved: int, p0):
+def _matmul_k(a, b):
+    """``a @ b`` for stacks of K x K matrices, as K broadcast multiply-adds: under vmap over devices a
+    batched dot runs one tiny GEMM per matrix on CPU."""
+    return sum(a[..., :, l, None] * b[..., None, l, :] for l in range(a.shape[-1]))
+
+
+def _matvec_k(a, x):
+    """``a @ x`` for stacks of K x K matrices and K-vectors, term by term (see :func:`_matmul_k`)."""
+    return sum(a[..., :, l] * x[..., None, l] for l in range(a.shape[-1]))
+
+
+def _runs_scan(run_p, run_c, grid, p0):
     """The run recurrence for B devices laid out device-last: factors ``run_p`` (J, K, K, B) and
-    ``run_c`` (J, K, B), ``p0`` (K, B), ``run_pairs`` (R,) shared or (R, B) per device. Each run writes
-    its end state into row ``run_slot`` (R,) of an (n_saved + 2)-row buffer (row 0: t = 0; the last
-    run of each saved interval writes last; padding runs write to the extra last row), so only the
-    saved states are kept. Returns occupancy (S + 1, K, B) and energy (S + 1, B).
+    ``run_c`` (J, K, B), ``p0`` (K, B), ``grid`` (S, M) shared or (S, M, B) per device: the runs of
+    each saved interval. One outer iteration per saved interval emits its end state, its M runs
+    fused inside (unrolled up to 8). Returns occupancy (S + 1, K, B) and energy (S + 1, B).
 
     Each run is K² multiply-adds along the contiguous device axis, written out term by term on one
     (B,) array per state and one (J, B) table per matrix entry (K is small and static). On CPU (10⁴
-    devices, 2 states) that is 2x faster than the same arithmetic on stacked (K, B) / (J, K, K, B)
-    arrays, 10x faster than products written as a reduction over a K axis (which XLA does not
-    vectorise along the devices), and writing the saved rows in the loop 2x faster than emitting
-    every run's state and gathering the saved ones after."""
+    devices) that is 2x faster than the same arithmetic on stacked (K, B) / (J, K, K, B) arrays and
+    10x faster than products written as a reduction over a K axis (which XLA does not vectorise
+    along the devices); writing the state once per saved interval instead of once per run halves
+    the time again (the writes, not the arithmetic, bound a flat scan over runs)."""
     k, lanes = p0.shape[0], jnp.arange(p0.shape[-1])
     m_tab = [[run_p[:, a, b] for b in range(k)] for a in range(k)]
     c_tab = [run_c[:, a] for a in range(k)]
-    if run_pairs.ndim == 2:  # each device its own run: gather along the devices
+    if grid.ndim == 3:  # each device its own run: gather along the devices
         pick = lambda table, j: table[j, lanes]  # noqa: E731
     else:
         pick = lambda table, j: table[j]  # noqa: E731
 
-    def one_run(carry, x):
-        p, e, p_buf, e_buf = carry
-        j, slot = x
+    def one_run(carry, j):
+        p, e = carry
         p_next = [sum(p[a] * pick(m_tab[a][b], j) for a in range(k)) for b in range(k)]
         e = e + sum(p[a] * pick(c_tab[a], j) for a in range(k))
         total = sum(p_next)
-        p = tuple(x / total for x in p_next)
-        p_buf = tuple(lax.dynamic_update_index_in_dim(buf, x, slot, 0) for buf, x in zip(p_buf, p, strict=True))
-        return (p, e, p_buf, lax.dynamic_update_index_in_dim(e_buf, e, slot, 0)), None
+        return (tuple(x / total for x in p_next), e), None
 
-    rows = n_saved + 2
-    p_buf = tuple(jnp.zeros((rows, *x.shape), x.dtype).at[0].set(x) for x in p0)
+    def interval(carry, row):
+        carry, _ = lax.scan(one_run, carry, row, unroll=min(row.shape[0], 8))
+        return carry, carry
+
     e0 = jnp.zeros(p0.shape[-1:], dtype=p0.dtype)
-    e_buf = jnp.zeros((rows, *e0.shape), e0.dtype)
-    (_, _, p_buf, e_buf), _ = lax.scan(one_run, (tuple(p0), e0, p_buf, e_buf), (run_pairs, run_slot))
-    return jnp.stack([buf[:-1] for buf in p_buf], axis=1), e_buf[:-1]
+    _, (p_s, e_s) = lax.scan(interval, (tuple(p0), e0), grid)
+    p_s = jnp.stack([jnp.concatenate([x0[None], x]) for x0, x in zip(p0, p_s, strict=True)], axis=1)
+    return p_s, jnp.concatenate([e0[None], e_s])
 
 
 def _binomial(key, n, prob):
@@ -292,20 +309,20 @@ def _dot_k(a, b):
     return sum(a[:, k] * b[:, k] for k in range(a.shape[1]))
 
 
-@functools.partial(jax.jit, static_argnames=("n_bits", "batch"))
+@functools.partial(jax.jit, static_argnames=("n_bits", "max_squarings", "batch"))
 def _run_mean_field_runs(
-    params, run_pairs, dt_ns, v_rest, p0, levels, pair_level, pair_length, run_slot, saved_level, *, n_bits, batch
+    params, grid, dt_ns, v_rest, p0, levels, pair_level, pair_length, saved_level, *, n_bits, max_squarings, batch
 ):
     """As :func:`_run_mean_field` over constant-voltage runs (:class:`_Runs`): the factors per device
     (vmapped), then one recurrence for the whole batch laid out device-last, which also forms G and I
     at the saved times (``saved_level`` (S+1,) or (S+1, B): the level held from each) and each
-    device's final probability-sum error. The pairs and run slots are shared by the batch; the run
-    order is per device where the steps are (``batch[3]``). Returns device-last arrays: occupancy
+    device's final probability-sum error. The pairs are shared by the batch; the grid of runs is
+    per device where the steps are (``batch[3]``). Returns device-last arrays: occupancy
     (S+1, K, B), energy, G, I (S+1, B) and the error (B,)."""
 
     def device(pr, v0, q0, lv):
         p_init = _initial_occupancy(pr, v0, q0)
-        run_p, run_c = _run_factors(pr, dt_ns, lv, pair_level, pair_length, n_bits)
+        run_p, run_c = _run_factors(pr, dt_ns, lv, pair_level, pair_length, n_bits, max_squarings)
         return (p_init.astype(jnp.result_type(p_init, dt_ns)), run_p, run_c, *_level_observables(pr, lv))
 
     if any(batch[:3]):
@@ -317,9 +334,7 @@ def _run_mean_field_runs(
     # materialise the device-last tables before the loop (else XLA fuses the transposes into every
     # iteration's reads: 1.5x slower at 10^4 devices)
     p_init, run_p, run_c, g_lv, i_lv = lax.optimization_barrier(parts)
-    p_s, e_s = lax.optimization_barrier(
-        _runs_scan(run_p, run_c, run_pairs.T if batch[3] else run_pairs, run_slot, saved_level.shape[0] - 1, p_init)
-    )
+    p_s, e_s = lax.optimization_barrier(_runs_scan(run_p, run_c, jnp.moveaxis(grid, 0, -1) if batch[3] else grid, p_init))
     if batch[3]:  # per-device levels at the saved times
         lanes = jnp.arange(p_s.shape[-1])
         g_sv, i_sv = (jnp.swapaxes(x[saved_level, :, lanes], 1, 2) for x in (g_lv, i_lv))
@@ -433,16 +448,14 @@ def _shared_switching(protocol, dt_ns: float) -> _Drive | None:
 class _Runs:
     """A tabulated drive cut into constant-voltage runs at every jump and saved time (shared by a
     batch: a jump of any device cuts every device's run). ``pair_level``/``pair_length`` (J,) the
-    distinct (level, steps) runs, pair 0 the empty run; ``run_pairs`` (R,) or (B, R) the pair of each
-    run; ``run_slot`` (R,) the saved time (1..S) that ends each run's interval, S + 1 for padding.
-    Padding with empty runs keeps the shapes from depending on where the jumps fall: R is padded from
-    the number of saved times plus the number of jumps (a sweep that moves the jumps compiles once),
-    J to a few sizes per octave from 16."""
+    distinct (level, steps) runs, pair 0 the empty run (the identity); ``grid`` (S, M) or (B, S, M)
+    the pairs of the runs of each saved interval in order, padded with empty runs to M, the most runs
+    an interval can hold given the jumps' spacing. Neither shape depends on where the jumps fall (a
+    sweep that moves them compiles once); J is padded to a few sizes per octave from 16."""
 
     pair_level: np.ndarray
     pair_length: np.ndarray
-    run_pairs: np.ndarray
-    run_slot: np.ndarray
+    grid: np.ndarray
     n_bits: int
 
 
@@ -459,17 +472,29 @@ _RUN_FRACTION = 0.5
 _RUN_TABLE_BYTES = 1 << 30
 
 
+def _squaring_cap(params: KineticParams, dt_ns: float) -> int:
+    """:func:`max_squarings_for` rounded up to a multiple of 4 (0 or 4 for the shipped calibrations at
+    dt <= 0.1 ns): a static bound that few sweeps over calibrations or dt cross, so they compile once.
+    0 for K <= 2 (closed forms, no exponential)."""
+    return 0 if params.n_states <= 2 else 4 * -(-max_squarings_for(params, dt_ns) // 4)
+
+
 def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int) -> _Runs | None:
     """The runs of a tabulated drive (``steps`` (T,) or (B, T) level indices), or None where they
     would not save work (a voltage that moves every few steps) or their table would not fit."""
     n_steps = steps.shape[-1]
+    n_saved = n_steps // save_every
     change = steps[..., 1:] != steps[..., :-1]
     if change.ndim == 2:
         change = change.any(axis=0)
     jumps = np.flatnonzero(change) + 1
-    starts = np.union1d(jumps, np.arange(0, n_steps, save_every))
-    if starts.size > _RUN_FRACTION * n_steps:
+    # runs per saved interval, bounded by the most jumps any save_every - 1 consecutive steps hold
+    # (inside an interval): the bound moves with the jumps' spacing, not with where they fall
+    in_window = np.searchsorted(jumps, jumps + save_every - 2, side="right") - np.arange(jumps.size)
+    width = 1 + int(in_window.max(initial=0))
+    if n_saved * width > _RUN_FRACTION * n_steps:
         return None
+    starts = np.union1d(jumps, np.arange(0, n_steps, save_every))
     lengths = np.diff(np.append(starts, n_steps))  # each <= save_every: saved times cut every run
     level = steps[..., starts].astype(np.int64)
     keys, inverse = np.unique(level * (save_every + 1) + lengths, return_inverse=True)
@@ -480,11 +505,11 @@ def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int) -> _Runs | No
     pair_length = np.zeros(n_pairs, np.int32)
     pair_level[1 : keys.size + 1] = keys // (save_every + 1)
     pair_length[1 : keys.size + 1] = keys % (save_every + 1)
-    run_pairs = np.zeros((*level.shape[:-1], _bucket(n_steps // save_every + jumps.size)), np.int32)
-    run_pairs[..., : starts.size] = inverse.reshape(level.shape) + 1
-    run_slot = np.full(run_pairs.shape[-1], n_steps // save_every + 1, np.int32)
-    run_slot[: starts.size] = starts // save_every + 1
-    return _Runs(pair_level, pair_length, run_pairs, run_slot, int(save_every).bit_length())
+    interval = starts // save_every
+    position = np.arange(starts.size) - np.searchsorted(interval, interval)  # its place among its interval's runs
+    grid = np.zeros((*level.shape[:-1], n_saved, width), np.int32)
+    grid[..., interval, position] = inverse.reshape(level.shape) + 1
+    return _Runs(pair_level, pair_length, grid, int(save_every).bit_length())
 
 
 def _level_tables(v_k: np.ndarray):
@@ -673,16 +698,16 @@ def simulate(
             saved_level = np.take(drive.steps, np.minimum(np.arange(0, n_steps + 1, save_every), n_steps - 1), axis=-1)
             out = _run_mean_field_runs(
                 params,
-                runs.run_pairs,
+                runs.grid,
                 dt,
                 v_rest,
                 p0,
                 drive.levels,
                 runs.pair_level,
                 runs.pair_length,
-                runs.run_slot,
                 saved_level.T,
                 n_bits=runs.n_bits,
+                max_squarings=_squaring_cap(params, float(dt_ns)),
                 batch=batch,
             )
             p_s, e_s, g_s, i_s, err = (np.asarray(x) for x in out)  # device-last: views put the devices first
