@@ -161,12 +161,12 @@ def _run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int, ma
 def _matmul_k(a, b):
     """``a @ b`` for stacks of K x K matrices, as K broadcast multiply-adds: under vmap over devices a
     batched dot runs one tiny GEMM per matrix on CPU."""
-    return sum(a[..., :, l, None] * b[..., None, l, :] for l in range(a.shape[-1]))
+    return sum(a[..., :, j, None] * b[..., None, j, :] for j in range(a.shape[-1]))
 
 
 def _matvec_k(a, x):
     """``a @ x`` for stacks of K x K matrices and K-vectors, term by term (see :func:`_matmul_k`)."""
-    return sum(a[..., :, l] * x[..., None, l] for l in range(a.shape[-1]))
+    return sum(a[..., :, j] * x[..., None, j] for j in range(a.shape[-1]))
 
 
 def _runs_scan(run_p, run_c, grid, p0):
@@ -331,8 +331,8 @@ def _run_mean_field_runs(
         parts = [jnp.moveaxis(x, 0, -1) for x in parts]
     else:
         parts = [x[..., None] for x in device(params, v_rest, p0, levels)]
-    # materialise the device-last tables before the loop (else XLA fuses the transposes into every
-    # iteration's reads: 1.5x slower at 10^4 devices)
+    # materialise the device-last tables before the loop, and the loop's outputs before the saved
+    # observables: XLA would otherwise fuse the layout changes into every run's strided reads
     p_init, run_p, run_c, g_lv, i_lv = lax.optimization_barrier(parts)
     p_s, e_s = lax.optimization_barrier(_runs_scan(run_p, run_c, jnp.moveaxis(grid, 0, -1) if batch[3] else grid, p_init))
     if batch[3]:  # per-device levels at the saved times
