@@ -286,7 +286,13 @@ def _per_step(monkeypatch):
     monkeypatch.setattr(_simulate, "_runs", lambda *args: None)
 
 
-@pytest.mark.parametrize("cal", [TWO_STATE, FOUR_STATE], ids=["2 states", "4 states"])
+@pytest.mark.parametrize(
+    "cal",
+    # four states compile 8 more programs (16 s): the slow tier, which CI runs; the default tier
+    # checks their factors in test_propagator_and_energy_equals_the_van_loan_block
+    [TWO_STATE, pytest.param(FOUR_STATE, marks=pytest.mark.slow)],
+    ids=["2 states", "4 states"],
+)
 def test_runs_give_the_per_step_scan(cal, monkeypatch):
     """With save_every > 1 a tabulated drive advances one scan iteration per constant-voltage run
     (P^n and the energy over n steps by repeated squaring, saved times cutting the runs): every field
