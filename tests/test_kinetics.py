@@ -353,10 +353,15 @@ def test_runs_flag_a_device_that_goes_non_finite_as_the_per_step_scan_does(monke
 
 
 def test_runs_compile_once_when_the_jumps_move():
-    """R is padded from the number of saved times plus jumps, the pair table to 16: a sweep of jump
-    times, on and off the saved times, at another dt with the same number of steps, compiles nothing."""
+    """The grid of runs is (saved intervals x the most runs an interval can hold given the jumps'
+    spacing) and the pair table is padded to 16: a sweep of jump times, on and off the saved times,
+    over calibrations and at another dt with the same number of steps, compiles nothing."""
+    from ionkinetics.kinetics._simulate import _drive, _runs
+
     other = make_calibration(dopants=(("K+", "center", 0.5, 0.2, 1e-3, 0.3, 0.1),))
-    simulate(TWO_STATE, protocols.step(0.3, 1.0, 5.0, duration_ns=10.0), 0.05, save_every=10)
+    first = protocols.step(0.3, 1.0, 5.0, duration_ns=10.0)
+    assert _runs(_drive(first, 0.05).steps, 10, 6).grid.shape == (20, 2)  # the runs path, not the per-step scan
+    simulate(TWO_STATE, first, 0.05, save_every=10)
     with xla_compiles() as compiled:
         for cal, t_on, t_off in ((other, 2.0, 6.0), (TWO_STATE, 1.05, 7.45), (other, 0.1, 9.95)):
             simulate(cal, protocols.step(0.4, t_on, t_off, duration_ns=10.0), 0.05, save_every=10)
