@@ -111,7 +111,8 @@ def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 
     With ``levels`` (U,) given, ``v_k`` holds integer indices into it instead and the U
     propagators are computed once (a pulse train has two voltages: T/2 fewer matrix exponentials).
     Returns occupancy (T/save_every + 1, K) and cumulative energy per pore, aJ, at the saved
-    times. Pure and differentiable; ``simulate`` wraps it with jit and vmap.
+    times. Pure and differentiable; ``simulate`` wraps it with jit and vmap where it does not cut the
+    steps into constant-voltage runs (``save_every = 1``, or a voltage that moves every few steps).
     """
     factors = _step_factors(params, dt_ns, levels)
 
