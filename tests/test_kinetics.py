@@ -503,7 +503,9 @@ def test_float32_mode_runs_the_kinetic_core_to_float32_accuracy(tmp_path):
         "import json, ionkinetics as ik\n"
         "proto = ik.protocols.step(0.5, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0)\n"
         "tr = ik.simulate('crown6:NaCl@1.0+KCl@0.5', proto, dt_ns=0.05)\n"
-        "print(json.dumps({'dtype': str(tr.w.dtype), 'w': tr.w[::400].tolist(), 'e': float(tr.e_aj[-1])}))\n"
+        "runs = ik.simulate('crown6:NaCl@1.0+KCl@0.5', proto, dt_ns=0.05, save_every=400)\n"  # constant-voltage runs
+        "print(json.dumps({'dtype': str(tr.w.dtype), 'w': tr.w[::400].tolist(), 'e': float(tr.e_aj[-1]),\n"
+        "                  'runs_dtype': str(runs.w.dtype), 'runs_w': runs.w.tolist(), 'runs_e': float(runs.e_aj[-1])}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_", "IONKINETICS_"))}
     env["IONKINETICS_X64"] = "0"
@@ -513,6 +515,9 @@ def test_float32_mode_runs_the_kinetic_core_to_float32_accuracy(tmp_path):
     ref = ik.simulate("crown6:NaCl@1.0+KCl@0.5", protocols.step(0.5, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0), 0.05)
     assert_allclose(got["w"], ref.w[::400], rtol=0, atol=1e-5)
     assert_allclose(got["e"], ref.e_aj[-1], rtol=1e-4, atol=0)
+    assert got["runs_dtype"] == "float32"
+    assert_allclose(got["runs_w"], ref.w[::400], rtol=0, atol=1e-5)
+    assert_allclose(got["runs_e"], ref.e_aj[-1], rtol=1e-4, atol=0)
 
 
 def test_a_batch_of_different_amplitudes_uses_per_device_level_tables_and_matches_single_runs():
