@@ -32,7 +32,6 @@ from ._rates import (
     membrane_current_pa,
     open_conductance_ps,
     propagator_and_energy,
-    propagators,
     state_weights,
     steady_state,
 )
@@ -89,15 +88,14 @@ def _energy_weights(params, v, c):
     return (carrier + gating_current_vector_pa(params, v)) * v * _AJ_PER_PA_V_NS
 
 
-def _step_factors(params, dt_ns, levels):
-    """``x -> (P, A, energy weights)`` for a step: from the factors of the distinct voltages
-    ``levels`` computed once (``x`` indexes them), or per step from the voltage ``x`` when ``levels``
-    is None."""
+def _step_factors(params, dt_ns, levels, max_squarings=None):
+    """``x -> (P, energy vector A·weights)`` for a step (:func:`propagator_and_energy`): from the
+    factors of the distinct voltages ``levels`` computed once (``x`` indexes them), or per step from
+    the voltage ``x`` when ``levels`` is None. ``max_squarings`` as there (static; None: no cap)."""
     c = state_weights(params)
 
     def at(v):
-        prop, integral = propagators(params, v, dt_ns)
-        return prop, integral, _energy_weights(params, v, c)
+        return propagator_and_energy(params, v, dt_ns, _energy_weights(params, v, c), max_squarings=max_squarings)
 
     if levels is None:
         return at
@@ -105,22 +103,24 @@ def _step_factors(params, dt_ns, levels):
     return lambda i: jax.tree_util.tree_map(lambda x: x[i], table)
 
 
-def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 1, levels=None):
+def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 1, levels=None, max_squarings: int | None = None):
     """One device, mean-field. ``v_k`` (T,) volts per step, ``p0`` (K,).
 
     With ``levels`` (U,) given, ``v_k`` holds integer indices into it instead and the U
     propagators are computed once (a pulse train has two voltages: T/2 fewer matrix exponentials).
+    ``max_squarings`` (static) caps the exponential's squarings for K > 2: pass
+    ``max_squarings_for(params, dt_ns)`` for the cheapest exact program.
     Returns occupancy (T/save_every + 1, K) and cumulative energy per pore, aJ, at the saved
     times. Pure and differentiable; ``simulate`` wraps it with jit and vmap where it does not cut the
     steps into constant-voltage runs (``save_every = 1``, or a voltage that moves every few steps).
     """
-    factors = _step_factors(params, dt_ns, levels)
+    factors = _step_factors(params, dt_ns, levels, max_squarings)
 
     def one_step(carry, x):
         p, e = carry
-        prop, integral, weights = factors(x)
+        prop, energy = factors(x)
         p_next = p @ prop
-        return (p_next / p_next.sum(), e + (p @ integral) @ weights), None
+        return (p_next / p_next.sum(), e + p @ energy), None
 
     def chunk(carry, vs):
         carry, _ = lax.scan(one_step, carry, vs)
@@ -236,18 +236,20 @@ def multinomial_counts(key, n, prob):
     return out.at[k - 1].set(remaining.sum())
 
 
-def stochastic_scan(params: KineticParams, v_k, dt_ns, n0, key, *, save_every: int = 1, levels=None):
+def stochastic_scan(
+    params: KineticParams, v_k, dt_ns, n0, key, *, save_every: int = 1, levels=None, max_squarings: int | None = None
+):
     """One device of N = sum(n0) pores. Returns counts (T/save_every + 1, K) and the
     cumulative membrane energy, aJ (the conditional expectation over each step). ``levels``
-    as in :func:`mean_field_scan`."""
+    and ``max_squarings`` as in :func:`mean_field_scan`."""
     steps = jnp.arange(v_k.shape[0]).reshape(-1, save_every)
-    factors = _step_factors(params, dt_ns, levels)
+    factors = _step_factors(params, dt_ns, levels, max_squarings)
 
     def one_step(carry, inp):
         n, e = carry
         x, k = inp
-        prop, integral, weights = factors(x)
-        e = e + (n @ integral) @ weights
+        prop, energy = factors(x)
+        e = e + n @ energy
         return (multinomial_counts(jax.random.fold_in(key, k), n, prop), e), None
 
     def chunk(carry, inp):
@@ -263,31 +265,31 @@ def _initial_occupancy(params, v_rest, p0):
     return steady_state(params, v_rest) if p0 is None else p0
 
 
-def _mean_field_device(params, v_k, dt_ns, v_rest, p0, levels, save_every):
+def _mean_field_device(params, v_k, dt_ns, v_rest, p0, levels, save_every, max_squarings):
     p_init = _initial_occupancy(params, v_rest, p0)
     p_init = p_init.astype(jnp.result_type(p_init, dt_ns))
-    return mean_field_scan(params, v_k, dt_ns, p_init, save_every=save_every, levels=levels)
+    return mean_field_scan(params, v_k, dt_ns, p_init, save_every=save_every, levels=levels, max_squarings=max_squarings)
 
 
-def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, save_every):
+def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, save_every, max_squarings):
     p_init = _initial_occupancy(params, v_rest, p0)
     k_init, k_run = jax.random.split(key)
     dtype = jnp.result_type(p_init, dt_ns)
     n0 = multinomial_counts(
         k_init, jnp.zeros_like(p_init, dtype=dtype).at[0].set(n_pores), jnp.broadcast_to(p_init, (p_init.shape[0],) * 2)
     )
-    return stochastic_scan(params, v_k, dt_ns, n0, k_run, save_every=save_every, levels=levels)
+    return stochastic_scan(params, v_k, dt_ns, n0, k_run, save_every=save_every, levels=levels, max_squarings=max_squarings)
 
 
 def _axes(flag):
     return 0 if flag else None
 
 
-@functools.partial(jax.jit, static_argnames=("save_every", "batch"))
-def _run_mean_field(params, v_k, dt_ns, v_rest, p0, levels, *, save_every, batch):
+@functools.partial(jax.jit, static_argnames=("save_every", "max_squarings", "batch"))
+def _run_mean_field(params, v_k, dt_ns, v_rest, p0, levels, *, save_every, max_squarings, batch):
     """``batch``: (params, voltages, p0, step inputs) batched? The step inputs may be one shared row
     while the voltages (levels, rest) are per device."""
-    fn = functools.partial(_mean_field_device, save_every=save_every)
+    fn = functools.partial(_mean_field_device, save_every=save_every, max_squarings=max_squarings)
     if any(batch):
         fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[3]), None, _axes(batch[1]), _axes(batch[2]), _axes(batch[1])))
     return fn(params, v_k, dt_ns, v_rest, p0, levels)
@@ -347,9 +349,9 @@ def _run_mean_field_runs(
     return p_s, e_s, _dot_k(p_s, g_sv), _dot_k(p_s, i_sv), err
 
 
-@functools.partial(jax.jit, static_argnames=("save_every", "batch", "batch_size"))
-def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, *, save_every, batch, batch_size):
-    fn = functools.partial(_stochastic_device, save_every=save_every)
+@functools.partial(jax.jit, static_argnames=("save_every", "max_squarings", "batch", "batch_size"))
+def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, *, save_every, max_squarings, batch, batch_size):
+    fn = functools.partial(_stochastic_device, save_every=save_every, max_squarings=max_squarings)
     if any(batch):
         fn = jax.vmap(
             fn,
@@ -686,6 +688,7 @@ def simulate(
     v_in, levels_in = jnp.asarray(drive.steps), None if drive.levels is None else jnp.asarray(drive.levels)
     v_rest = drive.v_rest
     batch = (*batch, drive.steps.ndim == 2)
+    squarings = _squaring_cap(params, float(dt_ns))
     if n_pores is None:
         if key is not None:
             raise ValueError("key is only used with n_pores (stochastic runs); drop it or pass n_pores")
@@ -694,7 +697,9 @@ def simulate(
             None if drive.levels is None else _runs(drive.steps, save_every, n_devices * params.n_states * (params.n_states + 1))
         )
         if runs is None:
-            p_s, e_s = _run_mean_field(params, v_in, dt, jnp.asarray(v_rest), p0, levels_in, save_every=save_every, batch=batch)
+            p_s, e_s = _run_mean_field(
+                params, v_in, dt, jnp.asarray(v_rest), p0, levels_in, save_every=save_every, max_squarings=squarings, batch=batch
+            )
         else:
             saved_level = np.take(drive.steps, np.minimum(np.arange(0, n_steps + 1, save_every), n_steps - 1), axis=-1)
             out = _run_mean_field_runs(
@@ -708,7 +713,7 @@ def simulate(
                 runs.pair_length,
                 saved_level.T,
                 n_bits=runs.n_bits,
-                max_squarings=_squaring_cap(params, float(dt_ns)),
+                max_squarings=squarings,
                 batch=batch,
             )
             p_s, e_s, g_s, i_s, err = (np.asarray(x) for x in out)  # device-last: views put the devices first
@@ -733,6 +738,7 @@ def simulate(
             float(n_pores),
             levels_in,
             save_every=save_every,
+            max_squarings=squarings,
             batch=batch,
             batch_size=max(batch_sizes.values(), default=1),
         )
