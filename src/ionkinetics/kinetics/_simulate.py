@@ -673,7 +673,9 @@ def simulate(
         n_pores: None for the mean-field (per-pore) model; an int N for N stochastic pores.
         key: a ``jax.random`` key, required with ``n_pores``.
         p0: initial occupancy (K,) or (B, K); default the steady state at the protocol's rest voltage.
-        save_every: keep every n-th step (must divide the number of steps).
+        save_every: keep every n-th step (must divide the number of steps). Mean-field runs of
+            steps and pulse trains then advance from jump to jump and saved time to saved time,
+            not step by step: the cost follows the jumps and saved times (the same numbers).
         throw: raise if a run loses probability or goes non-finite (else see ``Trace.ok``).
     """
     params = _as_params(cal)
