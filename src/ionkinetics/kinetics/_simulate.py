@@ -614,6 +614,11 @@ def _batching(params, drive: _Drive, p0):
     return p0, (params_batched, v_batched, p0_batched), batch_sizes
 
 
+def _held_steps(n_steps: int, save_every: int) -> np.ndarray:
+    """(S + 1,) the step whose voltage is held from each saved time on (the last step's at the end)."""
+    return np.minimum(np.arange(0, n_steps + 1, save_every), n_steps - 1)
+
+
 def _trace(
     params, drive: _Drive, dt_ns: float, p_s, e_s, n_pores, save_every: int, scale: float, throw: bool, observed=None
 ) -> Trace:
@@ -633,9 +638,8 @@ def _trace(
             f"({np.size(ok) - np.count_nonzero(ok)} of {np.size(ok)} devices); look for rates that overflow "
             "(a Bell law far outside the calibrated voltage range) or pass throw=False to inspect Trace.ok"
         )
-    idx = np.arange(0, n_steps + 1, save_every)
-    v_saved = drive.volts_at(np.minimum(idx, n_steps - 1))
-    t_ns = idx * dt_ns
+    v_saved = drive.volts_at(_held_steps(n_steps, save_every))
+    t_ns = np.arange(0, n_steps + 1, save_every) * dt_ns
     v_full = np.broadcast_to(v_saved, p_s.shape[:-1])
     if observed is None:
         observed = _conductance_at(params, v_full, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)
@@ -703,7 +707,7 @@ def simulate(
                 params, v_in, dt, jnp.asarray(v_rest), p0, levels_in, save_every=save_every, max_squarings=squarings, batch=batch
             )
         else:
-            saved_level = np.take(drive.steps, np.minimum(np.arange(0, n_steps + 1, save_every), n_steps - 1), axis=-1)
+            saved_level = np.take(drive.steps, _held_steps(n_steps, save_every), axis=-1)
             out = _run_mean_field_runs(
                 params,
                 runs.grid,
