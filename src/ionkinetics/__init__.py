@@ -2,27 +2,30 @@
 
 Molecular dynamics (OpenMM) → calibrated rate laws → a JAX Markov model of the pores'
 conductance weight w(t) → circuits. See ``../DESIGN.md`` and the README.
+
+Import is cheap: the subpackages and the names re-exported here load on first use (PEP 562
+``__getattr__``, as numpy and scipy defer theirs), so ``ionkinetics --version`` and ``--help``
+import no JAX. The first use of a JAX-backed name sets JAX up once (``ionkinetics._precision``).
 """
 
-import warnings
+import typing as _typing
 
-import numpy as np
-
-from . import _precision as _precision  # first: sets JAX's precision before anything compiles
-from . import calibrate as calibrate
-from . import kinetics as kinetics
-from . import species as species
 from ._version import __version__ as __version__
-from .calibrate import Calibration as Calibration
-from .calibrate import fit_targets as fit_targets
-from .calibrate import list_calibrations as list_calibrations
-from .calibrate import load_calibration as load_calibration
-from .calibrate import load_targets as load_targets
-from .calibrate import save_calibration as save_calibration
-from .kinetics import Trace as Trace
-from .kinetics import protocols as protocols
-from .kinetics import switching_energy as switching_energy
-from .species import parse_system_id as parse_system_id
+
+if _typing.TYPE_CHECKING:  # the lazy names, for type checkers and editors
+    from . import calibrate as calibrate
+    from . import kinetics as kinetics
+    from . import species as species
+    from .calibrate import Calibration as Calibration
+    from .calibrate import fit_targets as fit_targets
+    from .calibrate import list_calibrations as list_calibrations
+    from .calibrate import load_calibration as load_calibration
+    from .calibrate import load_targets as load_targets
+    from .calibrate import save_calibration as save_calibration
+    from .kinetics import Trace as Trace
+    from .kinetics import protocols as protocols
+    from .kinetics import switching_energy as switching_energy
+    from .species import parse_system_id as parse_system_id
 
 __all__ = [
     "Calibration",
@@ -44,6 +47,38 @@ __all__ = [
     "switching_energy",
 ]
 
+# re-exported name -> the subpackage that defines it, imported on first access
+_LAZY_NAMES = {
+    "Calibration": "calibrate",
+    "fit_targets": "calibrate",
+    "list_calibrations": "calibrate",
+    "load_calibration": "calibrate",
+    "load_targets": "calibrate",
+    "save_calibration": "calibrate",
+    "Trace": "kinetics",
+    "protocols": "kinetics",
+    "switching_energy": "kinetics",
+    "parse_system_id": "species",
+}
+# subpackages reachable as ``ik.<name>`` without an import of their own
+_SUBPACKAGES = frozenset({"calibrate", "campaign", "circuits", "kinetics", "md", "species", "tasks"})
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")  # the import binds it here too
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
 
 def conductance(cal, v):
     """Steady-state conductance per pore, pS, at voltage(s) ``v`` (volts); vectorised over v."""
@@ -51,10 +86,10 @@ def conductance(cal, v):
     import jax.numpy as jnp
     import numpy as np
 
-    from .kinetics import conductance_ps
+    from .kinetics import KineticParams, conductance_ps
 
     cal = _resolve(cal)
-    params = cal if isinstance(cal, kinetics.KineticParams) else cal.params
+    params = cal if isinstance(cal, KineticParams) else cal.params
     v_arr = jnp.asarray(v, dtype=float)
     bad = ~np.isfinite(np.asarray(v_arr))
     if bad.any():  # a NaN in would be a NaN out, silently
@@ -65,7 +100,10 @@ def conductance(cal, v):
 
 def _resolve(cal):
     """A Calibration or KineticParams as given; a system id, ``openmm-*`` name or path loaded."""
-    if isinstance(cal, (kinetics.KineticParams, Calibration)):
+    from .calibrate import Calibration, load_calibration
+    from .kinetics import KineticParams
+
+    if isinstance(cal, (KineticParams, Calibration)):
         return cal
     return load_calibration(cal)
 
@@ -79,6 +117,12 @@ _WARNED_RANGES: set = set()
 
 def _warn_outside_range(cal, protocol, dt_ns) -> None:
     """Warn once per calibration and range when ``protocol`` leaves ``cal.data_range_v``."""
+    import warnings
+
+    import numpy as np
+
+    from .kinetics import protocols, sample_voltages
+
     data_range = getattr(cal, "data_range_v", None)
     if data_range is None:
         return
@@ -88,7 +132,7 @@ def _warn_outside_range(cal, protocol, dt_ns) -> None:
         elif isinstance(protocol, (list, tuple)) and protocol and all(isinstance(p, protocols.Protocol) for p in protocol):
             v_max = max(p.peak_abs_v(dt_ns) for p in protocol)
         else:
-            v_max = float(np.max(np.abs(kinetics.sample_voltages(protocol, dt_ns)[0])))
+            v_max = float(np.max(np.abs(sample_voltages(protocol, dt_ns)[0])))
     except (TypeError, ValueError):
         return  # kinetics.simulate reports the bad protocol itself
     key = (cal.system_id, tuple(data_range))
@@ -102,11 +146,13 @@ def _warn_outside_range(cal, protocol, dt_ns) -> None:
         )
 
 
-def simulate(cal, protocol, dt_ns: float = 0.05, **options) -> Trace:
+def simulate(cal, protocol, dt_ns: float = 0.05, **options) -> "Trace":
     """:func:`ionkinetics.kinetics.simulate` that also takes a system id (``"crown6:NaCl@1.0+KCl@0.5"``,
     any molarity of a shipped pair: see :func:`load_calibration`), an ``openmm-*`` name or a path,
     wherever :func:`conductance` does. Warns once (:class:`OutsideDataRange`) when the protocol
     goes beyond the voltage range the calibration's data cover."""
+    from . import kinetics
+
     cal = _resolve(cal)
     _warn_outside_range(cal, protocol, dt_ns)
     return kinetics.simulate(cal, protocol, dt_ns, **options)

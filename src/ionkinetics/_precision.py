@@ -1,7 +1,9 @@
-"""Precision policy (imported first by the package).
+"""Precision policy: the one module that changes JAX's global configuration, and why.
 
-ionkinetics computes in float64 and turns JAX's 64-bit mode on when it is imported; set
-``IONKINETICS_X64=0`` before importing to keep JAX's float32 default. Why float64: rates span
+Imported first by each subpackage that runs JAX code (``kinetics``, ``calibrate``, ``circuits``,
+``tasks``), so it runs once, when JAX is first needed: ``import ionkinetics`` alone (and the CLI's
+``--version`` and ``--help``) imports no JAX and changes nothing. ionkinetics computes in float64 and
+turns JAX's 64-bit mode on then; set ``IONKINETICS_X64=0`` beforehand to keep JAX's float32 default. Why float64: rates span
 eight decades (1e-6 to 1e2 per ns) and closed-state occupancies of 1e-3 to 1e-4 set a gated
 membrane's conductance; energies accumulate over 1e4-1e6 steps; the circuit Newton solve converges
 to femtoamps on nanoamp currents; the fits' Laplace errors need a Hessian accurate to ~1e-8; and

@@ -1,6 +1,7 @@
 """Calibration: the file format, published-number targets, the differentiable fit, rate-law fits
 to dwell times, G–V/β fits and roles, and the design space."""
 
+from .. import _precision  # noqa: F401  (first: sets JAX up once, before any JAX code runs)
 from ._calibration import SCHEMA as SCHEMA
 from ._calibration import Calibration as Calibration
 from ._calibration import CalibrationError as CalibrationError

@@ -5,6 +5,7 @@ Sign conventions. Every element is a branch from its first node ``a`` to its sec
 its voltage is ``v = V(a) − V(b)`` and its current ``i`` flows from ``a`` to ``b`` through it
 (:meth:`CircuitTrace.i`, :meth:`CircuitTrace.vb`). Its energy (:meth:`CircuitTrace.energy`, and
 ``energies_aj`` in every experiment summary) is the energy it **absorbed**, ``∫ v·i dt`` in aJ
+from .. import _precision  # noqa: F401  (first: sets JAX up once, before any JAX code runs)
 from t = 0, so per element:
 
 - voltage and current sources: negative while they **deliver** energy to the circuit; a

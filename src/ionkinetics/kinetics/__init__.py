@@ -5,6 +5,7 @@ two-polarity Bell law; occupancy advances by exact matrix exponentials (mean-fie
 multinomial moves of N pores (stochastic). See :func:`simulate`.
 """
 
+from .. import _precision  # noqa: F401  (first: sets JAX up once, before any JAX code runs)
 from . import protocols as protocols
 from ._params import BellRate as BellRate
 from ._params import KineticParams as KineticParams

@@ -3,6 +3,7 @@ prediction, sine/square classification), beside a same-size echo-state network, 
 input step, and inverse design of molarities and pore counts by ``jax.grad``. Task files
 (``tasks/*.toml``) run with ``ionkinetics task run``."""
 
+from .. import _precision  # noqa: F401  (first: sets JAX up once, before any JAX code runs)
 from ._design import DesignResult as DesignResult
 from ._design import design_loss as design_loss
 from ._design import from_design as from_design
