@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The background validation campaign: one OpenMM CPU thread; every finished window is recorded
+# The background validation campaign: one OpenMM CPU thread per process; every finished window is recorded
 # under <validation file's folder>/pmf/ (committed by commit_loop.sh; skipped when re-run).
 # Resume (any session, any clone), from the repository root:
 #   nohup md/validation/run_campaign.sh > md/validation/logs/campaign-$(date -u +%Y%m%dT%H%M%SZ).log 2>&1 &
@@ -11,8 +11,11 @@ cd "$(dirname "$0")/../.."
 . .venv/bin/activate
 export OPENMM_CPU_THREADS=1 IONKINETICS_PLATFORM=CPU
 mkdir -p md/validation/logs
-exec 9> md/validation/logs/.campaign.lock  # one campaign at a time on this checkout
-if ! flock -n 9; then echo "another run_campaign.sh holds md/validation/logs/.campaign.lock; not starting" >&2; exit 1; fi
+# one process per validation file at a time (a file's windows are written by one process; one
+# single-thread process per free core, each on its own file, is how both cores are used)
+lock=md/validation/logs/.campaign${1:+-$(printf '%s' "$1" | tr '/.' '__')}.lock
+exec 9> "$lock"
+if ! flock -n 9; then echo "another run_campaign.sh holds $lock; not starting" >&2; exit 1; fi
 queue=(md/validation/screen-midpoint/screen.toml md/validation/screen/screen.toml
        md/validation/screen-hbn/screen.toml md/validation/validation.toml)
 run() { python -c 'import sys; from ionkinetics.md._validate import _main; sys.exit(_main(sys.argv[1:]))' "$@"; }

@@ -75,6 +75,9 @@ from ._records import read_run_record as read_run_record
 from ._runner import RunSettings as RunSettings
 from ._runner import load_frames as load_frames
 from ._runner import run_md as run_md
+from ._sheet import SHEET_MODELS as SHEET_MODELS
+from ._sheet import SheetModel as SheetModel
+from ._sheet import sheet_model as sheet_model
 from ._spec import MD_SCHEMA as MD_SCHEMA
 from ._spec import MDSpec as MDSpec
 from ._spec import MDSpecError as MDSpecError

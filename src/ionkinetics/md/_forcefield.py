@@ -27,6 +27,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from ._membranes import default_forcefield_files, shipped_forcefield_xml
+from ._sheet import sheet_model
 
 __all__ = [
     "CROWN_CHARGE_SETS",
@@ -117,6 +118,20 @@ CROWN_CHARGE_SETS: dict[str, ChargeSet] = {
             "Nothing to verify: an interpolation, stated as such. Use it to locate the charge the paper's "
             "facts need, then look for a published model near it before relying on it.",
         ),
+        _crown(
+            "probe-0.28",
+            -0.28,
+            "NOT a published value: a screening probe between the midpoint (−0.32 e) and Sahu 2019 (−0.24 e), "
+            "ring C +0.14 e from neutrality (issue 23's crown screen: −0.28, −0.32, −0.36 e).",
+            "Nothing to verify: a probe, stated as such; chosen (if at all) to reproduce the paper's crown facts.",
+        ),
+        _crown(
+            "probe-0.36",
+            -0.36,
+            "NOT a published value: a screening probe between OPLS-AA (−0.40 e) and the midpoint (−0.32 e), "
+            "ring C +0.18 e from neutrality (issue 23's crown screen: −0.28, −0.32, −0.36 e).",
+            "Nothing to verify: a probe, stated as such; chosen (if at all) to reproduce the paper's crown facts.",
+        ),
     )
 }
 
@@ -162,17 +177,22 @@ class ForceFieldOption:
     crown: ChargeSet
     hbn: ChargeSet
     note: str
+    hbn_sheet: str = "frozen"  # ionkinetics.md.SHEET_MODELS: how hBN membranes move (graphene stays frozen)
+
+    def __post_init__(self):
+        sheet_model(self.hbn_sheet)
 
     @property
     def template_charges_e(self) -> dict[str, float]:
         return {**dict(self.crown.charges_e), **dict(self.hbn.charges_e)}
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "note": self.note, "crown": self.crown.as_dict(), "hbn": self.hbn.as_dict()}
+        return {"name": self.name, "note": self.note, "crown": self.crown.as_dict(), "hbn": self.hbn.as_dict(),
+                "hbn_sheet": sheet_model(self.hbn_sheet).as_dict()}  # fmt: skip
 
 
-def _option(name: str, crown: str, hbn: str, note: str) -> ForceFieldOption:
-    return ForceFieldOption(name, CROWN_CHARGE_SETS[crown], HBN_CHARGE_SETS[hbn], note)
+def _option(name: str, crown: str, hbn: str, note: str, hbn_sheet: str = "frozen") -> ForceFieldOption:
+    return ForceFieldOption(name, CROWN_CHARGE_SETS[crown], HBN_CHARGE_SETS[hbn], note, hbn_sheet)
 
 
 DEFAULT_FORCEFIELD_OPTION = "ik-2025"
@@ -188,6 +208,22 @@ FORCEFIELD_OPTIONS: dict[str, ForceFieldOption] = {
         ),
         _option("sahu-crown", "sahu-2019", "won-aluru-2008", "DFT-consistent crown O (Sahu 2019); hBN as ik-2025."),
         _option("crown-midpoint", "midpoint-0.32", "won-aluru-2008", "Screening probe between the two cited crown sets."),
+        _option("crown-probe-0.28", "probe-0.28", "won-aluru-2008", "Crown charge screen (issue 23): O −0.28 e."),
+        _option("crown-probe-0.36", "probe-0.36", "won-aluru-2008", "Crown charge screen (issue 23): O −0.36 e."),
+        _option(
+            "hbn-rim",
+            "midpoint-0.32",
+            "won-aluru-2008",
+            "hBN pore rims move (Sgouros 2025 bonded terms), hBN charges as ik-2025; crown as crown-midpoint.",
+            hbn_sheet="sgouros-2025-rim",
+        ),
+        _option(
+            "hbn-rim-q040",
+            "midpoint-0.32",
+            "q040",
+            "hBN pore rims move (Sgouros 2025 bonded terms) with the small published hBN charges (±0.40 e).",
+            hbn_sheet="sgouros-2025-rim",
+        ),
         _option("sahu-crown-hbn-q040", "sahu-2019", "q040", "Sahu crown; the small end of the published hBN charges."),
         _option("sahu-crown-hbn-uncharged", "sahu-2019", "uncharged", "Sahu crown; uncharged hBN (control)."),
     )

@@ -331,6 +331,10 @@ def _window_records(built, settings, ion_index: int, z0: float, pore_xy, box, me
         names = sorted(charge_of)
         meta["membrane_templates"] = np.array(names)
         meta["membrane_template_charges_e"] = np.array([charge_of[n] for n in names])
+    cutoff = getattr(built, "cutoff_nm", None)
+    if cutoff is not None:  # compared: a window is reused only under the same nonbonded cutoff
+        meta["system_cutoff_nm"] = float(cutoff)
+    meta["membrane_sheet"] = str(getattr(built, "sheet", "frozen"))  # and the same membrane mechanics
     option = getattr(built, "forcefield_option", None)
     if option is not None:  # options with the same charges for this membrane share windows
         prov.setdefault("forcefield_option", str(option))
@@ -426,7 +430,11 @@ def run_window(
     meta, prov = _window_records(built, settings, int(ion_index), z0, pore_xy, box, membrane_z, a_ref, provenance)
     path = window_path(out_dir, widx)
     if path.exists():
+        from ._system import DEFAULT_CUTOFF_NM
+
         old = load_window(path)
+        old.setdefault("system_cutoff_nm", DEFAULT_CUTOFF_NM)  # records from before these two were recorded
+        old.setdefault("membrane_sheet", "frozen")
         diff = [k for k, v in meta.items() if k not in old or not _same(old[k], v)]
         if diff:
             raise ValueError(

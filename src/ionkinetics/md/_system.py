@@ -35,7 +35,9 @@ from scipy.spatial import cKDTree
 from .. import species as _species
 from ._electrolyte import Electrolyte, build_electrolyte, residue_template
 from ._forcefield import DEFAULT_FORCEFIELD_OPTION, forcefield_option_files
+from ._forcefield import forcefield_option as forcefield_option_named
 from ._membranes import DEFAULT_BOX_Z_NM, Membrane, build_membrane
+from ._sheet import add_flexible_rim, sheet_model
 
 __all__ = [
     "DEFAULT_CUTOFF_NM",
@@ -183,6 +185,8 @@ class MDSystem:
     n_membrane_exclusions: int
     membrane_z_nm: float = 0.0
     forcefield_option: str | None = None
+    sheet: str = "frozen"
+    moving_membrane_atoms: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=int))
 
     @property
     def n_atoms(self) -> int:
@@ -227,6 +231,8 @@ class MDSystem:
             "cutoff_nm": self.cutoff_nm,
             "forcefield_files": list(self.forcefield_files),
             "forcefield_option": self.forcefield_option,
+            "sheet": self.sheet,
+            "n_moving_membrane_atoms": len(self.moving_membrane_atoms),
             "field_parameter": self.field_parameter,
         }
 
@@ -312,11 +318,14 @@ def assemble_system(
     membrane_charges_e=None,
     efield_kj_per_mol_nm_e: float = 0.0,
     forcefield_option: str | None = None,
+    sheet: str = "frozen",
 ) -> MDSystem:
     """Assemble the OpenMM Topology and System of ``membrane`` + ``electrolyte`` (see the module
     docstring for the settings). ``forcefield_files`` defaults to the membrane's;
     ``forcefield_option`` is only recorded (build the membrane with its files, or use
-    :func:`build_system`)."""
+    :func:`build_system`). ``sheet`` names the membrane mechanics (:data:`ionkinetics.md.SHEET_MODELS`:
+    ``"frozen"``, or ``"sgouros-2025-rim"`` whose hBN pore rims move under DFT-fitted bonded terms)."""
+    model = sheet_model(sheet)
     cutoff = _number("cutoff_nm", cutoff_nm, "must be a finite cutoff > 0 nm", positive=True)
     tol = _number("ewald_error_tolerance", ewald_error_tolerance, "must be a finite tolerance > 0", positive=True)
     box = np.asarray(membrane.box_vectors_nm, dtype=float)
@@ -349,6 +358,7 @@ def assemble_system(
         )
 
     pairs = _freeze_membrane(system, nonbonded, membrane, edges, cutoff)
+    moving = add_flexible_rim(system, membrane, model) if model.flexible else np.zeros(0, dtype=int)
 
     movable = np.arange(n_mem, system.getNumParticles())
     charged = movable[charges[movable] != 0.0]
@@ -359,6 +369,7 @@ def assemble_system(
         "box_vectors_nm": box.copy(),
         "charges_e": charges,
         "membrane_atoms": np.arange(n_mem),
+        "moving_membrane_atoms": moving,
         "ion_indices": n_mem + electrolyte.ion_atoms,
     }
     for arr in arrays.values():
@@ -378,6 +389,7 @@ def assemble_system(
         forcefield_files=files,
         n_membrane_exclusions=len(pairs),
         forcefield_option=forcefield_option,
+        sheet=model.name,
     )
 
 
@@ -420,6 +432,8 @@ def build_system(
     if forcefield_files is None:
         forcefield_option = DEFAULT_FORCEFIELD_OPTION if forcefield_option is None else forcefield_option
         forcefield_files = forcefield_option_files(forcefield_option)
+        if "sheet" not in assemble_options and _species.PORES[sid.pore].membrane == "hBN":
+            assemble_options["sheet"] = forcefield_option_named(forcefield_option).hbn_sheet
     membrane = build_membrane(
         sid.pore, spacing_nm=spacing_nm, box_xy_nm=box_xy_nm, cells=cells, box_z_nm=box_z_nm, forcefield_files=forcefield_files
     )

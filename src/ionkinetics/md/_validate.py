@@ -96,6 +96,14 @@ def charge_set_for(option: str, pore: str):
     return o.crown if pore == "crown6" else o.hbn
 
 
+def membrane_model_for(option: str, pore: str) -> str:
+    """The records folder name of ``option``'s model of a ``pore``'s membrane: its charge set, and for an
+    hBN sheet that moves, ``+<sheet model>`` (a frozen sheet keeps the plain charge-set name)."""
+    o = FORCEFIELD_OPTIONS[option]
+    name = charge_set_for(option, pore).name
+    return name if pore == "crown6" or o.hbn_sheet == "frozen" else f"{name}+{o.hbn_sheet}"
+
+
 def window_index_for_z(z0_nm: float) -> int:
     """Stable window index of a centre: ``round(100·z0) + 1000`` (z0 on a 0.01 nm grid)."""
     i = round(100.0 * float(z0_nm))
@@ -143,7 +151,7 @@ class ValidationPlan:
     def records_dir(self, pmf: PMFPlan, root) -> Path:
         """``root/<charge set>/<pmf name>``: the option's crown set for crown6, its hBN set for hBN
         pores, so options that give a membrane the same charges share its windows."""
-        return Path(root) / charge_set_for(pmf.forcefield_option, pmf.pore).name / pmf.name
+        return Path(root) / membrane_model_for(pmf.forcefield_option, pmf.pore) / pmf.name
 
     @property
     def digest(self) -> str:
@@ -240,9 +248,13 @@ def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
     if option not in FORCEFIELD_OPTIONS:
         raise ValidationError(f"field 'forcefield_option' must be one of {', '.join(sorted(FORCEFIELD_OPTIONS))}; got {option!r}")
     cell = dict(raw.get("cell", {}))
-    unknown = set(cell) - {"spacing_nm", "cells", "box_z_nm", "seed"}
+    unknown = set(cell) - {"spacing_nm", "cells", "box_z_nm", "seed", "cutoff_nm"}
     if unknown:
-        raise ValidationError(f"[cell] has unknown fields {sorted(unknown)}; allowed spacing_nm, cells, box_z_nm, seed")
+        raise ValidationError(
+            f"[cell] has unknown fields {sorted(unknown)}; allowed spacing_nm, cells, box_z_nm, seed, cutoff_nm"
+        )
+    if "cutoff_nm" in cell:
+        cell["cutoff_nm"] = _num("cell", cell, "cutoff_nm")
     seed = cell.pop("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValidationError(f"[cell].seed must be an integer >= 0; got {seed!r}")
