@@ -32,9 +32,10 @@ def test_pulse_train_words_follow_the_trace(w_after, w_before, starts, decay):
 
 
 def test_gv_figure_is_drawn_from_the_calibrations():
-    """The G–V figure's C·e^{αV} line is the least-squares fit of the model over the paper's
-    voltage range for the system (its published G–V points), the Laplace band brackets the model
-    and widens where the data are few, and the published points come from the targets."""
+    """The G–V figure's C·e^{αV} line is the least-squares fit of the model at 0.1 V steps over the
+    paper's voltage range for the system (its published G–V points; the one definition of α and C,
+    ``calibrate.GV_FIT_DEFINITION``), the Laplace band brackets the model and widens where the data
+    are few, and the published points come from the targets."""
     from ionkinetics._demo import gv_fit_range_v, plot_gv_curves
     from ionkinetics.calibrate import conductance_band as gv_band
     from ionkinetics.calibrate._roles import exponential_fit
@@ -45,12 +46,15 @@ def test_gv_figure_is_drawn_from_the_calibrations():
     assert (lo, hi) == (min(published), max(published))
     fig = plot_gv_curves([cal])
     drawn = fig.gv_fits[cal.system_id]
-    v_fit = np.linspace(lo, hi, 7)
+    v_fit = np.arange(lo, hi + 1e-9, 0.1)
+    np.testing.assert_allclose(drawn["fit_v"], v_fit, rtol=0, atol=1e-12)
     c_ps, alpha = exponential_fit(v_fit, ik.conductance(cal, v_fit))
     assert np.isclose(drawn["alpha_per_v"], alpha) and np.isclose(drawn["c_ps"], c_ps) and drawn["band"]
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(f"α = {alpha:+.1f} V⁻¹" in t for t in legend)
     assert "published point (paper's text)" in legend
+    assert not any("assumed point" in t for t in legend)  # this system has no assumed point: none listed
+    assert fig.axes[0].get_legend().get_bbox_to_anchor().y1 < fig.axes[0].bbox.y0 + 1  # below the data
     # published points are drawn where the targets say
     points = {
         (round(float(x), 6), round(float(y), 6))

@@ -2,11 +2,15 @@
 
 Writes to the output folder: ``gv_curves.png`` (log G–V per pore, Figure 5 style: the fitted
 C·e^{αV} lines with α, Laplace bands, published points; :func:`plot_gv_curves`),
-``step_responses.png`` (current / w / V under a 0.5 V step, Figure 4 style: mean-field thick,
+``step_responses.png`` (current and w under a 0.5 V step, Figure 4 style: mean-field thick,
 16-pore stochastic membranes thin), ``potentiation.png`` (a pulse train on each activating
-membrane, each panel titled with what its w trace shows), and ``summary.csv`` /
-``summary.json`` with conductances, α, β, roles, time constants and the predicted switching
-energy per pore. The switching energies are predictions: they were never fitted.
+membrane, each panel titled with what its w trace shows), a CSV of every trace they draw
+(``gv_curves.csv``, ``step_responses.csv``, ``potentiation.csv``; units in the column names) and
+``summary.csv`` / ``summary.json`` with conductances, α, β, roles, time constants and the predicted
+switching energy per pore. Figures are png, pdf or svg (``figure_format``). The switching energies
+are predictions: they were never fitted. α and C are defined once
+(:data:`ionkinetics.calibrate.GV_FIT_DEFINITION`): the figure, the table and the README quote the same
+numbers.
 """
 
 from __future__ import annotations
@@ -20,12 +24,29 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ._io import write_json_atomic, write_text_atomic
-from .calibrate import STEP_V, conductance_band, list_calibrations, load_calibration, summarise_calibration
+from ._io import PALETTE, figure_output, save_figure, write_columns_csv, write_json_atomic, write_text_atomic
+from .calibrate import (
+    GV_FIT_DEFINITION,
+    STEP_V,
+    conductance_band,
+    gv_exponential_fit,
+    gv_fit_range_v,
+    list_calibrations,
+    load_calibration,
+    summarise_calibration,
+)
 from .circuits import describe_pulse_train_response
 from .kinetics import protocols, simulate, stack_params, switching_energy
 
 __all__ = ["gv_fit_range_v", "plot_gv_curves", "run_demo"]
+
+
+def save_name(path) -> str:
+    """The name :func:`ionkinetics._io.save_figure` gives ``path`` in the current figure format."""
+    from ._io import current_figure_output
+
+    return Path(path).with_suffix("." + current_figure_output()[0]).name
+
 
 DT_NS = 0.05
 STEP = dict(v=STEP_V, t_on_ns=20.0, t_off_ns=120.0, duration_ns=400.0)
@@ -90,31 +111,6 @@ _PORE_ORDER = ("crown6", "B3N", "B6N3", "B10N6")
 GV_BAND_SAMPLES = 300
 
 
-def _published_voltages(cal) -> list[float]:
-    """Voltages of the calibration's transcribed (not assumed) G–V targets."""
-    vs = []
-    for t in cal.provenance.get("targets", []):
-        if t.get("assumed"):
-            continue
-        if t["kind"] == "conductance":
-            vs.append(float(t["v"]))
-        elif t["kind"] == "gv_fit":
-            vs.extend(float(x) for x in t["v"])
-    return vs
-
-
-def gv_fit_range_v(cal, cals=()) -> tuple[float, float]:
-    """The voltage range of the paper's G–V data for ``cal``'s system: its own published targets,
-    else those of every calibration in ``cals`` of the same pore, else the summary's fit window."""
-    from .calibrate import FIT_V
-
-    for group in ([cal], [c for c in cals if c.system.pore == cal.system.pore]):
-        vs = [v for c in group for v in _published_voltages(c)]
-        if vs and max(vs) > min(vs):
-            return min(vs), max(vs)
-    return min(FIT_V), max(FIT_V)
-
-
 @jax.jit
 def _g_curve_ps(params, v):
     """Steady-state G (pS per pore) at each of ``v``: one compiled program per state count."""
@@ -127,26 +123,30 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
     """log G vs ΔV per pore of every calibration in ``cals``, in the style of the paper's Figure 5:
     the model's steady-state G(V) (thin line) with its Laplace band (16–84 % of the parameters'
     posterior, shaded), the least-squares G = C·e^{αV} line through the model over the paper's
-    voltage range (dashed: solid for a single salt) with α and C printed, and the published points
-    (filled; open: assumed values). Returns the Figure; saves it to ``path`` when given. Nothing is
-    hard-coded: ranges, points and bands come from the calibrations."""
+    voltage range (thick; dashed for a mixture, solid for a single salt, as the paper draws them) with
+    α and C printed (:func:`ionkinetics.calibrate.gv_exponential_fit`, the same numbers as the demo's
+    table), and the published points (filled; open: assumed values, listed only where there are
+    some). The legend sits below each panel, off the data. Returns the Figure; saves it to ``path``
+    when given (format from :func:`ionkinetics._io.figure_output`). Nothing is hard-coded: ranges,
+    points and bands come from the calibrations."""
     from matplotlib.figure import Figure
 
-    from .calibrate import exponential_fit
-
     pores = sorted({c.system.pore for c in cals}, key=lambda p: _PORE_ORDER.index(p) if p in _PORE_ORDER else 99)
-    fig = Figure(figsize=(6.2 * len(pores), 5.0))
+    n_max = max(sum(c.system.pore == p for c in cals) for p in pores)
+    fig = Figure(figsize=(6.0 * len(pores), 4.2 + 0.36 * (n_max + 3)), layout="constrained")
     axes = fig.subplots(1, len(pores), squeeze=False)[0]
     v_model = np.linspace(0.02, 0.5, 97)
     rows = {}
     for ax, pore in zip(axes, pores, strict=True):
+        ax.set_prop_cycle(color=list(PALETTE))
+        any_assumed = False
         for k, cal in enumerate(c for c in cals if c.system.pore == pore):
-            color = f"C{k}"
-            lo, hi = gv_fit_range_v(cal, cals)
-            v_fit = np.linspace(lo, hi, 7)
-            g_all = np.asarray(_g_curve_ps(cal.params, np.concatenate([v_model, v_fit])))
-            g_model, g_fit = g_all[: v_model.size], g_all[v_model.size :]
-            c_ps, alpha = exponential_fit(v_fit, g_fit)
+            color = PALETTE[k % len(PALETTE)]
+            gv = gv_exponential_fit(cal)
+            c_ps, alpha = gv["c_ps"], gv["alpha_per_v"]
+            lo, hi = gv["fit_v"][0], gv["fit_v"][-1]
+            v_fit = np.linspace(lo, hi, 25)
+            g_model = np.asarray(_g_curve_ps(cal.params, v_model))
             name = cal.system_id.split(":", 1)[1] + (" (assumed)" if cal.provenance.get("contains_assumed_values") else "")
             paper = [t for t in cal.provenance.get("targets", []) if t["kind"] == "gv_fit" and not t.get("assumed")]
             stated = ""
@@ -166,13 +166,14 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
                 c_ps * np.exp(alpha * v_fit),
                 "--" if cal.dopants else "-",
                 color=color,
-                lw=2.2,
+                lw=2.4,
                 label=f"{name}: α = {alpha:+.1f} V⁻¹, C = {c_ps:.3g} pS{stated}{note}",
             )
             for t in cal.provenance.get("targets", []):
                 if t["kind"] != "conductance":
                     continue
                 assumed = bool(t.get("assumed"))
+                any_assumed |= assumed
                 ax.semilogy(
                     [t["v"]],
                     [t["g_ps"]],
@@ -183,51 +184,110 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
                     mew=1.2,
                     zorder=5,
                 )
-            rows[cal.system_id] = {"fit_range_v": [lo, hi], "c_ps": c_ps, "alpha_per_v": alpha, "band": band is not None}
+            rows[cal.system_id] = {
+                "fit_range_v": [lo, hi],
+                "fit_v": gv["fit_v"],
+                "c_ps": c_ps,
+                "alpha_per_v": alpha,
+                "band": band is not None,
+                "v_v": v_model,
+                "g_model_ps": g_model,
+                "band_ps": band,
+            }
         ax.plot([], [], "o", mfc="0.6", mec="k", label="published point (paper's text)")
-        ax.plot([], [], "o", mfc="none", mec="k", label="assumed point (no number published)")
+        if any_assumed:
+            ax.plot([], [], "o", mfc="none", mec="k", label="assumed point (no number published)")
         ax.fill_between([], [], [], color="0.5", alpha=0.25, label="Laplace band, 16–84 %")
-        ax.set_title(f"{pore}: model G(V) (thin), C·e^(αΔV) over the paper's range (thick)", fontsize=9)
+        ax.plot([], [], "-", color="0.3", lw=1.0, label="model G(V)")
+        ax.plot([], [], "--", color="0.3", lw=2.4, label="C·e^(αΔV) fit (solid: single salt)")
+        ax.set_title(f"{pore}: model G(V) and its exponential fit over the paper's range", fontsize=9)
         ax.set_xlabel("ΔV (V)")
         ax.set_ylabel("G per pore (pS)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, ncol=1)
     if path is not None:
-        from .circuits import save_figure_atomic
-
-        save_figure_atomic(fig, path, dpi=130)
+        save_figure(fig, path)
     fig.gv_fits = rows  # the fitted C, α and range per system, as drawn
     return fig
 
 
-def _plot_stacked(columns, path, title):
-    """columns: list of (label, mean Trace, stochastic Trace or None)."""
-    import matplotlib.pyplot as plt
+def _gv_columns(fits) -> dict:
+    """The G–V figure's curves as CSV columns: the model and its band per system."""
+    columns = {}
+    for sid, row in fits.items():
+        columns.setdefault("V_V", row["v_v"])
+        columns[f"G_model({sid})_pS"] = row["g_model_ps"]
+        if row["band_ps"] is not None:
+            columns[f"G_band16({sid})_pS"] = row["band_ps"][0]
+            columns[f"G_band84({sid})_pS"] = row["band_ps"][1]
+        columns[f"G_fit({sid})_pS"] = row["c_ps"] * np.exp(row["alpha_per_v"] * np.asarray(row["v_v"]))
+    return columns
 
-    fig, axes = plt.subplots(
-        3, len(columns), figsize=(4.2 * len(columns), 7.2), sharex="col", squeeze=False, gridspec_kw={"height_ratios": [2, 2, 1]}
-    )
+
+def _off_scale_limits(t, y, v, *, skip_ns: float = 1.5):
+    """y-limits that show the plateaus of ``y`` rather than its spikes: the range of y away from
+    the first ``skip_ns`` after each change of the drive ``v``, widened by 10 %; None when the
+    spikes are within twice that range (then the whole trace fits)."""
+    edges = t[1:][np.abs(np.diff(v)) > 1e-12]
+    keep = np.ones(t.size, bool)
+    for e in edges:
+        keep &= ~((t >= e) & (t < e + skip_ns))
+    lo, hi = float(np.min(y[keep])), float(np.max(y[keep]))
+    span = max(hi - lo, 1e-12)
+    if np.min(y) >= lo - span and np.max(y) <= hi + span:
+        return None
+    return lo - 0.1 * span, hi + 0.1 * span
+
+
+def _plot_stacked(columns, path, title):
+    """columns: list of (label, mean Trace, stochastic Trace or None): one row per system, current
+    and w side by side, the drive shaded; a current spike that would flatten the plateaus is drawn
+    off scale with its peak written in the panel. Returns the CSV columns of every trace drawn."""
+    from matplotlib.figure import Figure
+
+    n = len(columns)
+    fig = Figure(figsize=(10.5, 2.3 * n + 0.8), layout="constrained")
+    axes = fig.subplots(n, 2, sharex=True, squeeze=False)
+    data = {}
     for j, (label, mean, noisy) in enumerate(columns):
-        ax_i, ax_w, ax_v = axes[:, j]
+        ax_i, ax_w = axes[j]
+        sid = label.split("\n")[0].split(" (")[0]
+        data.setdefault("t_ns", mean.t_ns)
+        data.setdefault("V_V", mean.v)
+        data[f"I({sid}) per pore_pA"] = mean.i_pa
+        data[f"w({sid})_fraction"] = mean.w
+        on = mean.v > 1e-12
+        for ax in (ax_i, ax_w):
+            ax.fill_between(mean.t_ns, 0, 1, where=on, transform=ax.get_xaxis_transform(), color="0.9", lw=0, step="post")
+            ax.grid(True, alpha=0.3)
         if noisy is not None:
             for k in range(noisy.w.shape[0]):
-                ax_i.plot(noisy.t_ns, noisy.i_pa[k] / noisy.n_pores, color="0.75", lw=0.6)
-                ax_w.plot(noisy.t_ns, noisy.w[k], color="0.75", lw=0.6)
-        ax_i.plot(mean.t_ns, mean.i_pa, color="C3", lw=2)
-        ax_w.plot(mean.t_ns, mean.w, color="C0", lw=2)
-        ax_v.plot(mean.t_ns, mean.v, color="k", lw=1.5, drawstyle="steps-post")
-        ax_i.set_title(label, fontsize=9)
+                ax_i.plot(noisy.t_ns, noisy.i_pa[k] / noisy.n_pores, color="0.7", lw=0.5)
+                ax_w.plot(noisy.t_ns, noisy.w[k], color="0.7", lw=0.5)
+        ax_i.plot(mean.t_ns, mean.i_pa, color=PALETTE[1], lw=1.8)
+        ax_w.plot(mean.t_ns, mean.w, color=PALETTE[0], lw=1.8)
+        limits = _off_scale_limits(np.asarray(mean.t_ns), np.asarray(mean.i_pa), np.asarray(mean.v))
+        if limits is not None:
+            ax_i.set_ylim(*limits)
+            k = int(np.argmax(np.abs(mean.i_pa)))
+            ax_i.annotate(
+                f"transient {float(mean.i_pa[k]):.3g} pA (off scale)",
+                xy=(float(mean.t_ns[k]), limits[1] if mean.i_pa[k] > 0 else limits[0]),
+                xytext=(8, -12 if mean.i_pa[k] > 0 else 12),
+                textcoords="offset points",
+                fontsize=7,
+                va="center",
+                arrowprops={"arrowstyle": "-|>", "lw": 0.6, "color": "k"},
+            )
         ax_w.set_ylim(-0.03, 1.03)
-        ax_v.set_xlabel("t (ns)")
-        if j == 0:
-            ax_i.set_ylabel("I per pore (pA)")
-            ax_w.set_ylabel("w")
-            ax_v.set_ylabel("V (V)")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+        ax_i.set_ylabel("I per pore (pA)")
+        ax_w.set_ylabel("w (open fraction)")
+        ax_i.set_title(label, fontsize=8, loc="left")
+    axes[-1, 0].set_xlabel("t (ns)")
+    axes[-1, 1].set_xlabel("t (ns)")
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+    return data
 
 
 def _potentiation(cals):
@@ -265,7 +325,7 @@ def _csv(rows) -> str:
     return buf.getvalue()
 
 
-def _circuit_experiments(out: Path) -> dict:
+def _circuit_experiments(out: Path, figure_format: str, dpi: int) -> dict:
     """Every shipped circuit experiment (``circuits/*.toml``), each into its own folder."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -275,16 +335,21 @@ def _circuit_experiments(out: Path) -> dict:
     files = [cf for cf in (load_circuit(path) for path in list_circuits()) if cf.experiment.get("in_demo", True)]
     # two threads: XLA compiles (most of the time here) release the GIL, so two cores share them
     with ThreadPoolExecutor(max_workers=2) as pool:
-        summaries = list(pool.map(lambda cf: run_experiment(cf, out / cf.name), files))
+        summaries = list(pool.map(lambda cf: run_experiment(cf, out / cf.name, figure_format=figure_format, dpi=dpi), files))
     return {cf.name: {k: v for k, v in s.items() if k not in ("file", "figures")} for cf, s in zip(files, summaries, strict=True)}
 
 
-def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
-    """Run the demo and write its files into ``out_dir``; returns the summary dict."""
-    import matplotlib
+def run_demo(out_dir, *, seed: int = 0, progress=None, figure_format: str = "png", dpi: int | None = None) -> dict:
+    """Run the demo and write its files into ``out_dir``; returns the summary dict. Figures are
+    ``figure_format`` (png, pdf or svg) at ``dpi`` (default 300)."""
+    from ._io import DEFAULT_DPI
 
-    matplotlib.use("Agg")
-    out = Path(out_dir)
+    dpi = DEFAULT_DPI if dpi is None else dpi
+    with figure_output(figure_format, dpi):
+        return _run_demo(Path(out_dir), seed, progress, figure_format, dpi)
+
+
+def _run_demo(out, seed, progress, figure_format, dpi) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     def tick(message):
@@ -297,7 +362,8 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
     mixtures = [c for c in cals if c.dopants]
     tick("G-V curves and summary")
     rows = [summarise_calibration(c) for c in cals]
-    plot_gv_curves(cals, out / "gv_curves.png", seed=seed)
+    gv = plot_gv_curves(cals, out / "gv_curves.png", seed=seed)
+    files = [save_name(out / "gv_curves.png"), write_columns_csv(out / "gv_curves.csv", _gv_columns(gv.gv_fits)).name]
     tick("step responses (mean-field and stochastic)")
     runs = _batched_step_runs(mixtures, jax.random.key(seed))
     for row in rows:
@@ -313,15 +379,16 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
                 row["e_switch_dopant_share"] = _dopant_share(mean, t_on, t_on + window)
             row["published_e_switch_aj"] = PUBLISHED_SWITCHING_AJ.get(row["system"], "")
     order = sorted(mixtures, key=lambda c: (c.system.pore != "crown6", c.system_id))
-    _plot_stacked(
+    traces = _plot_stacked(
         [
             (c.system_id + (" (assumed)" if c.provenance.get("contains_assumed_values") else ""), *runs[c.system_id])
             for c in order
         ],
         out / "step_responses.png",
-        f"0.5 V step from {STEP['t_on_ns']:g} to {STEP['t_off_ns']:g} ns: mean-field (thick) and "
-        f"{N_STOCHASTIC_TRACES} membranes of {N_PORES_PER_MEMBRANE} stochastic pores (thin)",
+        f"0.5 V step from {STEP['t_on_ns']:g} to {STEP['t_off_ns']:g} ns (shaded): mean-field (thick) and "
+        f"{N_STOCHASTIC_TRACES} membranes of {N_PORES_PER_MEMBRANE} stochastic pores (thin grey)",
     )
+    files += [save_name(out / "step_responses.png"), write_columns_csv(out / "step_responses.csv", traces).name]
     tick("pulse-train potentiation")
     activating = [
         c
@@ -329,14 +396,15 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
         if any(r["system"] == c.system_id and "activator" in r["role"] and "inactivator" not in r["role"] for r in rows)
     ]
     proto, pot = _potentiation(activating)
-    _plot_stacked(
-        [(sid + "\n" + textwrap.fill(row["description"], 56), tr, None) for sid, (tr, row) in pot.items()],
+    traces = _plot_stacked(
+        [(sid + "\n" + textwrap.fill(row["description"], 90), tr, None) for sid, (tr, row) in pot.items()],
         out / "potentiation.png",
-        f"{proto.count} pulses of {proto.amplitude_v:g} V, {proto.width_ns:g} ns every {proto.period_ns:g} ns on the "
+        f"{proto.count} pulses of {proto.amplitude_v:g} V, {proto.width_ns:g} ns every {proto.period_ns:g} ns (shaded) on the "
         "activating systems; each panel says what its w trace shows",
     )
+    files += [save_name(out / "potentiation.png"), write_columns_csv(out / "potentiation.csv", traces).name]
     tick("circuit experiments")
-    circuits = _circuit_experiments(out / "circuits")
+    circuits = _circuit_experiments(out / "circuits", figure_format, dpi)
     summary = {
         "units": "conductance pS per pore, voltage V, time ns, energy aJ per pore",
         "switching_energy_window": (
@@ -348,7 +416,8 @@ def run_demo(out_dir, *, seed: int = 0, progress=None) -> dict:
         "systems": rows,
         "potentiation": {"protocol": POTENTIATION, "systems": {k: v for k, (_, v) in pot.items()}},
         "circuits": circuits,
-        "files": ["gv_curves.png", "step_responses.png", "potentiation.png", "summary.csv", "summary.json", "circuits/"],
+        "gv_fit_definition": GV_FIT_DEFINITION,
+        "files": [*files, "summary.csv", "summary.json", "circuits/"],
     }
     write_text_atomic(out / "summary.csv", _csv(rows))
     write_json_atomic(out / "summary.json", json.loads(json.dumps(summary, default=float)))

@@ -1,12 +1,26 @@
-"""Atomic file writes: write beside the target, then rename over it."""
+"""Atomic file writes (write beside the target, then rename over it), figure saving in the format
+and resolution the user asked for, and tables of traces as CSV."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import tempfile
+import textwrap
 import tomllib
 from pathlib import Path
+
+# Okabe & Ito's eight colours, distinguishable with every common colour-vision deficiency (the
+# palette Nature's and Science's figure guides point to); black is last so it is free for drives.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+FIGURE_FORMATS = ("png", "pdf", "svg")
+DEFAULT_DPI = 300  # raster figures (png) and raster parts of vector ones; a journal's minimum for line art is 300-600
+
+_FIGURE_OUTPUT: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar(
+    "ionkinetics_figure_output", default=("png", DEFAULT_DPI)
+)
 
 
 def read_toml(path, what: str, error: type[Exception]) -> tuple[Path, dict]:
@@ -73,3 +87,163 @@ def shipped_dir(name: str) -> Path:
     if packaged.is_dir():
         return Path(str(packaged))
     return Path(__file__).resolve().parents[2] / name
+
+
+def check_figure_output(figure_format, dpi) -> tuple[str, int]:
+    """``(format, dpi)`` checked: format one of :data:`FIGURE_FORMATS`, dpi a whole number 50–2400."""
+    fmt = str(figure_format).lower().lstrip(".")
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}; got {figure_format!r}")
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 50 <= dpi <= 2400:
+        raise ValueError(f"dpi must be a whole number from 50 to 2400; got {dpi!r}")
+    return fmt, dpi
+
+
+@contextlib.contextmanager
+def figure_output(figure_format: str | None = None, dpi: int | None = None):
+    """Within the block, :func:`save_figure` writes ``figure_format`` (png, pdf or svg) at ``dpi``;
+    ``None`` keeps the enclosing setting (default png at :data:`DEFAULT_DPI`). Threads started inside
+    the block do not inherit it: pass the values on (``current_figure_output()``)."""
+    fmt0, dpi0 = _FIGURE_OUTPUT.get()
+    fmt, dpi = check_figure_output(fmt0 if figure_format is None else figure_format, dpi0 if dpi is None else dpi)
+    token = _FIGURE_OUTPUT.set((fmt, dpi))
+    try:
+        yield
+    finally:
+        _FIGURE_OUTPUT.reset(token)
+
+
+def current_figure_output() -> tuple[str, int]:
+    """The ``(format, dpi)`` :func:`save_figure` uses here."""
+    return _FIGURE_OUTPUT.get()
+
+
+def _main_axes(fig):
+    """The figure's data panels in reading order (rows top to bottom, then left to right): no
+    colour bars, no twin axes sharing a panel's box, nothing invisible."""
+    seen, panels = [], []
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_label() == "<colorbar>" or not ax.axison:
+            continue
+        box = tuple(round(x, 3) for x in ax.get_position().bounds)
+        if box in seen:
+            continue
+        seen.append(box)
+        panels.append(ax)
+    return sorted(panels, key=lambda ax: (-round(ax.get_position().y1, 2), round(ax.get_position().x0, 2)))
+
+
+def label_panels(fig) -> list[str]:
+    """Bold letters a, b, c, ... at the top left of each panel of a figure with more than one
+    (reading order); a figure already lettered is left alone. Returns the letters drawn."""
+    panels = _main_axes(fig)
+    if len(panels) < 2 or getattr(fig, "_ionkinetics_lettered", False):
+        return []
+    letters = [chr(ord("a") + k) for k in range(len(panels))]
+    for ax, letter in zip(panels, letters, strict=True):
+        ax.text(-0.02, 1.02, letter, transform=ax.transAxes, ha="right", va="bottom", fontsize=11, fontweight="bold")
+    fig._ionkinetics_lettered = True
+    return letters
+
+
+def _wrap_to_width(text_artist, width_px, renderer) -> bool:
+    """Re-wrap a title wider than ``width_px`` onto as many lines as it needs; True if it changed."""
+    text = text_artist.get_text()
+    if not text:
+        return False
+    extent = text_artist.get_window_extent(renderer)
+    if extent.width <= width_px:
+        return False
+    longest = max(len(line) for line in text.splitlines())
+    chars = max(20, int(longest * width_px / extent.width * 0.95))
+    text_artist.set_text("\n".join(textwrap.fill(line, chars) for line in text.splitlines()))
+    return True
+
+
+def fit_titles(fig) -> bool:
+    """Wrap the figure's suptitle and each panel's title onto more lines where they would run past
+    the figure's or the panel's edges (a clipped title is unreadable in print); True if any changed."""
+    canvas = fig.canvas
+    if canvas is None or not hasattr(canvas, "get_renderer"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    changed = False
+    suptitle = getattr(fig, "_suptitle", None)
+    if suptitle is not None:
+        changed |= _wrap_to_width(suptitle, 0.98 * fig.bbox.width, renderer)
+    for ax in fig.axes:
+        changed |= _wrap_to_width(ax.title, 1.1 * ax.bbox.width, renderer)
+    return changed
+
+
+def save_figure(fig, path, *, dpi: int | None = None) -> Path:
+    """Save ``fig`` atomically in the format of :func:`figure_output` (the suffix of ``path`` is
+    replaced by it) at its dpi (or ``dpi``), with panel letters on figures of several panels and
+    titles wrapped to fit. Returns the path written."""
+    from matplotlib.layout_engine import TightLayoutEngine
+
+    fmt, dpi0 = _FIGURE_OUTPUT.get()
+    dpi = check_figure_output(fmt, dpi0 if dpi is None else dpi)[1]
+    path = Path(path).with_suffix("." + fmt)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {str(path)!r} is a folder; it must name a file")
+    label_panels(fig)
+    fit_titles(fig)
+    engine = fig.get_layout_engine()
+    if engine is None or isinstance(engine, TightLayoutEngine):
+        fig.tight_layout()  # again: room for the letters and any title that now takes two lines
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        # "tight" keeps every title, label and letter inside the saved page
+        fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight", pad_inches=0.04)
+        os.chmod(tmp, file_mode())  # mkstemp's 0o600 would make figures private, unlike other files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def columns_csv(columns) -> str:
+    """CSV text of ``{header: 1-D array}`` columns of equal length, 9 significant digits. Every
+    header carries its unit (``t_ns``, ``V(in)_V``, ``w(M1)_fraction``): :func:`check_unit_headers`."""
+    import csv
+    import io
+
+    import numpy as np
+
+    names = list(columns)
+    check_unit_headers(names)
+    data = [np.asarray(columns[n], dtype=float).reshape(-1) for n in names]
+    lengths = {d.size for d in data}
+    if len(lengths) != 1:
+        raise ValueError(f"CSV columns must have equal lengths; got {dict(zip(names, (d.size for d in data), strict=True))}")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names)
+    for row in np.column_stack(data):
+        writer.writerow([f"{x:.9g}" for x in row])
+    return buf.getvalue()
+
+
+UNIT_SUFFIXES = (
+    "_ns", "_v", "_V", "_pa", "_pA", "_ps", "_pS", "_aj", "_aJ", "_fraction", "_ghz", "_GHz", "_per_ns", "_molar",
+    "_nm", "_fc", "_fC", "_ratio", "_count", "_index", "_pa_v", "_mhz", "_MHz",
+)  # fmt: skip
+
+
+def check_unit_headers(names) -> None:
+    """Every column name ends in a unit (:data:`UNIT_SUFFIXES`; ``_fraction``, ``_ratio``, ``_count``
+    and ``_index`` for dimensionless numbers)."""
+    bad = [n for n in names if not str(n).endswith(UNIT_SUFFIXES)]
+    if bad:
+        raise ValueError(f"CSV column names must end in a unit ({', '.join(UNIT_SUFFIXES)}); got {bad}")
+
+
+def write_columns_csv(path, columns) -> Path:
+    """Write ``columns`` (see :func:`columns_csv`) to ``path`` atomically."""
+    return write_text_atomic(path, columns_csv(columns))

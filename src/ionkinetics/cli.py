@@ -38,6 +38,21 @@ def _x64():
     enable_compilation_cache()
 
 
+def _format_option():
+    return typer.Option("png", "--format", help="Figure format: png, pdf or svg (vector formats for journals).")
+
+
+def _dpi_option():
+    return typer.Option(300, "--dpi", help="Resolution of png figures (and raster parts of pdf/svg), dots per inch.")
+
+
+def _figure_output(figure_format: str, dpi: int):
+    """The figure format and dpi for every figure a command writes, checked (exit 2 on a bad value)."""
+    from ._io import figure_output
+
+    return figure_output(figure_format, dpi)
+
+
 def _progress() -> Progress:
     return Progress(
         SpinnerColumn(),
@@ -110,10 +125,15 @@ def list_cmd():
 def demo(
     out: Path = typer.Option(Path("ionkinetics-demo"), "--out", "-o", help="Folder for figures and the summary."),
     seed: int = typer.Option(0, help="Seed of the stochastic traces."),
+    figure_format: str = _format_option(),
+    dpi: int = _dpi_option(),
 ):
     """The main job: G–V curves, step responses, potentiation and switching energies on the shipped calibrations."""
     _x64()
     from ._demo import run_demo
+    from ._io import check_figure_output
+
+    check_figure_output(figure_format, dpi)
 
     start = time.perf_counter()
     stages = 4
@@ -125,7 +145,7 @@ def demo(
             done["n"] += 1
             progress.update(task, completed=done["n"], description=message)
 
-        summary = run_demo(out, seed=seed, progress=advance)
+        summary = run_demo(out, seed=seed, progress=advance, figure_format=figure_format, dpi=dpi)
         progress.update(task, completed=stages, description="done")
     table = Table(title="shipped calibrations, per pore (switching energies E are predictions, never fitted)")
     cols = [  # compact headers so the table fits an 80-column terminal; the CSV/JSON keep every column
@@ -201,6 +221,8 @@ def design(
         None, "--roles", help="Role table (TOML/JSON, schema ionkinetics.role-table/1); default: the paper's text."
     ),
     out: Path = typer.Option(Path("ionkinetics-design"), "--out", "-o", help="Folder for design.json and role_map.png."),
+    figure_format: str = _format_option(),
+    dpi: int = _dpi_option(),
 ):
     """The design space: mixtures per pore, bicationic pairs, and the voltage-activated/inactivated
     systems a role table predicts (carrier × activator, carrier × inactivator in the same pore)."""
@@ -211,7 +233,10 @@ def design(
     report = design_report(table)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "design.json", {"role_table": {p: dict(r) for p, r in table.items()}, **report})
-    role_map_figure(table).savefig(out / "role_map.png", dpi=130)
+    from ._io import save_figure
+
+    with _figure_output(figure_format, dpi):
+        role_map = save_figure(role_map_figure(table), out / "role_map.png").name
     console.print(
         f"{report['n_ions']} cations × {report['n_pores']} pores: {report['n_mixtures']} mixtures "
         f"(2^N − 1 per pore), {report['n_bicationic']} bicationic pairs"
@@ -228,7 +253,7 @@ def design(
         )
         for r in rows:
             console.print(f"  {r['system']}  ({r['carrier']} gated by {r['controller']})")
-    console.print(f"wrote design.json, role_map.png to {out.resolve()}")
+    console.print(f"wrote design.json, {role_map} to {out.resolve()}")
 
 
 md_app = typer.Typer(
@@ -299,9 +324,13 @@ def md_pmf(
     out: Path = typer.Option(
         None, "--out", "-o", help="Folder (default md/runs/<name>-pmf-<ion>/); finished windows are skipped."
     ),
+    figure_format: str = _format_option(),
+    dpi: int = _dpi_option(),
 ):
     """Umbrella sampling of one ion along the pore axis, then MBAR (pymbar): PMF with errors, overlap check."""
-    from ._io import write_json_atomic
+    from ._io import check_figure_output, save_figure, write_json_atomic
+
+    check_figure_output(figure_format, dpi)
     from .md import WindowSettings, analyze_windows, load_md_spec, plot_pmf, run_window, window_centres_nm
 
     s = load_md_spec(spec)
@@ -325,10 +354,11 @@ def md_pmf(
             progress.update(task, advance=1)
     result = analyze_windows(target, bin_width_nm=bin_width_nm, min_bin_count=min_bin_count)
     write_json_atomic(target / "pmf.json", result.summary())
-    plot_pmf(result, label=f"{ion} through {s.system.split(':')[0]}").savefig(target / "pmf.png", dpi=130)
+    with _figure_output(figure_format, dpi):
+        pmf_fig = save_figure(plot_pmf(result, label=f"{ion} through {s.system.split(':')[0]}"), target / "pmf.png").name
     if not result.overlap_ok:
         console.print(f"warning: poor overlap next to windows {result.poor_overlap_windows}; add windows there", style="yellow")
-    console.print(f"wrote pmf.json, pmf.png to {target.resolve()}")
+    console.print(f"wrote pmf.json, {pmf_fig} to {target.resolve()}")
 
 
 @md_app.command("validate")
@@ -519,8 +549,11 @@ def campaign_collect(
 def circuit_run(
     file: Path = typer.Argument(..., help="Circuit TOML (schema ionkinetics.circuit/1), e.g. circuits/potentiation.toml."),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: ./circuit-<name>/)."),
+    figure_format: str = _format_option(),
+    dpi: int = _dpi_option(),
 ):
-    """Solve a circuit file's experiment; write its figures and summary.json. A file without an
+    """Solve a circuit file's experiment; write its figures (--format png|pdf|svg), a CSV of every
+    trace they draw (units in the column names) and summary.json. A file without an
     [experiment] table runs as a plain transient: transient.csv (node voltages, element currents,
     membrane w, element energies; units in the headers) and transient.png. Energies are absorbed
     energies per element: a source delivers when its absorbed energy is negative; resistors and
@@ -532,7 +565,7 @@ def circuit_run(
     target = out or Path(f"circuit-{cf.name}")
     start = time.perf_counter()
     with console.status(f"solving {cf.name} ({cf.duration_ns:g} ns at dt {cf.dt_ns:g} ns)"):
-        summary = run_experiment(cf, target)
+        summary = run_experiment(cf, target, figure_format=figure_format, dpi=dpi)
     console.print(f"{cf.name}: {_circuit_line(summary)}")
     console.print(
         f"wrote {', '.join([*summary.get('data', []), *summary['figures'], 'summary.json'])} to {target.resolve()} "
@@ -567,6 +600,8 @@ app.add_typer(task_app, name="task")
 def task_run(
     file: Path = typer.Argument(..., help="Task TOML (schema ionkinetics.task/1), e.g. tasks/narma10.toml."),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: ./task-<name>/)."),
+    figure_format: str = _format_option(),
+    dpi: int = _dpi_option(),
 ):
     """Run a task file: the ionic reservoir, a same-size echo-state network and a linear delay line
     on the same series; energy per input step and input rate; the inverse design if the file has a
@@ -577,7 +612,8 @@ def task_run(
     tf = load_task(file)
     target = out or Path(f"task-{tf.name}")
     start = time.perf_counter()
-    summary = run_task(tf, target, progress=lambda msg: console.print(msg, style="dim"))
+    with _figure_output(figure_format, dpi):
+        summary = run_task(tf, target, progress=lambda msg: console.print(msg, style="dim"))
     m = summary["metric"]
     console.print(
         f"{tf.name}: {m} {summary[m]:.4g} (stochastic pores {summary[m + '_stochastic'] or float('nan'):.4g}), "
@@ -592,7 +628,8 @@ def task_run(
             f"energy {summary['energy_aj_per_step']:.4g} -> {summary['energy_aj_per_step_after']:.4g} aJ per step"
         )
     console.print(
-        f"wrote {', '.join([*summary['figures'], 'summary.json'])} to {target.resolve()} in {time.perf_counter() - start:.1f} s"
+        f"wrote {', '.join([*summary.get('data', []), *summary['figures'], 'summary.json'])} to {target.resolve()} "
+        f"in {time.perf_counter() - start:.1f} s"
     )
 
 
@@ -905,7 +942,11 @@ def simulate_cmd(
     n_pores: int = typer.Option(0, help="Stochastic pores (0 = mean-field per pore)."),
     seed: int = typer.Option(0, help="Seed for stochastic runs."),
     output: Path = typer.Option(Path("trace.csv"), "--output", "-o", help="CSV to write."),
-    plot: bool = typer.Option(False, "--plot", help="Also write the I / w / V figure beside the CSV (the CSV's name with .png)."),
+    plot: bool = typer.Option(
+        False, "--plot", help="Also write the I / w / V figure beside the CSV (the CSV's name, suffix from --format)."
+    ),
+    figure_format: str = _format_option(),
+    dpi: int = _dpi_option(),
 ):
     """Simulate one system under a protocol and write the trace as CSV (and with --plot its figure)."""
     _x64()
@@ -926,7 +967,8 @@ def simulate_cmd(
     path = write_text_atomic(output, "\n".join(lines) + "\n")
     written = [str(path)]
     if plot:
-        written.append(str(_plot_trace(tr, cal.system_id, protocol, output.with_suffix(".png"))))
+        with _figure_output(figure_format, dpi):
+            written.append(str(_plot_trace(tr, cal.system_id, protocol, output.with_suffix(".png"))))
     console.print(f"{cal.system_id}: {len(tr.t_ns)} points, final w = {tr.w[-1]:.4f}; wrote {', '.join(written)}")
 
 
@@ -942,7 +984,7 @@ def _plot_trace(tr, system_id: str, protocol: str, path: Path) -> Path:
     )
     fig.axes[1].set_ylim(-0.03, 1.03)
     fig.axes[2].lines[0].set_drawstyle("steps-post")  # V is held from each time on
-    return save_figure_atomic(fig, path, dpi=120)
+    return save_figure_atomic(fig, path)
 
 
 def _parse_protocol(text: str, protos):

@@ -45,7 +45,11 @@ from ._rate_fit import kramers_rate_per_ns as kramers_rate_per_ns
 from ._roles import exponential_fit as exponential_fit
 from ._summary import CEILING_NEAR as CEILING_NEAR
 from ._summary import FIT_V as FIT_V
+from ._summary import GV_FIT_DEFINITION as GV_FIT_DEFINITION
+from ._summary import GV_FIT_STEP_V as GV_FIT_STEP_V
 from ._summary import STEP_V as STEP_V
+from ._summary import gv_exponential_fit as gv_exponential_fit
+from ._summary import gv_fit_range_v as gv_fit_range_v
 from ._summary import rates_near_ceiling as rates_near_ceiling
 from ._summary import summarise_calibration as summarise_calibration
 from ._targets import TARGETS_SCHEMA as TARGETS_SCHEMA

@@ -49,11 +49,13 @@ __all__ = [
 
 CARRIER_MIN_CURRENT_FRACTION = 0.1
 ROLES = ("carrier", "passive", "voltage activator", "voltage inactivator")
+# Okabe & Ito colours (ionkinetics._io.PALETTE), told apart with every common colour-vision
+# deficiency, and a letter in every cell besides: never red against green
 ROLE_COLORS = {
-    "carrier": "#2ca02c",
-    "passive": "#bdbdbd",
-    "voltage activator": "#d62728",
-    "voltage inactivator": "#1f77b4",
+    "carrier": "#56B4E9",  # sky blue
+    "passive": "#d9d9d9",  # light grey
+    "voltage activator": "#E69F00",  # orange
+    "voltage inactivator": "#0072B2",  # blue (letters drawn white on it)
 }
 NOT_GIVEN_COLOR = "#ffffff"
 ROLE_ABBREV = {"carrier": "C", "passive": "P", "voltage activator": "A", "voltage inactivator": "I"}
@@ -244,8 +246,15 @@ def role_map_figure(
     ax.tick_params(which="minor", length=0)
     for i in range(len(pores)):
         for j in range(len(ions)):
+            dark = code[i, j] >= 0 and ROLES[code[i, j]] == "voltage inactivator"
             ax.text(
-                j, i, ROLE_ABBREV.get(ROLES[code[i, j]], "") if code[i, j] >= 0 else "–", ha="center", va="center", fontsize=8
+                j,
+                i,
+                ROLE_ABBREV.get(ROLES[code[i, j]], "") if code[i, j] >= 0 else "–",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
             )
     handles = [Patch(facecolor=ROLE_COLORS[r], edgecolor="k", label=f"{ROLE_ABBREV[r]}: {r}") for r in ROLES]
     handles.append(Patch(facecolor=NOT_GIVEN_COLOR, edgecolor="k", label="–: not given"))

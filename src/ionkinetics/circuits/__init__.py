@@ -23,7 +23,9 @@ from ._experiments import EXPERIMENTS as EXPERIMENTS
 from ._experiments import describe_pulse_train_response as describe_pulse_train_response
 from ._experiments import rises_with_every_pulse as rises_with_every_pulse
 from ._experiments import run_experiment as run_experiment
+from ._figures import figure_output as figure_output
 from ._figures import save_figure_atomic as save_figure_atomic
+from ._figures import trace_columns as trace_columns
 from ._figures import trace_figure as trace_figure
 from ._files import CIRCUIT_SCHEMA as CIRCUIT_SCHEMA
 from ._files import CircuitFile as CircuitFile

@@ -1,6 +1,8 @@
 """The neuromorphic experiments run by ``ionkinetics circuit run FILE``: each takes a circuit
 file whose ``[experiment]`` table names what to measure, solves it (batched where a sweep is
-asked for: one compiled program for all variants) and writes PNG figures and a JSON summary.
+asked for: one compiled program for all variants) and writes its figures (png, pdf or svg:
+:func:`ionkinetics._io.figure_output`), a CSV of every trace it draws (units in every column
+name; listed under ``data`` in the summary) and a JSON summary.
 Every summary carries a ``finding``: one sentence computed from the traces (what they show,
 including when they do not show what the file's comment expects), and the energy of every
 element (see *Energies* below).
@@ -8,7 +10,8 @@ element (see *Energies* below).
 Kinds (fields of ``[experiment]``):
 
 - no ``[experiment]`` table: a plain transient. Writes ``transient.csv`` (time, every node
-  voltage, every element current and every membrane's open fraction, units in the headers),
+  voltage, every element current, every membrane's open fraction and every element's energy,
+  units in the headers),
   ``transient.png`` and the energies.
 - ``pulse`` (``probe``: the element whose current is the pulse; default the voltage source):
   peak current, full width at half maximum, charge, and how far the current falls from its peak
@@ -58,9 +61,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._io import write_json_atomic
+from .._io import PALETTE, figure_output, write_columns_csv, write_json_atomic
 from . import _graph as G
-from ._figures import figure, save_figure_atomic, trace_figure
+from ._figures import figure, save_figure_atomic, trace_columns, trace_figure
 from ._files import CircuitFile, CircuitFileError
 from ._neuron import run_neuron
 from ._plasticity import run_plasticity
@@ -72,6 +75,7 @@ __all__ = [
     "describe_pulse_train_response",
     "rises_with_every_pulse",
     "run_experiment",
+    "trace_columns",
 ]
 
 
@@ -106,8 +110,12 @@ def _integral_time_ns(t, y, y_inf):
 _figure = figure
 
 
-def _stacked(tr, panels, title, path):
-    save_figure_atomic(trace_figure(tr.t_ns, panels, title), path, dpi=120)
+def _stacked(tr, panels, title, path) -> str:
+    return save_figure_atomic(trace_figure(tr.t_ns, panels, title), path).name
+
+
+def _write_csv(out, name, columns) -> str:
+    return write_columns_csv(out / name, columns).name
 
 
 _ROLE = {G.VoltageSource: "delivered", G.CurrentSource: "delivered", G.Resistor: "dissipated", G.Membrane: "dissipated"}
@@ -178,9 +186,13 @@ def _pulse(cf, cc, exp, out):
             f"{100 * fall:.0f} % of the peak when the drive changes at t = {t[k_end]:.3g} ns"
         )
     membranes = [el.name for _, _, el in G.elements(cf.graph) if isinstance(el, G.Membrane)]
-    _stacked(
+    fig_name = _stacked(
         tr,
-        [("I (pA)", [(probe, i)]), ("w", [(m, tr.w(m)) for m in membranes]), ("V (V)", [(src.name, v_src)])],
+        [
+            (f"I through {probe} (pA)", [(probe, i)]),
+            ("w (open fraction)", [(m, tr.w(m)) for m in membranes]),
+            ("V (V)", [(src.name, v_src)]),
+        ],
         f"{cf.name}: " + ("current pulse" if pulse else "no pulse") + f" through {probe}: peak {peak:.3g} pA, "
         f"falls to {100 * fall:.0f} % under the held drive",
         out / "pulse.png",
@@ -198,7 +210,8 @@ def _pulse(cf, cc, exp, out):
         "fraction_of_peak_before_drive_changes": fall,
         "charge_fc": float(np.trapezoid(i, t) * 1e-3),  # pA·ns = 1e-3 fC
         "energies_aj": _energies(cf, tr),
-        "figures": ["pulse.png"],
+        "figures": [fig_name],
+        "data": [_write_csv(out, "pulse.csv", trace_columns(tr))],
     }
 
 
@@ -304,22 +317,32 @@ def _potentiation(cf, cc, exp, out):
         i1, i2 = np.searchsorted(pairs.t_ns, [r1 - 1e-9, r2 - 1e-9])
         ppf.append(float(g_pairs[b, i2] / g_pairs[b, i1]))
     fig, axes = _figure(3, 1, figsize=(7, 6.5))
-    axes[0].plot(t, tr.vb(src.name), lw=1)
+    axes[0].plot(t, tr.vb(src.name), lw=1, color="k")
     axes[0].set_ylabel("V (V)")
+    axes[0].set_xlabel("t (ns)")
     axes[1].plot(t, w, lw=1.2, label="w")
     axes[1].plot(t[idx], w_after, "o", ms=4, label="read after each pulse")
-    axes[1].set_ylabel("w")
+    axes[1].set_ylabel(f"w of {m} (open fraction)")
     axes[1].set_xlabel("t (ns)")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     axes[2].semilogx(intervals, ppf, "o-")
-    axes[2].axhline(1.0, color="grey", lw=0.8)
+    axes[2].axhline(1.0, color="0.5", lw=0.8)
     axes[2].set_xlabel("interval between pulses (ns)")
     axes[2].set_ylabel("PPF = G2/G1")
     starts = np.searchsorted(t, pt.pulse_onsets_ns() - 1e-9)
     trend = describe_pulse_train_response(w_after, w[np.maximum(starts - 1, 0)])
     fig.suptitle(f"{cf.name}, {m}: {trend.split(': ')[0]}; after the train τ = {tau_ret:.3g} ns", fontsize=9)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "potentiation.png", dpi=120)
+    fig_name = save_figure_atomic(fig, out / "potentiation.png").name
+    data = [
+        _write_csv(out, "potentiation.csv", trace_columns(tr)),
+        _write_csv(
+            out,
+            "potentiation_reads.csv",
+            {"pulse_count": np.arange(1, idx.size + 1), "t_read_ns": t[idx], "w_read_fraction": w_after, "G_read_pS": g_after},
+        ),
+        _write_csv(out, "potentiation_ppf.csv", {"interval_ns": intervals, "ppf_ratio": ppf}),
+    ]
     return {
         "finding": f"{trend}; then w relaxes (retention τ {tau_ret:.3g} ns); {_describe_ppf(intervals, ppf)}",
         "rises_with_every_pulse": rises_with_every_pulse(w_after),
@@ -332,7 +355,8 @@ def _potentiation(cf, cc, exp, out):
         "retention_tau_ns": tau_ret,
         "ppf_intervals_ns": intervals,
         "ppf_ratio": ppf,
-        "figures": ["potentiation.png"],
+        "figures": [fig_name],
+        "data": data,
     }
 
 
@@ -361,7 +385,7 @@ def _memristor(cf, cc, exp, out):
     tr = transient(cc, values=source_batch(cc, rows), batched=True)
     v_all, i_all = tr.vb(m), tr.i(m)
     i_ionic_all = _carrier_current_pa(cc, tr, m)
-    fig, ax = _figure(figsize=(5.5, 4.5))
+    fig, (ax, ax_c) = _figure(1, 2, figsize=(10, 4.5))
     areas, pinch, pinch_ionic = [], [], []
 
     def at_zero_crossings(v, i):
@@ -382,9 +406,17 @@ def _memristor(cf, cc, exp, out):
         pinch.append(at_zero_crossings(v, i))
         pinch_ionic.append(at_zero_crossings(v, i_ionic_all[b, sel]))
         ax.plot(v, i, lw=1.1, label=f"{f:g} GHz")
+        ax_c.plot(v, i_ionic_all[b, sel], lw=1.1, label=f"{f:g} GHz")
     ax.set_xlabel(f"V across {m} (V)")
-    ax.set_ylabel("I (pA): carrier + gating")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("I (pA): carrier + dopant gating current")
+    ax.set_title("total current", fontsize=9)
+    ax_c.set_xlabel(f"V across {m} (V)")
+    ax_c.set_ylabel("I carrier (pA) = N·G_open(V)·w·V")
+    ax_c.set_title("carrier current alone: pinched at 0 V", fontsize=9)
+    for a in (ax, ax_c):
+        a.axhline(0.0, color="0.6", lw=0.6)
+        a.axvline(0.0, color="0.6", lw=0.6)
+    ax_c.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="drive")
     total = [a + b for a, b in areas]
     shrinks = bool(all(x > y for x, y in itertools.pairwise(total)))
     pinched = bool(np.nanmax(pinch) < 1e-3)
@@ -396,9 +428,16 @@ def _memristor(cf, cc, exp, out):
             f"dopant's gating current; the carrier current alone is pinched to {np.nanmax(pinch_ionic):.1e})"
         )
     loop += ", its area shrinking as the frequency rises" if shrinks else ", its area not shrinking monotonically with frequency"
-    ax.set_title(f"{cf.name}: {loop.split(' (')[0]} (last cycle)", fontsize=8)
+    fig.suptitle(f"{cf.name}: {loop.split(' (')[0]} (last cycle)", fontsize=9)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "memristor_iv.png", dpi=120)
+    fig_name = save_figure_atomic(fig, out / "memristor_iv.png").name
+    columns = {"t_ns": tr.t_ns}
+    for b, f in enumerate(freqs):
+        tag = f"[{f:g} GHz]"
+        columns[f"V({m}){tag}_V"] = v_all[b]
+        columns[f"I({m}){tag}_pA"] = i_all[b]
+        columns[f"I_carrier({m}){tag}_pA"] = i_ionic_all[b]
+        columns[f"w({m}){tag}_fraction"] = tr.w(m)[b]
     return {
         "finding": f"{loop}: " + ", ".join(f"{f:g} GHz: {a:.3g} pA·V" for f, a in zip(freqs, total, strict=True)),
         "energies_aj": _energies(cf, tr),
@@ -409,7 +448,8 @@ def _memristor(cf, cc, exp, out):
         "area_shrinks_with_frequency": shrinks,
         "pinch_current_fraction_near_0v": pinch,
         "carrier_pinch_current_fraction_near_0v": pinch_ionic,
-        "figures": ["memristor_iv.png"],
+        "figures": [fig_name],
+        "data": [_write_csv(out, "memristor_iv.csv", columns)],
     }
 
 
@@ -447,12 +487,11 @@ def _retention(cf, cc, exp, out):
         finding = f"the write raises w from {w[0]:.2f} and the reads decay toward rest: {reads}; retention τ {tau:.3g} ns"
     else:
         finding = f"the reads do not show a written state decaying to rest (w before the write {w[0]:.2f}): {reads}"
-    _stacked(
-        tr,
-        [("G read (pS)", [(m, g)]), ("w", [(m, w)]), ("V (V)", [(src.name, tr.vb(src.name))])],
-        f"{cf.name}: write, wait, read ({m}); retention τ = {tau:.3g} ns",
-        out / "retention.png",
-    )
+    fig_name = _retention_figure(cf, step, m, t, w, g, k_off, idx, after, tau, out)
+    data = [
+        _write_csv(out, "retention.csv", trace_columns(tr)),
+        _write_csv(out, "retention_reads.csv", {"t_after_write_ns": after, "w_read_fraction": w[idx], "G_read_pS": g[idx]}),
+    ]
     return {
         "finding": finding,
         "energies_aj": _energies(cf, tr),
@@ -463,8 +502,42 @@ def _retention(cf, cc, exp, out):
         "read_conductance_ps": g[idx].tolist(),
         "w_before_write": float(w[0]),
         "retention_tau_ns": tau,
-        "figures": ["retention.png"],
+        "figures": [fig_name],
+        "data": data,
     }
+
+
+def _retention_figure(cf, step, m, t, w, g, k_off, idx, after, tau, out) -> str:
+    """w and the read conductance over the whole run (write shaded) and after the write on a log
+    time axis (the early decay), the reads marked on both."""
+    fig, axes = _figure(2, 2, figsize=(10, 5.6))
+    t_after = t[k_off + 1 :] - t[k_off]  # > 0 for the log axis
+    for col in (0, 1):
+        ax_w, ax_g = axes[0, col], axes[1, col]
+        x, ww, gg = (t, w, g) if col == 0 else (t_after, w[k_off + 1 :], g[k_off + 1 :])
+        reads_x = t[idx] if col == 0 else np.asarray(after)
+        ax_w.plot(x, ww, lw=1.2, label=f"w of {m}")
+        ax_g.plot(x, gg, lw=1.2, color=PALETTE[1], label="G read")
+        ax_w.plot(reads_x, w[idx], "o", ms=5, color="k", label="reads")
+        ax_g.plot(reads_x, g[idx], "o", ms=5, color="k", label="reads")
+        for a in (ax_w, ax_g):
+            a.set_xscale("log" if col else "linear")
+            a.grid(True, which="both", alpha=0.3)
+            for rx in reads_x:
+                a.axvline(rx, color="0.6", lw=0.6, ls=":")
+        ax_w.axhline(float(w[0]), color="0.5", lw=0.8, ls="--", label="rest (before the write)")
+        ax_w.set_ylabel(f"w of {m} (open fraction)")
+        ax_g.set_ylabel(f"G read of {m} (pS)")
+        ax_g.set_xlabel("time after the write ends (ns, log)" if col else "t (ns)")
+        if col == 0:
+            ax_w.axvspan(step.t_on_ns, step.t_off_ns, color="0.88", lw=0)
+            ax_g.axvspan(step.t_on_ns, step.t_off_ns, color="0.88", lw=0)
+    axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes[0, 0].set_title("the whole run (write shaded)", fontsize=9)
+    axes[0, 1].set_title("after the write, log time (reads dotted)", fontsize=9)
+    fig.suptitle(f"{cf.name}: write, wait, read ({m}); retention τ = {tau:.3g} ns", fontsize=9)
+    fig.tight_layout()
+    return save_figure_atomic(fig, out / "retention.png").name
 
 
 def _sweep(cf, cc, exp, out):
@@ -489,7 +562,7 @@ def _sweep(cf, cc, exp, out):
     for p in probes:
         axes[0].plot(volts, currents[p], "--", label=p)
     axes[0].set_ylabel("I after the run (pA)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     axes[1].semilogy(volts, np.abs(g_total), "k-o", ms=3)
     axes[1].set_ylabel("G = I/V (pS)")
     axes[1].set_xlabel("source voltage (V)")
@@ -524,9 +597,12 @@ def _sweep(cf, cc, exp, out):
     fig.suptitle(f"{cf.name}: DC sweep ({cf.duration_ns:g} ns at each voltage): {finding.split(':')[0]}", fontsize=9)
     for edge in (lo_edge, hi_edge):
         if edge is not None:
-            axes[1].axvline(edge, color="grey", lw=0.8, ls=":")
+            axes[1].axvline(edge, color="0.5", lw=0.8, ls=":")
     fig.tight_layout()
-    save_figure_atomic(fig, out / "sweep.png", dpi=120)
+    fig_name = save_figure_atomic(fig, out / "sweep.png").name
+    table = {f"V({src.name})_V": volts, f"I({src.name} delivered)_pA": i_src}
+    table.update({f"I({p})_pA": currents[p] for p in probes})
+    table["G(I/V)_pS"] = g_total
     return {
         "finding": finding,
         "is_band_pass": band_pass,
@@ -541,7 +617,8 @@ def _sweep(cf, cc, exp, out):
         "kcl_max_mismatch_pa": float(np.abs(i_src - sum(np.array(c) for c in currents.values())).max())
         if exp.get("probes_in_parallel", False)
         else None,
-        "figures": ["sweep.png"],
+        "figures": [fig_name],
+        "data": [_write_csv(out, "sweep.csv", table)],
     }
 
 
@@ -564,11 +641,6 @@ def _half_max_edges(volts, g, kk):
 
 def _transient(cf, cc, exp, out):
     """A plain transient: every node voltage, element current, membrane w and element energy."""
-    import csv
-    import io
-
-    from .._io import write_text_atomic
-
     unknown = set(exp) - {"seed"}
     if unknown:
         raise CircuitFileError(f"{cf.name}: a plain transient takes only experiment.seed; got fields {sorted(unknown)}")
@@ -579,24 +651,15 @@ def _transient(cf, cc, exp, out):
     top = tr.topology
     elements = list(top.branch_names)
     membranes = list(top.names_of("M"))
-    columns = {"t_ns": tr.t_ns}
-    columns.update({f"V({n})_V": tr.v(n) for n in top.nodes})
-    columns.update({f"I({e})_pA": tr.i(e) for e in elements})
-    columns.update({f"w({m})": tr.w(m) for m in membranes})
-    columns.update({f"E({e})_aJ": tr.energy(e) for e in elements})
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in np.column_stack(list(columns.values())):
-        writer.writerow([f"{x:.9g}" for x in row])
-    write_text_atomic(out / "transient.csv", buf.getvalue())
+    columns = trace_columns(tr)
+    data_name = _write_csv(out, "transient.csv", columns)
     panels = [
         ("node V (V)", [(n, tr.v(n)) for n in top.nodes]),
         ("element I (pA)", [(e, tr.i(e)) for e in elements]),
     ]
     if membranes:
         panels.append(("w (open fraction)", [(m, tr.w(m)) for m in membranes]))
-    _stacked(tr, panels, f"{cf.name}: transient ({cf.duration_ns:g} ns, dt {cf.dt_ns:g} ns)", out / "transient.png")
+    fig_name = _stacked(tr, panels, f"{cf.name}: transient ({cf.duration_ns:g} ns, dt {cf.dt_ns:g} ns)", out / "transient.png")
     energies = _energies(cf, tr)
     finals = ", ".join(f"V({n}) = {tr.v(n)[-1]:.4g} V" for n in top.nodes)
     return {
@@ -610,8 +673,8 @@ def _transient(cf, cc, exp, out):
         "final_node_voltage_v": {n: float(tr.v(n)[-1]) for n in top.nodes},
         "final_current_pa": {e: float(tr.i(e)[-1]) for e in elements},
         "energies_aj": energies,
-        "figures": ["transient.png"],
-        "data": ["transient.csv"],
+        "figures": [fig_name],
+        "data": [data_name],
     }
 
 
@@ -627,9 +690,13 @@ EXPERIMENTS = {
 }
 
 
-def run_experiment(cf: CircuitFile, out_dir) -> dict:
+def run_experiment(cf: CircuitFile, out_dir, *, figure_format: str | None = None, dpi: int | None = None) -> dict:
     """Solve the circuit file's experiment (a plain transient when the file has no
-    ``[experiment]`` table) and write its figures, data and ``summary.json`` into ``out_dir``."""
+    ``[experiment]`` table) and write its figures, data and ``summary.json`` into ``out_dir``.
+
+    ``figure_format`` (``"png"``, ``"pdf"`` or ``"svg"``) and ``dpi`` choose how the figures are
+    saved; ``None`` keeps the enclosing :func:`ionkinetics._io.figure_output` (default png, 300 dpi).
+    Every trace a figure draws is also written as CSV (``data`` in the summary)."""
     exp = dict(cf.experiment)
     kind = exp.pop("kind", "transient" if not exp else None)
     if kind not in EXPERIMENTS:
@@ -643,7 +710,8 @@ def run_experiment(cf: CircuitFile, out_dir) -> dict:
         created = created.parent
     out.mkdir(parents=True, exist_ok=True)
     try:
-        result = EXPERIMENTS[kind](cf, cc, exp, out)
+        with figure_output(figure_format, dpi):
+            result = EXPERIMENTS[kind](cf, cc, exp, out)
         summary = {"circuit": cf.name, "file": cf.path, "description": cf.description, "experiment": kind, **result}
         write_json_atomic(out / "summary.json", json.loads(json.dumps(summary, default=float)))
     except BaseException:

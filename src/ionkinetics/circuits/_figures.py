@@ -2,39 +2,31 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from .._io import file_mode
+from .._io import PALETTE, figure_output, save_figure
 
-__all__ = ["figure", "save_figure_atomic", "trace_figure"]
+__all__ = ["figure", "figure_output", "save_figure_atomic", "trace_columns", "trace_figure"]
 
 
 def figure(nrows=1, ncols=1, **kw):
-    """A matplotlib Figure and its axes, outside pyplot (safe in threads, nothing left open)."""
+    """A matplotlib Figure and its axes, outside pyplot (safe in threads, nothing left open), each
+    axes cycling through the colour-blind-safe :data:`ionkinetics._io.PALETTE`."""
+    import numpy as np
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=kw.pop("figsize", (6, 4)))
-    return fig, fig.subplots(nrows, ncols, **kw)
+    axes = fig.subplots(nrows, ncols, **kw)
+    for ax in np.atleast_1d(axes).ravel():
+        ax.set_prop_cycle(color=list(PALETTE))
+    return fig, axes
 
 
-def save_figure_atomic(fig, path, *, dpi: int = 120) -> Path:
-    """Save ``fig`` to ``path`` (format from the suffix) so a reader never sees half a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"output {str(path)!r} is a folder; it must name a file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.chmod(tmp, file_mode())  # mkstemp's 0o600 would make figures private, unlike other files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def save_figure_atomic(fig, path, *, dpi: int | None = None) -> Path:
+    """Save ``fig`` so a reader never sees half a file, in the format and dpi of
+    :func:`ionkinetics._io.figure_output` (``path``'s suffix is replaced by that format; default
+    png at 300 dpi), with panel letters and titles that fit. Returns the path written."""
+    return save_figure(fig, path, dpi=dpi)
 
 
 def trace_figure(t_ns, panels, title: str):
@@ -47,9 +39,29 @@ def trace_figure(t_ns, panels, title: str):
             ax.plot(t_ns, y, lw=1.2, label=name)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-        if len(series) > 1:
-            ax.legend(fontsize=7, loc="best")
+        if len(series) > 1:  # beside the panel, never on the data
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     np.atleast_1d(axes)[-1].set_xlabel("t (ns)")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def trace_columns(tr, *, b=None, tag="") -> dict:
+    """``{header: array}`` of a circuit trace: time, every node voltage, element current, membrane
+    open fraction and element energy, units in the headers; ``b`` picks one variant of a batched
+    trace and ``tag`` (e.g. ``"[1 GHz]"``) marks its columns."""
+    import numpy as np
+
+    top = tr.topology
+
+    def pick(x):
+        x = np.asarray(x)
+        return x if b is None else x[b]
+
+    columns = {} if tag else {"t_ns": tr.t_ns}
+    columns.update({f"V({n}){tag}_V": pick(tr.v(n)) for n in top.nodes})
+    columns.update({f"I({e}){tag}_pA": pick(tr.i(e)) for e in top.branch_names})
+    columns.update({f"w({m}){tag}_fraction": pick(tr.w(m)) for m in top.names_of("M")})
+    columns.update({f"E({e}){tag}_aJ": pick(tr.energy(e)) for e in top.branch_names})
+    return columns

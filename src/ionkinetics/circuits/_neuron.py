@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._io import PALETTE, write_columns_csv
 from ..kinetics import membrane_current_pa, steady_state
 from . import _graph as G
 from ._figures import figure, save_figure_atomic
@@ -510,7 +511,7 @@ def run_neuron(cf, cc, exp, out, *, energies):
         wv, ww = phase_plane(parts, p_i, p_a, currents[b_pp], vg)
         wv0, _ = phase_plane(parts, p_i, p_a, 0.0, vg)
 
-    figs = _neuron_figures(cf, parts, tr, t, v, amps, fired, gaps, na, currents, rates, b_pp, vg, wv, wv0, ww, level, out)
+    figs, data = _neuron_figures(cf, parts, tr, t, v, amps, fired, gaps, na, currents, rates, b_pp, vg, wv, wv0, ww, level, out)
 
     n_bif = int(exp.get("bifurcation_designs", 0))
     bifurcation = _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif) if n_bif else None
@@ -528,11 +529,12 @@ def run_neuron(cf, cc, exp, out, *, energies):
         "energies_aj": energies(tr),
         "bifurcation": bifurcation,
         "figures": figs,
+        "data": data,
     }
     extra_figs = []
     if int(exp.get("jitter_seeds", 0)) > 0:
         summary["jitter"] = _jitter(cf, exp, parts, t_on, level, out)
-        extra_figs.append("neuron_jitter.png")
+        extra_figs.append(summary["jitter"].pop("figure"))
     if int(exp.get("design_steps", 0)) > 0:
         n_batch = len(waves)
         fi_waves = waves[na + ng :]
@@ -550,7 +552,7 @@ def run_neuron(cf, cc, exp, out, *, energies):
             return tv.t_ns, tv.v(parts.node)[: len(fi_waves)]
 
         summary["gradient_design"] = _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on)
-        extra_figs.append("neuron_design.png")
+        extra_figs.append(summary["gradient_design"].pop("figure"))
     summary["figures"] = figs + extra_figs
     summary["finding"] = _finding(summary)
     return summary
@@ -591,19 +593,21 @@ def _neuron_figures(cf, parts, tr, t, v, amps, fired, gaps, na, currents, rates,
     fig, axes = figure(2, 2, figsize=(11, 7.5))
     ax = axes[0, 0]
     for b, a in enumerate(amps):
-        ax.plot(t, v[b], lw=1.0, color="C3" if fired[b] else "C0", label=f"{a:g} pA" if b in (0, len(amps) - 1) else None)
-    ax.axhline(level, color="grey", ls=":", lw=0.8)
+        ax.plot(
+            t, v[b], lw=1.0, color=PALETTE[1] if fired[b] else PALETTE[0], label=f"{a:g} pA" if b in (0, len(amps) - 1) else None
+        )
+    ax.axhline(level, color="0.5", ls=":", lw=0.8)
     ax.set_xlabel("t (ns)")
     ax.set_ylabel("V (V)")
-    ax.set_title("pulses of growing amplitude (red: crosses the spike level)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title("pulses of growing amplitude (vermilion: crosses the spike level)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
     ax = axes[0, 1]
     for b, g in enumerate(gaps):
         ax.plot(t, v[na + b] + 0.0 * b, lw=0.9, label=f"{g:g} ns")
     ax.set_xlabel("t (ns)")
     ax.set_ylabel("V (V)")
     ax.set_title("pulse pairs: the second fails inside the refractory period", fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="interval")
     ax = axes[1, 0]
     ax.plot(currents, rates, "ko-", ms=4)
     ax.set_xlabel("stimulus current (pA)")
@@ -612,32 +616,46 @@ def _neuron_figures(cf, parts, tr, t, v, amps, fired, gaps, na, currents, rates,
     ax = axes[1, 1]
     b = na + ng + b_pp
     w_act = tr.w(parts.activating)[b]
-    ax.plot(vg, wv, "C1-", lw=1.2, label=f"dV/dt = 0 at {currents[b_pp]:g} pA")
-    ax.plot(vg, wv0, "C1--", lw=0.9, label="dV/dt = 0 at 0 pA")
-    ax.plot(vg, ww, "C2-", lw=1.2, label="dw/dt = 0")
+    ax.plot(vg, wv, "-", color=PALETTE[1], lw=1.2, label=f"dV/dt = 0 at {currents[b_pp]:g} pA")
+    ax.plot(vg, wv0, "--", color=PALETTE[1], lw=0.9, label="dV/dt = 0 at 0 pA")
+    ax.plot(vg, ww, "-", color=PALETTE[2], lw=1.2, label="dw/dt = 0")
     ax.plot(v[b], w_act, "k-", lw=0.8, label="trajectory")
     ax.set_ylim(-0.02, min(1.0, float(max(w_act.max(), ww.max())) * 1.5 + 0.05))
     ax.set_xlabel("V (V)")
     ax.set_ylabel(f"w of {parts.activating} (open fraction)")
     ax.set_title("phase plane (inactivating membrane adiabatic)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(f"{cf.name}: ionic neuron", fontsize=10)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "neuron.png", dpi=120)
+    names = [save_figure_atomic(fig, out / "neuron.png").name]
 
     # V(t) and the gates of each membrane during tonic firing
     fig, axes = figure(3, 1, figsize=(7, 7), sharex=True)
     axes[0].plot(t, v[b], lw=1.1)
     axes[0].set_ylabel("V (V)")
-    axes[1].plot(t, tr.w(parts.inactivating)[b], lw=1.1, color="C3")
-    axes[1].set_ylabel(f"w {parts.inactivating}")
-    axes[2].plot(t, w_act, lw=1.1, color="C2")
-    axes[2].set_ylabel(f"w {parts.activating}")
+    axes[1].plot(t, tr.w(parts.inactivating)[b], lw=1.1, color=PALETTE[1])
+    axes[1].set_ylabel(f"w of {parts.inactivating}\n(open fraction)")
+    axes[2].plot(t, w_act, lw=1.1, color=PALETTE[2])
+    axes[2].set_ylabel(f"w of {parts.activating}\n(open fraction)")
     axes[2].set_xlabel("t (ns)")
     fig.suptitle(f"{cf.name}: tonic firing at {currents[b_pp]:g} pA, V(t) and gates w(t)", fontsize=9)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "neuron_traces.png", dpi=120)
-    return ["neuron.png", "neuron_traces.png"]
+    names.append(save_figure_atomic(fig, out / "neuron_traces.png").name)
+    # every trace drawn, as CSV: V and both gates of each variant of the batch
+    node = parts.node
+    tags = [f"[pulse {a:g} pA]" for a in amps] + [f"[pair {g:g} ns]" for g in gaps] + [f"[step {i:g} pA]" for i in currents]
+    columns = {"t_ns": t}
+    for k, tag in enumerate(tags):
+        columns[f"V({node}){tag}_V"] = v[k]
+        for m in (parts.inactivating, parts.activating):
+            columns[f"w({m}){tag}_fraction"] = tr.w(m)[k]
+    data = [write_columns_csv(out / "neuron_traces.csv", columns).name]
+    data.append(write_columns_csv(out / "neuron_fi.csv", {"stimulus_pA": currents, "firing_rate_MHz": rates}).name)
+    phase = {"V_V": vg, f"w({parts.activating}) where dV/dt = 0 at {currents[b_pp]:g} pA_fraction": wv}
+    phase[f"w({parts.activating}) where dV/dt = 0 at 0 pA_fraction"] = wv0
+    phase[f"w({parts.activating}) where dw/dt = 0_fraction"] = ww
+    data.append(write_columns_csv(out / "neuron_phase_plane.csv", phase).name)
+    return names, data
 
 
 def _jitter(cf, exp, parts, t_on, level, out):
@@ -685,7 +703,7 @@ def _jitter(cf, exp, parts, t_on, level, out):
         )
     n_tot = [r["n_inactivating"] + r["n_activating"] for r in rows]
     jit = [r["first_spike_jitter_ns"] for r in rows]
-    ax.loglog(n_tot, [j if j else np.nan for j in jit], "ko-")
+    ax.loglog(n_tot, [j if j else np.nan for j in jit], "o-", color="k")
     ok = [(n, j) for n, j in zip(n_tot, jit, strict=True) if j]
     slope = float(np.polyfit(np.log(np.array(ok)[:, 0]), np.log(np.array(ok)[:, 1]), 1)[0]) if len(ok) >= 2 else None
     if ok:
@@ -696,8 +714,8 @@ def _jitter(cf, exp, parts, t_on, level, out):
     ax.set_ylabel("first-spike jitter (ns, s.d.)")
     ax.set_title(f"stochastic pores: spike-time jitter ({seeds} seeds each)", fontsize=9)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "neuron_jitter.png", dpi=120)
-    return {"current_step_pa_per_scale_1": i_step, "rows": rows, "loglog_slope": slope}
+    name = save_figure_atomic(fig, out / "neuron_jitter.png").name
+    return {"current_step_pa_per_scale_1": i_step, "rows": rows, "loglog_slope": slope, "figure": name}
 
 
 def _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on):
@@ -755,8 +773,9 @@ def _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on):
         checks[label] = {"spike_counts": counts, "t": t, "v": vv, "v_rest_v": float(vv[0, 0])}
     k_drive = int(np.argmin(np.abs(np.array(currents) - i_drive)))
     fig, axes = figure(1, 3, figsize=(14, 4))
-    axes[2].plot(checks["start"]["t"], checks["start"]["v"][k_drive], "g-", lw=1, label="start (shipped molarities)")
-    axes[2].plot(checks["best"]["t"], checks["best"]["v"][k_drive], "r-", lw=1, label="after the search")
+    start_v = checks["start"]["v"][k_drive]
+    axes[2].plot(checks["start"]["t"], start_v, "-", color=PALETTE[0], lw=1, label="start (shipped molarities)")
+    axes[2].plot(checks["best"]["t"], checks["best"]["v"][k_drive], "-", color=PALETTE[1], lw=1, label="after the search")
     axes[2].set_xlabel("t (ns)")
     axes[2].set_ylabel("V (V)")
     axes[2].set_title(f"before/after at {currents[k_drive]:g} pA", fontsize=9)
@@ -769,15 +788,16 @@ def _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on):
     axes[0].set_xlabel("accepted gradient step")
     axes[0].set_ylabel("loss = −ln var(V tail)")
     axes[0].legend(fontsize=7)
-    axes[1].loglog([molar[0][0]], [molar[0][1]], "gs", label="shipped start")
-    axes[1].loglog([np.exp(best[0][0])], [np.exp(best[0][1])], "r*", ms=10, label="best")
+    axes[1].loglog([molar[0][0]], [molar[0][1]], "s", color=PALETTE[0], label="shipped start")
+    axes[1].loglog([np.exp(best[0][0])], [np.exp(best[0][1])], "*", color=PALETTE[1], ms=10, label="best")
     axes[1].set_xlabel(f"[{salt_i}] in the inactivating membrane's bath (M)")
     axes[1].set_ylabel(f"[{salt_a}] in the activating membrane's bath (M)")
     axes[1].legend(fontsize=7)
     fig.suptitle(f"gradient search through the circuit solver at {i_drive:g} pA", fontsize=9)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "neuron_design.png", dpi=120)
+    name = save_figure_atomic(fig, out / "neuron_design.png").name
     return {
+        "figure": name,
         "knobs": {
             "theta[0]": f"ln of [{salt_i}] (M) in the bath of {parts.inactivating}: the plug's trapping rate ∝ molarity",
             "theta[1]": f"ln of [{salt_a}] (M) in the bath of {parts.activating}: the recovery's re-trapping rate ∝ molarity",

@@ -29,6 +29,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from .._io import PALETTE, write_columns_csv
 from . import _graph as G
 from ._figures import figure, save_figure_atomic
 from ._files import CircuitFileError
@@ -208,6 +209,7 @@ def run_plasticity(cf, cc, exp, out, *, energies):
         "energies_aj": energy,
         "train_energy_dissipated_per_pulse_aj": float(energy["dissipated_aj"][0] / (n_pot + n_dep)),
         "figures": figs,
+        "data": _data(out, t, tr, plus, minus, w_train, srdp, stdp),
     }
 
 
@@ -267,40 +269,62 @@ def _figures(cf, t, tr, plus, minus, w_train, n_pot, srdp, stdp, stoch, out):
     fig, axes = figure(2, 2, figsize=(11, 7.5))
     ax = axes[0, 0]
     k = np.arange(w_train.size)
-    ax.plot(k[: n_pot + 1], w_train[: n_pot + 1], "C3o-", ms=3, label="+ pulses: potentiation")
-    ax.plot(k[n_pot:], w_train[n_pot:], "C0o-", ms=3, label="− pulses: depression")
+    ax.plot(k[: n_pot + 1], w_train[: n_pot + 1], "o-", color=PALETTE[1], ms=3, label="+ pulses: potentiation")
+    ax.plot(k[n_pot:], w_train[n_pot:], "o-", color=PALETTE[0], ms=3, label="− pulses: depression")
     per = np.asarray(stoch["weights_ps"]) if stoch else np.zeros((0, 0, 0))
     for dev in per:
         for c in dev:
-            ax.plot(np.arange(c.size), c, color="grey", lw=0.4, alpha=0.5)
+            ax.plot(np.arange(c.size), c, color="0.6", lw=0.4, alpha=0.5)
     ax.set_xlabel("pulse number")
     ax.set_ylabel("W = G_A − G_B (pS)")
     ax.set_title("mean field (colour) and stochastic devices × cycles (grey)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="best")
     ax = axes[0, 1]
-    ax.plot(t, tr.vb(plus)[0], lw=0.6, label=f"u({plus})")
-    ax.plot(t, tr.vb(minus)[0], lw=0.6, label=f"u({minus})")
+    ax.plot(t, tr.vb(plus)[0], lw=0.6, color=PALETTE[4], label=f"u({plus})")
+    ax.plot(t, tr.vb(minus)[0], lw=0.6, color=PALETTE[5], label=f"u({minus})")
     ax2 = ax.twinx()
-    ax2.plot(t, tr.w(plus)[0], "C3", lw=1.0)
-    ax2.plot(t, tr.w(minus)[0], "C0", lw=1.0)
-    ax2.set_ylabel("w (red A, blue B)")
+    ax2.plot(t, tr.w(plus)[0], color=PALETTE[1], lw=1.0, label=f"w({plus})")
+    ax2.plot(t, tr.w(minus)[0], color=PALETTE[0], lw=1.0, label=f"w({minus})")
+    ax2.set_ylabel("w (open fraction)")
     ax.set_xlabel("t (ns)")
     ax.set_ylabel("u (V)")
-    ax.legend(fontsize=7, loc="upper left")
+    (h1, l1), (h2, l2) = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False)
     ax = axes[1, 0]
-    ax.plot([s["rate_mhz"] for s in srdp], [s["delta_w_ps"] for s in srdp], "ko-")
+    ax.plot([s["rate_mhz"] for s in srdp], [s["delta_w_ps"] for s in srdp], "o-", color="k")
     ax.set_xscale("log")
     ax.set_xlabel("pulse rate (MHz)")
     ax.set_ylabel("ΔW after the train (pS)")
     ax.set_title("spike-rate-dependent plasticity", fontsize=9)
     ax = axes[1, 1]
-    ax.plot([s["delay_ns"] for s in stdp], [s["delta_w_ps"] for s in stdp], "ko-")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.axvline(0, color="grey", lw=0.8)
+    ax.plot([s["delay_ns"] for s in stdp], [s["delta_w_ps"] for s in stdp], "o-", color="k")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.axvline(0, color="0.5", lw=0.8)
     ax.set_xlabel("Δt = t_post − t_pre (ns)")
     ax.set_ylabel("ΔW (pS)")
     ax.set_title("spike-timing-dependent plasticity", fontsize=9)
     fig.suptitle(f"{cf.name}: bias-steered differential pair", fontsize=10)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "plasticity.png", dpi=120)
-    return ["plasticity.png"]
+    return [save_figure_atomic(fig, out / "plasticity.png").name]
+
+
+def _data(out, t, tr, plus, minus, w_train, srdp, stdp) -> list[str]:
+    """Every trace the figure draws, as CSV (units in the headers)."""
+    train = {"t_ns": t}
+    for m in (plus, minus):
+        train[f"u({m})_V"] = tr.vb(m)[0]
+        train[f"w({m})_fraction"] = tr.w(m)[0]
+    return [
+        write_columns_csv(out / "plasticity_train.csv", train).name,
+        write_columns_csv(
+            out / "plasticity_weights.csv", {"pulse_count": np.arange(w_train.size), "W_pS": np.asarray(w_train)}
+        ).name,
+        write_columns_csv(
+            out / "plasticity_srdp.csv",
+            {"rate_MHz": [s["rate_mhz"] for s in srdp], "delta_W_pS": [s["delta_w_ps"] for s in srdp]},
+        ).name,
+        write_columns_csv(
+            out / "plasticity_stdp.csv",
+            {"delay_ns": [s["delay_ns"] for s in stdp], "delta_W_pS": [s["delta_w_ps"] for s in stdp]},
+        ).name,
+    ]

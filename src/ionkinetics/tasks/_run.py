@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._io import write_json_atomic
+from .._io import PALETTE, write_columns_csv, write_json_atomic
 from ..circuits import save_figure_atomic
 from ..kinetics import mean_field_scan, steady_state
 from ._design import design_loss, optimise_design
@@ -297,14 +297,20 @@ def run_task(tf, out, *, progress=None) -> dict:
         "seconds": {"reservoir_run": t_res},
     }
 
-    figures = [_prediction_figure(out, tf, y, sp, phys, esn, metric, classify, us)]
-    figures.append(_reservoir_figure(out, res, run, sp))
+    figures, data = [], []
+    for name, csv_name in (
+        _prediction_figure(out, tf, y, sp, phys, esn, lin, metric, classify, us),
+        _reservoir_figure(out, res, run, sp),
+    ):
+        figures.append(name)
+        data.append(csv_name)
     if tf.design:
         say(f"inverse design: {tf.design['steps']} Adam steps on jax.grad of the validation NRMSE")
         summary["design"], fig = _design(tf, res, us, y, sp, molar0, pores0, say, out)
         figures.extend(fig)
         summary.update(_design_headline(summary["design"]))
     summary["figures"] = figures
+    summary["data"] = data
     summary["seconds"]["total"] = time.perf_counter() - start
     write_json_atomic(out / "summary.json", summary)
     return summary
@@ -398,40 +404,48 @@ def _design_prediction_figure(tf, y, sp, before, after, e_before, e_after, out):
     idx = np.arange(test.start, test.start + n)
     fig = Figure(figsize=(8, 3.2))
     ax = fig.subplots(1, 1)
-    ax.plot(idx, y[idx], "k-", lw=1.4, label="target")
+    ax.set_prop_cycle(color=list(PALETTE))
+    ax.plot(idx, y[idx], "-", color="k", lw=1.4, label="target")
     ax.plot(idx, before["pred"][idx], "-", lw=1, label=f"before (test NRMSE {before['test']:.3g}; {e_before:.0f} aJ/step)")
     ax.plot(idx, after["pred"][idx], "-", lw=1, label=f"after (test NRMSE {after['test']:.3g}; {e_after:.0f} aJ/step)")
     ax.set_xlabel("input step")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("output")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     fig.suptitle(
         f"{tf.name}: test prediction before and after the inverse design (stochastic pores + shot noise, first draw)",
         fontsize=9,
     )
     fig.tight_layout()
-    save_figure_atomic(fig, out / "design-prediction.png")
-    return "design-prediction.png"
+    return save_figure_atomic(fig, out / "design-prediction.png").name
 
 
-def _prediction_figure(out, tf, y, sp, phys, esn, metric, classify, us):
+def _prediction_figure(out, tf, y, sp, phys, esn, lin, metric, classify, us):
+    """The test split: input, target and the three readouts (ionic reservoir, same-size ESN, linear
+    delay line), legend below the data; returns (figure name, CSV name)."""
     from matplotlib.figure import Figure
 
     test = sp[2]
     n = min(200, test.stop - test.start)
     idx = np.arange(test.start, test.start + n)
-    fig = Figure(figsize=(8, 4.2))
-    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    fig = Figure(figsize=(8, 5.0))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2.2])
     ax1.plot(idx, us[idx], color="0.4", lw=1)
     ax1.set_ylabel("input (scaled)")
-    ax2.plot(idx, y[idx], "k-", lw=1.4, label="target")
-    ax2.plot(idx, phys["pred"][idx], "-", lw=1.1, label=f"ionic reservoir ({metric} {phys['test']:.3g})")
-    ax2.plot(idx, esn["pred"][idx], "--", lw=1.0, label=f"ESN ({metric} {esn['test']:.3g})")
+    ax2.plot(idx, y[idx], "-", color="k", lw=1.6, label="target")
+    ax2.plot(idx, phys["pred"][idx], "-", color=PALETTE[0], lw=1.1, label=f"ionic reservoir ({metric} {phys['test']:.3g})")
+    ax2.plot(idx, esn["pred"][idx], "--", color=PALETTE[1], lw=1.0, label=f"ESN, same size ({metric} {esn['test']:.3g})")
+    ax2.plot(idx, lin["pred"][idx], ":", color=PALETTE[2], lw=1.2, label=f"linear delay line ({metric} {lin['test']:.3g})")
     ax2.set_ylabel("class score" if classify else "output")
-    ax2.set_xlabel("input step")
-    ax2.legend(fontsize=7)
+    ax2.set_xlabel("input step (test split)")
+    ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     fig.suptitle(f"{tf.name}: test split (first {n} steps)", fontsize=9)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "prediction.png")
-    return "prediction.png"
+    name = save_figure_atomic(fig, out / "prediction.png").name
+    columns = {"input_step_index": idx, "input_scaled_ratio": us[idx], "target_ratio": y[idx]}
+    columns.update(
+        {"reservoir_ratio": phys["pred"][idx], "esn_ratio": esn["pred"][idx], "linear_delay_line_ratio": lin["pred"][idx]}
+    )
+    return name, write_columns_csv(out / "prediction.csv", columns).name
 
 
 def _reservoir_figure(out, res, run, sp):
@@ -442,19 +456,30 @@ def _reservoir_figure(out, res, run, sp):
     v = np.asarray(run.v)[k].reshape(-1, res.n_membranes)
     ions = np.asarray(run.ions)[k].reshape(-1, res.n_membranes)
     t = (np.arange(v.shape[0]) + 0.5) * res.hold_ns
-    fig = Figure(figsize=(8, 5))
-    ax1, ax2 = fig.subplots(2, 1, sharex=True)
-    for i in range(min(5, res.n_membranes)):
-        ax1.step(t, v[:, i], where="mid", lw=1, label=res.membranes[i].system)
-        ax2.plot(t, ions[:, i] / np.abs(ions[:, i]).max(), ".-", lw=0.8)
-    ax1.set_ylabel("held V (V)")
-    ax1.legend(fontsize=6)
-    ax2.set_ylabel("ions per interval\n(/ max)")
-    ax2.set_xlabel(f"t (ns), {res.hold_ns:g} ns holds, {res.n_virtual} per input step")
-    fig.suptitle("time-multiplexed drive and readout (12 input steps)", fontsize=9)
+    shown = min(3, res.n_membranes)  # three membranes, each in its own panel: no traces on top of each other
+    fig = Figure(figsize=(9, 1.9 * shown + 1.0))
+    axes = np.atleast_2d(fig.subplots(shown, 2, sharex=True))
+    columns = {"t_ns": t}
+    for i in range(shown):
+        ax_v, ax_n = axes[i]
+        color = PALETTE[i % len(PALETTE)]
+        ax_v.step(t, v[:, i], where="mid", lw=1, color=color)
+        ax_n.plot(t, ions[:, i] / np.abs(ions[:, i]).max(), ".-", lw=0.8, ms=3, color=color)
+        ax_v.set_ylabel("held V (V)")
+        ax_n.set_ylabel("ions per hold\n(/ max)")
+        ax_v.set_title(f"membrane {i}: {res.membranes[i].system}", fontsize=8, loc="left")
+        for a in (ax_v, ax_n):
+            a.grid(True, alpha=0.3)
+            for b in range(0, v.shape[0] + 1, res.n_virtual):  # input-step boundaries
+                a.axvline(b * res.hold_ns, color="0.8", lw=0.6)
+        columns[f"V(membrane {i})_V"] = v[:, i]
+        columns[f"ions(membrane {i})_count"] = ions[:, i]
+    for a in axes[-1]:
+        a.set_xlabel(f"t (ns); {res.hold_ns:g} ns holds, {res.n_virtual} per input step (grey lines)")
+    fig.suptitle(f"time-multiplexed drive and readout (12 input steps; {shown} of {res.n_membranes} membranes)", fontsize=9)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "reservoir.png")
-    return "reservoir.png"
+    name = save_figure_atomic(fig, out / "reservoir.png").name
+    return name, write_columns_csv(out / "reservoir.csv", columns).name
 
 
 def _design_figure(tf, membranes, result, salts, out):
@@ -467,13 +492,13 @@ def _design_figure(tf, membranes, result, salts, out):
     ax[0].set_ylabel("val NRMSE\n(expected, noisy readout)")
     i = np.arange(len(membranes))
     labels = [f"{m.system.split(':')[0]}:{salts[j] or '-'}" for j, m in enumerate(membranes)]
-    ax[1].bar(i - 0.2, result.molar_before, 0.4, label="before")
-    ax[1].bar(i + 0.2, result.molar_after, 0.4, label="after")
+    ax[1].bar(i - 0.2, result.molar_before, 0.4, color=PALETTE[0], label="before")
+    ax[1].bar(i + 0.2, result.molar_after, 0.4, color=PALETTE[1], label="after")
     ax[1].set_yscale("log")
     ax[1].set_ylabel("dopant molar")
-    ax[1].legend(fontsize=7)
-    ax[2].bar(i - 0.2, result.pores_before, 0.4)
-    ax[2].bar(i + 0.2, result.pores_after, 0.4)
+    ax[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax[2].bar(i - 0.2, result.pores_before, 0.4, color=PALETTE[0])
+    ax[2].bar(i + 0.2, result.pores_after, 0.4, color=PALETTE[1])
     ax[2].set_yscale("log")
     ax[2].set_ylabel("pores")
     for a in ax[1:]:
@@ -481,5 +506,4 @@ def _design_figure(tf, membranes, result, salts, out):
         a.set_xticklabels(labels, rotation=60, fontsize=6)
     fig.suptitle(f"{tf.name}: inverse design by jax.grad", fontsize=9)
     fig.tight_layout()
-    save_figure_atomic(fig, out / "design.png")
-    return "design.png"
+    return save_figure_atomic(fig, out / "design.png").name
