@@ -20,7 +20,7 @@ from ..constants import PA_PER_E_PER_NS
 from ..kinetics import KineticParams, open_conductance_ps, steady_state, transition_rates_per_ns
 from ._records import Progress, SystemRecord, write_progress, write_run_spec
 
-__all__ = ["SyntheticRun", "write_synthetic_run"]
+__all__ = ["BrownianUmbrellaSampler", "SyntheticRun", "exact_window_mean_nm", "write_synthetic_run"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -135,3 +135,52 @@ def write_synthetic_run(
         open_conductance_ps={v: float(open_conductance_ps(params.open, v)) for v in levels},
         steady_open_fraction={v: float(steady_state(params, v)[0]) for v in levels},
     )
+
+
+# --------------------------------------------------------------------------- umbrella windows with a known PMF
+
+
+class BrownianUmbrellaSampler:
+    """Umbrella windows on a known 1D PMF, for the adaptive plan (:mod:`ionkinetics.md._adaptive`):
+    overdamped Langevin (Brownian) dynamics of each restrained ion's z in W(z) + ½k(z − z0)², W and
+    its derivative given in kT and kT/nm, diffusion ``diffusion_nm2_per_ps`` (2e-3 is an ion in water),
+    Euler–Maruyama steps of ``dt_ps``. The exact window averages follow from :func:`exact_window_mean_nm`.
+    ``calls`` records every ``sample`` call's window centres (a test reads how runs were grouped)."""
+
+    def __init__(self, w_kt, dw_kt_per_nm, plan, *, diffusion_nm2_per_ps: float = 2e-3, dt_ps: float = 0.01, seed: int = 0):
+        self.w, self.dw, self.plan = w_kt, dw_kt_per_nm, plan
+        self.d, self.dt = float(diffusion_nm2_per_ps), float(dt_ps)
+        self.rng = np.random.default_rng(seed)
+        self.every = round(plan.sample_every_ps / self.dt)
+        self.calls: list[tuple[float, ...]] = []
+
+    def sample(self, z0s, *, equilibration_ps: float, sampling_ps: float, start):
+        z0 = np.asarray(z0s, dtype=float)
+        self.calls.append(tuple(z0.tolist()))
+        k = self.plan.k_z_kj_per_mol_nm2 / self.plan.kt_kj_per_mol  # kT/nm²
+        z = z0.copy() if start is None else np.asarray(start, dtype=float)[: z0.size].copy()
+        if z.size < z0.size:  # a run with more ions than the last one: the new ion starts at its centre
+            z = np.concatenate([z, z0[z.size :]])
+        amp = np.sqrt(2.0 * self.d * self.dt)
+
+        def steps(n):
+            nonlocal z
+            for _ in range(n):
+                z = z - self.d * self.dt * (self.dw(z) + k * (z - z0)) + amp * self.rng.standard_normal(z.size)
+
+        steps(round(equilibration_ps / self.dt))
+        n = round(sampling_ps / self.plan.sample_every_ps)
+        out = np.empty((n, z0.size))
+        for j in range(n):
+            steps(self.every)
+            out[j] = z
+        return list(out.T), None, z.copy()
+
+
+def exact_window_mean_nm(w_kt, z0_nm: float, k_kt_per_nm2: float, *, half_width_nm: float = 1.0, n: int = 20001) -> float:
+    """⟨z⟩ of the umbrella window at ``z0_nm`` on the PMF ``w_kt`` (kT), by quadrature of
+    exp(−W(z) − ½k(z − z0)²) over z0 ± ``half_width_nm``."""
+    z = np.linspace(z0_nm - half_width_nm, z0_nm + half_width_nm, n)
+    u = w_kt(z) + 0.5 * k_kt_per_nm2 * (z - z0_nm) ** 2
+    p = np.exp(-(u - u.min()))
+    return float(np.sum(z * p) / np.sum(p))
