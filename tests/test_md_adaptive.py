@@ -45,7 +45,7 @@ def _windows(out):
 
 
 def test_mean_forces_match_their_exact_window_expectations(symmetric_run):
-    out, _, report = symmetric_run
+    _, _, report = symmetric_run
     prof = report["profile"]
     k = PLAN.k_z_kj_per_mol_nm2 / PLAN.kt_kj_per_mol
     for z0, f, sf in zip(prof["z0_nm"], prof["mean_force_kt_per_nm"], prof["mean_force_err_kt_per_nm"], strict=True):
@@ -118,8 +118,8 @@ def test_mirror_windows_catch_an_asymmetric_pmf(tmp_path):
 @pytest.mark.slow  # 50 s on 2 loaded cores (MBAR on poorly overlapping windows)
 def test_windows_are_added_where_neighbours_do_not_overlap(tmp_path):
     plan = AdaptivePlan(z_max_nm=1.2, spacing_nm=0.3, inner_spacing_nm=0.3, inner_z_max_nm=0.3, bulk_min_abs_z_nm=0.9,
-                        k_z_kj_per_mol_nm2=8000.0, mirror_z_nm=(-0.3,),
-                        chunk_ps=10.0, min_sampling_ps=10.0, max_sampling_ps=10.0, ions_per_cell=1, max_added_windows=1)  # fmt: skip
+                        k_z_kj_per_mol_nm2=8000.0, mirror_z_nm=(-0.3,), chunk_ps=10.0, min_sampling_ps=10.0,
+                        max_sampling_ps=10.0, ions_per_cell=1, max_added_windows=1)  # fmt: skip
     report = run_adaptive_plan(plan, BrownianUmbrellaSampler(w_sym, dw_sym, plan, dt_ps=0.02, seed=6), tmp_path)
     z0 = sorted(float(d["z0_nm"]) for d in _windows(tmp_path))
     added = set(z0) - set(plan.centres_nm)

@@ -434,8 +434,10 @@ class OpenMMUmbrellaSampler:
         self.force = force
         system.addForce(force)
         platform_obj, props = select_platform(platform)
-        integrator = openmm.LangevinMiddleIntegrator(plan.temperature_k * openmm.unit.kelvin, friction_per_ps / openmm.unit.picosecond,
-                                                     self.dt_fs * openmm.unit.femtoseconds)  # fmt: skip
+        unit = openmm.unit
+        integrator = openmm.LangevinMiddleIntegrator(
+            plan.temperature_k * unit.kelvin, friction_per_ps / unit.picosecond, self.dt_fs * unit.femtoseconds
+        )
         integrator.setRandomNumberSeed(int(seed))
         self.integrator = integrator
         self.context = openmm.Context(system, integrator, platform_obj, props)
