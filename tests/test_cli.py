@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import ionkinetics as ik
+from ionkinetics._io import check_unit_headers
 from ionkinetics.cli import app
 
 runner = CliRunner()
@@ -32,7 +33,16 @@ def demo_dir(tmp_path_factory):
 
 @pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_demo_writes_figures_and_summary(demo_dir):
-    for name in ("gv_curves.png", "step_responses.png", "potentiation.png", "summary.csv", "summary.json"):
+    for name in (
+        "gv_curves.png",
+        "step_responses.png",
+        "potentiation.png",
+        "gv_curves.csv",
+        "step_responses.csv",
+        "potentiation.csv",
+        "summary.csv",
+        "summary.json",
+    ):
         path = demo_dir / name
         assert path.is_file(), name
         assert name.endswith(".csv") or path.stat().st_size > 1000, name
@@ -102,8 +112,15 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, args, mes
 def _circuit(demo_dir, name):
     c = json.loads((demo_dir / "summary.json").read_text())["circuits"][name]
     assert (demo_dir / "circuits" / name / "summary.json").is_file()
-    for fig in json.loads((demo_dir / "circuits" / name / "summary.json").read_text())["figures"]:
+    own = json.loads((demo_dir / "circuits" / name / "summary.json").read_text())
+    for fig in own["figures"]:
         assert (demo_dir / "circuits" / name / fig).read_bytes()[:4] == b"\x89PNG"
+    assert own["data"]  # every experiment writes the traces of its figures, units in every column name
+    for table in own["data"]:
+        with open(demo_dir / "circuits" / name / table) as fh:
+            rows = list(csv.reader(fh))
+        check_unit_headers(rows[0])
+        assert len(rows) > 2 and all(len(r) == len(rows[0]) for r in rows)
     e = c["energies_aj"]  # sources deliver what the others dissipate and store (Tellegen)
     delivered = np.atleast_1d(e["delivered_by_sources_aj"])
     assert np.all(np.abs(np.atleast_1d(e["balance_aj"])) <= 1e-9 * np.maximum(np.abs(delivered), 1.0))

@@ -77,7 +77,10 @@ def test_a_title_wider_than_its_figure_is_wrapped_not_clipped(tmp_path):
     title = fig._suptitle
     renderer = fig.canvas.get_renderer()
     assert "\n" in title.get_text()
-    assert title.get_window_extent(renderer).width <= fig.bbox.width
+    box = title.get_window_extent(renderer)
+    assert box.width <= fig.bbox.width
+    # nothing of the panels (their letters included) runs into the title
+    assert all(ax.get_tightbbox(renderer).y1 <= box.y0 + 1 for ax in fig.axes)
 
 
 def test_csv_columns_carry_units():

@@ -224,7 +224,7 @@ def _gv_columns(fits) -> dict:
     return columns
 
 
-def _off_scale_limits(t, y, v, *, skip_ns: float = 1.5):
+def _off_scale_limits(t, y, v, *, skip_ns: float = 10.0):
     """y-limits that show the plateaus of ``y`` rather than its spikes: the range of y away from
     the first ``skip_ns`` after each change of the drive ``v``, widened by 10 %; None when the
     spikes are within twice that range (then the whole trace fits)."""

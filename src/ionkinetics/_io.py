@@ -178,11 +178,25 @@ def fit_titles(fig) -> bool:
     return changed
 
 
+def _tight_below_suptitle(fig) -> None:
+    """``tight_layout`` with the panels (their letters and titles included) kept below the figure's
+    suptitle, which tight_layout itself does not make room for."""
+    fig.tight_layout()
+    suptitle = getattr(fig, "_suptitle", None)
+    if suptitle is None or not suptitle.get_text():
+        return
+    renderer = fig.canvas.get_renderer()
+    box = suptitle.get_window_extent(renderer)
+    top = box.y0 / fig.bbox.height - 0.01
+    if 0.3 < top < 1.0:
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
+
+
 def save_figure(fig, path, *, dpi: int | None = None) -> Path:
     """Save ``fig`` atomically in the format of :func:`figure_output` (the suffix of ``path`` is
     replaced by it) at its dpi (or ``dpi``), with panel letters on figures of several panels and
     titles wrapped to fit. Returns the path written."""
-    from matplotlib.layout_engine import TightLayoutEngine
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     fmt, dpi0 = _FIGURE_OUTPUT.get()
     dpi = check_figure_output(fmt, dpi0 if dpi is None else dpi)[1]
@@ -191,9 +205,8 @@ def save_figure(fig, path, *, dpi: int | None = None) -> Path:
         raise IsADirectoryError(f"output {str(path)!r} is a folder; it must name a file")
     label_panels(fig)
     fit_titles(fig)
-    engine = fig.get_layout_engine()
-    if engine is None or isinstance(engine, TightLayoutEngine):
-        fig.tight_layout()  # again: room for the letters and any title that now takes two lines
+    if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):  # constrained layout makes its own room
+        _tight_below_suptitle(fig)  # again: room for the letters and a title that now takes two lines
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
