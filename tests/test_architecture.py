@@ -1,6 +1,6 @@
 """Imports go one way, and packages talk through each other's public names only.
 
-Layers, bottom to top: the shared base (``species``, ``constants``, ``_io``, ``_precision``, ``_version``) →
+Layers, bottom to top: the shared base (``species``, ``constants``, ``_io``, ``_checks``, ``_precision``, ``_version``) →
 ``kinetics`` → ``md`` → ``calibrate`` → ``circuits`` → ``campaign`` → the package root →
 ``_demo`` → ``cli``. A module may import its own package freely and any lower layer's public names;
 never a higher layer (not even inside a function), and never another package's private module or
@@ -19,6 +19,7 @@ LAYERS = {
     "_io": 0,
     "_precision": 0,
     "_version": 0,
+    "_checks": 0,
     "kinetics": 1,
     "md": 2,
     "calibrate": 3,
@@ -29,7 +30,7 @@ LAYERS = {
     "_demo": 7,
     "cli": 8,
 }
-SHARED_BASE = {"_io", "_precision", "_version"}
+SHARED_BASE = {"_io", "_precision", "_version", "_checks"}
 
 
 def _module_name(path: Path) -> list[str]:

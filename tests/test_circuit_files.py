@@ -17,7 +17,8 @@ GOOD = {
             "name": "V1",
             "kind": "voltage_source",
             "nodes": ["in", "0"],
-            "protocol": {"kind": "step", "v": 0.5, "t_on_ns": 1.0, "t_off_ns": 5.0},
+            # its own duration: the step's default (t_off + (t_off - t_on) = 9 ns) is not the circuit's 10 ns
+            "protocol": {"kind": "step", "v": 0.5, "t_on_ns": 1.0, "t_off_ns": 5.0, "duration_ns": 10.0},
         },
         {"name": "Racc", "kind": "resistor", "nodes": ["in", "m"], "r_ohm": 1e8},
         {"name": "M1", "kind": "membrane", "nodes": ["m", "0"], "calibration": "B3N:KCl@1.0+RbCl@0.5", "n_pores": 10},

@@ -10,6 +10,8 @@ import no JAX. The first use of a JAX-backed name sets JAX up once (``ionkinetic
 
 import typing as _typing
 
+from ._checks import WARNED_RANGES as _WARNED_RANGES  # the base checks: stdlib only, import stays cheap
+from ._checks import OutsideDataRange as OutsideDataRange
 from ._version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:  # the lazy names, for type checkers and editors
@@ -94,6 +96,15 @@ def conductance(cal, v):
     bad = ~np.isfinite(np.asarray(v_arr))
     if bad.any():  # a NaN in would be a NaN out, silently
         raise ValueError(f"v must be finite voltages (volts); got {np.asarray(v_arr)[bad][:3].tolist()} in {v!r}")
+    if v_arr.size:  # beyond ±2 V refused ("did you mean mV?"), beyond the data's range warned
+        from ._checks import check_voltage
+
+        check_voltage(
+            float(np.max(np.abs(np.asarray(v_arr)))),
+            argument="v",
+            system_id=getattr(cal, "system_id", None),
+            data_range_v=getattr(cal, "data_range_v", None),
+        )
     out = jax.vmap(lambda x: conductance_ps(params, x))(v_arr.reshape(-1)).reshape(v_arr.shape)
     return np.asarray(out)
 
@@ -108,51 +119,49 @@ def _resolve(cal):
     return load_calibration(cal)
 
 
-class OutsideDataRange(UserWarning):
-    """A simulation drives a calibration beyond the voltages its data cover."""
-
-
-_WARNED_RANGES: set = set()
-
-
-def _warn_outside_range(cal, protocol, dt_ns) -> None:
-    """Warn once per calibration and range when ``protocol`` leaves ``cal.data_range_v``."""
-    import warnings
-
+def _check_before_running(cal, protocol, dt_ns, save_every=1) -> None:
+    """Refuse |V| beyond ±2 V and runs too large for this machine (both with the numbers); warn once
+    per calibration and range (:class:`OutsideDataRange`) when ``protocol`` leaves ``cal.data_range_v``."""
     import numpy as np
 
+    from ._checks import check_run_size, check_voltage
     from .kinetics import protocols, sample_voltages
 
-    data_range = getattr(cal, "data_range_v", None)
-    if data_range is None:
-        return
+    single = isinstance(protocol, protocols.Protocol)
+    batch = isinstance(protocol, (list, tuple)) and protocol and all(isinstance(p, protocols.Protocol) for p in protocol)
+    if (single or batch) and isinstance(dt_ns, (int, float)) and not isinstance(dt_ns, bool):
+        first = protocol if single else protocol[0]
+        n_states = getattr(getattr(cal, "params", cal), "n_states", 2)
+        every = save_every if isinstance(save_every, int) and save_every >= 1 else 1
+        devices = 1 if single else len(protocol)
+        # per step: the voltage held, and per saved step t, v, w, G, I, E and the occupancy (float64)
+        check_run_size(first.duration_ns, dt_ns, bytes_per_step=8 * devices * (1 + (6 + n_states) / every), what="simulate")
     try:  # closed-form peaks where the protocol has one: a batch of 1000 pulse trains is not sampled twice
-        if isinstance(protocol, protocols.Protocol):
+        if single:
             v_max = protocol.peak_abs_v(dt_ns)
-        elif isinstance(protocol, (list, tuple)) and protocol and all(isinstance(p, protocols.Protocol) for p in protocol):
+        elif batch:
             v_max = max(p.peak_abs_v(dt_ns) for p in protocol)
         else:
             v_max = float(np.max(np.abs(sample_voltages(protocol, dt_ns)[0])))
     except (TypeError, ValueError):
         return  # kinetics.simulate reports the bad protocol itself
-    key = (cal.system_id, tuple(data_range))
-    if v_max > data_range[1] * (1 + 1e-9) and key not in _WARNED_RANGES:
-        _WARNED_RANGES.add(key)
-        warnings.warn(
-            f"{cal.system_id}: the protocol reaches |V| = {v_max:.3g} V, beyond the voltages the calibration's data "
-            f"cover ({data_range[0]:g}-{data_range[1]:g} V); rates there are Bell-law extrapolations (warned once)",
-            OutsideDataRange,
-            stacklevel=3,
-        )
+    check_voltage(
+        v_max,
+        argument="the protocol",
+        system_id=getattr(cal, "system_id", None),
+        data_range_v=getattr(cal, "data_range_v", None),
+        stacklevel=3,
+    )
 
 
 def simulate(cal, protocol, dt_ns: float = 0.05, **options) -> "Trace":
     """:func:`ionkinetics.kinetics.simulate` that also takes a system id (``"crown6:NaCl@1.0+KCl@0.5"``,
     any molarity of a shipped pair: see :func:`load_calibration`), an ``openmm-*`` name or a path,
     wherever :func:`conductance` does. Warns once (:class:`OutsideDataRange`) when the protocol
-    goes beyond the voltage range the calibration's data cover."""
+    goes beyond the voltage range the calibration's data cover; refuses |V| beyond ±2 V (volts, not
+    mV) and a run whose steps would not fit in memory (a ``dt_ns`` typed in seconds), with the numbers."""
     from . import kinetics
 
     cal = _resolve(cal)
-    _warn_outside_range(cal, protocol, dt_ns)
+    _check_before_running(cal, protocol, dt_ns, options.get("save_every", 1))
     return kinetics.simulate(cal, protocol, dt_ns, **options)

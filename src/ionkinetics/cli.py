@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import time
@@ -51,6 +52,24 @@ def _figure_output(figure_format: str, dpi: int):
     from ._io import figure_output
 
     return figure_output(figure_format, dpi)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Within the block, ionkinetics' warnings (a voltage beyond a calibration's data) are printed as
+    "warning: ..." lines as they happen, every time (Python's own display would hide them or print
+    a source line)."""
+    import warnings
+
+    from ._checks import OutsideDataRange
+
+    def show(message, category, *args, **kwargs):
+        console.print(f"warning: {message}", style="yellow", soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", OutsideDataRange)
+        warnings.showwarning = show
+        yield
 
 
 def _progress() -> Progress:
@@ -564,7 +583,7 @@ def circuit_run(
     cf = load_circuit(file)
     target = out or Path(f"circuit-{cf.name}")
     start = time.perf_counter()
-    with console.status(f"solving {cf.name} ({cf.duration_ns:g} ns at dt {cf.dt_ns:g} ns)"):
+    with _warnings_as_lines(), console.status(f"solving {cf.name} ({cf.duration_ns:g} ns at dt {cf.dt_ns:g} ns)"):
         summary = run_experiment(cf, target, figure_format=figure_format, dpi=dpi)
     console.print(f"{cf.name}: {_circuit_line(summary)}")
     console.print(
@@ -953,14 +972,15 @@ def simulate_cmd(
     import jax
     import numpy as np
 
+    from . import simulate  # the root's: voltages and run size checked first, the range warning shown
     from ._io import write_text_atomic
     from .calibrate import load_calibration
     from .kinetics import protocols as protos
-    from .kinetics import simulate
 
     proto = _parse_protocol(protocol, protos)
     cal = load_calibration(system)
-    tr = simulate(cal, proto, dt_ns, n_pores=n_pores or None, key=jax.random.key(seed) if n_pores else None)
+    with _warnings_as_lines():
+        tr = simulate(cal, proto, dt_ns, n_pores=n_pores or None, key=jax.random.key(seed) if n_pores else None)
     header = "t_ns,v,w,g_ps,i_pa,e_aj"
     table = np.column_stack([tr.t_ns, tr.v, tr.w, tr.g_ps, tr.i_pa, tr.e_aj])
     lines = [header] + [",".join(f"{x:.9g}" for x in row) for row in table]

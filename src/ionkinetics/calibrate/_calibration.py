@@ -39,6 +39,7 @@ from types import MappingProxyType
 import jax.numpy as jnp
 
 from .. import species
+from .._checks import looks_like_path
 from .._io import shipped_dir, write_json_atomic
 from ..constants import AVOGADRO_PER_NM3_PER_MOLAR
 from ..kinetics import BellRate, KineticParams, OpenConductance, thermal_voltage_v
@@ -575,13 +576,18 @@ def load_calibration(system_or_path) -> Calibration:
         if not path.is_file():
             raise ValueError(f"no shipped MD calibration {text!r}; shipped: {', '.join(list_md_calibrations()) or 'none'}")
     elif not (text.endswith(".json") or path.is_file()):
+        if looks_like_path(text):  # a misspelt path is a missing file, not a malformed system id
+            raise FileNotFoundError(
+                f"calibration file not found: {text!r} does not exist (a path; a shipped system id looks like "
+                "'crown6:NaCl@1.0+KCl@0.5')"
+            )
         system = species.parse_system_id(text)
         shipped = _shipped()
         if str(system) not in shipped:
             return _derived(system, shipped)
         path = shipped[str(system)]
     if not path.is_file():
-        raise FileNotFoundError(f"calibration file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"calibration file not found: {str(path)!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from .._checks import looks_like_path, seconds_hint
 from .._io import load_toml_as, shipped_dir
 from ..kinetics import protocols as _protocols
 from . import _graph as G
@@ -123,11 +124,35 @@ def _element(i: int, raw: dict, base: Path | None) -> tuple[str, str, G.Element]
     args = {k: raw[k] for k in allowed if k in raw}
     if "protocol" in args:
         args["protocol"] = parse_protocol(args["protocol"], f"{where}.protocol")
-    if kind == "membrane" and base is not None and str(args["calibration"]).endswith(".json"):
+    if kind == "membrane" and base is not None and looks_like_path(args["calibration"]):  # relative to this file
         args["calibration"] = str((base / args["calibration"]).resolve())
     element = cls(name=name, **args)
     element.check()
     return str(nodes[0]), str(nodes[1]), element
+
+
+# how a protocol kind fills in a duration_ns the file leaves out (kinetics.protocols' defaults)
+_DEFAULT_DURATION = {
+    "step": "t_off_ns + (t_off_ns - t_on_ns), as long off as on",
+    "pulse_train": "t_start_ns + count * period_ns",
+}
+
+
+def _check_protocol_defaults(rows: list, duration_ns: float) -> None:
+    """A source protocol without ``duration_ns`` takes its kind's default length; where that differs
+    from the circuit's ``duration_ns``, say it is a default the file never set, and how to set it."""
+    for row in rows:
+        spec = row.get("protocol")
+        if not isinstance(spec, dict) or "duration_ns" in spec or spec.get("kind") not in _DEFAULT_DURATION:
+            continue
+        length = parse_protocol(spec, f"element {row['name']!r}.protocol").duration_ns
+        if not math.isclose(length, duration_ns, rel_tol=1e-9):
+            raise CircuitFileError(
+                f"element {row['name']!r}: its {spec['kind']} protocol sets no duration_ns, so it lasts the default "
+                f"{_DEFAULT_DURATION[spec['kind']]} = {length:g} ns, {'longer' if length > duration_ns else 'shorter'} "
+                f"than the circuit's duration_ns = {duration_ns:g}; add duration_ns = {duration_ns:g} to its protocol "
+                "table"
+            )
 
 
 def parse_circuit(raw: dict, *, path: str | None = None) -> CircuitFile:
@@ -140,7 +165,7 @@ def parse_circuit(raw: dict, *, path: str | None = None) -> CircuitFile:
     if raw["duration_ns"] / raw["dt_ns"] > MAX_STEPS:
         raise CircuitFileError(
             f"duration_ns/dt_ns must be at most {MAX_STEPS:g} steps; got {raw['duration_ns']:g}/{raw['dt_ns']:g} "
-            f"= {raw['duration_ns'] / raw['dt_ns']:.3g}"
+            f"= {raw['duration_ns'] / raw['dt_ns']:.3g}{seconds_hint(raw['dt_ns'])}"
         )
     name = raw.get("name")
     if name is not None and not (isinstance(name, str) and _SAFE_NAME.fullmatch(name) and name not in (".", "..")):
@@ -161,6 +186,7 @@ def parse_circuit(raw: dict, *, path: str | None = None) -> CircuitFile:
         if any(k == el.name for *_, k in graph.edges(keys=True)):
             raise CircuitFileError(f"element name {el.name!r} appears twice; names must be unique")
         graph.add_edge(a, b, key=el.name, element=el)
+    _check_protocol_defaults(rows, float(raw["duration_ns"]))
     G.validate(graph)
     experiment = raw.get("experiment", {})
     if not isinstance(experiment, dict):

@@ -132,7 +132,9 @@ class Membrane(Element):
 
         try:
             return load_calibration(self.calibration)
-        except (ValueError, FileNotFoundError) as exc:
+        except FileNotFoundError as exc:  # a misspelt path: the message names the file, not a system-id rule
+            raise ValueError(f"element {self.name!r}: {exc}") from None
+        except ValueError as exc:
             raise ValueError(f"element {self.name!r}: unknown or invalid calibration {self.calibration!r}: {exc}") from None
 
 

@@ -51,6 +51,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from .._checks import check_voltage
 from ..kinetics import max_squarings_for, membrane_current_pa, multinomial_counts, steady_state, transition_matrix
 from . import _graph as G
 
@@ -105,6 +106,8 @@ class Compiled:
 
     topology: Topology
     values: dict
+    # per membrane: (name, system id, |V| range its calibration's data cover or None), for the warning
+    data_ranges: tuple = ()
 
     def value_index(self, name: str) -> tuple[str, int]:
         """(values key, position) of element ``name``'s value."""
@@ -185,7 +188,8 @@ def compile_circuit(graph: nx.MultiDiGraph, duration_ns: float, dt_ns: float) ->
         dt_ns=float(dt_ns),
         n_steps=int(n_steps),
     )
-    return Compiled(topology, values)
+    ranges = tuple((el.name, c.system_id, c.data_range_v) for el, c in zip(els["M"], cals, strict=True))
+    return Compiled(topology, values, data_ranges=ranges)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -726,6 +730,7 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
     finest dt, unless ``throw=False``."""
     cc = compiled.topology
     vals = compiled.values if values is None else values
+    _check_source_volts(cc, vals)
     if vals["mem"]:  # the expm of K > 2 membranes squares no more often than any voltage can need
         bound = max(max_squarings_for(pr, cc.dt_ns) for pr in vals["mem"])
         cc = dataclasses.replace(cc, max_squarings=bound)
@@ -765,6 +770,7 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
     v_full = np.concatenate([z[..., :n], np.zeros((*z.shape[:-1], 1))], axis=-1)
     volts = [v_full[..., a] - v_full[..., b] for a, b in (cc.idx(k) for k in KINDS)]
     branch_v = np.concatenate(volts, axis=-1)
+    _warn_outside_data(compiled, volts[KINDS.index("M")])
     return CircuitTrace(
         t_ns=np.arange(0, cc.n_steps + 1, save_every) * cc.dt_ns,
         topology=cc,
@@ -774,6 +780,27 @@ def transient(compiled: Compiled, *, values=None, key=None, save_every: int = 1,
         occupancy={name: np.asarray(x) for name, x in zip(cc.names_of("M"), p, strict=True)},
         energy_aj=e,
     )
+
+
+def _check_source_volts(cc: Topology, vals) -> None:
+    """Refuse a voltage source beyond ±MAX_ABS_V before the run (a value typed in mV: Newton would fail
+    after a long run and blame dt)."""
+    names = cc.names_of("V")
+    if not names:
+        return
+    vs, rest = np.abs(np.asarray(vals["vs"], dtype=float)), np.abs(np.asarray(vals["vs_rest"], dtype=float))
+    for j, name in enumerate(names):
+        peak = max(float(np.max(vs[..., j, :], initial=0.0)), float(np.max(rest[..., j], initial=0.0)))
+        check_voltage(peak, argument=f"element {name!r} (voltage source)")
+
+
+def _warn_outside_data(compiled: Compiled, v_mem) -> None:
+    """Warn (:class:`OutsideDataRange`, once per calibration and range) where a membrane's voltage went
+    beyond the |V| its calibration's data cover: its rates there are extrapolations."""
+    for j, (name, system_id, data_range) in enumerate(compiled.data_ranges):
+        if data_range is not None and v_mem.shape[-1] > j:
+            peak = float(np.nanmax(np.abs(v_mem[..., j]), initial=0.0))
+            check_voltage(peak, argument=f"membrane {name!r}", system_id=system_id, data_range_v=data_range, stacklevel=3)
 
 
 def _failure_message(cc: Topology, fail) -> str:
