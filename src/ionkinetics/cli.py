@@ -680,8 +680,18 @@ def fit(
         help="Instead of fitting, write a targets template for a system id PORE:SALT@M+SALT@M "
         "(e.g. 'B3N:KCl@1.0+NaCl@0.5') to -o, or print it: fill its nan numbers and citations, then fit it.",
     ),
+    accept_poor_fit: bool = typer.Option(
+        False,
+        "--accept-poor-fit",
+        help="Write the calibration even when the fit is poor (a target missed by more than 3σ, or χ²/dof > 9), "
+        "with that verdict recorded in it (fit.verdict); without it a poor fit exits 1 and writes nothing.",
+    ),
 ):
     """Fit a calibration to targets by gradients through the jitted model; write it atomically.
+
+    Prints a line per optimiser start, the parameters and a target-vs-model table (value, σ, model,
+    residual in σ). A poor fit (a target missed by more than 3σ, or χ²/dof > 9: the targets contradict
+    each other or the model) exits 1 and writes nothing, unless --accept-poor-fit.
 
     A new ion pair: `ionkinetics fit --template "B3N:KCl@1.0+CsCl@0.5" -o my-targets.toml`, fill in
     the numbers marked nan (and cite them, or mark them assumed), then fit it as a shipped file is
@@ -697,8 +707,11 @@ def fit(
 
         if output.exists():
             raise ValueError(f"--output must not exist (a template never overwrites a file); got {str(output)!r}")
+        created = _new_folder_note(output)
         path = write_text_atomic(output, text)
-        console.print(f"wrote {path}; fill in every nan and citation, then: ionkinetics fit {path} -o <calibration>.json")
+        console.print(
+            f"{created}wrote {path}; fill in every nan and citation, then: ionkinetics fit {path} -o <calibration>.json"
+        )
         return
     if targets is None:
         raise ValueError("fit: TARGETS (a targets TOML) is required unless --template is given; got none")
@@ -708,9 +721,16 @@ def fit(
     from .calibrate import fit_targets, load_targets, save_calibration
 
     command = " ".join(shlex.quote(a) for a in ["ionkinetics", *sys.argv[1:]])
-    with console.status(f"fitting {targets} ({starts} starts)"):
-        result = fit_targets(load_targets(targets), n_starts=starts, seed=seed, command=command)
-    path = save_calibration(result.calibration, output)
+    spec = load_targets(targets)
+    console.print(f"fitting {targets}: {len(spec.free)} free parameters, {starts} L-BFGS starts (the first compiles)")
+    best = {"chi2": float("inf")}
+
+    def report(i, n, loss, seconds):
+        best["chi2"] = min(best["chi2"], 2 * loss) if loss == loss else best["chi2"]
+        got = f"χ² = {2 * loss:.4g}" if loss == loss and abs(loss) != float("inf") else "failed (non-finite loss)"
+        console.print(f"  start {i}/{n}: {got} in {seconds:.1f} s; best so far χ² = {best['chi2']:.4g}", soft_wrap=True)
+
+    result = fit_targets(spec, n_starts=starts, seed=seed, command=command, progress=report)
     table = Table("parameter", "value", "1σ (Laplace)", title=f"{result.calibration.system_id}: χ² = {2 * result.loss:.3g}")
     for name, entry in result.sigma.items():
         table.add_row(name, f"{entry['value']:.5g}", "not identified" if entry["sigma"] is None else f"{entry['sigma']:.3g}")
@@ -724,7 +744,47 @@ def fit(
         )
     if not result.converged:
         console.print("warning: the optimiser stopped before the gradient tolerance; see fit.gradient_norm", style="yellow")
-    console.print(f"wrote {path}")
+    limit = result.verdict["thresholds"]["max_residual_sigma"]  # beyond it a row is marked "!"
+    rows = [
+        [
+            r["label"] + (" (assumed)" if r["assumed"] else ""),
+            f"{r['value']:.4g}",
+            f"{100 * r['sigma']:.3g} %" if r["relative"] else f"{r['sigma']:.3g}",
+            f"{r['model']:.4g}",
+            f"{r['residual_sigma']:+.2f}" + (" !" if abs(r["residual_sigma"]) > limit else ""),
+        ]
+        for r in result.target_rows
+    ]
+    console.print(_aligned(["target", "value", "σ", "model", "(model−value)/σ"], rows), soft_wrap=True)
+    v = result.verdict
+    dof = f"χ²/dof = {v['chi2']:.3g}/{v['dof']} = {v['chi2_per_dof']:.3g}" if v["chi2_per_dof"] is not None else "no dof left"
+    console.print(f"worst residual {v['max_abs_residual_sigma']:.3g}σ; {dof}")
+    cal = result.calibration
+    if v["poor"]:
+        reasons = "; ".join(v["reasons"])
+        if not accept_poor_fit:
+            console.print(
+                f"poor fit: {reasons}. The targets contradict each other or the model; wrote nothing. Fix the targets "
+                "(or their σ), or rerun with --accept-poor-fit to write it with this verdict recorded (fit.verdict).",
+                style="red",
+                soft_wrap=True,
+            )
+            raise typer.Exit(1)
+        cal = cal.replace(fit={**cal.fit, "verdict": {**v, "accepted": True}})
+        console.print(
+            f"poor fit accepted (--accept-poor-fit): {reasons}; recorded in fit.verdict", style="yellow", soft_wrap=True
+        )
+    created = _new_folder_note(output)
+    path = save_calibration(cal, output)
+    console.print(f"{created}wrote {path}", soft_wrap=True)
+
+
+def _new_folder_note(output: Path) -> str:
+    """The note "created folder ...; " when writing ``output`` will create its folder (never silently), else ""."""
+    folder = output.parent
+    if folder.exists():
+        return ""
+    return f"created folder {folder.resolve()} (it did not exist); "
 
 
 # Starting values of a template's fit: gating charges sum to half the ion's charge (a site at the

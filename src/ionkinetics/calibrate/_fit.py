@@ -15,6 +15,7 @@ import datetime
 import math
 import shlex
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ from ..kinetics import conductance_ps, mean_relaxation_time_ns, steady_state, st
 from ._calibration import SCHEMA, Calibration, params_from_rates, site_rates
 from ._targets import Target, Targets
 
-__all__ = ["FitResult", "fit_targets", "predict_target"]
+__all__ = ["MAX_CHI2_PER_DOF", "MAX_RESIDUAL_SIGMA", "FitResult", "fit_targets", "fit_verdict", "predict_target", "target_rows"]
 
 _IDENTIFIABLE_RTOL = 1e-9
 # Two starts' losses tie when they differ by less than this (chi² of exact fits is ~1e-25).
@@ -34,6 +35,11 @@ _TIE_ATOL = 1e-10
 _TIE_RTOL = 1e-6
 # Tied end points are distinct minima when a parameter differs by more than this, relatively.
 _DISTINCT_RTOL = 1e-3
+# A fit is poor (`ionkinetics fit` exits non-zero unless --accept-poor-fit) when any target misses by
+# more than this many of its sigmas, or when chi^2 per degree of freedom exceeds MAX_CHI2_PER_DOF
+# (a mean square residual beyond the same 3 sigma: the targets contradict each other or the model).
+MAX_RESIDUAL_SIGMA = 3.0
+MAX_CHI2_PER_DOF = MAX_RESIDUAL_SIGMA**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +56,8 @@ class FitResult:
     converged: bool
     identifiable: bool
     alternative_minima: tuple = ()
+    verdict: dict = dataclasses.field(default_factory=dict)  # fit_verdict: is it a poor fit, and why
+    target_rows: tuple = ()  # target_rows: each target value against the model, residual in sigmas
 
 
 def _transform(name: str, targets: Targets):
@@ -209,6 +217,79 @@ def _residuals(model: dict, target: Target):
     raise ValueError(f"unknown target kind {target.kind!r}")
 
 
+def _quantities(target: Target) -> list[tuple[str, str, float, float, bool]]:
+    """(label, model key, stated value, sigma, relative?) per residual of ``target``, in the order
+    :func:`_residuals` returns them (a relative sigma is of the log: rel_sigma 0.15 = 15 %)."""
+    t = target.values
+    if target.kind == "conductance":
+        return [(f"G at {t['v']:g} V (pS)", "g_ps", t["g_ps"], t["rel_sigma"], True)]
+    if target.kind == "gv_fit":
+        out = []
+        if "alpha_per_v" in t:
+            out.append(("alpha of G=C e^(alpha V) (1/V)", "alpha_per_v", t["alpha_per_v"], t["sigma_alpha_per_v"], False))
+        if "c_ps" in t:
+            out.append(("C of G=C e^(alpha V) (pS)", "c_ps", t["c_ps"], t["rel_sigma_c"], True))
+        return out
+    if target.kind == "steady_w":
+        return [(f"w at rest, {t['v']:g} V", "w", t["w"], t["sigma"], False)]
+    if target.kind == "step_w":
+        return [(f"w {t['t_ns']:g} ns after {t['v_from']:g} -> {t['v_to']:g} V", "w", t["w"], t["sigma"], False)]
+    if target.kind in ("step_trace", "w_trace"):
+        where = f"{t['v_from']:g} -> {t['v_to']:g} V" if target.kind == "step_trace" else "the bias trace"
+        return [(f"w at {x:g} ns of {where}", "w", w, t["sigma"], False) for x, w in zip(t["t_ns"], t["w"], strict=True)]
+    if target.kind == "step_tau":
+        return [(f"tau of w after {t['v_from']:g} -> {t['v_to']:g} V (ns)", "tau_ns", t["tau_ns"], t["rel_sigma"], True)]
+    raise ValueError(f"unknown target kind {target.kind!r}")
+
+
+def target_rows(targets: Targets, predictions: list) -> list[dict]:
+    """One row per residual of a fit: the target's ``label``, its stated ``value`` and ``sigma``
+    (``relative``: sigma of the log, a fraction), the ``model`` value and ``residual_sigma`` (model −
+    target in sigmas), ``assumed`` for a target the file marks assumed."""
+    rows = []
+    for target, pred in zip(targets.targets, predictions, strict=True):
+        for j, (label, key, value, sigma, relative) in enumerate(_quantities(target)):
+            model = np.ravel(pred["model"][key])
+            rows.append(
+                {
+                    "label": label,
+                    "value": float(value),
+                    "sigma": float(sigma),
+                    "relative": relative,
+                    "model": float(model[j] if model.size > 1 else model[0]),
+                    "residual_sigma": float(pred["residuals"][j]),
+                    "assumed": target.assumed,
+                }
+            )
+    return rows
+
+
+def fit_verdict(predictions: list, n_free: int) -> dict:
+    """Whether a fit is poor: any residual beyond :data:`MAX_RESIDUAL_SIGMA`, or chi² per degree of
+    freedom beyond :data:`MAX_CHI2_PER_DOF` (only defined with more residuals than free parameters).
+    Returns the numbers, the thresholds and the reasons in words."""
+    res = np.array([r for p in predictions for r in p["residuals"]], dtype=float)
+    chi2 = float(np.sum(res * res))
+    dof = int(res.size - n_free)
+    per_dof = chi2 / dof if dof > 0 else None
+    worst = float(np.max(np.abs(res))) if res.size else 0.0
+    reasons = []
+    if worst > MAX_RESIDUAL_SIGMA:
+        n_bad = int(np.sum(np.abs(res) > MAX_RESIDUAL_SIGMA))
+        reasons.append(f"{n_bad} target value(s) missed by more than {MAX_RESIDUAL_SIGMA:g} sigma (worst {worst:.3g} sigma)")
+    if per_dof is not None and per_dof > MAX_CHI2_PER_DOF:
+        reasons.append(f"chi^2/dof = {chi2:.3g}/{dof} = {per_dof:.3g} > {MAX_CHI2_PER_DOF:g}")
+    return {
+        "poor": bool(reasons),
+        "reasons": reasons,
+        "chi2": chi2,
+        "dof": dof,
+        "chi2_per_dof": per_dof,
+        "max_abs_residual_sigma": worst,
+        "thresholds": {"max_residual_sigma": MAX_RESIDUAL_SIGMA, "max_chi2_per_dof": MAX_CHI2_PER_DOF},
+    }
+
+
 def _make_loss(targets: Targets):
     free = targets.free
     transforms = [_transform(n, targets) for n in free]
@@ -264,12 +345,14 @@ def fit_targets(
     gtol: float = 1e-9,
     start_spread: float = 1.0,
     command: str | None = None,
+    progress=None,
 ) -> FitResult:
     """Fit the free parameters of ``targets``; returns a :class:`FitResult` (inputs untouched).
 
     Runs in float64 whatever the global JAX setting. ``start_spread`` is the standard
     deviation of the jitter of the extra starts in transformed coordinates (1.0 = a factor
-    e in a rate).
+    e in a rate). ``progress(i, n_starts, loss, seconds)`` is called after each start (i from 1;
+    loss ½·χ², non-finite when the start failed; seconds of that start, compilation included).
     """
     if not isinstance(n_starts, int) or n_starts < 1:
         raise ValueError(f"n_starts must be an integer >= 1; got {n_starts!r}")
@@ -280,10 +363,13 @@ def fit_targets(
         starts = [u0] + [u0 + start_spread * rng.standard_normal(u0.shape) for _ in range(n_starts - 1)]
         run = _lbfgs(loss, max_iter, gtol)
         ends = []
-        for start in starts:
+        for i, start in enumerate(starts, 1):
+            began = time.perf_counter()
             u, value, gnorm, count = run(jnp.asarray(start))
             if math.isfinite(float(value)):
                 ends.append((np.asarray(u), float(value), float(gnorm), int(count)))
+            if progress is not None:
+                progress(i, n_starts, float(value), time.perf_counter() - began)
         if not ends:
             raise FloatingPointError("every fit start gave a non-finite loss; check the starting values in [parameters]")
         u_best, loss_best, gnorm, iters, alternatives = _choose_minimum(ends, values_of, targets.free)
@@ -320,6 +406,8 @@ def fit_targets(
         converged=gnorm <= max(gtol, 1e-6 * max(1.0, loss_best)),
         identifiable=identifiable,
         alternative_minima=tuple(alternatives),
+        verdict=cal.fit["verdict"],
+        target_rows=tuple(target_rows(targets, predictions)),
     )
 
 
@@ -419,6 +507,9 @@ def _fit_record(targets, fit: _FitOutcome) -> dict:
         "selection": "lowest loss; ties within round-off go to the earliest start (start 0 = the file's values)",
         "alternative_minima": list(fit.alternatives),
         "predictions": fit.predictions,
+        # is it a poor fit (a target missed by > 3 sigma, or chi^2/dof > 9)? `ionkinetics fit` refuses to
+        # write a poor one unless --accept-poor-fit, which records that here ("accepted")
+        "verdict": {**fit_verdict(fit.predictions, len(targets.free)), "accepted": False},
     }
 
 
