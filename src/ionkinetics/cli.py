@@ -282,22 +282,102 @@ app.add_typer(md_app, name="md")
 
 
 @md_app.command("build")
-def md_build(spec: Path = typer.Argument(..., help="MD spec TOML (schema ionkinetics.md/1), e.g. md/crown6-NaCl-KCl-step.toml.")):
-    """Build the system of a spec and print what was built (composition, pores, atoms); writes nothing."""
+def md_build(
+    spec: Path = typer.Argument(..., help="MD spec TOML (schema ionkinetics.md/1), e.g. md/crown6-NaCl-KCl-step.toml."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Folder for system.pdb and build.json (default md/runs/<name>/, where `md run` writes)."
+    ),
+):
+    """Build the system of a spec, print a short summary (atoms, box, pores, ions, force field) and write
+    system.pdb (open it in VMD; the topology for frames/*.dcd) and build.json (everything, as JSON)."""
+    from ._io import write_json_atomic
     from .md import load_md_spec
 
     s = load_md_spec(spec)
+    target = out or Path("md") / "runs" / s.name
     with console.status(f"building {s.system}"):
         built = s.build()
-    console.print_json(data=built.summary())
+    summary = built.summary()
+    for line in _build_summary_lines(summary):
+        console.print(line, soft_wrap=True)
+    pdb = _write_system_pdb(built, target / "system.pdb")
+    write_json_atomic(target / "build.json", summary)
+    console.print(f"wrote {pdb.name} (VMD, and the topology of frames/*.dcd), build.json to {target.resolve()}", soft_wrap=True)
+
+
+def _build_summary_lines(summary: dict) -> list[str]:
+    """What `md build` built, in a few lines a person reads (build.json keeps everything)."""
+    m, e = summary["membrane"], summary["electrolyte"]
+    box = " × ".join(f"{x:.2f}" for x in summary["box_nm"])
+    ions = ", ".join(f"{n} {ion}" for ion, n in e["counts"].items())
+    molar = ", ".join(f"{ion} {c:.3g} M" for ion, c in e["effective_molar"].items())
+    files = ", ".join(Path(f).name for f in summary["forcefield_files"])
+    return [
+        f"{summary['system_id']}: {summary['n_atoms']} atoms in a {box} nm box",
+        f"  membrane: {m['material']} sheet ({summary['sheet']}), {m['n_atoms']} atoms, {m['n_pores']} {m['pore']} pores "
+        f"of {m['pore_diameter_nm']:.2f} nm, {m['spacing_nm']:.2f} nm apart",
+        f"  electrolyte: {e['n_water']} waters, {ions} (effective {molar})",
+        f"  force field: {summary['forcefield_option']} ({files}), cutoff {summary['cutoff_nm']:g} nm",
+    ]
+
+
+def _write_system_pdb(built, path: Path) -> Path:
+    """The built system's topology and starting positions as a PDB (openmm.app.PDBFile), atomically."""
+    import io
+
+    import numpy as np
+    import openmm.app as app
+    import openmm.unit as u
+
+    from ._io import write_text_atomic
+
+    buffer = io.StringIO()
+    app.PDBFile.writeFile(built.topology, np.asarray(built.positions_nm) * u.nanometer, buffer)
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def _hms(seconds: float) -> str:
+    """Seconds as h:mm:ss (OpenMM's StateDataReporter style); "--" when unknown."""
+    if not seconds == seconds or seconds in (float("inf"), float("-inf")):
+        return "--"
+    seconds = round(max(seconds, 0.0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _md_log(settings, n_frames: int):
+    """Progress of `md run` off a terminal (a pipe, a log file, a batch job): a header, then one
+    comma-separated line per chunk, as OpenMM's StateDataReporter writes them (step, simulated time,
+    progress, speed, time remaining), flushed at once so a log can be followed while it runs."""
+    console.print('#"Step","Time (ns)","Progress (%)","Speed (ns/day)","Time Remaining"', soft_wrap=True)
+    console.file.flush()
+
+    def report(done, total, ns_per_day):
+        left_ns = (total - done) * settings.frame_ps / 1000.0
+        eta = left_ns / ns_per_day * 86400.0 if ns_per_day > 0 else float("nan")
+        console.print(
+            f"{done * settings.steps_per_frame},{done * settings.frame_ps / 1000.0:.6g},{100.0 * done / total:.1f},"
+            f"{ns_per_day:.4g},{_hms(eta)}",
+            soft_wrap=True,
+        )
+        console.file.flush()
+
+    return report
 
 
 @md_app.command("run")
 def md_run(
     spec: Path = typer.Argument(..., help="MD spec TOML (schema ionkinetics.md/1)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default md/runs/<name>/); resumes if it exists."),
+    length_ns: float = typer.Option(
+        None,
+        "--length-ns",
+        help="Simulate only the first LENGTH ns of the spec (whole frames, at most its [run].length_ns); "
+        "the same command without it continues the run later.",
+    ),
 ):
-    """Run (or resume) an MD spec: checkpoints every chunk, frames recorded incrementally."""
+    """Run (or resume) an MD spec: checkpoints every chunk, frames recorded incrementally. On a
+    terminal a progress bar; in a pipe or log file one line per chunk (step, ns, %, ns/day, time
+    remaining). Ctrl-C or SIGTERM stops at the next whole frame with a checkpoint; rerun to resume."""
     import json
 
     from ._io import write_json_atomic
@@ -307,25 +387,47 @@ def md_run(
     run_dir = out or Path("md") / "runs" / s.name
     with console.status(f"building {s.system}"):
         built = s.build()
-    with _progress() as progress:
-        task = progress.add_task(f"{s.name} on {s.settings.platform}", total=s.settings.n_frames)
+    n_total = s.settings.n_frames
+    n_frames = n_total if length_ns is None else round(length_ns * 1000.0 / s.settings.frame_ps)
+    raw = json.loads(json.dumps(s.raw))
+    if console.is_terminal:
+        with _progress() as progress:
+            task = progress.add_task(f"{s.name} on {s.settings.platform}", total=n_frames)
 
-        def report(done, total, ns_per_day):
-            progress.update(task, completed=done, description=f"{s.name}: {ns_per_day:.2f} ns/day")
+            def report(done, total, ns_per_day):
+                progress.update(task, completed=done, description=f"{s.name}: {ns_per_day:.2f} ns/day")
 
-        result = run_md(built, s.protocol, s.settings, run_dir, spec=json.loads(json.dumps(s.raw)), progress=report)
+            result = run_md(built, s.protocol, s.settings, run_dir, spec=raw, progress=report, until_ns=length_ns)
+    else:
+        steps = n_frames * s.settings.steps_per_frame
+        console.print(
+            f"md run {s.name}: {s.system}, {n_frames} frames ({steps} steps of {s.settings.timestep_fs:g} fs, "
+            f"{n_frames * s.settings.frame_ps / 1000.0:g} ns) on {s.settings.platform} into {run_dir.resolve()}",
+            soft_wrap=True,
+        )
+        report = _md_log(s.settings, n_frames)
+        result = run_md(built, s.protocol, s.settings, run_dir, spec=raw, progress=report, until_ns=length_ns)
     write_json_atomic(run_dir / "build.json", built.summary())
+    if not (run_dir / "system.pdb").exists():  # the topology its DCD frames need, and a file for VMD
+        _write_system_pdb(built, run_dir / "system.pdb")
+    resume = f"ionkinetics md run {shlex.quote(str(spec))} -o {shlex.quote(str(run_dir))}"
     if result.interrupted:
         console.print(
-            f"interrupted: kept {result.frames_done} of {s.settings.n_frames} frames in {run_dir.resolve()}; "
-            f"resume with: ionkinetics md run {shlex.quote(str(spec))} -o {shlex.quote(str(run_dir))}",
+            f"stopped by {result.stopped_by or 'a signal'}: kept {result.frames_done} of {n_total} frames, checkpoint "
+            f"written, in {run_dir.resolve()}; resume with: {resume}",
             style="yellow",
+            soft_wrap=True,
         )
-        raise typer.Exit(130)
+        raise typer.Exit(143 if result.stopped_by == "SIGTERM" else 130)
     note = f" (resumed from frame {result.resumed_from_frame})" if result.resumed_from_frame else ""
     console.print(
-        f"{result.frames_done} frames on {result.platform} at {result.ns_per_day:.2f} ns/day{note}; wrote {run_dir.resolve()}"
+        f"{result.frames_done} frames on {result.platform} at {result.ns_per_day:.2f} ns/day{note}; wrote {run_dir.resolve()}",
+        soft_wrap=True,
     )
+    if result.frames_done < n_total:
+        console.print(
+            f"ran {result.frames_done} of the spec's {n_total} frames (--length-ns); continue with: {resume}", soft_wrap=True
+        )
 
 
 @md_app.command("pmf")

@@ -98,7 +98,8 @@ class RunResult:
     resumed_from_frame: int
     platform: str
     ns_per_day: float
-    interrupted: bool = False  # stopped by Ctrl-C (SIGINT): frames_done were committed, the rest resumes
+    interrupted: bool = False  # stopped by Ctrl-C (SIGINT) or SIGTERM: frames_done were committed, the rest resumes
+    stopped_by: str | None = None  # "SIGINT" or "SIGTERM" when a signal stopped the run
 
 
 def _protocol_volts(protocol: _protocols.Protocol, settings: RunSettings) -> np.ndarray:
@@ -176,18 +177,23 @@ def run_md(
     spec: dict | None = None,
     progress=None,
     stop_after_frames: int | None = None,
+    until_ns: float | None = None,
 ) -> RunResult:
     """Run (or resume) ``built`` under ``protocol`` into ``run_dir``.
 
     ``spec`` (JSON-able) identifies the run with ``settings``; an existing directory made from a
     different spec is refused. ``progress(frames_done, n_frames, ns_per_day)`` is called after each
     chunk. ``stop_after_frames`` stops early (as a kill would), for tests and time-boxed jobs.
+    ``until_ns`` runs only the first ``until_ns`` of the run (a whole number of frames, at most
+    ``length_ns``); the same spec resumes from there later (the run's identity is its full length).
 
     The folder is locked for the run (a second run into it is refused, naming the holder). In the
-    main thread, Ctrl-C stops within one block of steps and commits the whole frames done
-    (``RunResult.interrupted``); a second Ctrl-C interrupts at once.
+    main thread, Ctrl-C (SIGINT) or SIGTERM (a scheduler's stop) prints a message, stops within one
+    block of steps and commits the whole frames done with their checkpoint (``RunResult.interrupted``,
+    ``stopped_by``); a second signal interrupts at once.
     """
     volts = _protocol_volts(protocol, settings)
+    target_frames = _frames_until(until_ns, settings)
     run_dir = Path(run_dir)
     record = {"settings": dataclasses.asdict(settings), "spec": spec or {}, "protocol": repr(protocol)}
     digest = _spec_hash(record)
@@ -195,7 +201,27 @@ def run_md(
         raise ValueError(f"run_dir {str(run_dir)!r} is a file; it must be a folder (or not exist yet)")
     run_dir.mkdir(parents=True, exist_ok=True)
     with _RunLock(run_dir), _StopOnInterrupt() as stop:  # one `md run` per folder: the spec check below is atomic
-        return _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop)
+        return _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop, target_frames)
+
+
+def _frames_until(until_ns, settings: RunSettings) -> int:
+    """The frames a run stopping at ``until_ns`` holds (all of them for None); refused unless a whole
+    number of frames within the run's length."""
+    if until_ns is None:
+        return settings.n_frames
+    bad = isinstance(until_ns, bool) or not isinstance(until_ns, (int, float)) or not math.isfinite(until_ns)
+    frames = 0.0 if bad else until_ns * 1000.0 / settings.frame_ps
+    if bad or until_ns <= 0 or abs(frames - round(frames)) > 1e-9 * max(frames, 1.0):
+        raise ValueError(
+            f"length_ns (the part of the run to simulate now) must be a positive whole number of {settings.frame_ps:g} ps "
+            f"frames; got {until_ns!r}"
+        )
+    if round(frames) > settings.n_frames:
+        raise ValueError(
+            f"length_ns must be at most the spec's [run].length_ns = {settings.length_ns:g} ns (its bias protocol "
+            f"ends there; to run longer, lengthen both in the spec); got {until_ns:g}"
+        )
+    return round(frames)
 
 
 def _prepare_run_dir(run_dir: Path, built, record: dict, digest: str) -> Path:
@@ -305,7 +331,7 @@ def _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, 
     return new
 
 
-def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop) -> RunResult:
+def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_after_frames, stop, target_frames) -> RunResult:
     import openmm.app as app
 
     from ._system import select_platform
@@ -317,10 +343,10 @@ def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_
     simulation = app.Simulation(built.topology, built.system, integrator, platform, props)
     done = _start_or_resume(simulation, built, settings, run_dir, box, stop)
     if done is None:
-        return RunResult(run_dir, 0, 0, platform.getName(), float("nan"), True)
+        return RunResult(run_dir, 0, 0, platform.getName(), float("nan"), True, stop.signal_name)
     _drop_uncommitted(run_dir, frames_dir, done)
     resumed_from = done.frames_done
-    n_frames = settings.n_frames
+    n_frames = target_frames
     ions = np.asarray(built.ion_indices)
     start_wall = time.perf_counter()
     frames_this_call = 0
@@ -339,7 +365,8 @@ def _run_locked(built, settings, run_dir, record, digest, volts, progress, stop_
         if stop_after_frames is not None and frames_this_call >= stop_after_frames:
             break
     interrupted = stop.requested and done.frames_done < n_frames
-    return RunResult(run_dir, done.frames_done, resumed_from, platform.getName(), ns_per_day, interrupted)
+    stopped_by = stop.signal_name if interrupted else None
+    return RunResult(run_dir, done.frames_done, resumed_from, platform.getName(), ns_per_day, interrupted, stopped_by)
 
 
 _STEPS_PER_BLOCK = 500  # Ctrl-C is answered within this many steps
@@ -399,25 +426,40 @@ def _minimization_watch(stop):
 
 
 class _StopOnInterrupt:
-    """While a run is in the main thread: the first Ctrl-C (SIGINT) asks the run to stop at the next
-    block of steps and commit the whole frames it has; a second one interrupts at once."""
+    """While a run is in the main thread: the first Ctrl-C (SIGINT) or SIGTERM (what a batch scheduler
+    or `kill` sends) says so on stderr and asks the run to stop at the next block of steps and commit
+    the whole frames it has, with their checkpoint; a second signal interrupts at once."""
+
+    _SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self):
         self.requested = False
         self.armed = False
-        self._previous = None
+        self.signal_name = None
+        self._previous = {}
 
     def _handler(self, signum, frame):
+        import signal
+        import sys
+
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        print(
+            f"{self.signal_name} received: stopping at the next whole frame and writing a checkpoint there "
+            "(the run resumes from it; a second signal stops at once, losing the frames of this chunk)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __enter__(self):
         import signal
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for name in self._SIGNALS:
+                self._previous[name] = signal.signal(getattr(signal, name), self._handler)
             self.armed = True
         return self
 
@@ -425,7 +467,8 @@ class _StopOnInterrupt:
         import signal
 
         if self.armed:
-            signal.signal(signal.SIGINT, self._previous)
+            for name, previous in self._previous.items():
+                signal.signal(getattr(signal, name), previous)
         return False
 
 
