@@ -162,3 +162,83 @@ def test_openmm_two_ion_sampler_restrains_each_ion_to_its_own_window(tmp_path):
     assert all(np.all(rr < 0.45) for rr in r)  # inside the flat bottom (0.3 nm) plus thermal slack
     z2, _, _ = sampler.sample((0.4, 0.9), equilibration_ps=0.4, sampling_ps=0.4, start=end)  # a neighbour start
     assert abs(z2[0][-1] - 0.4) < 0.1 and abs(z2[1][-1] - 0.9) < 0.1
+
+
+ADAPTIVE_TOML = """
+schema = "ionkinetics.md-validation/1"
+forcefield_option = "hbn-rim"
+[cell]
+spacing_nm = 1.6
+cells = [2, 1]
+box_z_nm = 4.0
+seed = 1
+cutoff_nm = 0.9
+[windows]
+timestep_fs = 4.0
+k_z_kj_per_mol_nm2 = 2000.0
+equilibration_ps = 0.2
+sampling_ps = 0.4
+sample_every_ps = 0.04
+platform = "CPU"
+[analysis]
+bulk_min_abs_z_nm = 0.15
+[adaptive]
+z_max_nm = 0.2
+spacing_nm = 0.1
+inner_spacing_nm = 0.1
+inner_z_max_nm = 0.1
+mirror_z_nm = [-0.1]
+chunk_ps = 0.4
+min_sampling_ps = 0.4
+max_sampling_ps = 0.4
+max_added_windows = 0
+[[pmf]]
+name = "B3N-K"
+system = "B3N:KCl@1.0"
+ion = "K+"
+[[pmf]]
+name = "B3N-Na"
+system = "B3N:NaCl@1.0"
+ion = "Na+"
+"""
+
+
+def test_validation_files_take_an_adaptive_table(tmp_path):
+    from ionkinetics.md._validate import ValidationError, estimate_wall_hours, load_validation
+
+    f = tmp_path / "v.toml"
+    f.write_text(ADAPTIVE_TOML)
+    plan = load_validation(f)
+    a = plan.adaptive
+    assert a.plus_centres_nm == (0.0, 0.1, 0.2) and a.mirror_z_nm == (-0.1,)
+    assert a.k_z_kj_per_mol_nm2 == 2000.0 and a.equilibration_ps == pytest.approx(0.2) and a.bulk_min_abs_z_nm == 0.15
+    assert list(plan.centres_nm) == [0.0, 0.1, 0.2, -0.1]
+    # two runs on +z (0 with 0.2, then 0.1) and one mirror run, each ≤ 0.6 ps, two PMFs on one worker
+    assert estimate_wall_hours(plan, ["B3N-K", "B3N-Na"], 24.0, 1) == pytest.approx(2 * 3 * 0.6e-3)
+    f.write_text(ADAPTIVE_TOML.replace("chunk_ps = 0.4", "chunk_ps = 0.4\nwindow_ps = 3"))
+    with pytest.raises(ValidationError, match=r"\[adaptive\] has unknown fields \['window_ps'\]"):
+        load_validation(f)
+
+
+@pytest.mark.slow  # two worker processes, each a real OpenMM plan of three short runs
+def test_a_plan_runs_concurrently_on_the_cpu_platform(tmp_path):
+    import json
+
+    from ionkinetics.md._validate import load_validation, run_validation_concurrently, summarize_validation
+
+    f = tmp_path / "v.toml"
+    f.write_text(ADAPTIVE_TOML)
+    plan = load_validation(f)
+    lines = run_validation_concurrently(plan, tmp_path / "pmf", workers=2, log=lambda m: None)
+    assert [line.split(":")[0] for line in lines] == ["B3N-K", "B3N-Na"]
+    for name in ("B3N-K", "B3N-Na"):
+        files = sorted((tmp_path / "pmf" / "won-aluru-2008+sgouros-2025-rim" / name).glob("window_*.npz"))
+        assert sorted(load_window(p)["z0_nm"] for p in files) == [-0.1, 0.0, 0.1, 0.2]
+        for p in files:
+            d = load_window(p)
+            assert d["z_nm"].shape == (10,) and d["membrane_sheet"] == "sgouros-2025-rim" and d["wall_s"] > 0
+    summary = summarize_validation(plan, tmp_path / "pmf", tmp_path)
+    assert summary["cpu_hours_spent"] > 0 and set(summary["simulated_ns_per_pmf"]) == {"B3N-K", "B3N-Na"}
+    rec = summary["pmfs"][0]
+    assert {"sigma_w_kt_max", "block_halves_within_2sigma", "min_overlap", "mirror_check_holds"} <= set(rec)
+    assert (tmp_path / "pmfs.png").is_file() and json.loads((tmp_path / "summary.json").read_text())["facts"]

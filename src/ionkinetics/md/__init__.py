@@ -97,4 +97,5 @@ from ._system import set_voltage as set_voltage
 from ._system import voltage_for_field as voltage_for_field
 from ._validate import load_validation as load_validation
 from ._validate import run_validation as run_validation
+from ._validate import run_validation_concurrently as run_validation_concurrently
 from ._validate import summarize_validation as summarize_validation

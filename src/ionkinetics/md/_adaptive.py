@@ -272,6 +272,9 @@ def convergence_report(windows: list[dict], plan: AdaptivePlan) -> dict:
         "profile": {k: np.asarray(v).tolist() for k, v in prof.items()},
         "mbar": mbar_summary,
         "sampled_ps": float(sum(float(d.get("sampled_ps", 0.0)) for d in windows)),
+        "simulated_ns": float(sum(float(d.get("simulated_ps", 0.0)) for d in windows)) / 1000.0,
+        "wall_hours": float(sum(float(d.get("wall_s", 0.0)) for d in windows)) / 3600.0,
+        "n_windows": len(windows),
     }
     rep["converged"] = bool(
         sigma_max <= plan.sigma_target_kt
@@ -295,11 +298,13 @@ def _pairs(centres: list[float], ions: int) -> list[tuple[float, ...]]:
     return [(a[k], b[k]) if k < len(b) else (a[k],) for k in range(half)]
 
 
-def _record(path: Path, z: np.ndarray, r, z0: float, plan: AdaptivePlan, sampled_ps: float, meta: dict) -> None:
+def _record(path: Path, z: np.ndarray, r, z0: float, plan: AdaptivePlan, cost: tuple[float, float, float], meta: dict) -> None:
+    """One window file; ``cost`` = (sampled ps, simulated ps including equilibrations, wall s), the last two
+    this window's share of its runs (a run with two restrained ions feeds two windows)."""
     extra = {} if r is None else {"r_xy_nm": r}
     _write_npz_atomic(path, z_nm=z, z0_nm=float(z0), settings_k_z_kj_per_mol_nm2=plan.k_z_kj_per_mol_nm2,
-                      settings_temperature_k=plan.temperature_k, sampled_ps=float(sampled_ps),
-                      sample_every_ps=plan.sample_every_ps, **extra, **meta)  # fmt: skip
+                      settings_temperature_k=plan.temperature_k, sampled_ps=float(cost[0]), simulated_ps=float(cost[1]),
+                      wall_s=float(cost[2]), sample_every_ps=plan.sample_every_ps, **extra, **meta)  # fmt: skip
 
 
 def _done(path: Path, plan: AdaptivePlan) -> bool:
@@ -328,20 +333,25 @@ def _run_group(sampler, z0s: tuple[float, ...], plan: AdaptivePlan, out: Path, s
     zs = [np.zeros(0) if o is None else np.asarray(o["z_nm"], dtype=float) for o in old]
     rs = [None if o is None or "r_xy_nm" not in o else np.asarray(o["r_xy_nm"], dtype=float) for o in old]
     done_ps = [0.0 if o is None else float(o.get("sampled_ps", 0.0)) for o in old]
+    sim = [0.0 if o is None else float(o.get("simulated_ps", 0.0)) for o in old]
+    wall = [0.0 if o is None else float(o.get("wall_s", 0.0)) for o in old]
     sampled, eq, state = min(done_ps), plan.equilibration_ps, start
     while True:
         t0 = time.perf_counter()
         z, r, state = sampler.sample(z0s, equilibration_ps=eq, sampling_ps=plan.chunk_ps, start=state)
+        share = 1.0 / len(z0s)
+        sim = [x + share * (eq + plan.chunk_ps) for x in sim]
+        wall = [x + share * (time.perf_counter() - t0) for x in wall]
         eq = 0.0
         sampled += plan.chunk_ps
         zs = [np.concatenate([a, b]) for a, b in zip(zs, z, strict=True)]
         rs = [b if r is None else (np.asarray(b) if a is None or a.size == 0 else np.concatenate([a, b]))
               for a, b in zip(rs, r if r is not None else [None] * len(z0s), strict=True)]  # fmt: skip
         sig = [_mean_force(zz, z0, k)[2] for zz, z0 in zip(zs, z0s, strict=True)]
-        for p, zz, rr, z0 in zip(paths, zs, rs, z0s, strict=True):
-            _record(p, zz, rr, z0, plan, sampled, meta)
+        for p, zz, rr, z0, x, w in zip(paths, zs, rs, z0s, sim, wall, strict=True):
+            _record(p, zz, rr, z0, plan, (sampled, x, w), meta)
         if log is not None:
-            log(f"z0 = {', '.join(f'{z:+.2f}' for z in z0s)} nm: {sampled:.0f} ps, σ_F = "
+            log(f"z0 = {', '.join(f'{z:+.2f}' for z in z0s)} nm: {sampled:g} ps, σ_F = "
                 f"{', '.join(f'{s:.1f}/{t:.1f}' for s, t in zip(sig, targets, strict=True))} kT/nm (value/target), "
                 f"chunk {time.perf_counter() - t0:.0f} s")  # fmt: skip
         met = all(s <= t for s, t in zip(sig, targets, strict=True))

@@ -57,6 +57,7 @@ import numpy as np
 
 from .._io import load_toml_as, write_json_atomic
 from ..constants import AVOGADRO_PER_MOL
+from ._adaptive import AdaptivePlan, convergence_report
 from ._forcefield import FORCEFIELD_OPTIONS
 from ._pmf import BOLTZMANN_KJ_PER_MOL_K, WindowSettings, analyze_windows, load_window, run_window
 
@@ -64,9 +65,11 @@ __all__ = [
     "VALIDATION_SCHEMA",
     "ValidationError",
     "ValidationPlan",
+    "estimate_wall_hours",
     "load_validation",
     "parse_validation",
     "run_validation",
+    "run_validation_concurrently",
     "summarize_validation",
     "window_index_for_z",
 ]
@@ -139,10 +142,14 @@ class ValidationPlan:
     raw: dict
     path: str | None
     sides: tuple[str, ...] = ("+z", "-z")
+    adaptive: AdaptivePlan | None = None  # [adaptive]: the one-sided adaptive plan (ionkinetics.md._adaptive)
 
     @property
     def centres_nm(self) -> np.ndarray:
-        """Window centres in run order: 0, +s, …, +z_max, then −s, …, −z_max."""
+        """Window centres in run order: 0, +s, …, +z_max, then −s, …, −z_max (an [adaptive] plan: its
+        +z grid, then its mirror windows; windows it adds where overlap is poor come on top)."""
+        if self.adaptive is not None:
+            return np.array(self.adaptive.centres_nm)
         n = round(self.z_max_nm / self.window_spacing_nm)
         pos = [round(k * self.window_spacing_nm, 6) for k in range(n + 1)]
         out = pos if "+z" in self.sides else [0.0]
@@ -276,10 +283,38 @@ def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
     pmfs = _pmf_plans(raw, option)
     if not pmfs:
         raise ValidationError("needs at least one [[pmf]] table")
+    adaptive = _adaptive_table(raw.get("adaptive"), bulk, settings)
     if len({(p.forcefield_option, p.name) for p in pmfs}) != len(pmfs):
         raise ValidationError("[[pmf]] names must be unique per force-field option")
     return ValidationPlan(option, cell, seed, settings, z_max, spacing, bulk, _num("analysis", a, "bin_width_nm", 0.05),
-                          int(min_count), tuple(pmfs), raw, path, sides)  # fmt: skip
+                          int(min_count), tuple(pmfs), raw, path, sides, adaptive)  # fmt: skip
+
+
+_ADAPTIVE_FIELDS = (
+    "z_max_nm", "spacing_nm", "inner_spacing_nm", "inner_z_max_nm", "mirror_z_nm", "sigma_target_kt", "overlap_min",
+    "chunk_ps", "min_sampling_ps", "max_sampling_ps", "max_added_windows", "ions_per_cell",
+)  # fmt: skip
+
+
+def _adaptive_table(t, bulk: float, settings: WindowSettings) -> AdaptivePlan | None:
+    """``[adaptive]``: the fields of :class:`~ionkinetics.md._adaptive.AdaptivePlan` (the rest comes from
+    ``[windows]``: k_z, equilibration, sample interval, temperature; and ``[analysis]``: the bulk)."""
+    if t is None:
+        return None
+    if not isinstance(t, dict) or set(t) - set(_ADAPTIVE_FIELDS):
+        raise ValidationError(f"[adaptive] has unknown fields {sorted(set(t) - set(_ADAPTIVE_FIELDS))}; "
+                              f"allowed {', '.join(_ADAPTIVE_FIELDS)}")  # fmt: skip
+    dt_ps = settings.timestep_fs / 1000.0
+    kw = dict(t)
+    if "mirror_z_nm" in kw:
+        kw["mirror_z_nm"] = tuple(kw["mirror_z_nm"])
+    try:
+        return AdaptivePlan(**kw, bulk_min_abs_z_nm=bulk, k_z_kj_per_mol_nm2=settings.k_z_kj_per_mol_nm2,
+                            equilibration_ps=settings.equilibration_steps * dt_ps,
+                            sample_every_ps=settings.sample_every_steps * dt_ps,
+                            temperature_k=settings.temperature_k)  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"[adaptive]: {exc}") from None
 
 
 def load_validation(path) -> ValidationPlan:
@@ -302,22 +337,102 @@ def _build(plan: ValidationPlan, pmf: PMFPlan):
     return built, matches[0]
 
 
-def run_validation(plan: ValidationPlan, records_root, *, only=None, max_windows: int | None = None, progress=None) -> int:
-    """Run the plan's missing windows in order (PMFs as listed, windows as :attr:`ValidationPlan.centres_nm`);
-    ``only`` restricts to PMF names, ``max_windows`` stops after that many new windows. Returns the number run."""
+def _provenance(plan: ValidationPlan) -> dict:
     import openmm
 
-    names = {p.name for p in plan.pmfs}
-    for n in only or ():
-        if n not in names:
-            raise ValueError(f"only must name PMFs of the validation file ({', '.join(sorted(names))}); got {n!r}")
-    prov = {
+    return {
         "commit": _git_commit(),
         "openmm_version": openmm.__version__,
         "cpu_threads": os.environ.get("OPENMM_CPU_THREADS", "default"),
         "host": _platform.node(),
         "validation_file_sha256_12": plan.digest,
     }
+
+
+def _run_adaptive_pmf(plan: ValidationPlan, pmf: PMFPlan, records_root, log=None) -> dict:
+    """One PMF's adaptive plan in OpenMM (the farthest pore pair holds the two restrained ions)."""
+    from ._adaptive import OpenMMUmbrellaSampler, partner_pores, run_adaptive_plan
+
+    a = plan.adaptive
+    built, _ = _build(plan, pmf)
+    ions = [int(i) for i, sp in zip(built.ion_indices, built.ion_species, strict=True) if sp == pmf.ion][: a.ions_per_cell]
+    pores = partner_pores(built) if a.ions_per_cell == 2 else (0,)
+    s = plan.settings
+    sampler = OpenMMUmbrellaSampler(built, ions, np.asarray(built.pore_centres_nm)[list(pores), :2], a,
+                                    timestep_fs=s.timestep_fs, flat_bottom_radius_nm=s.flat_bottom_radius_nm,
+                                    k_xy_kj_per_mol_nm2=s.k_xy_kj_per_mol_nm2, friction_per_ps=s.friction_per_ps,
+                                    seed=plan.seed + 1, platform=s.platform)  # fmt: skip
+    return run_adaptive_plan(a, sampler, plan.records_dir(pmf, records_root), meta=_provenance(plan), log=log)
+
+
+def _adaptive_worker(path: str, name: str, records_root: str) -> str:
+    """A worker process's job: one PMF of the validation file at ``path`` (one OpenMM thread on a CPU;
+    several such processes share one GPU)."""
+    import sys
+    import time as _time
+
+    plan = load_validation(path)
+    (pmf,) = [p for p in plan.pmfs if p.name == name]
+
+    def log(msg):
+        print(f"{_time.strftime('%H:%M:%S')} {name}: {msg}", file=sys.stderr, flush=True)
+
+    rep = _run_adaptive_pmf(plan, pmf, records_root, log=log)
+    return f"{name}: converged={rep['converged']} sigma_w_kt_max={rep['sigma_w_kt_max']:.2f}"
+
+
+def estimate_wall_hours(plan: ValidationPlan, names, ns_per_day_per_process: float, workers: int) -> float:
+    """An upper bound on the wall time of ``names``'s adaptive plans at the cap: every window run to
+    ``max_sampling_ps`` plus its equilibration, two windows per run, ``workers`` processes at once."""
+    a = plan.adaptive
+    runs = math.ceil(len(a.plus_centres_nm) / a.ions_per_cell) + math.ceil(len(a.mirror_z_nm) / a.ions_per_cell)
+    ns_per_pmf = runs * (a.max_sampling_ps + a.equilibration_ps) / 1000.0
+    rounds = math.ceil(len(names) / max(1, workers))
+    return rounds * ns_per_pmf / ns_per_day_per_process * 24.0
+
+
+def run_validation_concurrently(plan: ValidationPlan, records_root, *, workers: int, only=None, log=print) -> list[str]:
+    """Run the adaptive plans of every PMF (or ``only`` those) at once, ``workers`` processes (a CPU: one
+    OpenMM thread each, one per free core; a GPU: several simulations sharing the device). Each worker
+    records windows as it goes, so an interrupted run resumes. Returns one line per PMF."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    if plan.adaptive is None:
+        raise ValueError("plan must have an [adaptive] table to run concurrently (the fixed-grid queue runs in order)")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1; got {workers!r}")
+    if plan.path is None:
+        raise ValueError("plan must come from a file (load_validation) so worker processes can read it")
+    names = [p.name for p in plan.pmfs if not only or p.name in only]
+    os.environ.setdefault("OPENMM_CPU_THREADS", "1")
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_adaptive_worker, str(plan.path), n, str(records_root)) for n in names]
+        out = []
+        for f in futures:
+            out.append(f.result())
+            log(out[-1])
+    return out
+
+
+def run_validation(plan: ValidationPlan, records_root, *, only=None, max_windows: int | None = None, progress=None) -> int:
+    """Run the plan's missing windows in order (PMFs as listed, windows as :attr:`ValidationPlan.centres_nm`);
+    ``only`` restricts to PMF names, ``max_windows`` stops after that many new windows. Returns the number run.
+    An [adaptive] plan runs each PMF's plan in turn (``max_windows`` does not apply; see
+    :func:`run_validation_concurrently` for all at once)."""
+    names = {p.name for p in plan.pmfs}
+    for n in only or ():
+        if n not in names:
+            raise ValueError(f"only must name PMFs of the validation file ({', '.join(sorted(names))}); got {n!r}")
+    if plan.adaptive is not None:
+        done = 0
+        for pmf in plan.pmfs:
+            if only and pmf.name not in only:
+                continue
+            before = len(list(plan.records_dir(pmf, records_root).glob("window_*.npz")))
+            _run_adaptive_pmf(plan, pmf, records_root, log=lambda m, p=pmf: print(f"{p.name}: {m}", flush=True))
+            done += len(list(plan.records_dir(pmf, records_root).glob("window_*.npz"))) - before
+        return done
+    prov = _provenance(plan)
     ran = 0
     for pmf in plan.pmfs:
         if only and pmf.name not in only:
@@ -406,7 +521,51 @@ def _analyse_into(rec: dict, windows: list[dict], plan: ValidationPlan, z0: np.n
         rec["problems"].append("no window reaches bulk yet (or fewer than two windows): no PMF")
 
 
+def _adaptive_record(plan: ValidationPlan, pmf: PMFPlan, records_root) -> dict:
+    """The issue-23 rule on an [adaptive] PMF's windows, and its profile in the form the facts read: the
+    one-sided W(⟨z⟩) mirrored to −z (the sheet's symmetry, which the mirror check tests) on a 0.01 nm grid."""
+    out = plan.records_dir(pmf, records_root)
+    windows = [load_window(p) for p in sorted(out.glob("window_*.npz"))]
+    a = plan.adaptive
+    rec: dict = {"name": pmf.name, "pore": pmf.pore, "system": pmf.system, "ion": pmf.ion,
+                 "forcefield_option": pmf.forcefield_option,
+                 "charge_set": charge_set_for(pmf.forcefield_option, pmf.pore).as_dict(), "records_dir": str(out),
+                 "plan": "adaptive", "windows_planned": len(a.centres_nm), "windows_recorded": len(windows),
+                 "z0_recorded_nm": sorted(float(d["z0_nm"]) for d in windows), "result": None, "converged": False,
+                 "problems": []}  # fmt: skip
+    rec["cpu_hours"] = sum(float(d.get("wall_s", 0.0)) for d in windows) / 3600.0
+    rec["simulated_ns"] = sum(float(d.get("simulated_ps", 0.0)) for d in windows) / 1000.0
+    if rec["cpu_hours"] > 0:
+        rec["ns_per_day"] = rec["simulated_ns"] / rec["cpu_hours"] * 24.0
+    if sum(float(d["z0_nm"]) >= 0 for d in windows) < 2:
+        rec["problems"].append("fewer than two +z windows: no PMF")
+        return rec
+    rep = convergence_report(windows, a)
+    for key in ("sigma_w_kt_max", "block_halves_within_2sigma", "min_overlap", "mirror_check_holds", "converged",
+                "block_halves", "mirror", "mbar"):  # fmt: skip
+        rec[key] = rep[key]
+    prof = rep["profile"]
+    zm, w, sw = (np.asarray(prof[k]) for k in ("z_mean_nm", "w_kt", "sigma_w_kt"))
+    grid = np.round(np.arange(0.0, float(zm.max()) + 1e-9, 0.01), 6)
+    wg, sg = np.interp(grid, zm, w), np.interp(grid, zm, sw)
+    z_full = np.concatenate([-grid[:0:-1], grid])
+    w_full, s_full = np.concatenate([wg[:0:-1], wg]), np.concatenate([sg[:0:-1], sg])
+    bulk = plan.bulk_min_abs_z_nm
+    inner = np.abs(z_full) < bulk
+    area = float(windows[0].get("reference_area_nm2", float("nan")))
+    k_b, dk_b = binding_constant_per_molar(z_full, w_full, s_full, area) if math.isfinite(area) else (float("nan"),) * 2
+    rec["result"] = {"z_nm": z_full.tolist(), "pmf_kt": w_full.tolist(), "dpmf_kt": s_full.tolist(),
+                     "barrier_kt": float(w_full[inner].max()), "barrier_z_nm": float(z_full[inner][np.argmax(w_full[inner])]),
+                     "well_kt": float(w_full[inner].min()), "well_z_nm": float(z_full[inner][np.argmin(w_full[inner])]),
+                     "binding_constant_per_molar": k_b, "binding_constant_err_per_molar": dk_b,
+                     "profile_one_sided": prof,
+                     "estimator": "umbrella integration (mean force), trapezoid from bulk"}  # fmt: skip
+    return rec
+
+
 def _pmf_record(plan: ValidationPlan, pmf: PMFPlan, records_root) -> dict:
+    if plan.adaptive is not None:
+        return _adaptive_record(plan, pmf, records_root)
     out = plan.records_dir(pmf, records_root)
     paths = sorted(out.glob("window_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
     windows = [load_window(p) for p in paths]
@@ -502,8 +661,9 @@ def _mean_force_profile(windows: list[dict], bulk: float) -> dict:
 
 def _convergence(rec: dict) -> dict:
     keys = ("sampling_ps_per_window", "equilibration_ps_per_window", "block_half_max_diff_kt", "both_sides", "overlap_ok",
-            "windows_recorded", "windows_planned", "converged")  # fmt: skip
-    return {"pmf": rec["name"], **{k: rec.get(k) for k in keys}}
+            "sigma_w_kt_max", "block_halves_within_2sigma", "min_overlap", "mirror_check_holds", "simulated_ns",
+            "cpu_hours", "windows_recorded", "windows_planned", "converged")  # fmt: skip
+    return {"pmf": rec["name"], **{k: rec[k] for k in keys if k in rec}}
 
 
 def _profile(rec: dict):
@@ -643,8 +803,11 @@ def summarize_validation(plan: ValidationPlan, records_root, out_dir) -> dict:
     facts = _facts(by_name, plan.bulk_min_abs_z_nm)
     remaining_ns = 0.0
     for r in recs:
-        per = (plan.settings.equilibration_steps + plan.settings.sampling_steps) * plan.settings.timestep_fs * 1e-6
-        remaining_ns += (r["windows_planned"] - r["windows_recorded"]) * per
+        if plan.adaptive is not None:  # an upper bound: every missing window to the cap, two per run
+            per = (plan.adaptive.max_sampling_ps + plan.adaptive.equilibration_ps) / 1000.0 / plan.adaptive.ions_per_cell
+        else:
+            per = (plan.settings.equilibration_steps + plan.settings.sampling_steps) * plan.settings.timestep_fs * 1e-6
+        remaining_ns += max(0, r["windows_planned"] - r["windows_recorded"]) * per
     rates = [r["ns_per_day"] for r in recs if r.get("ns_per_day")]
     summary = {
         "schema": "ionkinetics.md-validation-summary/1",
@@ -659,10 +822,15 @@ def summarize_validation(plan: ValidationPlan, records_root, out_dir) -> dict:
         "remaining_simulated_ns": remaining_ns,
         "measured_ns_per_day": float(np.mean(rates)) if rates else None,
         "remaining_cpu_hours_at_measured_rate": remaining_ns / float(np.mean(rates)) * 24.0 if rates else None,
+        "cpu_hours_spent": float(sum(r.get("cpu_hours", r.get("wall_s_total", 0.0) / 3600.0) for r in recs)),
+        "simulated_ns_per_pmf": {r["name"]: r.get("simulated_ns", r.get("sampled_ps_total", 0.0) / 1000.0) for r in recs},
     }
+    if plan.adaptive is not None:
+        summary["rules"] = {"sigma_w_kt_max": plan.adaptive.sigma_target_kt, "block_halves_within_nsigma": 2.0,
+                            "min_overlap": plan.adaptive.overlap_min, "mirror_check_nsigma": 2.0}  # fmt: skip
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "summary.json", summary)
-    fig = _figure(recs)
+    fig = _figure_adaptive(recs) if plan.adaptive is not None else _figure(recs)
     if fig is not None:
         tmp = out_dir / f".pmfs.{os.getpid()}.tmp.png"
         fig.savefig(tmp, dpi=130)
@@ -693,6 +861,30 @@ def _figure(recs):
     return fig
 
 
+def _figure_adaptive(recs):
+    """The PMFs as the insets of the paper's Figure 2: W(z) in kT with its ±σ band, the pore centre dashed."""
+    from matplotlib.figure import Figure
+
+    shown = [r for r in recs if r.get("result")]
+    if not shown:
+        return None
+    fig = Figure(figsize=(2.3 * len(shown), 2.3), layout="constrained")
+    axes = fig.subplots(1, len(shown), squeeze=False, sharey=True)[0]
+    for k, (ax, r) in enumerate(zip(axes, shown, strict=True)):
+        z, w, sw = (np.asarray(r["result"][key]) for key in ("z_nm", "pmf_kt", "dpmf_kt"))
+        ax.fill_between(z, w - sw, w + sw, color="#0072B2", alpha=0.25, lw=0)
+        ax.plot(z, w, color="#0072B2", lw=1.2)
+        ax.axvline(0.0, color="0.4", ls="--", lw=0.8)
+        ax.axhline(0.0, color="0.7", lw=0.5)
+        verdict = "converged" if r.get("converged") else "not converged"
+        ax.set_title(f"{r['pore']} {r['ion']}\n{verdict}, σ$_{{max}}$ = {r.get('sigma_w_kt_max', float('nan')):.1f} kT",
+                     fontsize="small")  # fmt: skip
+        ax.set_xlabel("z (nm)")
+        ax.text(0.03, 0.95, "abcdefgh"[k], transform=ax.transAxes, fontweight="bold", va="top")
+    axes[0].set_ylabel("W (kT)")
+    return fig
+
+
 def _main(argv=None) -> int:
     """``python -m ionkinetics.md._validate FILE [--run] [--only NAME ...] [--max-windows N]``: the same
     as ``ionkinetics md validate`` without the CLI's dependencies (for long background campaigns)."""
@@ -707,10 +899,13 @@ def _main(argv=None) -> int:
     ap.add_argument("--max-windows", type=int, default=None)
     ap.add_argument("--records", type=Path, default=None, help="window records (default: <file's folder>/pmf)")
     ap.add_argument("--out", type=Path, default=None, help="summary folder (default: the file's folder)")
+    ap.add_argument("--workers", type=int, default=None, help="[adaptive] plans: this many PMFs at once, one process each")
     args = ap.parse_args(argv)
     plan = load_validation(args.file)
     records = args.records or args.file.parent / "pmf"
-    if args.run:
+    if args.run and args.workers:
+        run_validation_concurrently(plan, records, workers=args.workers, only=args.only)
+    elif args.run:
         t0 = time.time()
 
         def report(pmf, z, path):
