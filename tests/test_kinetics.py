@@ -369,6 +369,70 @@ def test_runs_compile_once_when_the_jumps_move():
     assert compiled == []
 
 
+def _unpadded(monkeypatch):
+    """Compile simulate for the run's own number of saved intervals (no bucket, no padding)."""
+    from ionkinetics.kinetics import _simulate
+
+    monkeypatch.setattr(_simulate, "_saved_bucket", lambda n_saved: n_saved)
+
+
+def test_a_run_padded_to_its_bucket_equals_the_unpadded_run(monkeypatch):
+    """Issue 27: simulate pads the steps to a power of two of saved intervals (voltage held, padding
+    skipped) and cuts the trace back; every field equals the unpadded run's, on the per-step scan
+    (one device, a parameter batch), the runs path (amplitude sweep, devices with their own jump
+    times) and a stochastic membrane (the same key draws the same pores)."""
+    from ionkinetics.kinetics._simulate import _drive, _runs, _saved_bucket
+
+    train = protocols.pulse_train(0.45, 2.0, 7.0, 4, duration_ns=37.0)  # 740 steps: padded to 1024 / 80 to 128
+    assert _saved_bucket(740) == 1024 and _saved_bucket(74) == 128
+    batch = stack_params([TWO_STATE.params, make_calibration(dopants=(("K+", "center", 0.5, 0.2, 1e-3, 0.3, 0.1),)).params])
+    cases = {
+        "per step, one device": (TWO_STATE, train, {}),
+        "per step, parameter batch": (batch, train, {}),
+        "runs, amplitude sweep": (TWO_STATE, [protocols.pulse_train(a, 2.0, 7.0, 4, duration_ns=37.0) for a in (0.2, -0.4)], {}),
+        "runs, own jump times": (TWO_STATE, [protocols.pulse_train(0.4, w, 7.0, 4, duration_ns=37.0) for w in (1.05, 3.5)], {}),
+        "stochastic": (TWO_STATE, train, {"n_pores": 50, "key": jax.random.key(3)}),
+    }
+    for name, (cal, protocol, options) in cases.items():
+        save_every = 10 if name.startswith("runs") else 1
+        on_runs = _runs(_drive(protocol, 0.05).steps, save_every, 24) is not None
+        assert on_runs == name.startswith("runs"), name
+        padded = simulate(cal, protocol, 0.05, save_every=save_every, **options)
+        with monkeypatch.context() as m:
+            _unpadded(m)
+            ref = simulate(cal, protocol, 0.05, save_every=save_every, **options)
+        assert padded.t_ns.shape == ref.t_ns.shape == (740 // save_every + 1,), name
+        for field in ("t_ns", "v", "p", "w", "g_ps", "i_pa", "e_aj"):
+            got, want = getattr(padded, field), getattr(ref, field)
+            assert got.shape == want.shape, (name, field)
+            assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=f"{name}: {field}")
+        assert np.array_equal(padded.ok, ref.ok) and np.all(padded.ok), name
+
+
+def test_a_new_duration_or_dt_compiles_nothing_within_a_bucket():
+    """Issue 27: after one run, other durations, dts and so numbers of saved points that fall in the
+    same power-of-two bucket of saved intervals reuse the compiled program, on the per-step scan
+    (save_every = 1) and on the runs path (save_every = 10)."""
+    from ionkinetics.kinetics._simulate import _drive, _runs, _saved_bucket
+
+    def step(duration_ns):
+        return protocols.step(0.4, 2.4, 20.4, duration_ns=duration_ns)  # jumps on the 0.04, 0.05 and 0.06 ns grids
+
+    sweep = [(34.0, 0.05), (40.0, 0.05), (48.0, 0.05), (30.0, 0.04), (45.0, 0.06), (36.5, 0.05)]  # 680 to 960 steps
+    for save_every in (1, 10):
+        first = step(33.0)  # 660 steps
+        on_runs = _runs(_drive(first, 0.05).steps, save_every, 6) is not None
+        assert on_runs == (save_every > 1)
+        simulate(TWO_STATE, first, 0.05, save_every=save_every)
+        with xla_compiles() as compiled:
+            for duration_ns, dt_ns in sweep:
+                n_steps = round(duration_ns / dt_ns)
+                assert _saved_bucket(n_steps // save_every) == _saved_bucket(660 // save_every)  # one bucket
+                tr = simulate(TWO_STATE, step(duration_ns), dt_ns, save_every=save_every)
+                assert tr.t_ns[-1] == pytest.approx(duration_ns) and tr.w.shape == (n_steps // save_every + 1,)
+        assert compiled == [], save_every
+
+
 def test_runs_gradient_equals_the_per_step_scan_gradient():
     """The run factors (repeated squaring, bit selection) are differentiable: d(final energy)/d(escape
     prefactor) through the runs path equals the per-step scan's gradient."""

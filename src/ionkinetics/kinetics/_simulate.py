@@ -8,6 +8,11 @@ saved time and the scan takes one iteration per run, with ``P^n`` and the energy
 repeated squaring: the same numbers (to round-off), at a cost set by the jumps and saved times, not
 by the steps (a 2 ns pulse every 7 ns at dt = 0.05 ns, saved every 50 steps: 30x fewer iterations).
 
+Compiled once per bucket: ``simulate`` runs the steps on to a power of two of saved intervals (the
+last voltage held; the loop stops at the true end, so the padding costs no work) and cuts the trace
+back, with dt a runtime input, so a new duration, dt or number of saved points within a bucket reuses
+the compiled program (as the circuits' transient pads its steps).
+
 Stochastic: N independent pores as counts per state; each step the pores in state s move
 to the other states by an exact multinomial draw from row s of the same P (two binomials for
 two states). Step k draws from ``fold_in(key, k)``: the same key gives the same run whatever
@@ -114,6 +119,11 @@ def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 
     times. Pure and differentiable; ``simulate`` wraps it with jit and vmap where it does not cut the
     steps into constant-voltage runs (``save_every = 1``, or a voltage that moves every few steps).
     """
+    return _mean_field_saved(params, v_k, dt_ns, p0, save_every, levels, max_squarings, None)
+
+
+def _mean_field_saved(params, v_k, dt_ns, p0, save_every, levels, max_squarings, n_valid):
+    """:func:`mean_field_scan`, skipping the saved intervals from ``n_valid`` on (:func:`_saved_scan`)."""
     factors = _step_factors(params, dt_ns, levels, max_squarings)
 
     def one_step(carry, x):
@@ -123,12 +133,37 @@ def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 
         return (p_next / p_next.sum(), e + p @ energy), None
 
     def chunk(carry, vs):
-        carry, _ = lax.scan(one_step, carry, vs)
-        return carry, carry
+        return lax.scan(one_step, carry, vs)[0]
 
     e0 = jnp.zeros((), dtype=p0.dtype)
-    _, (p_s, e_s) = lax.scan(chunk, (p0, e0), v_k.reshape(-1, save_every))
+    p_s, e_s = _saved_scan(chunk, (p0, e0), v_k.reshape(-1, save_every), n_valid)
     return jnp.concatenate([p0[None], p_s]), jnp.concatenate([e0[None], e_s])
+
+
+def _saved_scan(interval, carry, xs, n_valid):
+    """``lax.scan`` of ``interval(carry, x) -> carry`` over the saved intervals ``xs``, stacking each
+    interval's end state. With ``n_valid`` (a traced integer; None: every interval) only the first
+    ``n_valid`` intervals run, in a loop of that many iterations writing the same stacked rows (the
+    rest stay zero): a run padded to a bucket of saved intervals (one compiled program for many
+    durations) does no work on its padding. Not reverse-differentiable then (simulate's programs
+    are not differentiated; the public scans pass None). The bound is shared by a vmapped batch."""
+    if n_valid is None:
+
+        def body(c, x):
+            c = interval(c, x)
+            return c, c
+
+        return lax.scan(body, carry, xs)[1]
+
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    rows = jax.tree_util.tree_map(lambda c: jnp.zeros((n, *jnp.shape(c)), jnp.result_type(c)), carry)
+
+    def body_valid(i, state):
+        c, out = state
+        c = interval(c, jax.tree_util.tree_map(lambda x: x[i], xs))
+        return c, jax.tree_util.tree_map(lambda o, v: o.at[i].set(v), out, c)
+
+    return lax.fori_loop(0, n_valid, body_valid, (carry, rows))[1]
 
 
 def _run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int, max_squarings: int):
@@ -170,11 +205,12 @@ def _matvec_k(a, x):
     return sum(a[..., :, j] * x[..., None, j] for j in range(a.shape[-1]))
 
 
-def _runs_scan(run_p, run_c, grid, p0):
+def _runs_scan(run_p, run_c, grid, p0, n_valid=None):
     """The run recurrence for B devices laid out device-last: factors ``run_p`` (J, K, K, B) and
     ``run_c`` (J, K, B), ``p0`` (K, B), ``grid`` (S, M) shared or (S, M, B) per device: the runs of
     each saved interval. One outer iteration per saved interval emits its end state, its M runs
-    fused inside (unrolled up to 8). Returns occupancy (S + 1, K, B) and energy (S + 1, B).
+    fused inside (unrolled up to 8); intervals from ``n_valid`` on are skipped (:func:`_saved_scan`).
+    Returns occupancy (S + 1, K, B) and energy (S + 1, B).
 
     Each run is K² multiply-adds along the contiguous device axis, written out term by term on one
     (B,) array per state and one (J, B) table per matrix entry (K is small and static). On CPU (10⁴
@@ -198,11 +234,10 @@ def _runs_scan(run_p, run_c, grid, p0):
         return (tuple(x / total for x in p_next), e), None
 
     def interval(carry, row):
-        carry, _ = lax.scan(one_run, carry, row, unroll=min(row.shape[0], 8))
-        return carry, carry
+        return lax.scan(one_run, carry, row, unroll=min(row.shape[0], 8))[0]
 
     e0 = jnp.zeros(p0.shape[-1:], dtype=p0.dtype)
-    _, (p_s, e_s) = lax.scan(interval, (tuple(p0), e0), grid)
+    p_s, e_s = _saved_scan(interval, (tuple(p0), e0), grid, n_valid)
     p_s = jnp.stack([jnp.concatenate([x0[None], x]) for x0, x in zip(p0, p_s, strict=True)], axis=1)
     return p_s, jnp.concatenate([e0[None], e_s])
 
@@ -242,6 +277,11 @@ def stochastic_scan(
     """One device of N = sum(n0) pores. Returns counts (T/save_every + 1, K) and the
     cumulative membrane energy, aJ (the conditional expectation over each step). ``levels``
     and ``max_squarings`` as in :func:`mean_field_scan`."""
+    return _stochastic_saved(params, v_k, dt_ns, n0, key, save_every, levels, max_squarings, None)
+
+
+def _stochastic_saved(params, v_k, dt_ns, n0, key, save_every, levels, max_squarings, n_valid):
+    """:func:`stochastic_scan`, skipping the saved intervals from ``n_valid`` on (:func:`_saved_scan`)."""
     steps = jnp.arange(v_k.shape[0]).reshape(-1, save_every)
     factors = _step_factors(params, dt_ns, levels, max_squarings)
 
@@ -253,11 +293,10 @@ def stochastic_scan(
         return (multinomial_counts(jax.random.fold_in(key, k), n, prop), e), None
 
     def chunk(carry, inp):
-        carry, _ = lax.scan(one_step, carry, inp)
-        return carry, carry
+        return lax.scan(one_step, carry, inp)[0]
 
     e0 = jnp.zeros((), dtype=n0.dtype)
-    _, (n_s, e_s) = lax.scan(chunk, (n0, e0), (v_k.reshape(-1, save_every), steps))
+    n_s, e_s = _saved_scan(chunk, (n0, e0), (v_k.reshape(-1, save_every), steps), n_valid)
     return jnp.concatenate([n0[None], n_s]), jnp.concatenate([e0[None], e_s])
 
 
@@ -265,20 +304,20 @@ def _initial_occupancy(params, v_rest, p0):
     return steady_state(params, v_rest) if p0 is None else p0
 
 
-def _mean_field_device(params, v_k, dt_ns, v_rest, p0, levels, save_every, max_squarings):
+def _mean_field_device(params, v_k, dt_ns, v_rest, p0, levels, n_valid, save_every, max_squarings):
     p_init = _initial_occupancy(params, v_rest, p0)
     p_init = p_init.astype(jnp.result_type(p_init, dt_ns))
-    return mean_field_scan(params, v_k, dt_ns, p_init, save_every=save_every, levels=levels, max_squarings=max_squarings)
+    return _mean_field_saved(params, v_k, dt_ns, p_init, save_every, levels, max_squarings, n_valid)
 
 
-def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, save_every, max_squarings):
+def _stochastic_device(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, n_valid, save_every, max_squarings):
     p_init = _initial_occupancy(params, v_rest, p0)
     k_init, k_run = jax.random.split(key)
     dtype = jnp.result_type(p_init, dt_ns)
     n0 = multinomial_counts(
         k_init, jnp.zeros_like(p_init, dtype=dtype).at[0].set(n_pores), jnp.broadcast_to(p_init, (p_init.shape[0],) * 2)
     )
-    return stochastic_scan(params, v_k, dt_ns, n0, k_run, save_every=save_every, levels=levels, max_squarings=max_squarings)
+    return _stochastic_saved(params, v_k, dt_ns, n0, k_run, save_every, levels, max_squarings, n_valid)
 
 
 def _axes(flag):
@@ -286,13 +325,15 @@ def _axes(flag):
 
 
 @functools.partial(jax.jit, static_argnames=("save_every", "max_squarings", "batch"))
-def _run_mean_field(params, v_k, dt_ns, v_rest, p0, levels, *, save_every, max_squarings, batch):
+def _run_mean_field(params, v_k, dt_ns, v_rest, p0, levels, n_valid=None, *, save_every, max_squarings, batch):
     """``batch``: (params, voltages, p0, step inputs) batched? The step inputs may be one shared row
-    while the voltages (levels, rest) are per device."""
+    while the voltages (levels, rest) are per device. ``n_valid``: saved intervals to run (the
+    rest is padding, skipped; None: all)."""
     fn = functools.partial(_mean_field_device, save_every=save_every, max_squarings=max_squarings)
     if any(batch):
-        fn = jax.vmap(fn, in_axes=(_axes(batch[0]), _axes(batch[3]), None, _axes(batch[1]), _axes(batch[2]), _axes(batch[1])))
-    return fn(params, v_k, dt_ns, v_rest, p0, levels)
+        axes = (_axes(batch[0]), _axes(batch[3]), None, _axes(batch[1]), _axes(batch[2]), _axes(batch[1]), None)
+        fn = jax.vmap(fn, in_axes=axes)
+    return fn(params, v_k, dt_ns, v_rest, p0, levels, n_valid)
 
 
 def _level_observables(params, levels):
@@ -314,14 +355,15 @@ def _dot_k(a, b):
 
 @functools.partial(jax.jit, static_argnames=("n_bits", "max_squarings", "batch"))
 def _run_mean_field_runs(
-    params, grid, dt_ns, v_rest, p0, levels, pair_level, pair_length, saved_level, *, n_bits, max_squarings, batch
+    params, grid, dt_ns, v_rest, p0, levels, pair_level, pair_length, saved_level, n_valid=None, *, n_bits, max_squarings, batch
 ):
     """As :func:`_run_mean_field` over constant-voltage runs (:class:`_Runs`): the factors per device
     (vmapped), then one recurrence for the whole batch laid out device-last, which also forms G and I
     at the saved times (``saved_level`` (S+1,) or (S+1, B): the level held from each) and each
     device's final probability-sum error. The pairs are shared by the batch; the grid of runs is
-    per device where the steps are (``batch[3]``). Returns device-last arrays: occupancy
-    (S+1, K, B), energy, G, I (S+1, B) and the error (B,)."""
+    per device where the steps are (``batch[3]``); saved intervals from ``n_valid`` on are padding,
+    skipped (None: none are). Returns device-last arrays: occupancy (S+1, K, B), energy, G, I
+    (S+1, B) and the error (B,), the error taken at the last saved time."""
 
     def device(pr, v0, q0, lv):
         p_init = _initial_occupancy(pr, v0, q0)
@@ -337,7 +379,9 @@ def _run_mean_field_runs(
     # materialise the device-last tables before the loop, and the loop's outputs before the saved
     # observables: XLA would otherwise fuse the layout changes into every run's strided reads
     p_init, run_p, run_c, g_lv, i_lv = lax.optimization_barrier(parts)
-    p_s, e_s = lax.optimization_barrier(_runs_scan(run_p, run_c, jnp.moveaxis(grid, 0, -1) if batch[3] else grid, p_init))
+    p_s, e_s = lax.optimization_barrier(
+        _runs_scan(run_p, run_c, jnp.moveaxis(grid, 0, -1) if batch[3] else grid, p_init, n_valid)
+    )
     if batch[3]:  # per-device levels at the saved times
         lanes = jnp.arange(p_s.shape[-1])
         g_sv, i_sv = (jnp.swapaxes(x[saved_level, :, lanes], 1, 2) for x in (g_lv, i_lv))
@@ -345,20 +389,23 @@ def _run_mean_field_runs(
         g_sv, i_sv = g_lv[saved_level], i_lv[saved_level]
     # renormalised every run, the sum is 1 to round-off unless a value went non-finite, and a NaN
     # stays NaN through every later run: the final state's sum is the check
-    err = jnp.abs(sum(p_s[-1, k] for k in range(p_s.shape[1])) - 1.0)
+    last = p_s[-1] if n_valid is None else p_s[n_valid]  # the rows past n_valid are padding (zero)
+    err = jnp.abs(sum(last[k] for k in range(p_s.shape[1])) - 1.0)
     return p_s, e_s, _dot_k(p_s, g_sv), _dot_k(p_s, i_sv), err
 
 
 @functools.partial(jax.jit, static_argnames=("save_every", "max_squarings", "batch", "batch_size"))
-def _run_stochastic(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, *, save_every, max_squarings, batch, batch_size):
+def _run_stochastic(
+    params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, n_valid=None, *, save_every, max_squarings, batch, batch_size
+):
     fn = functools.partial(_stochastic_device, save_every=save_every, max_squarings=max_squarings)
     if any(batch):
         fn = jax.vmap(
             fn,
-            in_axes=(_axes(batch[0]), _axes(batch[3]), None, _axes(batch[1]), _axes(batch[2]), 0, None, _axes(batch[1])),
+            in_axes=(_axes(batch[0]), _axes(batch[3]), None, _axes(batch[1]), _axes(batch[2]), 0, None, _axes(batch[1]), None),
         )
         key = jax.random.split(key, batch_size)
-    return fn(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels)
+    return fn(params, v_k, dt_ns, v_rest, p0, key, n_pores, levels, n_valid)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -453,8 +500,9 @@ class _Runs:
     batch: a jump of any device cuts every device's run). ``pair_level``/``pair_length`` (J,) the
     distinct (level, steps) runs, pair 0 the empty run (the identity); ``grid`` (S, M) or (B, S, M)
     the pairs of the runs of each saved interval in order, padded with empty runs to M, the most runs
-    an interval can hold given the jumps' spacing. Neither shape depends on where the jumps fall (a
-    sweep that moves them compiles once); J is padded to a few sizes per octave from 16."""
+    an interval can hold given the jumps' spacing rounded up to a power of two. Neither shape depends
+    on where the jumps fall (a sweep that moves them compiles once); J is padded to a few sizes per
+    octave from 16; ``n_bits`` (a multiple of 4) bounds the run lengths, n < 2^n_bits."""
 
     pair_level: np.ndarray
     pair_length: np.ndarray
@@ -467,6 +515,33 @@ def _bucket(n: int, floor: int = 1) -> int:
     n = max(n, floor)
     q = 1 << max(0, n.bit_length() - 3)
     return -(-n // q) * q
+
+
+def _pow2(n: int) -> int:
+    """The least power of two >= ``n`` (>= 1)."""
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _saved_bucket(n_saved: int) -> int:
+    """Saved intervals a run of ``n_saved`` is compiled for: the next power of two, as the circuits'
+    transient pads its steps (a 300 ns and a 310 ns run share one program; the padding is skipped)."""
+    return _pow2(n_saved)
+
+
+def _padded_drive(drive: _Drive, n_steps: int) -> _Drive:
+    """``drive`` run on to ``n_steps`` steps holding its last voltage, and its level table padded to a
+    power of two of levels with copies of each device's last (never indexed): the compiled program
+    depends on the buckets, not on the duration, dt or the number of levels. Numpy, on the host (a
+    jnp op here would compile once per shape)."""
+    pad = n_steps - drive.n_steps
+    steps = drive.steps
+    if pad:
+        steps = np.concatenate([steps, np.repeat(steps[..., -1:], pad, axis=-1)], axis=-1)
+    levels = drive.levels
+    if levels is not None and _pow2(levels.shape[-1]) > levels.shape[-1]:
+        extra = _pow2(levels.shape[-1]) - levels.shape[-1]
+        levels = np.concatenate([levels, np.repeat(levels[..., -1:], extra, axis=-1)], axis=-1)
+    return _Drive(steps, levels, drive.v_rest, drive.n_devices)
 
 
 # Runs replace steps when they are at most this fraction of the steps, and their factor table
@@ -494,7 +569,7 @@ def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int) -> _Runs | No
     # runs per saved interval, bounded by the most jumps any save_every - 1 consecutive steps hold
     # (inside an interval): the bound moves with the jumps' spacing, not with where they fall
     in_window = np.searchsorted(jumps, jumps + save_every - 2, side="right") - np.arange(jumps.size)
-    width = 1 + int(in_window.max(initial=0))
+    width = _pow2(1 + int(in_window.max(initial=0)))  # a power of two: few programs over jump spacings
     if n_saved * width > _RUN_FRACTION * n_steps:
         return None
     starts = np.union1d(jumps, np.arange(0, n_steps, save_every))
@@ -512,7 +587,7 @@ def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int) -> _Runs | No
     position = np.arange(starts.size) - np.searchsorted(interval, interval)  # its place among its interval's runs
     grid = np.zeros((*level.shape[:-1], n_saved, width), np.int32)
     grid[..., interval, position] = inverse.reshape(level.shape) + 1
-    return _Runs(pair_level, pair_length, grid, int(save_every).bit_length())
+    return _Runs(pair_level, pair_length, grid, 4 * -(-int(save_every).bit_length() // 4))  # bits: a multiple of 4
 
 
 def _level_tables(v_k: np.ndarray):
@@ -614,9 +689,11 @@ def _batching(params, drive: _Drive, p0):
     return p0, (params_batched, v_batched, p0_batched), batch_sizes
 
 
-def _held_steps(n_steps: int, save_every: int) -> np.ndarray:
-    """(S + 1,) the step whose voltage is held from each saved time on (the last step's at the end)."""
-    return np.minimum(np.arange(0, n_steps + 1, save_every), n_steps - 1)
+def _held_steps(n_steps: int, save_every: int, n_rows: int | None = None) -> np.ndarray:
+    """(S + 1,) the step whose voltage is held from each saved time on (the last step's at the end),
+    or (``n_rows``,) for a run padded past its end (the padding holds the last step's too)."""
+    n_rows = n_steps // save_every + 1 if n_rows is None else n_rows
+    return np.minimum(np.arange(n_rows) * save_every, n_steps - 1)
 
 
 def _trace(
@@ -624,10 +701,22 @@ def _trace(
 ) -> Trace:
     """The saved steps as a :class:`Trace` (G and I from the occupancy, ×N for N pores, unless
     ``observed`` = (G, I, each device's probability-sum error) came with the run); a run that
-    lost probability or went non-finite raises (``throw``) or is flagged in ``Trace.ok``."""
+    lost probability or went non-finite raises (``throw``) or is flagged in ``Trace.ok``. ``p_s``,
+    ``e_s`` and ``observed`` may hold saved times past the drive's end (a run padded to a bucket):
+    G and I are formed at that padded shape (one compiled program per bucket), then all are cut."""
     n_steps = drive.n_steps
+    keep = n_steps // save_every + 1
     params_batched = len(params.batch_shape) == 1
     tol = _NORM_TOL.get(p_s.dtype.itemsize, 1e-3)
+    # the voltage held from each saved time on, the padding's included (it holds the last step's)
+    v_saved = drive.volts_at(_held_steps(n_steps, save_every, p_s.shape[-2]))
+    if observed is None:
+        v_pad = np.broadcast_to(v_saved, p_s.shape[:-1])
+        g_ps, i_pa = _conductance_at(params, v_pad, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)
+    else:
+        g_ps, i_pa = observed[:2]
+    p_s, e_s = p_s[..., :keep, :], e_s[..., :keep]
+    g_ps, i_pa = np.asarray(g_ps)[..., :keep] * scale, np.asarray(i_pa)[..., :keep] * scale
     if observed is None:
         ok = np.all(np.isfinite(p_s), axis=(-1, -2)) & np.all(np.abs(p_s.sum(-1) - 1.0) < tol, axis=-1)
     else:
@@ -638,15 +727,9 @@ def _trace(
             f"({np.size(ok) - np.count_nonzero(ok)} of {np.size(ok)} devices); look for rates that overflow "
             "(a Bell law far outside the calibrated voltage range) or pass throw=False to inspect Trace.ok"
         )
-    v_saved = drive.volts_at(_held_steps(n_steps, save_every))
-    t_ns = np.arange(0, n_steps + 1, save_every) * dt_ns
-    v_full = np.broadcast_to(v_saved, p_s.shape[:-1])
-    if observed is None:
-        observed = _conductance_at(params, v_full, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)
-    g_ps, i_pa = np.asarray(observed[0]) * scale, np.asarray(observed[1]) * scale
     return Trace(
-        t_ns=t_ns,
-        v=v_full.copy(),
+        t_ns=np.arange(0, n_steps + 1, save_every) * dt_ns,
+        v=np.broadcast_to(v_saved[..., :keep], p_s.shape[:-1]).copy(),
         p=p_s,
         w=p_s[..., 0],
         g_ps=g_ps,
@@ -691,7 +774,12 @@ def simulate(
         raise ValueError(f"save_every must be a positive integer dividing the {n_steps} steps; got {save_every!r}")
     p0, batch, batch_sizes = _batching(params, drive, p0)
     dt = jnp.asarray(dt_ns, dtype=float)
-    v_in, levels_in = jnp.asarray(drive.steps), None if drive.levels is None else jnp.asarray(drive.levels)
+    # one compiled program per bucket of saved times: the steps padded to a power of two of saved
+    # intervals, the voltage held, the padding skipped inside the run and cut from the trace
+    n_saved = n_steps // save_every
+    padded = _padded_drive(drive, _saved_bucket(n_saved) * save_every)
+    n_valid = np.int32(n_saved)
+    v_in, levels_in = jnp.asarray(padded.steps), None if padded.levels is None else jnp.asarray(padded.levels)
     v_rest = drive.v_rest
     batch = (*batch, drive.steps.ndim == 2)
     squarings = _squaring_cap(params, float(dt_ns))
@@ -704,20 +792,33 @@ def simulate(
         )
         if runs is None:
             p_s, e_s = _run_mean_field(
-                params, v_in, dt, jnp.asarray(v_rest), p0, levels_in, save_every=save_every, max_squarings=squarings, batch=batch
+                params,
+                v_in,
+                dt,
+                jnp.asarray(v_rest),
+                p0,
+                levels_in,
+                n_valid,
+                save_every=save_every,
+                max_squarings=squarings,
+                batch=batch,
             )
         else:
-            saved_level = np.take(drive.steps, _held_steps(n_steps, save_every), axis=-1)
+            n_pad = padded.n_steps // save_every
+            grid = np.zeros((*runs.grid.shape[:-2], n_pad, runs.grid.shape[-1]), runs.grid.dtype)
+            grid[..., :n_saved, :] = runs.grid  # padded with empty runs (skipped)
+            saved_level = np.take(drive.steps, _held_steps(n_steps, save_every, n_pad + 1), axis=-1)
             out = _run_mean_field_runs(
                 params,
-                runs.grid,
+                grid,
                 dt,
                 v_rest,
                 p0,
-                drive.levels,
+                padded.levels,
                 runs.pair_level,
                 runs.pair_length,
                 saved_level.T,
+                n_valid,
                 n_bits=runs.n_bits,
                 max_squarings=squarings,
                 batch=batch,
@@ -743,6 +844,7 @@ def simulate(
             key,
             float(n_pores),
             levels_in,
+            n_valid,
             save_every=save_every,
             max_squarings=squarings,
             batch=batch,
