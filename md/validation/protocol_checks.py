@@ -1,0 +1,104 @@
+"""Issue 23's checks of the cheaper protocol, each recorded as a figure in md/validation/checks/<name>.json:
+
+* ``timestep``: a 4 fs step with a 0.9 nm cutoff against 2 fs / 1.0 nm, on a well, a mouth and a bulk
+  window (B3N K+, z0 = 0.1, 0.3, 1.2 nm): the mean force must agree within 1σ (σ of the difference);
+* ``partner``: one restrained K+ against two (the partner in the farthest pore, at z0 = 1.0 nm), at
+  z0 = 0 and 0.3 nm: the partner may change the mean force by < 1σ.
+
+Each comparison is one record with both mean forces, their standard errors (statistical inefficiency
+from pymbar), the verdict and the cost; a record already written is skipped, so the script resumes.
+Run from the repository root, one OpenMM thread:
+
+    OPENMM_CPU_THREADS=1 python md/validation/protocol_checks.py [timestep|partner ...] [--sampling-ps 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ionkinetics import md
+from ionkinetics.md._adaptive import AdaptivePlan, OpenMMUmbrellaSampler, _mean_force, partner_pores
+from ionkinetics.md._pmf import BOLTZMANN_KJ_PER_MOL_K
+
+OUT = Path(__file__).parent / "checks"
+OPTION = "crown-midpoint"  # hBN: won-aluru-2008, frozen sheet (the sheet issue 23 measured the 4 fs saving on)
+SYSTEM = "B3N:KCl@1.0"
+
+
+def _sampler(dt_fs: float, cutoff_nm: float, n_ions: int, plan: AdaptivePlan, seed: int):
+    built = md.build_system(SYSTEM, cells=(2, 1), box_z_nm=5.0, seed=1, cutoff_nm=cutoff_nm, forcefield_option=OPTION)
+    ions = [int(i) for i, s in zip(built.ion_indices, built.ion_species, strict=True) if s == "K+"][:n_ions]
+    pores = list(partner_pores(built))[:n_ions]
+    return OpenMMUmbrellaSampler(built, ions, np.asarray(built.pore_centres_nm)[pores, :2], plan, timestep_fs=dt_fs, seed=seed)
+
+
+def _window(dt_fs, cutoff_nm, z0s, plan, sampling_ps, seed) -> dict:
+    t0 = time.perf_counter()
+    sampler = _sampler(dt_fs, cutoff_nm, len(z0s), plan, seed)
+    z, _, _ = sampler.sample(tuple(z0s), equilibration_ps=plan.equilibration_ps, sampling_ps=sampling_ps, start=None)
+    k = plan.k_z_kj_per_mol_nm2 / (BOLTZMANN_KJ_PER_MOL_K * plan.temperature_k)
+    zm, f, sf = _mean_force(z[0], z0s[0], k)
+    return {"timestep_fs": dt_fs, "cutoff_nm": cutoff_nm, "z0_nm": list(z0s), "z_mean_nm": zm, "mean_force_kt_per_nm": f,
+            "mean_force_err_kt_per_nm": sf, "sampling_ps": sampling_ps, "wall_s": time.perf_counter() - t0,
+            "ns_per_day": (sampling_ps + plan.equilibration_ps) / 1000.0 / ((time.perf_counter() - t0) / 86400.0)}  # fmt: skip
+
+
+def _compare(name: str, a: dict, b: dict, nsigma: float) -> dict:
+    diff = a["mean_force_kt_per_nm"] - b["mean_force_kt_per_nm"]
+    sigma = math.hypot(a["mean_force_err_kt_per_nm"], b["mean_force_err_kt_per_nm"])
+    return {"check": name, "a": a, "b": b, "difference_kt_per_nm": diff, "sigma_kt_per_nm": sigma, "threshold_sigma": nsigma,
+            "holds": bool(abs(diff) <= nsigma * sigma)}  # fmt: skip
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "unknown"
+
+
+def _write(path: Path, rec: dict) -> None:
+    rec = {**rec, "commit": _commit(), "host": platform.node(), "openmm_cpu_threads": os.environ.get("OPENMM_CPU_THREADS")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(rec, indent=1))
+    os.replace(tmp, path)
+    print(
+        f"{path}: holds={rec['holds']} diff={rec['difference_kt_per_nm']:+.1f} ± {rec['sigma_kt_per_nm']:.1f} kT/nm", flush=True
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checks", nargs="*", default=["timestep", "partner"])
+    ap.add_argument("--sampling-ps", type=float, default=100.0)
+    args = ap.parse_args(argv)
+    plan = AdaptivePlan(equilibration_ps=10.0, sample_every_ps=0.2)
+    if "timestep" in args.checks:
+        for z0, where in ((0.1, "well"), (0.3, "mouth"), (1.2, "bulk")):
+            path = OUT / f"timestep-{where}-z{z0:.1f}.json"
+            if path.exists():
+                continue
+            fast = _window(4.0, 0.9, (z0,), plan, args.sampling_ps, seed=11)
+            slow = _window(2.0, 1.0, (z0,), plan, args.sampling_ps, seed=12)
+            _write(path, _compare(f"4 fs / 0.9 nm (a) against 2 fs / 1.0 nm (b), B3N K+ {where} window", fast, slow, 1.0))
+    if "partner" in args.checks:
+        for z0 in (0.0, 0.3):
+            path = OUT / f"partner-z{z0:.1f}.json"
+            if path.exists():
+                continue
+            two = _window(4.0, 0.9, (z0, 1.0), plan, args.sampling_ps, seed=13)
+            one = _window(4.0, 0.9, (z0,), plan, args.sampling_ps, seed=14)
+            _write(path, _compare(f"two restrained K+ (a, partner at z0 = 1.0 nm) against one (b), z0 = {z0} nm", two, one, 1.0))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
