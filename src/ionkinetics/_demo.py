@@ -269,16 +269,20 @@ def _plot_stacked(columns, path, title):
         limits = _off_scale_limits(np.asarray(mean.t_ns), np.asarray(mean.i_pa), np.asarray(mean.v))
         if limits is not None:
             ax_i.set_ylim(*limits)
-            k = int(np.argmax(np.abs(mean.i_pa)))
-            ax_i.annotate(
-                f"transient {float(mean.i_pa[k]):.3g} pA (off scale)",
-                xy=(float(mean.t_ns[k]), limits[1] if mean.i_pa[k] > 0 else limits[0]),
-                xytext=(8, -12 if mean.i_pa[k] > 0 else 12),
-                textcoords="offset points",
-                fontsize=7,
-                va="center",
-                arrowprops={"arrowstyle": "-|>", "lw": 0.6, "color": "k"},
-            )
+            i_pa = np.asarray(mean.i_pa)
+            for k in {int(np.argmax(i_pa)), int(np.argmin(i_pa))}:  # each spike off the axis, its value written
+                up = i_pa[k] > limits[1]
+                if not (up or i_pa[k] < limits[0]):
+                    continue
+                ax_i.annotate(
+                    f"transient {float(i_pa[k]):.3g} pA (off scale)",
+                    xy=(float(mean.t_ns[k]), limits[1] if up else limits[0]),
+                    xytext=(8, -12 if up else 12),
+                    textcoords="offset points",
+                    fontsize=7,
+                    va="center",
+                    arrowprops={"arrowstyle": "-|>", "lw": 0.6, "color": "k"},
+                )
         ax_w.set_ylim(-0.03, 1.03)
         ax_i.set_ylabel("I per pore (pA)")
         ax_w.set_ylabel("w (open fraction)")
