@@ -222,3 +222,18 @@ def test_alpha_and_c_have_one_definition_in_figure_table_and_docs():
         assert _first_number(cells[5]) == pytest.approx(c_ps, rel=0.03, abs=0.051), (row, cells[5], c_ps)
     assert "0.1 V steps" in GV_FIT_DEFINITION
     assert "0.1 V steps across the paper's G–V range" in " ".join((REPO / "README.md").read_text().split())
+
+
+def test_simulate_csv_has_units_in_every_column_and_plots_in_the_format_asked_for(tmp_path):
+    out = tmp_path / "trace.csv"
+    protocol = "step:v=0.3,t_on_ns=5,t_off_ns=25,duration_ns=50"
+    result = CliRunner().invoke(
+        app, ["simulate", "B3N:KCl@1.0+RbCl@0.5", "--protocol", protocol, "-o", str(out), "--plot", "--format", "svg"]
+    )
+    assert result.exit_code == 0, result.output
+    header, data = _read_csv(out)
+    assert header == ["t_ns", "v_V", "w_fraction", "g_pS", "i_pA", "e_aJ"]
+    check_unit_headers(header)
+    assert np.all((data[:, 2] >= 0) & (data[:, 2] <= 1)) and data[:, 1].max() == pytest.approx(0.3)
+    assert (tmp_path / "trace.svg").read_bytes()[:5] == b"<?xml"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.csv", "trace.svg"]

@@ -1177,7 +1177,7 @@ def simulate_cmd(
     cal = load_calibration(system)
     with _warnings_as_lines():
         tr = simulate(cal, proto, dt_ns, n_pores=n_pores or None, key=jax.random.key(seed) if n_pores else None)
-    header = "t_ns,v,w,g_ps,i_pa,e_aj"
+    header = "t_ns,v_V,w_fraction,g_pS,i_pA,e_aJ"  # units in every column name, as every CSV ionkinetics writes
     table = np.column_stack([tr.t_ns, tr.v, tr.w, tr.g_ps, tr.i_pa, tr.e_aj])
     lines = [header] + [",".join(f"{x:.9g}" for x in row) for row in table]
     path = write_text_atomic(output, "\n".join(lines) + "\n")
