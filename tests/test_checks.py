@@ -125,6 +125,8 @@ def test_a_misspelt_calibration_path_in_a_circuit_file_is_a_missing_file(tmp_pat
         ik.load_calibration("no/such.jsn")
     with pytest.raises(ValueError, match="system id must look like"):  # an id that is not a path keeps its rule
         ik.load_calibration("crown6 NaCl")
+    with pytest.raises(ValueError, match=r"unknown salt '\[/red\]'"):  # "pore:..." is an id, even with a "/" in it
+        ik.load_calibration("crown6:NaCl@1.0+[/red]@0.5")
 
 
 def test_a_protocol_default_duration_is_named_as_a_default(tmp_path):

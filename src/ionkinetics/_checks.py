@@ -141,9 +141,11 @@ def check_run_size(
 
 
 def looks_like_path(text: str) -> bool:
-    """Whether a calibration (or other) reference is a file path rather than an id: it has a folder
-    separator, or a file suffix and no ``:`` (system ids are ``pore:salt@molar+...``)."""
+    """Whether a calibration (or other) reference is a file path rather than an id: not ``word:...``
+    (a system id ``pore:salt@molar+...``, however misspelt after the colon), and it has a folder
+    separator or a file suffix."""
     text = str(text)
-    if "/" in text or "\\" in text:
-        return True
-    return ":" not in text and bool(os.path.splitext(text)[1])
+    head, colon, _ = text.partition(":")
+    if colon and len(head) > 1 and head.isalnum():  # a drive letter ("C:") is one character
+        return False
+    return "/" in text or "\\" in text or bool(os.path.splitext(text)[1])
