@@ -237,3 +237,21 @@ def test_simulate_csv_has_units_in_every_column_and_plots_in_the_format_asked_fo
     assert np.all((data[:, 2] >= 0) & (data[:, 2] <= 1)) and data[:, 1].max() == pytest.approx(0.3)
     assert (tmp_path / "trace.svg").read_bytes()[:5] == b"<?xml"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.csv", "trace.svg"]
+
+
+def test_step_response_axis_shows_the_plateau_behind_a_transient_and_leaves_short_pulses_alone():
+    """issue 26: a 350 pA transient hid the inactivated plateau. The current axis now spans the
+    plateaus (the spike is written beside it); a train of short pulses, whose plateaus are the
+    pulses themselves, keeps its full range."""
+    from ionkinetics._demo import _off_scale_limits
+
+    t = np.arange(0.0, 400.0, 0.05)
+    v = np.where((t >= 20) & (t < 120), 0.5, 0.0)
+    plateau = 0.7
+    i = np.where(v > 0, plateau, 0.0) + 183.0 * np.exp(-(t - 20) / 2.5) * (t >= 20)
+    lo, hi = _off_scale_limits(t, i, v)
+    assert lo < 0 < plateau < hi < 10 < i.max()
+    pulses = np.zeros_like(t)
+    for k in range(8):
+        pulses[(t >= 20 + 25 * k) & (t < 22 + 25 * k)] = 0.5
+    assert _off_scale_limits(t, np.where(pulses > 0, 60.0, 0.0), pulses) is None

@@ -229,12 +229,14 @@ def _off_scale_limits(t, y, v, *, skip_ns: float = 10.0):
     the first ``skip_ns`` after each change of the drive ``v``, widened by 10 %; None when the
     spikes are within twice that range (then the whole trace fits)."""
     edges = t[1:][np.abs(np.diff(v)) > 1e-12]
+    if edges.size:  # the segments that start at a change: short pulses keep their plateaus
+        skip_ns = min(skip_ns, 0.25 * float(np.diff(np.r_[edges, t[-1]]).min()))
     keep = np.ones(t.size, bool)
     for e in edges:
         keep &= ~((t >= e) & (t < e + skip_ns))
     lo, hi = float(np.min(y[keep])), float(np.max(y[keep]))
-    span = max(hi - lo, 1e-12)
-    if np.min(y) >= lo - span and np.max(y) <= hi + span:
+    span = hi - lo
+    if span <= 1e-3 * float(np.max(np.abs(y))) or (np.min(y) >= lo - span and np.max(y) <= hi + span):
         return None
     return lo - 0.1 * span, hi + 0.1 * span
 
