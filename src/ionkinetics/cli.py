@@ -491,8 +491,7 @@ def _run_adaptive_validation(plan, file: Path, records: Path, only, workers, run
     import json
     import os
 
-    from .md import select_platform
-    from .md._validate import estimate_wall_hours
+    from .md import estimate_wall_hours, select_platform
 
     names = [p.name for p in plan.pmfs if not only or p.name in only]
     platform, _ = select_platform(plan.settings.platform)

@@ -43,6 +43,9 @@ from ._rate_fit import compare_zero_bias as compare_zero_bias
 from ._rate_fit import fit_bell_rates as fit_bell_rates
 from ._rate_fit import kramers_rate_per_ns as kramers_rate_per_ns
 from ._roles import exponential_fit as exponential_fit
+from ._smoluchowski import SiteRates as SiteRates
+from ._smoluchowski import mean_first_passage_time_ps as mean_first_passage_time_ps
+from ._smoluchowski import site_rates_from_profile as site_rates_from_profile
 from ._summary import CEILING_NEAR as CEILING_NEAR
 from ._summary import FIT_V as FIT_V
 from ._summary import GV_FIT_DEFINITION as GV_FIT_DEFINITION

@@ -25,6 +25,9 @@ from ._analysis import dwell_times as dwell_times
 from ._analysis import ionic_current as ionic_current
 from ._analysis import pore_occupancy as pore_occupancy
 from ._analyze_run import analyze_run as analyze_run
+from ._diffusion import WindowDiffusion as WindowDiffusion
+from ._diffusion import diffusion_profile as diffusion_profile
+from ._diffusion import window_diffusion as window_diffusion
 from ._electrolyte import AVOGADRO_PER_MOL as AVOGADRO_PER_MOL
 from ._electrolyte import ION_RESIDUES as ION_RESIDUES
 from ._electrolyte import WATER_NUMBER_DENSITY_PER_NM3 as WATER_NUMBER_DENSITY_PER_NM3
@@ -95,6 +98,7 @@ from ._system import field_for_voltage as field_for_voltage
 from ._system import select_platform as select_platform
 from ._system import set_voltage as set_voltage
 from ._system import voltage_for_field as voltage_for_field
+from ._validate import estimate_wall_hours as estimate_wall_hours
 from ._validate import load_validation as load_validation
 from ._validate import run_validation as run_validation
 from ._validate import run_validation_concurrently as run_validation_concurrently
