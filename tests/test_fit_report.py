@@ -90,11 +90,18 @@ def test_contradictory_targets_exit_nonzero_with_the_table_and_write_nothing(tmp
     assert worst > MAX_RESIDUAL_SIGMA
     assert sum(line.endswith("!") for line in rows.values()) >= 1  # the rows beyond 3σ are marked
     assert "poor fit:" in text and "wrote nothing" in text and "--accept-poor-fit" in text
-    # accepted: written, and the file says it is a poor fit the user accepted
-    result = runner.invoke(app, ["fit", str(targets), "-o", str(out), "--starts", "2", "--accept-poor-fit"])
+
+
+@pytest.mark.slow  # a second fit (its own L-BFGS compile): 40-60 s on the loaded 2-core machine
+def test_a_poor_fit_accepted_is_written_with_its_verdict(tmp_path):
+    targets = tmp_path / "contradictory.toml"
+    targets.write_text(CONTRADICTORY)
+    out = tmp_path / "cal.json"
+    result = runner.invoke(app, ["fit", str(targets), "-o", str(out), "--starts", "1", "--accept-poor-fit"])
     assert result.exit_code == 0, result.output
+    assert "poor fit accepted (--accept-poor-fit)" in result.output
     verdict = json.loads(out.read_text())["fit"]["verdict"]
-    assert verdict["poor"] and verdict["accepted"] and verdict["max_abs_residual_sigma"] == pytest.approx(worst, abs=0.01)
+    assert verdict["poor"] and verdict["accepted"] and verdict["max_abs_residual_sigma"] > MAX_RESIDUAL_SIGMA
     assert verdict["thresholds"] == {"max_residual_sigma": 3.0, "max_chi2_per_dof": 9.0}
     assert ik.load_calibration(out).fit["verdict"]["poor"]
 
