@@ -433,6 +433,47 @@ def test_a_new_duration_or_dt_compiles_nothing_within_a_bucket():
         assert compiled == [], save_every
 
 
+def test_a_batch_saved_every_step_takes_the_runs_path_and_equals_the_per_step_scan(monkeypatch):
+    """Issue 27 goal 2: with save_every = 1 a batch of at least ``_BATCH_RUNS`` devices runs the
+    device-last run recurrence (one run per saved step; the cheaper loop for a batch) and one device
+    keeps the per-step scan; every field equals the per-step scan's to 1e-12, for a parameter batch
+    and an amplitude sweep."""
+    from ionkinetics.kinetics._simulate import _BATCH_RUNS, _drive, _runs
+
+    def scaled(f):
+        return dataclasses.replace(
+            TWO_STATE.params,
+            escape=dataclasses.replace(TWO_STATE.params.escape, k_plus_per_ns=TWO_STATE.params.escape.k_plus_per_ns * f),
+        )
+
+    train = protocols.pulse_train(0.45, 2.0, 7.0, 4, duration_ns=30.0)
+    cases = {
+        "parameter batch": (stack_params([scaled(f) for f in np.linspace(0.3, 3.0, _BATCH_RUNS)]), train),
+        "amplitude sweep": (
+            TWO_STATE,
+            [protocols.pulse_train(a, 2.0, 7.0, 4, duration_ns=30.0) for a in np.linspace(-0.5, 0.5, _BATCH_RUNS)],
+        ),
+    }
+    steps = _drive(train, 0.05).steps
+    assert _runs(steps, 1, 6, n_devices=_BATCH_RUNS) is not None and _runs(steps, 1, 6, n_devices=1) is None
+    from ionkinetics.kinetics import _simulate
+
+    def no_per_step_scan(*args, **kwargs):
+        raise AssertionError("simulate took the per-step scan")
+
+    for name, (cal, protocol) in cases.items():
+        with monkeypatch.context() as m:
+            m.setattr(_simulate, "_run_mean_field", no_per_step_scan)
+            fast = simulate(cal, protocol, 0.05)
+        with monkeypatch.context() as m:
+            _per_step(m)
+            ref = simulate(cal, protocol, 0.05)
+        assert fast.p.shape == ref.p.shape == (_BATCH_RUNS, 601, 2), name
+        for field in ("t_ns", "v", "p", "w", "g_ps", "i_pa", "e_aj"):
+            assert_allclose(getattr(fast, field), getattr(ref, field), rtol=1e-12, atol=1e-15, err_msg=f"{name}: {field}")
+        assert np.array_equal(fast.ok, ref.ok) and np.all(fast.ok), name
+
+
 def test_runs_gradient_equals_the_per_step_scan_gradient():
     """The run factors (repeated squaring, bit selection) are differentiable: d(final energy)/d(escape
     prefactor) through the runs path equals the per-step scan's gradient."""

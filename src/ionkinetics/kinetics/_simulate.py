@@ -7,6 +7,8 @@ every ``save_every``-th step is kept, the steps are cut into constant-voltage ru
 saved time and the scan takes one iteration per run, with ``P^n`` and the energy over n steps from
 repeated squaring: the same numbers (to round-off), at a cost set by the jumps and saved times, not
 by the steps (a 2 ns pulse every 7 ns at dt = 0.05 ns, saved every 50 steps: 30x fewer iterations).
+A batch of ``_BATCH_RUNS`` or more devices takes the run loop even saved every step (one run per
+step): its device-last layout is then the cheaper loop.
 
 Compiled once per bucket: ``simulate`` runs the steps on to a power of two of saved intervals (the
 last voltage held; the loop stops at the true end, so the padding costs no work) and cuts the trace
@@ -117,7 +119,8 @@ def mean_field_scan(params: KineticParams, v_k, dt_ns, p0, *, save_every: int = 
     ``max_squarings_for(params, dt_ns)`` for the cheapest exact program.
     Returns occupancy (T/save_every + 1, K) and cumulative energy per pore, aJ, at the saved
     times. Pure and differentiable; ``simulate`` wraps it with jit and vmap where it does not cut the
-    steps into constant-voltage runs (``save_every = 1``, or a voltage that moves every few steps).
+    steps into constant-voltage runs (one device saved every step, or a voltage that moves every few
+    steps).
     """
     return _mean_field_saved(params, v_k, dt_ns, p0, save_every, levels, max_squarings, None)
 
@@ -545,8 +548,12 @@ def _padded_drive(drive: _Drive, n_steps: int) -> _Drive:
 
 
 # Runs replace steps when they are at most this fraction of the steps, and their factor table
-# (devices × pairs × K(K+1) numbers) stays below this many bytes.
+# (devices × pairs × K(K+1) numbers) stays below this many bytes. From _BATCH_RUNS devices on they
+# replace steps even one for one (save_every = 1: one run per saved step): the device-last run
+# recurrence is then the cheaper loop (issue 27, 2-core CPU: 1.5x at 10 devices, 4-8x at 100-1000;
+# 0.5-1x at 1-4 devices, where the per-step scan's one small matrix product per step wins).
 _RUN_FRACTION = 0.5
+_BATCH_RUNS = 8
 _RUN_TABLE_BYTES = 1 << 30
 
 
@@ -557,9 +564,10 @@ def _squaring_cap(params: KineticParams, dt_ns: float) -> int:
     return 0 if params.n_states <= 2 else 4 * -(-max_squarings_for(params, dt_ns) // 4)
 
 
-def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int) -> _Runs | None:
+def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int, n_devices: int = 1) -> _Runs | None:
     """The runs of a tabulated drive (``steps`` (T,) or (B, T) level indices), or None where they
-    would not save work (a voltage that moves every few steps) or their table would not fit."""
+    would not save work (a voltage that moves every few steps, or save_every = 1 for fewer than
+    ``_BATCH_RUNS`` devices) or their table would not fit."""
     n_steps = steps.shape[-1]
     n_saved = n_steps // save_every
     change = steps[..., 1:] != steps[..., :-1]
@@ -570,7 +578,7 @@ def _runs(steps: np.ndarray, save_every: int, cells_per_pair: int) -> _Runs | No
     # (inside an interval): the bound moves with the jumps' spacing, not with where they fall
     in_window = np.searchsorted(jumps, jumps + save_every - 2, side="right") - np.arange(jumps.size)
     width = _pow2(1 + int(in_window.max(initial=0)))  # a power of two: few programs over jump spacings
-    if n_saved * width > _RUN_FRACTION * n_steps:
+    if n_saved * width > (1.0 if n_devices >= _BATCH_RUNS else _RUN_FRACTION) * n_steps:
         return None
     starts = np.union1d(jumps, np.arange(0, n_steps, save_every))
     lengths = np.diff(np.append(starts, n_steps))  # each <= save_every: saved times cut every run
@@ -762,7 +770,9 @@ def simulate(
         p0: initial occupancy (K,) or (B, K); default the steady state at the protocol's rest voltage.
         save_every: keep every n-th step (must divide the number of steps). Mean-field runs of
             steps and pulse trains then advance from jump to jump and saved time to saved time,
-            not step by step: the cost follows the jumps and saved times (the same numbers).
+            not step by step: the cost follows the jumps and saved times (the same numbers). A batch
+            of 8 or more devices takes that device-last run loop with save_every = 1 too (one run
+            per saved step, the cheaper loop for a batch).
         throw: raise if a run loses probability or goes non-finite (else see ``Trace.ok``).
     """
     params = _as_params(cal)
@@ -788,7 +798,9 @@ def simulate(
             raise ValueError("key is only used with n_pores (stochastic runs); drop it or pass n_pores")
         n_devices = max(batch_sizes.values(), default=1)
         runs = (
-            None if drive.levels is None else _runs(drive.steps, save_every, n_devices * params.n_states * (params.n_states + 1))
+            None
+            if drive.levels is None
+            else _runs(drive.steps, save_every, n_devices * params.n_states * (params.n_states + 1), n_devices)
         )
         if runs is None:
             p_s, e_s = _run_mean_field(
