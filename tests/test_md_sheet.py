@@ -138,3 +138,22 @@ def test_bad_sheet_choices_name_argument_rule_and_value():
     electrolyte = md.build_electrolyte(membrane, "crown6:KCl@1.0")
     with pytest.raises(ValueError, match=r"sheet moves only hBN membranes.*got 'graphene'"):
         md.assemble_system(membrane, electrolyte, sheet="sgouros-2025-rim")
+
+
+def test_edge_lj_option_changes_only_the_edge_n_and_gets_its_own_records():
+    b = md.build_system("B3N:KCl@1.0", cells=(2, 1), box_z_nm=4.0, forcefield_option="hbn-edge-uff")
+    (nb,) = [f for f in b.system.getForces() if isinstance(f, openmm.NonbondedForce)]
+    uff = md.EDGE_LJ_SETS["uff-1992"]
+    names = b.membrane.residue_names
+    for i in range(b.membrane.n_atoms):
+        _q, sig, eps = nb.getParticleParameters(i)
+        if names[i] == "HBE":
+            assert (sig.value_in_unit(unit.nanometer), eps.value_in_unit(unit.kilojoule_per_mole)) == (
+                uff.sigma_nm,
+                uff.epsilon_kj_per_mol,
+            )
+        elif names[i] == "HBN":
+            assert sig.value_in_unit(unit.nanometer) == 0.3365
+    assert md.EDGE_LJ_SETS["uff-1992"].sigma_nm == pytest.approx(0.3660 / 2 ** (1 / 6), abs=1e-5)  # σ = x/2^(1/6)
+    assert membrane_model_for("hbn-edge-uff", "B3N") == "won-aluru-2008+edge-uff-1992"
+    assert membrane_model_for("hbn-rim-edge-uff", "B3N") == "won-aluru-2008+sgouros-2025-rim+edge-uff-1992"

@@ -37,6 +37,7 @@ from ._electrolyte import build_electrolyte as build_electrolyte
 from ._electrolyte import ion_count as ion_count
 from ._forcefield import CROWN_CHARGE_SETS as CROWN_CHARGE_SETS
 from ._forcefield import DEFAULT_FORCEFIELD_OPTION as DEFAULT_FORCEFIELD_OPTION
+from ._forcefield import EDGE_LJ_SETS as EDGE_LJ_SETS
 from ._forcefield import FORCEFIELD_OPTIONS as FORCEFIELD_OPTIONS
 from ._forcefield import HBN_CHARGE_SETS as HBN_CHARGE_SETS
 from ._forcefield import ChargeSet as ChargeSet

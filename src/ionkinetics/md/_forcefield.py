@@ -32,6 +32,7 @@ from ._sheet import sheet_model
 __all__ = [
     "CROWN_CHARGE_SETS",
     "DEFAULT_FORCEFIELD_OPTION",
+    "EDGE_LJ_SETS",
     "FORCEFIELD_OPTIONS",
     "HBN_CHARGE_SETS",
     "ChargeSet",
@@ -170,6 +171,41 @@ HBN_CHARGE_SETS: dict[str, ChargeSet] = {
 
 
 @dataclasses.dataclass(frozen=True)
+class EdgeLJ:
+    """Lennard-Jones parameters of the hBN vacancy-edge N (atom type ``ik-hbn-N-edge``), with its source."""
+
+    name: str
+    sigma_nm: float
+    epsilon_kj_per_mol: float
+    source: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+EDGE_LJ_SETS: dict[str, EdgeLJ] = {
+    e.name: e
+    for e in (
+        EdgeLJ(
+            "won-aluru-2007",
+            0.3365,
+            0.6058432,
+            "As bulk hBN N: σ = 3.365 Å, ε = 0.1448 kcal/mol (Won and Aluru 2007, 2008), the shipped data/ionkinetics.xml.",
+        ),
+        EdgeLJ(
+            "uff-1992",
+            0.32607,
+            0.288696,
+            "UFF nitrogen (x = 3.660 Å, D = 0.069 kcal/mol; Rappé, Casewit, "
+            "Colwell, Goddard, Skiff, J. Am. Chem. Soc. 114, 10024 (1992)): σ = x/2^(1/6) = 3.2607 Å. Applied to "
+            "the two-coordinated vacancy-edge N only (issue 23: the edge's wall against K+); the sheet's other N "
+            "keep Won-Aluru's. A screening choice, not a published hBN-pore model.",
+        ),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class ForceFieldOption:
     """One crown-ether charge set and one hBN charge set under a name (the spec's ``[forcefield] option``)."""
 
@@ -178,9 +214,12 @@ class ForceFieldOption:
     hbn: ChargeSet
     note: str
     hbn_sheet: str = "frozen"  # ionkinetics.md.SHEET_MODELS: how hBN membranes move (graphene stays frozen)
+    hbn_edge_lj: str = "won-aluru-2007"  # EDGE_LJ_SETS: Lennard-Jones of the vacancy-edge N
 
     def __post_init__(self):
         sheet_model(self.hbn_sheet)
+        if self.hbn_edge_lj not in EDGE_LJ_SETS:
+            raise _bad("hbn_edge_lj", f"must be one of {', '.join(sorted(EDGE_LJ_SETS))}", self.hbn_edge_lj)
 
     @property
     def template_charges_e(self) -> dict[str, float]:
@@ -188,11 +227,12 @@ class ForceFieldOption:
 
     def as_dict(self) -> dict:
         return {"name": self.name, "note": self.note, "crown": self.crown.as_dict(), "hbn": self.hbn.as_dict(),
-                "hbn_sheet": sheet_model(self.hbn_sheet).as_dict()}  # fmt: skip
+                "hbn_sheet": sheet_model(self.hbn_sheet).as_dict(),
+                "hbn_edge_lj": EDGE_LJ_SETS[self.hbn_edge_lj].as_dict()}  # fmt: skip
 
 
-def _option(name: str, crown: str, hbn: str, note: str, hbn_sheet: str = "frozen") -> ForceFieldOption:
-    return ForceFieldOption(name, CROWN_CHARGE_SETS[crown], HBN_CHARGE_SETS[hbn], note, hbn_sheet)
+def _option(name: str, crown: str, hbn: str, note: str, hbn_sheet: str = "frozen", hbn_edge_lj: str = "won-aluru-2007"):
+    return ForceFieldOption(name, CROWN_CHARGE_SETS[crown], HBN_CHARGE_SETS[hbn], note, hbn_sheet, hbn_edge_lj)
 
 
 DEFAULT_FORCEFIELD_OPTION = "ik-2025"
@@ -223,6 +263,21 @@ FORCEFIELD_OPTIONS: dict[str, ForceFieldOption] = {
             "q040",
             "hBN pore rims move (Sgouros 2025 bonded terms) with the small published hBN charges (±0.40 e).",
             hbn_sheet="sgouros-2025-rim",
+        ),
+        _option(
+            "hbn-rim-edge-uff",
+            "midpoint-0.32",
+            "won-aluru-2008",
+            "Moving hBN pore rims with UFF Lennard-Jones on the vacancy-edge N (issue 23's B3N K+ screen).",
+            hbn_sheet="sgouros-2025-rim",
+            hbn_edge_lj="uff-1992",
+        ),
+        _option(
+            "hbn-edge-uff",
+            "midpoint-0.32",
+            "won-aluru-2008",
+            "Frozen hBN with UFF Lennard-Jones on the vacancy-edge N (issue 23's B3N K+ screen).",
+            hbn_edge_lj="uff-1992",
         ),
         _option("sahu-crown-hbn-q040", "sahu-2019", "q040", "Sahu crown; the small end of the published hBN charges."),
         _option("sahu-crown-hbn-uncharged", "sahu-2019", "uncharged", "Sahu crown; uncharged hBN (control)."),
@@ -255,6 +310,10 @@ def _option_xml_text(option: ForceFieldOption) -> str:
             seen.add(name)
     if seen != set(charges):
         raise AssertionError(f"shipped XML lacks templates {sorted(set(charges) - seen)}")
+    edge = EDGE_LJ_SETS[option.hbn_edge_lj]
+    (lj,) = [a for a in root.iter("Atom") if a.get("type") == "ik-hbn-N-edge" and a.get("sigma") is not None]
+    lj.set("sigma", repr(edge.sigma_nm))
+    lj.set("epsilon", repr(edge.epsilon_kj_per_mol))
     info = root.find("Info")
     for s in (option.crown, option.hbn):
         ref = ET.SubElement(info, "Reference")
@@ -264,7 +323,8 @@ def _option_xml_text(option: ForceFieldOption) -> str:
         f"<!-- ionkinetics force-field option '{option.name}' (generated from data/ionkinetics.xml by "
         f"ionkinetics.md.forcefield_option_files; do not edit). Membrane charges, e: "
         + ", ".join(f"{k} {v:+.6g}" for k, v in sorted(charges.items()))
-        + f". Crown: {option.crown.name}; hBN: {option.hbn.name}. Sources in <Info>; what was verified: "
+        + f". Crown: {option.crown.name}; hBN: {option.hbn.name}; hBN edge N Lennard-Jones: {option.hbn_edge_lj}."
+        + " Sources in <Info>; what was verified: "
         + f"crown: {option.crown.checked} hBN: {option.hbn.checked} -->\n"
     )
     inner = header[len("<!-- ") : -len(" -->\n")].replace("--", "- -")  # "--" may not appear inside an XML comment
@@ -277,7 +337,8 @@ def forcefield_option_files(name: str) -> tuple[str, ...]:
     shipped ones, else a generated copy with the option's charges (cached by content hash)."""
     option = forcefield_option(name)
     shipped = dict(_shipped_template_charges())
-    if all(abs(shipped.get(k, float("nan")) - v) <= 1e-12 for k, v in option.template_charges_e.items()):
+    same_charges = all(abs(shipped.get(k, float("nan")) - v) <= 1e-12 for k, v in option.template_charges_e.items())
+    if same_charges and option.hbn_edge_lj == "won-aluru-2007":
         return default_forcefield_files()
     text = _option_xml_text(option)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -104,7 +104,10 @@ def membrane_model_for(option: str, pore: str) -> str:
     hBN sheet that moves, ``+<sheet model>`` (a frozen sheet keeps the plain charge-set name)."""
     o = FORCEFIELD_OPTIONS[option]
     name = charge_set_for(option, pore).name
-    return name if pore == "crown6" or o.hbn_sheet == "frozen" else f"{name}+{o.hbn_sheet}"
+    if pore == "crown6":
+        return name
+    name = name if o.hbn_sheet == "frozen" else f"{name}+{o.hbn_sheet}"
+    return name if o.hbn_edge_lj == "won-aluru-2007" else f"{name}+edge-{o.hbn_edge_lj}"
 
 
 def window_index_for_z(z0_nm: float) -> int:
