@@ -242,3 +242,15 @@ def test_a_plan_runs_concurrently_on_the_cpu_platform(tmp_path):
     rec = summary["pmfs"][0]
     assert {"sigma_w_kt_max", "block_halves_within_2sigma", "min_overlap", "mirror_check_holds"} <= set(rec)
     assert (tmp_path / "pmfs.png").is_file() and json.loads((tmp_path / "summary.json").read_text())["facts"]
+
+
+def test_the_shipped_validation_file_is_the_adaptive_plan_of_the_five_facts():
+    from pathlib import Path
+
+    from ionkinetics.md._validate import load_validation
+
+    plan = load_validation(Path(__file__).resolve().parents[1] / "md" / "validation" / "validation.toml")
+    assert plan.adaptive is not None and plan.adaptive.sigma_target_kt == 0.7 and plan.adaptive.overlap_min == 0.03
+    assert plan.adaptive.mirror_z_nm == (-0.2, -0.4) and plan.adaptive.ions_per_cell == 2
+    assert {f"{p.pore}-{p.ion.rstrip('+')}" for p in plan.pmfs} == {"crown6-Na", "crown6-K", "B3N-K", "B3N-Na", "B3N-Rb"}
+    assert plan.settings.timestep_fs == 4.0 and plan.cell["cutoff_nm"] == 0.9

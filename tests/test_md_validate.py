@@ -20,7 +20,7 @@ K_Z = 2000.0
 
 
 def _raw():
-    return tomllib.loads((REPO / "md" / "validation" / "validation.toml").read_text())
+    return tomllib.loads((REPO / "md" / "validation" / "fixed-grid" / "validation.toml").read_text())
 
 
 def _well(depth_kt, width_nm=0.12):

@@ -16,8 +16,8 @@ mkdir -p md/validation/logs
 lock=md/validation/logs/.campaign${1:+-$(printf '%s' "$1" | tr '/.' '__')}.lock
 exec 9> "$lock"
 if ! flock -n 9; then echo "another run_campaign.sh holds $lock; not starting" >&2; exit 1; fi
-queue=(md/validation/screen-midpoint/screen.toml md/validation/screen/screen.toml
-       md/validation/screen-hbn/screen.toml md/validation/validation.toml)
+queue=(md/validation/screen-b3n-centre/screen.toml md/validation/screen-crown-0.28/screen.toml
+       md/validation/screen-crown-0.36/screen.toml md/validation/validation.toml)
 run() { python -c 'import sys; from ionkinetics.md._validate import _main; sys.exit(_main(sys.argv[1:]))' "$@"; }
 if [[ $# -gt 0 && "$1" == *.toml ]]; then
   file=$1; shift
