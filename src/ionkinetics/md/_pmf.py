@@ -68,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import BOLTZMANN_KJ_PER_MOL_K
 from ._settings import LangevinSettings
 
 __all__ = [
@@ -87,7 +88,6 @@ __all__ = [
     "window_path",
 ]
 
-BOLTZMANN_KJ_PER_MOL_K = 0.0083144626181532  # R = N_A·k_B, kJ/mol/K
 DEFAULT_OVERLAP_THRESHOLD = 0.03
 DEFAULT_BULK_MIN_ABS_Z_NM = 1.0
 UMBRELLA_FORCE_NAME = "UmbrellaZFlatBottomXY"

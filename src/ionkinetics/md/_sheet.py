@@ -34,9 +34,10 @@ import math
 
 import numpy as np
 
+from ..constants import FARADAY_KJ_PER_MOL_PER_V as _KJ_PER_MOL_PER_EV
+
 __all__ = ["DEFAULT_RIM_RADIUS_NM", "RIM_MASS_AMU", "SHEET_MODELS", "SheetModel", "add_flexible_rim", "sheet_model"]
 
-_KJ_PER_MOL_PER_EV = 96.48533212331002
 RIM_MASS_AMU = 50.0
 DEFAULT_RIM_RADIUS_NM = 0.55
 

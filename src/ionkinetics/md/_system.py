@@ -33,6 +33,7 @@ from openmm import app, unit
 from scipy.spatial import cKDTree
 
 from .. import species as _species
+from ..constants import FARADAY_KJ_PER_MOL_PER_V
 from ._electrolyte import Electrolyte, build_electrolyte, residue_template
 from ._forcefield import DEFAULT_FORCEFIELD_OPTION, forcefield_option_files
 from ._forcefield import forcefield_option as forcefield_option_named
@@ -54,7 +55,6 @@ __all__ = [
     "voltage_for_field",
 ]
 
-FARADAY_KJ_PER_MOL_PER_V = 96.48533212331002  # N_A·e: kJ/mol per (e·V)
 FIELD_PARAMETER = "efield_kj_per_mol_nm_e"
 FIELD_FORCE_GROUP = 1
 DEFAULT_CUTOFF_NM = 1.0
