@@ -91,3 +91,28 @@ def test_diffusion_from_windows_recovers_the_known_d():
         assert abs(w.d_nm2_per_ps - expected) <= NSIGMA_MAX * w.d_err_nm2_per_ps
     with pytest.raises(ValueError, match="z_nm must be at least 20 finite samples"):
         window_diffusion(np.zeros(5), 0.1)
+
+
+def test_potential_profile_of_a_screened_capacitor_and_its_field_share():
+    """Two charged planes (±σ at z = ∓0.5 nm) and the applied field that cancels their field outside, as a
+    perfectly screening electrolyte would: φ drops by the bias, all of it between the planes, linearly."""
+    from ionkinetics.md._potential import COULOMB_KJ_NM_PER_MOL_E2, field_share, potential_profile
+
+    box = np.array([3.0, 3.0, 6.0])
+    xy = np.array([[x, y] for x in (0.5, 1.5, 2.5) for y in (0.5, 1.5, 2.5)])
+    dz = 0.02
+    z_plus, z_minus = -0.5 + dz / 2, 0.5 - dz / 2  # on bin centres: no smearing
+    pos = np.vstack([np.column_stack([xy, np.full(9, z_plus)]), np.column_stack([xy, np.full(9, z_minus)])])
+    q = np.concatenate([np.full(9, 0.1), np.full(9, -0.1)])
+    sigma = 0.9 / 9.0  # e/nm²
+    e_in = 4 * np.pi * COULOMB_KJ_NM_PER_MOL_E2 * sigma  # the planes' field between them, kJ/mol/nm/e
+    gap = z_minus - z_plus
+    e_app = e_in * gap / box[2]  # cancels the planes' (tin-foil, mean-zero) field outside them
+    prof = potential_profile(pos, q, box, efield_kj_per_mol_nm_e=e_app, bin_width_nm=dz)
+    assert prof.drop_v * 96.48533212331002 == pytest.approx(e_app * box[2], rel=1e-9)  # the whole bias, E·L_z
+    f = field_share(prof, z_lo_nm=-1.5, z_hi_nm=1.5, z_nm=np.array([-1.0, -0.7, 0.0, 0.7, 1.0]))
+    np.testing.assert_allclose(f, [0.0, 0.0, 0.5, 1.0, 1.0], atol=1e-9)
+    inside = np.linspace(z_plus + 0.05, z_minus - 0.05, 7)
+    np.testing.assert_allclose(field_share(prof, z_lo_nm=-1.5, z_hi_nm=1.5, z_nm=inside), (inside - z_plus) / gap, atol=1e-9)
+    with pytest.raises(ValueError, match="must drop between the planes"):
+        field_share(potential_profile(pos, np.zeros(18), box), z_lo_nm=-1.5, z_hi_nm=1.5)

@@ -66,6 +66,9 @@ from ._pmf import restraint_free_energy_kt as restraint_free_energy_kt
 from ._pmf import run_window as run_window
 from ._pmf import window_centres_nm as window_centres_nm
 from ._pmf import window_path as window_path
+from ._potential import PotentialProfile as PotentialProfile
+from ._potential import field_share as field_share
+from ._potential import potential_profile as potential_profile
 from ._records import ANALYSIS_SCHEMA as ANALYSIS_SCHEMA
 from ._records import RUN_RECORD_SCHEMA as RUN_RECORD_SCHEMA
 from ._records import DwellCount as DwellCount
