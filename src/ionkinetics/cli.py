@@ -712,6 +712,9 @@ def circuit_run(
     membrane w, element energies; units in the headers) and transient.png. Energies are absorbed
     energies per element: a source delivers when its absorbed energy is negative; resistors and
     membranes dissipate; capacitors store."""
+    from ._io import check_figure_output
+
+    check_figure_output(figure_format, dpi)  # before anything is loaded or solved
     _x64()
     from .circuits import load_circuit, run_experiment
 

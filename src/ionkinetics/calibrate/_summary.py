@@ -111,10 +111,16 @@ def _steady_w(params, v):
     return float(steady_state(params, v)[0])
 
 
+@jax.jit
+def _conductance_jit(params, v):
+    return jax.vmap(lambda x: conductance_ps(params, x))(v)
+
+
 def _conductance(cal, v) -> np.ndarray:
-    """Steady-state conductance per pore, pS, at each of ``v`` (volts)."""
+    """Steady-state conductance per pore, pS, at each of ``v`` (volts); one compiled program per
+    parameter structure and voltage count (op-by-op dispatch took seconds per calibration)."""
     v = np.atleast_1d(np.asarray(v, dtype=float))
-    return np.asarray(jax.vmap(lambda x: conductance_ps(cal.params, x))(jnp.asarray(v)))
+    return np.asarray(_conductance_jit(cal.params, jnp.asarray(v)))
 
 
 def summarise_calibration(cal) -> dict:

@@ -697,6 +697,8 @@ def run_experiment(cf: CircuitFile, out_dir, *, figure_format: str | None = None
     ``figure_format`` (``"png"``, ``"pdf"`` or ``"svg"``) and ``dpi`` choose how the figures are
     saved; ``None`` keeps the enclosing :func:`ionkinetics._io.figure_output` (default png, 300 dpi).
     Every trace a figure draws is also written as CSV (``data`` in the summary)."""
+    with figure_output(figure_format, dpi):  # a bad format or dpi is refused before anything is solved
+        pass
     exp = dict(cf.experiment)
     kind = exp.pop("kind", "transient" if not exp else None)
     if kind not in EXPERIMENTS:

@@ -293,6 +293,9 @@ def _figures(cf, t, tr, plus, minus, w_train, n_pot, srdp, stdp, stoch, out):
     ax = axes[1, 0]
     ax.plot([s["rate_mhz"] for s in srdp], [s["delta_w_ps"] for s in srdp], "o-", color="k")
     ax.set_xscale("log")
+    rates = [s["rate_mhz"] for s in srdp]
+    ax.set_xticks(rates, [f"{r:g}" for r in rates], minor=False)  # the rates used, not crowded log minors
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("pulse rate (MHz)")
     ax.set_ylabel("ΔW after the train (pS)")
     ax.set_title("spike-rate-dependent plasticity", fontsize=9)
