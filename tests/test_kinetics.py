@@ -376,7 +376,18 @@ def _unpadded(monkeypatch):
     monkeypatch.setattr(_simulate, "_saved_bucket", lambda n_saved: n_saved)
 
 
-def test_a_run_padded_to_its_bucket_equals_the_unpadded_run(monkeypatch):
+@pytest.mark.parametrize(
+    "name",
+    [
+        "per step, one device",
+        # the vmapped per-step scan and the shared-row runs grid: two more compile pairs, slow tier
+        pytest.param("per step, parameter batch", marks=pytest.mark.slow),
+        pytest.param("runs, amplitude sweep", marks=pytest.mark.slow),
+        "runs, own jump times",
+        "stochastic",
+    ],
+)
+def test_a_run_padded_to_its_bucket_equals_the_unpadded_run(name, monkeypatch):
     """Issue 27: simulate pads the steps to a power of two of saved intervals (voltage held, padding
     skipped) and cuts the trace back; every field equals the unpadded run's, on the per-step scan
     (one device, a parameter batch), the runs path (amplitude sweep, devices with their own jump
@@ -393,20 +404,20 @@ def test_a_run_padded_to_its_bucket_equals_the_unpadded_run(monkeypatch):
         "runs, own jump times": (TWO_STATE, [protocols.pulse_train(0.4, w, 7.0, 4, duration_ns=37.0) for w in (1.05, 3.5)], {}),
         "stochastic": (TWO_STATE, train, {"n_pores": 50, "key": jax.random.key(3)}),
     }
-    for name, (cal, protocol, options) in cases.items():
-        save_every = 10 if name.startswith("runs") else 1
-        on_runs = _runs(_drive(protocol, 0.05).steps, save_every, 24) is not None
-        assert on_runs == name.startswith("runs"), name
-        padded = simulate(cal, protocol, 0.05, save_every=save_every, **options)
-        with monkeypatch.context() as m:
-            _unpadded(m)
-            ref = simulate(cal, protocol, 0.05, save_every=save_every, **options)
-        assert padded.t_ns.shape == ref.t_ns.shape == (740 // save_every + 1,), name
-        for field in ("t_ns", "v", "p", "w", "g_ps", "i_pa", "e_aj"):
-            got, want = getattr(padded, field), getattr(ref, field)
-            assert got.shape == want.shape, (name, field)
-            assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=f"{name}: {field}")
-        assert np.array_equal(padded.ok, ref.ok) and np.all(padded.ok), name
+    cal, protocol, options = cases[name]
+    save_every = 10 if name.startswith("runs") else 1
+    on_runs = _runs(_drive(protocol, 0.05).steps, save_every, 24) is not None
+    assert on_runs == name.startswith("runs")
+    padded = simulate(cal, protocol, 0.05, save_every=save_every, **options)
+    with monkeypatch.context() as m:
+        _unpadded(m)
+        ref = simulate(cal, protocol, 0.05, save_every=save_every, **options)
+    assert padded.t_ns.shape == ref.t_ns.shape == (740 // save_every + 1,)
+    for field in ("t_ns", "v", "p", "w", "g_ps", "i_pa", "e_aj"):
+        got, want = getattr(padded, field), getattr(ref, field)
+        assert got.shape == want.shape, field
+        assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=field)
+    assert np.array_equal(padded.ok, ref.ok) and np.all(padded.ok)
 
 
 def test_a_new_duration_or_dt_compiles_nothing_within_a_bucket():
@@ -433,7 +444,11 @@ def test_a_new_duration_or_dt_compiles_nothing_within_a_bucket():
         assert compiled == [], save_every
 
 
-def test_a_batch_saved_every_step_takes_the_runs_path_and_equals_the_per_step_scan(monkeypatch):
+@pytest.mark.parametrize(
+    "name",
+    ["parameter batch", pytest.param("amplitude sweep", marks=pytest.mark.slow)],  # 2 more compiles: slow tier
+)
+def test_a_batch_saved_every_step_takes_the_runs_path_and_equals_the_per_step_scan(name, monkeypatch):
     """Issue 27 goal 2: with save_every = 1 a batch of at least ``_BATCH_RUNS`` devices runs the
     device-last run recurrence (one run per saved step; the cheaper loop for a batch) and one device
     keeps the per-step scan; every field equals the per-step scan's to 1e-12, for a parameter batch
@@ -461,17 +476,17 @@ def test_a_batch_saved_every_step_takes_the_runs_path_and_equals_the_per_step_sc
     def no_per_step_scan(*args, **kwargs):
         raise AssertionError("simulate took the per-step scan")
 
-    for name, (cal, protocol) in cases.items():
-        with monkeypatch.context() as m:
-            m.setattr(_simulate, "_run_mean_field", no_per_step_scan)
-            fast = simulate(cal, protocol, 0.05)
-        with monkeypatch.context() as m:
-            _per_step(m)
-            ref = simulate(cal, protocol, 0.05)
-        assert fast.p.shape == ref.p.shape == (_BATCH_RUNS, 601, 2), name
-        for field in ("t_ns", "v", "p", "w", "g_ps", "i_pa", "e_aj"):
-            assert_allclose(getattr(fast, field), getattr(ref, field), rtol=1e-12, atol=1e-15, err_msg=f"{name}: {field}")
-        assert np.array_equal(fast.ok, ref.ok) and np.all(fast.ok), name
+    cal, protocol = cases[name]
+    with monkeypatch.context() as m:
+        m.setattr(_simulate, "_run_mean_field", no_per_step_scan)
+        fast = simulate(cal, protocol, 0.05)
+    with monkeypatch.context() as m:
+        _per_step(m)
+        ref = simulate(cal, protocol, 0.05)
+    assert fast.p.shape == ref.p.shape == (_BATCH_RUNS, 601, 2)
+    for field in ("t_ns", "v", "p", "w", "g_ps", "i_pa", "e_aj"):
+        assert_allclose(getattr(fast, field), getattr(ref, field), rtol=1e-12, atol=1e-15, err_msg=field)
+    assert np.array_equal(fast.ok, ref.ok) and np.all(fast.ok)
 
 
 def test_runs_gradient_equals_the_per_step_scan_gradient():
