@@ -252,3 +252,18 @@ def test_step_response_axis_shows_the_plateau_behind_a_transient_and_leaves_shor
     for k in range(8):
         pulses[(t >= 20 + 25 * k) & (t < 22 + 25 * k)] = 0.5
     assert _off_scale_limits(t, np.where(pulses > 0, 60.0, 0.0), pulses) is None
+
+
+def test_a_panel_title_stays_clear_of_its_letter(tmp_path):
+    fig = Figure(figsize=(6, 3))
+    axes = fig.subplots(1, 2)
+    for ax in axes:
+        ax.plot([0, 1], [0, 1])
+        ax.set_ylabel("V (V)")
+    axes[0].set_title("pulses of growing amplitude (vermilion: crosses the spike level)")
+    fig.tight_layout()
+    save_figure(fig, tmp_path / "p.png")
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        letter = ax.texts[0].get_window_extent(renderer)
+        assert not letter.overlaps(ax.title.get_window_extent(renderer))

@@ -174,7 +174,7 @@ def fit_titles(fig) -> bool:
     if suptitle is not None:
         changed |= _wrap_to_width(suptitle, 0.98 * fig.bbox.width, renderer)
     for ax in fig.axes:
-        changed |= _wrap_to_width(ax.title, 1.1 * ax.bbox.width, renderer)
+        changed |= _wrap_to_width(ax.title, 0.98 * ax.bbox.width, renderer)  # inside the panel: clear of its letter
     return changed
 
 
