@@ -710,6 +710,8 @@ def _jitter(cf, exp, parts, t_on, level, out):
         n0, j0 = ok[0]
         ax.loglog(n_tot, [j0 * (n / n0) ** -0.5 for n in n_tot], "k:", lw=0.8, label="∝ N^-1/2")
         ax.legend(fontsize=7)
+    ax.set_xticks(n_tot, [f"{x:g}" for x in n_tot], minor=False)  # the pore counts run, not crowded log minors
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("pores per neuron (both membranes)")
     ax.set_ylabel("first-spike jitter (ns, s.d.)")
     ax.set_title(f"stochastic pores: spike-time jitter ({seeds} seeds each)", fontsize=9)
