@@ -10,7 +10,7 @@ import no JAX. The first use of a JAX-backed name sets JAX up once (``ionkinetic
 
 import typing as _typing
 
-from ._checks import WARNED_RANGES as _WARNED_RANGES  # the base checks: stdlib only, import stays cheap
+from ._checks import WARNED_RANGES as _WARNED_RANGES  # noqa: F401  (tests reset the warn-once set; stdlib only, cheap)
 from ._checks import OutsideDataRange as OutsideDataRange
 from ._version import __version__ as __version__
 
