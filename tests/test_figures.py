@@ -267,3 +267,15 @@ def test_a_panel_title_stays_clear_of_its_letter(tmp_path):
     for ax in axes:
         letter = ax.texts[0].get_window_extent(renderer)
         assert not letter.overlaps(ax.title.get_window_extent(renderer))
+
+
+def test_crowded_log_minor_tick_labels_are_dropped(tmp_path):
+    fig = Figure(figsize=(3, 2.5))
+    ax = fig.subplots()
+    ax.loglog([204, 816, 3264], [150, 50, 13], "o-")
+    fig.tight_layout()
+    save_figure(fig, tmp_path / "log.png")
+    renderer = fig.canvas.get_renderer()
+    labels = [t.label1 for t in [*ax.xaxis.get_major_ticks(), *ax.xaxis.get_minor_ticks()] if t.label1.get_text()]
+    boxes = [lab.get_window_extent(renderer) for lab in labels if lab.get_visible()]
+    assert boxes and not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])

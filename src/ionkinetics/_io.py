@@ -192,6 +192,25 @@ def _tight_below_suptitle(fig) -> None:
         fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
 
 
+def _declutter_log_ticks(fig) -> None:
+    """On a log axis whose minor tick labels (2×10², 3×10², ...) run into each other or into the
+    major ones, keep the major labels only."""
+    from matplotlib.ticker import NullFormatter
+
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() != "log":
+                continue
+            boxes = [
+                t.label1.get_window_extent(renderer)
+                for t in [*axis.get_major_ticks(), *axis.get_minor_ticks()]
+                if t.label1.get_visible() and t.label1.get_text()
+            ]
+            if any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]):
+                axis.set_minor_formatter(NullFormatter())
+
+
 def save_figure(fig, path, *, dpi: int | None = None) -> Path:
     """Save ``fig`` atomically in the format of :func:`figure_output` (the suffix of ``path`` is
     replaced by it) at its dpi (or ``dpi``), with panel letters on figures of several panels and
@@ -205,6 +224,8 @@ def save_figure(fig, path, *, dpi: int | None = None) -> Path:
         raise IsADirectoryError(f"output {str(path)!r} is a folder; it must name a file")
     label_panels(fig)
     fit_titles(fig)
+    fig.canvas.draw()  # tick labels exist only once drawn
+    _declutter_log_ticks(fig)
     if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):  # constrained layout makes its own room
         _tight_below_suptitle(fig)  # again: room for the letters and a title that now takes two lines
     path.parent.mkdir(parents=True, exist_ok=True)
