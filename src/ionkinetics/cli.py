@@ -678,13 +678,20 @@ def campaign_collect(
     out: Path = typer.Option(None, "--out", "-o", help="Campaign folder (default md/runs/<name>/)."),
     calibration_dir: Path = typer.Option(None, help="Where to write openmm-<system>.json (default <out>/calibration)."),
     refine: bool = typer.Option(False, help="Refine each calibration on the runs' w(t) and G(V)."),
+    figure_format: str = _format_option(),
+    dpi: int = _dpi_option(),
 ):
-    """Gather the results: one calibration per mixture (with its carrier-only controls), one PMF per [[pmf]]."""
+    """Gather the results: one calibration per mixture (with its carrier-only controls), one PMF per [[pmf]]
+    (pmf.json and its figure, --format png|pdf|svg)."""
+    from ._io import check_figure_output
+
+    check_figure_output(figure_format, dpi)
     _x64()
     from .campaign import collect_campaign, load_campaign
 
     c = load_campaign(spec)
-    summary = collect_campaign(c, out_dir=out, calibration_dir=calibration_dir, refine=refine)
+    with _figure_output(figure_format, dpi):
+        summary = collect_campaign(c, out_dir=out, calibration_dir=calibration_dir, refine=refine)
     for cal in summary["calibrations"]:
         console.print(f"{cal['system']}: {cal['runs']} runs + {cal['controls']} controls → {cal['path']}")
     for p in summary["pmfs"]:

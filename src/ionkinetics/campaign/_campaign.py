@@ -80,7 +80,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import species as _species
-from .._io import load_toml_as, write_json_atomic
+from .._io import load_toml_as, save_figure, write_json_atomic
 from ..kinetics import protocols as _protocols
 from ..md import RunSettings
 
@@ -730,12 +730,15 @@ def collect_campaign(
         target = out / "pmf" / folder
         result = analyze_windows(target)
         write_json_atomic(target / "pmf.json", result.summary())
-        plot_pmf(result, label=f"{windows[0].payload['ion']} through {windows[0].payload['system'].split(':')[0]}").savefig(
-            target / "pmf.png", dpi=130
-        )
+        label = f"{windows[0].payload['ion']} through {windows[0].payload['system'].split(':')[0]}"
+        figure = save_figure(plot_pmf(result, label=label), target / "pmf.png")  # format: ionkinetics._io.figure_output
         numbers = result.summary()
         summary["pmfs"].append(
-            {"folder": str(target), **{k: numbers[k] for k in ("barrier_kt", "well_kt", "barrier_z_nm", "well_z_nm")}}
+            {
+                "folder": str(target),
+                "figure": figure.name,
+                **{k: numbers[k] for k in ("barrier_kt", "well_kt", "barrier_z_nm", "well_z_nm")},
+            }
         )
     write_json_atomic(out / "collect.json", summary)
     return summary
