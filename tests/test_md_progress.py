@@ -93,7 +93,7 @@ def test_md_run_through_a_pipe_logs_progress_and_stops_cleanly_on_sigterm(tmp_pa
     assert proc.returncode == 143, (lines, err)
     assert "SIGTERM received: stopping at the next whole frame" in err
     kept = json.loads((run_dir / "progress.json").read_text())["frames_done"]
-    assert kept % 10 == 0 and 10 <= kept < 100
+    assert 10 <= kept < 100  # the first chunk, plus the frames finished before the signal was seen
     assert any(f"stopped by SIGTERM: kept {kept} of 200 frames, checkpoint written" in line for line in lines), lines
     assert (run_dir / "system.pdb").is_file() and list(run_dir.glob("checkpoint_*.chk"))
 
