@@ -44,6 +44,7 @@ def _windows(out):
     return [load_window(p) for p in sorted(out.glob("window_*.npz"))]
 
 
+@pytest.mark.slow  # Brownian windows: ~25 s of sampling on 2 cores
 def test_mean_forces_match_their_exact_window_expectations(symmetric_run):
     _, _, report = symmetric_run
     prof = report["profile"]
@@ -53,6 +54,7 @@ def test_mean_forces_match_their_exact_window_expectations(symmetric_run):
         assert abs(f - f_exact) <= NSIGMA_MAX * sf, (z0, f, f_exact, sf)
 
 
+@pytest.mark.slow  # Brownian windows: ~25 s of sampling on 2 cores
 def test_the_pmf_is_recovered_within_sigma_and_the_rule_says_converged(symmetric_run):
     _, _, report = symmetric_run
     prof = report["profile"]
@@ -76,6 +78,7 @@ def test_the_pmf_is_recovered_within_sigma_and_the_rule_says_converged(symmetric
     assert report["converged"]
 
 
+@pytest.mark.slow  # Brownian windows: ~25 s of sampling on 2 cores
 def test_lengths_adapt_and_two_ions_share_each_run(symmetric_run):
     out, sampler, _ = symmetric_run
     windows = _windows(out)
@@ -93,6 +96,7 @@ def test_lengths_adapt_and_two_ions_share_each_run(symmetric_run):
     assert {float(d["z0_nm"]) for d in windows} >= set(PLAN.centres_nm)
 
 
+@pytest.mark.slow  # Brownian windows: ~25 s of sampling on 2 cores
 def test_a_finished_plan_resumes_without_sampling(symmetric_run):
     out, _, report = symmetric_run
     again = BrownianUmbrellaSampler(w_sym, dw_sym, PLAN, seed=4)
@@ -101,6 +105,7 @@ def test_a_finished_plan_resumes_without_sampling(symmetric_run):
     assert rep2["profile"]["w_kt"] == report["profile"]["w_kt"]
 
 
+@pytest.mark.slow  # Brownian windows: ~25 s of sampling on 2 cores
 def test_mirror_windows_catch_an_asymmetric_pmf(tmp_path):
     tilt = 8.0  # kT/nm: a profile that is not symmetric about the sheet
 

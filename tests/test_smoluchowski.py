@@ -71,6 +71,7 @@ def test_site_rates_obey_detailed_balance_and_the_bias_direction():
         mean_first_passage_time_ps(z[::-1], w, 2e-3)
 
 
+@pytest.mark.slow  # 2 x 400 ps of Brownian dynamics at 2.5 fs steps
 def test_diffusion_from_windows_recovers_the_known_d():
     plan = AdaptivePlan(sample_every_ps=0.05, k_z_kj_per_mol_nm2=2000.0)
     d_true = 2e-3
