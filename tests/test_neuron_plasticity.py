@@ -35,7 +35,15 @@ def neuron(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synapse_file(tmp_path_factory):
-    return _run("plasticity", tmp_path_factory, devices=0)
+    import warnings
+
+    from ionkinetics import OutsideDataRange
+
+    # the shipped synapse drives a membrane to 0.525 V, 5 % beyond its calibration's data (0-0.5 V): users
+    # are warned (once); the plasticity properties below are what this test checks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutsideDataRange)
+        return _run("plasticity", tmp_path_factory, devices=0)
 
 
 def test_a_bias_steered_pair_depresses_where_one_symmetric_membrane_cannot():
