@@ -306,3 +306,178 @@ def test_cli_task_run_writes_the_summary_of_the_file(tmp_path):
 def test_reservoir_run_refuses_bad_inputs_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _reservoir().run(**kwargs)
+
+
+# --- the delay reservoir (issue 25): delayed-feedback loops of calibrated membranes ---------------
+
+
+def _numpy_delay_loop(cal, mask_m, u, *, hold_ns, gamma, eta, d, v_bias, v_span, n_pores):
+    """The delay loop's recursion written out in numpy/scipy, interval by interval: V from the input
+    and the measured current D intervals back, ``P = expm(Q·θ)`` and ``∫expm`` by scipy (Van Loan's
+    block), the per-state current from the kinetics layer. Returns ions (T, M) and held V (T, M)."""
+    import scipy.linalg
+
+    from ionkinetics.constants import PA_PER_E_PER_NS
+    from ionkinetics.kinetics import generator
+
+    params = cal.params
+
+    def factors(v):
+        q = np.asarray(generator(params, v))
+        k = q.shape[0]
+        block = np.zeros((2 * k, 2 * k))
+        block[:k, :k], block[:k, k:] = q, np.eye(k)
+        e = scipy.linalg.expm(block * hold_ns)
+        return e[:k, :k], e[:k, k:] @ np.asarray(tasks.state_current_pa(params, v))
+
+    def stationary(v):
+        q = np.asarray(generator(params, v))
+        w, vec = np.linalg.eig(q.T)
+        pi = np.real(vec[:, np.argmin(np.abs(w))])
+        return pi / pi.sum()
+
+    p_rest = stationary(v_bias)
+    rest = p_rest @ factors(v_bias)[1] / PA_PER_E_PER_NS
+    span = 0.5 * (p_rest @ factors(v_bias + v_span)[1] - p_rest @ factors(v_bias - v_span)[1]) / PA_PER_E_PER_NS
+    m = len(mask_m)
+    fed = [0.0] * d  # the delay line starts empty (x = 0: the rest current)
+    p = stationary(v_bias + v_span * np.clip(gamma * mask_m[0] * u[0], -1, 1))  # at steady state at the first V
+    ions, volts = np.zeros((len(u), m)), np.zeros((len(u), m))
+    for g in range(len(u) * m):
+        k, j = divmod(g, m)
+        v = v_bias + v_span * np.clip(gamma * mask_m[j] * u[k] + eta * fed[g % d], -1, 1)
+        prop, aj = factors(v)
+        q_pore = p @ aj / PA_PER_E_PER_NS
+        fed[g % d] = (q_pore - rest) / span
+        ions[k, j], volts[k, j] = n_pores * q_pore, v
+        p = p @ prop
+    return ions, volts
+
+
+@pytest.mark.parametrize(
+    ("system", "hold_ns", "d"),
+    [(TWO_STATE, 0.5, 5), pytest.param(THREE_STATE, 2.0, 4, marks=pytest.mark.slow)],  # ~15 s each under load: compiles
+)
+def test_delay_reservoir_matches_a_numpy_loop_of_the_same_recursion(system, hold_ns, d):
+    m, t = 4, 16
+    mask = np.random.default_rng(0).uniform(-1, 1, (1, m))
+    res = tasks.DelayReservoir(
+        [tasks.MembraneSpec(system, n_pores=1e4, v_bias_v=0.3, v_span_v=0.2)],
+        mask,
+        hold_ns,
+        input_gain=0.6,
+        feedback_gain=0.9,
+        delay_nodes=d,
+    )
+    u = np.random.default_rng(1).uniform(-1, 1, t)
+    run = res.run(u)
+    ions, volts = _numpy_delay_loop(
+        res.membranes[0].calibration(), mask[0], u, hold_ns=hold_ns, gamma=0.6, eta=0.9, d=d, v_bias=0.3, v_span=0.2, n_pores=1e4
+    )
+    assert_allclose(np.asarray(run.v)[:, :, 0], volts, rtol=1e-10, atol=1e-12)
+    assert_allclose(np.asarray(run.ions)[:, :, 0], ions, rtol=1e-9, atol=1e-9)
+    # the loop is doing something: the feedback moves the voltages away from the open-loop drive
+    assert np.max(np.abs(volts - (0.3 + 0.2 * np.clip(0.6 * mask[0] * u[:, None], -1, 1)))) > 1e-3
+
+
+def test_delay_loop_couples_virtual_nodes_by_inertia_and_by_the_delay():
+    """One input pulse on virtual node 0 only. Holds much shorter than the pores' relaxation
+    (0.5 ns against 0.6-25 ns): the later nodes of the same step feel it through the node's inertia.
+    Holds much longer (400 ns): they hardly do, and with the feedback on and a delay of M + 1 holds
+    the pulse comes back one node later in the next step."""
+    mask = np.array([[1.0, 0.0, 0.0, 0.0, 0.0]])
+    u = np.zeros(10)
+    u[3] = 0.5
+
+    def deviation(hold_ns, eta):
+        res = tasks.DelayReservoir(
+            [tasks.MembraneSpec(THREE_STATE)], mask, hold_ns, input_gain=0.5, feedback_gain=eta, delay_nodes=6
+        )
+        base = np.asarray(res.run(np.zeros(10)).ions)[:, :, 0]
+        return np.abs(np.asarray(res.run(u).ions)[:, :, 0] - base) / np.abs(base).max()
+
+    fast, slow, slow_fed = deviation(0.5, 0.0), deviation(400.0, 0.0), deviation(400.0, 0.5)
+    assert np.all(fast[:3] == 0.0) and np.all(slow_fed[:3] == 0.0)  # causal
+    assert fast[3, 1:].min() > 1e-2 * fast[3, 0]  # inertia: nodes 1-4 remember node 0's drive
+    # long holds: only the transient at the start of the next hold (its share ~ τ/θ) is left of the inertia
+    assert slow[3, 0] > 0.05 and slow[3, 1] < 0.2 * slow[3, 0] and slow[3, 2:].max() < 1e-5 and slow[4:].max() < 1e-5
+    # the delay line: node 0 of step 3 feeds node 1 of step 4 (and node 0 of step 4, fed from step 2, is untouched)
+    assert slow_fed[4, 1] > 0.01 and slow_fed[4, 0] < 1e-5 and slow_fed[4, 2:].max() < 0.3 * slow_fed[4, 1]
+
+
+def test_delay_reservoir_refuses_bad_settings_by_name():
+    spec = [tasks.MembraneSpec(TWO_STATE)]
+    with pytest.raises(ValueError, match=r"delay_nodes must be an integer >= 1 .*; got 0"):
+        tasks.DelayReservoir(spec, np.ones((1, 3)), 0.5, input_gain=0.1, feedback_gain=0.5, delay_nodes=0)
+    with pytest.raises(ValueError, match=r"feedback_gain must be a finite number >= 0; got -0.5"):
+        tasks.DelayReservoir(spec, np.ones((1, 3)), 0.5, input_gain=0.1, feedback_gain=-0.5)
+    res = tasks.DelayReservoir(spec, np.ones((1, 3)), 0.5, input_gain=0.1, feedback_gain=0.5)
+    with pytest.raises(ValueError, match=r"input_gain, feedback_gain must be finite numbers >= 0; .*nan"):
+        res.run([0.0, 0.5], input_gain=float("nan"))
+    with pytest.raises(TaskFileError, match=r"field 'reservoir.kind' must be 'delay' for the fields \['feedback_gain'\]"):
+        parse_task(_task_dict(reservoir__feedback_gain=0.5))
+    with pytest.raises(TaskFileError, match=r"field 'reservoir.kind' must be 'parallel' or 'delay'; got 'ring'"):
+        parse_task(_task_dict(reservoir__kind="ring"))
+
+
+def test_esn_baseline_recovers_a_linear_target_and_its_memory_is_bounded_by_its_size():
+    """Known answers: a target that is a linear function of the current input is read out of a
+    near-linear ESN (the tuning must pick the smallest input scaling) to 1e-3; and the linear memory
+    capacity of an N-node reservoir is at most N (Jaeger 2002)."""
+    u = np.random.default_rng(7).uniform(-1, 1, 1600)
+    y = 2.0 * u + 1.0
+    splits = (slice(100, 1000), slice(1000, 1300))
+    grid = {"spectral_radius": (0.5,), "input_scaling": (0.01, 1.0), "leak": (1.0,)}
+    hyper, _, x = tasks.tune_esn(u, y, splits, 8, (1e-12, 1e-6), seed=0, grid=grid)
+    assert hyper["input_scaling"] == 0.01
+    test = slice(1300, 1600)
+    assert nrmse(fit_ridge(x[splits[0]], y[splits[0]], hyper["ridge"])(x[test]), y[test]) < 1e-3
+    mc, _ = tasks.memory_capacity(x, u, slice(100, 1000), test, max_delay=20)
+    assert 1.0 < mc <= 8.0 + 0.05
+
+
+def _delay_task_dict(**over):
+    raw = _task_dict(**over)
+    raw["task"] = {"kind": "narma10", "washout": 20, "train": 200, "val": 60, "test": 100}
+    raw["reservoir"] = {
+        "kind": "delay",
+        "hold_ns": 2.0,
+        "virtual_nodes": 4,
+        "delay_nodes": 5,
+        "input_gain": 0.05,
+        "feedback_gain": 0.5,
+        "mask": "uniform",
+        "membranes": [TWO_STATE, "crown6:NaCl@1.0+KCl@0.15"],
+        "stochastic": False,
+        **over.get("reservoir", {}),
+    }
+    raw["select"] = {"input_gain": [0.05], "feedback_gain": [0.3, 0.5]}
+    return raw
+
+
+def test_delay_task_writes_the_summary_keys(tmp_path):
+    tf = parse_task(_delay_task_dict())
+    summary = tasks.run_task(tf, tmp_path)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["nrmse"] == pytest.approx(summary["nrmse"])
+    assert written["task"] == "narma10" and written["horizon_steps"] == 1
+    assert written["sizes"]["n_membranes"] == 2 and written["sizes"]["n_features"] == written["sizes"]["esn_nodes"] == 8
+    for key in ("nrmse", "esn_nrmse", "energy_aj_per_step", "memory_capacity", "esn_memory_capacity"):
+        assert np.isfinite(written[key]), key
+    loop = written["delay_loop"]
+    assert written["reservoir_kind"] == "delay" and loop["delay_nodes"] == 5
+    # the gains were chosen on the validation split: the chosen point has the lowest validation score
+    best = min(loop["selection_grid"], key=lambda r: r["val_nrmse"])
+    assert (loop["input_gain"], loop["feedback_gain"]) == (best["input_gain"], best["feedback_gain"])
+    assert written["val_nrmse"] == pytest.approx(best["val_nrmse"], rel=1e-9)
+    assert written["energy_check"]["relative_difference"] < 1e-10  # the delay loop's V·charge against the kinetics layer
+
+
+def test_mackey_glass_horizon_shifts_the_target():
+    raw = _task_dict(task={"kind": "mackey-glass", "washout": 10, "train": 50, "val": 20, "test": 20, "horizon_steps": 10})
+    tf = parse_task(raw)
+    u, y, _ = tasks.make_series(tf.task, 0)
+    assert tasks.horizon_steps(tf.task) == 10
+    assert_allclose(y[:-10], u[10:], rtol=0, atol=0)  # y[t] = x[t + 10]
+    with pytest.raises(TaskFileError, match=r"field 'task.horizon_steps' must be an integer >= 1; got 0"):
+        parse_task(_task_dict(task={**raw["task"], "horizon_steps": 0}))

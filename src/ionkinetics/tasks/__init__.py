@@ -4,6 +4,8 @@ input step, and inverse design of molarities and pore counts by ``jax.grad``. Ta
 (``tasks/*.toml``) run with ``ionkinetics task run``."""
 
 from .. import _precision  # noqa: F401  (first: sets JAX up once, before any JAX code runs)
+from ._delay import DelayReservoir as DelayReservoir
+from ._delay import state_current_pa as state_current_pa
 from ._design import DesignResult as DesignResult
 from ._design import design_loss as design_loss
 from ._design import from_design as from_design
@@ -36,8 +38,10 @@ from ._run import ANCHORS as ANCHORS
 from ._run import SUMMARY_SCHEMA as SUMMARY_SCHEMA
 from ._run import build_reservoir as build_reservoir
 from ._run import check_energy as check_energy
+from ._run import horizon_steps as horizon_steps
 from ._run import make_series as make_series
 from ._run import run_task as run_task
+from ._run import select_gains as select_gains
 from ._series import mackey_glass as mackey_glass
 from ._series import narma10 as narma10
 from ._series import waveforms as waveforms

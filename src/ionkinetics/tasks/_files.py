@@ -14,7 +14,7 @@ the baselines' search grids and, optionally, an inverse design.
     train = 2000                      # steps (waveform: periods) in each split
     val = 400
     test = 1000
-    # mackey-glass: tau = 17.0, sample_interval = 1.0, dt = 0.1; waveform: period = 8
+    # mackey-glass: tau = 17.0, sample_interval = 1.0, dt = 0.1, horizon_steps = 1; waveform: period = 8
 
     [reservoir]
     hold_ns = 0.5                     # each virtual node's hold time
@@ -28,8 +28,18 @@ the baselines' search grids and, optionally, an inverse design.
     stochastic = true                 # also run stochastic pores + shot noise
     membranes = ["crown6:NaCl@1.0+KCl@0.1", {system = "B3N:KCl@1.0+RbCl@0.3", n_pores = 20000}]
 
+    # kind = "delay": each membrane is the node of its own delayed-feedback loop (DelayReservoir)
+    # kind = "delay"
+    # input_gain = 0.05               # γ: drive = γ·mask·u + η·x(g − D), clipped to [−1, 1]
+    # feedback_gain = 0.7             # η: gain of the delayed feedback of the measured current
+    # delay_nodes = 26                # D: loop delay in hold intervals (default virtual_nodes)
+
     [readout]
     ridge = [1e-10, 1e-8, 1e-6, 1e-4, 1e-2]   # chosen on the validation split
+
+    [select]                          # optional (kind = "delay"): γ and η chosen on the validation
+    input_gain = [0.03, 0.06]         # split (mean-field), over this grid; the file's values are
+    feedback_gain = [0.6, 0.7, 0.8]   # then only the defaults
 
     [esn]                             # optional: the grid searched on the validation split
     spectral_radius = [0.3, 0.6, 0.9, 1.0, 1.2]
@@ -79,6 +89,7 @@ class TaskFile:
     esn_grid: dict
     design: dict | None
     path: str | None
+    select: dict | None = None
 
 
 def _err(field: str, rule: str, value) -> TaskFileError:
@@ -132,10 +143,14 @@ def _grid(raw: dict, key: str, where: str, default) -> tuple:
 
 _TASK_KEYS = {
     "narma10": {"kind", "washout", "train", "val", "test"},
-    "mackey-glass": {"kind", "washout", "train", "val", "test", "tau", "sample_interval", "dt"},
+    "mackey-glass": {"kind", "washout", "train", "val", "test", "tau", "sample_interval", "dt", "horizon_steps"},
     "waveform": {"kind", "washout", "train", "val", "test", "period"},
 }
 _RES_KEYS = {
+    "kind",
+    "input_gain",
+    "feedback_gain",
+    "delay_nodes",
     "hold_ns",
     "virtual_nodes",
     "read_nodes",
@@ -200,6 +215,7 @@ def _task_table(raw: dict, kind: str) -> dict:
         t["tau"] = _num(task, "tau", "task", 17.0, positive=True)
         t["sample_interval"] = _num(task, "sample_interval", "task", 1.0, positive=True)
         t["dt"] = _num(task, "dt", "task", 0.1, positive=True)
+        t["horizon_steps"] = _int(task, "horizon_steps", "task", default=1)
         for key in ("tau", "sample_interval"):
             ratio = t[key] / t["dt"]
             if abs(ratio - round(ratio)) > 1e-9:
@@ -225,6 +241,17 @@ def _reservoir_table(raw: dict) -> tuple[dict, tuple]:
         "mask": res.get("mask", "binary"),
         "stochastic": res.get("stochastic", True),
     }
+    r["kind"] = res.get("kind", "parallel")
+    if r["kind"] not in ("parallel", "delay"):
+        raise _err("reservoir.kind", "must be 'parallel' or 'delay'", r["kind"])
+    if r["kind"] == "delay":
+        r["input_gain"] = _num(res, "input_gain", "reservoir", lo=0.0)
+        r["feedback_gain"] = _num(res, "feedback_gain", "reservoir", lo=0.0)
+        r["delay_nodes"] = _int(res, "delay_nodes", "reservoir", default=r["virtual_nodes"])
+    else:
+        extra = sorted({"input_gain", "feedback_gain", "delay_nodes"} & set(res))
+        if extra:
+            raise _err("reservoir.kind", f"must be 'delay' for the fields {extra}", r["kind"])
     if r["mask"] not in ("binary", "uniform"):
         raise _err("reservoir.mask", "must be 'binary' or 'uniform'", r["mask"])
     if not isinstance(r["stochastic"], bool):
@@ -272,10 +299,21 @@ def _design_table(raw: dict, kind: str, t: dict, membranes) -> dict | None:
     return design
 
 
+def _select_table(raw: dict, r: dict) -> dict | None:
+    """``[select]``: the grids of input and feedback gain a delay reservoir is chosen from on the
+    validation split."""
+    sel = _table(raw, "select", {"input_gain", "feedback_gain"})
+    if sel is None:
+        return None
+    if r["kind"] != "delay":
+        raise _err("reservoir.kind", "must be 'delay' for a [select] table (it chooses the loop's gains)", r["kind"])
+    return {key: _grid(sel, key, "select", (r[key],)) for key in ("input_gain", "feedback_gain")}
+
+
 def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
     if raw.get("schema") != TASK_SCHEMA:
         raise _err("schema", f"must be {TASK_SCHEMA!r}", raw.get("schema"))
-    unknown = set(raw) - {"schema", "name", "description", "seed", "task", "reservoir", "readout", "esn", "design"}
+    unknown = set(raw) - {"schema", "name", "description", "seed", "task", "reservoir", "readout", "esn", "design", "select"}
     if unknown:
         raise TaskFileError(f"task file has unknown top-level fields {sorted(unknown)}")
     name = raw.get("name", Path(path).stem if path else "task")
@@ -298,6 +336,7 @@ def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
         raise _err("esn.leak", "must hold leak rates in (0, 1]", list(esn_grid["leak"]))
 
     design = _design_table(raw, kind, t, membranes)
+    select = _select_table(raw, r)
     return TaskFile(
         name=name,
         description=str(raw.get("description", "")),
@@ -309,6 +348,7 @@ def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
         esn_grid=esn_grid,
         design=design,
         path=path,
+        select=select,
     )
 
 

@@ -15,13 +15,23 @@ import numpy as np
 from .._io import PALETTE, write_columns_csv, write_json_atomic
 from ..circuits import save_figure_atomic
 from ..kinetics import mean_field_scan, steady_state
+from ._delay import DelayReservoir
 from ._design import design_loss, optimise_design
 from ._esn import delay_line, tune_esn
 from ._readout import accuracy, fit_ridge, memory_capacity, nrmse, select_ridge
 from ._reservoir import Reservoir, make_mask
 from ._series import mackey_glass, narma10, waveforms
 
-__all__ = ["ANCHORS", "SUMMARY_SCHEMA", "build_reservoir", "check_energy", "make_series", "run_task"]
+__all__ = [
+    "ANCHORS",
+    "SUMMARY_SCHEMA",
+    "build_reservoir",
+    "check_energy",
+    "horizon_steps",
+    "make_series",
+    "run_task",
+    "select_gains",
+]
 
 SUMMARY_SCHEMA = "ionkinetics.task-summary/1"
 
@@ -83,7 +93,8 @@ ANCHORS = [
 
 def make_series(task: dict, seed: int):
     """``(u, y, scaled_u)`` for a task: raw input, target aligned with it, input scaled to [−1, 1]
-    (Mackey–Glass: from the washout and training samples' range with a 5 % margin, clipped, as a
+    (Mackey–Glass: the target is the series ``horizon_steps`` samples ahead; the input is scaled
+    from the washout and training samples' range with a 5 % margin, clipped, as a
     driver saturates; the count clipped is in the summary). Waveform splits count periods; the
     series returned are per sample."""
     kind = task["kind"]
@@ -92,8 +103,9 @@ def make_series(task: dict, seed: int):
         u, y = narma10(n, seed=seed)
         return u, y, 4.0 * u - 1.0
     if kind == "mackey-glass":
-        x = mackey_glass(n + 1, tau=task["tau"], sample_interval=task["sample_interval"], dt=task["dt"])
-        u, y = x[:-1], x[1:]  # one-step-ahead prediction
+        h = task.get("horizon_steps", 1)
+        x = mackey_glass(n + h, tau=task["tau"], sample_interval=task["sample_interval"], dt=task["dt"])
+        u, y = x[:n], x[h:]  # horizon_steps samples ahead
         seen = u[: task["washout"] + task["train"]]  # scaled from what the training split saw, 5 % margin
         lo, hi = seen.min() - 0.05 * np.ptp(seen), seen.max() + 0.05 * np.ptp(seen)
         return u, y, np.clip(2.0 * (u - lo) / (hi - lo) - 1.0, -1.0, 1.0)  # a driver saturates at its range
@@ -108,11 +120,44 @@ def splits(task: dict):
 
 
 def build_reservoir(tf, *, molar_hi: float = 4.0) -> Reservoir:
+    """The task file's reservoir: parallel membranes (:class:`Reservoir`) or delayed-feedback loops
+    (:class:`DelayReservoir`, ``kind = "delay"``)."""
     r = tf.reservoir
     mask = make_mask(len(tf.membranes), r["virtual_nodes"], seed=tf.seed + 1, kind=r["mask"])
     if r["read_nodes"]:
         mask[:, -r["read_nodes"] :] = 0.0
+    if r.get("kind", "parallel") == "delay":
+        return DelayReservoir(
+            tf.membranes,
+            mask,
+            r["hold_ns"],
+            input_gain=r["input_gain"],
+            feedback_gain=r["feedback_gain"],
+            delay_nodes=r["delay_nodes"],
+            fano=r["fano"],
+            max_molar=molar_hi,
+        )
     return Reservoir(tf.membranes, mask, r["hold_ns"], fano=r["fano"], max_molar=molar_hi)
+
+
+def horizon_steps(task: dict) -> int:
+    """Input steps between the last input seen and the value predicted: NARMA-10 predicts y(t+1);
+    Mackey–Glass ``horizon_steps`` samples ahead; sine/square labels the current sample (0)."""
+    return {"narma10": 1, "mackey-glass": task.get("horizon_steps", 1)}.get(task["kind"], 0)
+
+
+def select_gains(res, us, y, sp, grid: dict, ridges) -> dict:
+    """The delay reservoir's input gain γ and feedback gain η from ``grid`` with the lowest
+    validation NRMSE (mean-field; readout fitted on the train split, ridge chosen on validation).
+    The test split is never read. Returns the choice and every point's validation score."""
+    rows = []
+    for g in grid["input_gain"]:
+        for e in grid["feedback_gain"]:
+            x = np.asarray(res.run(jnp.asarray(us), input_gain=g, feedback_gain=e).features())
+            lam, val = select_ridge(x[sp[0]], y[sp[0]], x[sp[1]], y[sp[1]], ridges)
+            rows.append({"input_gain": g, "feedback_gain": e, "ridge": lam, "val_nrmse": val})
+    best = min(rows, key=lambda r: r["val_nrmse"])
+    return {"input_gain": best["input_gain"], "feedback_gain": best["feedback_gain"], "grid": rows}
 
 
 @functools.partial(jax.jit, static_argnames="n_steps")
@@ -204,8 +249,34 @@ def _sizes(tf, res, pores0, classify: bool) -> dict:
     }
 
 
-def _notes(metric: str) -> dict:
+def _delay_summary(res, gains, selection, run) -> dict:
+    v = np.asarray(run.v)
+    at_rail = np.abs(v - res.v_bias_v) >= res.v_span_v * (1 - 1e-9)
+    return {
+        "delay_loop": {
+            **gains,
+            "delay_nodes": res.delay_nodes,
+            "loop_delay_ns": res.delay_nodes * res.hold_ns,
+            "selected_on": "validation split (mean-field), from the [select] grid" if selection else "the file's values",
+            "selection_grid": selection["grid"] if selection else None,
+            "share_of_intervals_at_the_driver_rails": float(at_rail.mean()),
+        }
+    }
+
+
+def _notes(metric: str, delay: bool = False) -> dict:
     """What each headline number of a task summary is."""
+    extra = {}
+    if delay:
+        extra["delay_loop"] = (
+            "each membrane is the nonlinear node of its own delayed-feedback loop: held at v_bias + v_span*clip(input_gain*"
+            "mask*u + feedback_gain*x(g - delay_nodes)), x the measured current of the interval delay_nodes holds earlier "
+            "(offset and gain of the amplifier fixed from the calibration); features are the ions counted per hold"
+        )
+        extra["energy_aj_per_step"] = (
+            "sum over membranes of ∫ I·V dt per input step, mean-field, over the train+val+test steps; the feedback "
+            "amplifier and delay line are not counted"
+        )
     return {
         metric: "mean-field pores, noise-free readout; ridge chosen on the validation split, scored on the test split",
         f"{metric}_stochastic": "stochastic pores (exact multinomial moves) and shot noise (variance = fano x ions) "
@@ -216,7 +287,8 @@ def _notes(metric: str) -> dict:
         "energy_aj_per_step": "sum over membranes of ∫ I·V dt per input step, mean-field, over the train+val+test steps",
         "memory_capacity": "narma10 only: sum over delays 0..19 of the squared test correlation of a ridge readout "
         "(fitted on the train split) of the scaled input d steps back; mean-field features, and the ESN's",
-    }
+        "horizon_steps": "input steps between the last input seen and the value predicted",
+    } | extra
 
 
 def _design_headline(d: dict) -> dict:
@@ -243,9 +315,21 @@ def run_task(tf, out, *, progress=None) -> dict:
     res = build_reservoir(tf, molar_hi=tf.design["molar_range"][1] if tf.design else 4.0)
     molar0, pores0 = res.default_molar(), res.default_pores()
 
+    delay = isinstance(res, DelayReservoir)
+    selection = None
+    if delay and tf.select:
+        say(f"delay loops: input and feedback gain chosen on the validation split from {tf.select}")
+        selection = select_gains(res, us, y, sp, tf.select, tf.ridges)
+    gains = {}
+    if delay:
+        gains = {
+            "input_gain": selection["input_gain"] if selection else res.input_gain,
+            "feedback_gain": selection["feedback_gain"] if selection else res.feedback_gain,
+        }
+
     say(f"reservoir: {res.n_membranes} membranes x {res.n_virtual} virtual nodes, {len(us)} input steps")
     t0 = time.perf_counter()
-    run = res.run(jnp.asarray(us), molar0, pores0)
+    run = res.run(jnp.asarray(us), molar0, pores0, **gains)
     x = np.asarray(run.features())
     t_res = time.perf_counter() - t0
     phys = _fit_score(x, y, sp, tf.ridges, classify)
@@ -256,7 +340,7 @@ def run_task(tf, out, *, progress=None) -> dict:
     stoch = None
     if tf.reservoir["stochastic"]:
         say("stochastic pores + shot noise")
-        xs = np.asarray(res.run(jnp.asarray(us), molar0, pores0, key=jax.random.key(tf.seed)).features())
+        xs = np.asarray(res.run(jnp.asarray(us), molar0, pores0, key=jax.random.key(tf.seed), **gains).features())
         stoch = _fit_score(xs, y, sp, tf.ridges, classify)
 
     say(f"echo-state network, {res.n_features} nodes, hyperparameters by validation")
@@ -280,6 +364,7 @@ def run_task(tf, out, *, progress=None) -> dict:
         f"esn_val_{metric}": esn["val"],
         "ridge": phys["ridge"],
         "esn_hyperparameters": hyper,
+        "horizon_steps": horizon_steps(tf.task),
         "energy_aj_per_step": energy_step,
         **(_memory_capacities(x, xe, us, sp) if kind == "narma10" else {}),
         "energy_aj_per_step_by_membrane": [float(e) for e in energy_membrane],
@@ -292,7 +377,9 @@ def run_task(tf, out, *, progress=None) -> dict:
         "membranes": [
             {"system": m.system, "n_pores": m.n_pores, "v_bias_v": m.v_bias_v, "v_span_v": m.v_span_v} for m in tf.membranes
         ],
-        "notes": _notes(metric),
+        "reservoir_kind": "delay" if delay else "parallel",
+        **(_delay_summary(res, gains, selection, run) if delay else {}),
+        "notes": _notes(metric, delay),
         "anchors": ANCHORS,
         "seconds": {"reservoir_run": t_res},
     }
