@@ -40,6 +40,7 @@ the baselines' search grids and, optionally, an inverse design.
     [select]                          # optional (kind = "delay"): γ and η chosen on the validation
     input_gain = [0.03, 0.06]         # split (mean-field), over this grid; the file's values are
     feedback_gain = [0.6, 0.7, 0.8]   # then only the defaults
+    stochastic = false                # also choose them again on the stochastic device's validation score
 
     [esn]                             # optional: the grid searched on the validation split
     spectral_radius = [0.3, 0.6, 0.9, 1.0, 1.2]
@@ -302,12 +303,16 @@ def _design_table(raw: dict, kind: str, t: dict, membranes) -> dict | None:
 def _select_table(raw: dict, r: dict) -> dict | None:
     """``[select]``: the grids of input and feedback gain a delay reservoir is chosen from on the
     validation split."""
-    sel = _table(raw, "select", {"input_gain", "feedback_gain"})
+    sel = _table(raw, "select", {"input_gain", "feedback_gain", "stochastic"})
     if sel is None:
         return None
     if r["kind"] != "delay":
         raise _err("reservoir.kind", "must be 'delay' for a [select] table (it chooses the loop's gains)", r["kind"])
-    return {key: _grid(sel, key, "select", (r[key],)) for key in ("input_gain", "feedback_gain")}
+    stochastic = sel.get("stochastic", False)
+    if not isinstance(stochastic, bool):
+        raise _err("select.stochastic", "must be true or false", stochastic)
+    out = {key: _grid(sel, key, "select", (r[key],)) for key in ("input_gain", "feedback_gain")}
+    return out | {"stochastic": stochastic}
 
 
 def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
