@@ -63,7 +63,7 @@ def test_bad_circuit_files_are_refused(edit, message):
 
 def test_experiment_kind_must_be_known(tmp_path):
     cf = C.parse_circuit({**GOOD, "experiment": {"kind": "levitate"}})
-    kinds = r"\['memristor', 'neuron', 'plasticity', 'potentiation'"
+    kinds = r"\['memristor', 'neuron', 'neuron-design', 'plasticity', 'potentiation'"
     with pytest.raises(ValueError, match=r"experiment\.kind must be one of " + kinds):
         C.run_experiment(cf, tmp_path)
 

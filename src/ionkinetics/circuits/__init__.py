@@ -46,6 +46,7 @@ from ._graph import circuit as circuit
 from ._graph import parallel as parallel
 from ._graph import series as series
 from ._graph import validate as validate
+from ._neuron import classify_fi as classify_fi
 from ._neuron import design_loss as design_loss
 from ._neuron import detect_spikes as detect_spikes
 from ._neuron import equilibria_stability as equilibria_stability

@@ -47,7 +47,16 @@ from ._figures import figure, save_figure_atomic
 from ._files import CircuitFileError
 from ._solver import compile_circuit, solve, source_batch, transient
 
-__all__ = ["NeuronParts", "design_loss", "detect_spikes", "neuron_parts", "phase_plane", "run_neuron"]
+__all__ = [
+    "NeuronParts",
+    "classify_fi",
+    "design_loss",
+    "detect_spikes",
+    "neuron_parts",
+    "phase_plane",
+    "run_neuron",
+    "run_neuron_design",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,10 +130,22 @@ def neuron_parts(cf, exp: dict) -> NeuronParts:
 # spikes
 
 
-def detect_spikes(t_ns, v, level_v) -> np.ndarray:
-    """Times (ns) where ``v`` crosses ``level_v`` upward (linear interpolation), for a 1-D trace."""
+def detect_spikes(t_ns, v, level_v, *, reset_v=None) -> np.ndarray:
+    """Times (ns) where ``v`` crosses ``level_v`` upward (linear interpolation), for a 1-D trace.
+
+    With ``reset_v`` (below ``level_v``), a crossing counts only once ``v`` has fallen below ``reset_v``
+    since the previous one: a notch in one spike (a pulse ending on its upstroke) is not a second spike."""
     v = np.asarray(v)
+    if reset_v is not None and not reset_v < level_v:
+        raise ValueError(f"reset_v must be below level_v={level_v!r}; got {reset_v!r}")
     up = np.nonzero((v[:-1] < level_v) & (v[1:] >= level_v))[0]
+    if reset_v is not None and up.size > 1:
+        below = np.nonzero(v < reset_v)[0]
+        keep = [up[0]]
+        for k in up[1:]:
+            if np.any((below > keep[-1]) & (below <= k)):
+                keep.append(k)
+        up = np.asarray(keep)
     return np.array([t_ns[k] + (level_v - v[k]) / (v[k + 1] - v[k]) * (t_ns[k + 1] - t_ns[k]) for k in up])
 
 
@@ -385,6 +406,7 @@ def _pulse_responses(t, v, v_rest: float, level: float, t_on: float, amps) -> di
     sup = [p for p, f in zip(peaks, fired, strict=True) if f]
     gap_ratio = float(min(sup) / max(sub)) if sub and sup else None
     spread = float(max(sup) / min(sup)) if sup else None
+    cv = float(np.std(sup) / np.mean(sup)) if sup else None
     # the shape of the response: its gain (peak rise per pA) between neighbouring amplitudes, against
     # the small-signal gain of the two smallest pulses: regenerative where it is larger, saturated
     # where it is smaller
@@ -392,11 +414,9 @@ def _pulse_responses(t, v, v_rest: float, level: float, t_on: float, amps) -> di
     small = float(peaks[0] / amps[0])
     gain_max_ratio = float(gains.max() / small)
     gain_last_ratio = float(gains[-1] / small)
-    # all-or-none: one jump in the response (no spike below it, a spike at every amplitude above), the
-    # smallest spike at least twice the largest sub-threshold bump, the spikes within a factor 1.5
-    all_or_none = bool(
-        k is not None and k > 0 and all(fired[k:]) and gap_ratio is not None and gap_ratio >= 2.0 and spread <= 1.5
-    )
+    # all-or-none (issue 25): one jump in the response (no spike below it, a spike at every amplitude
+    # above), the smallest spike at least 3x the largest sub-threshold bump, spike amplitudes within a CV of 20 %
+    all_or_none = bool(k is not None and k > 0 and all(fired[k:]) and gap_ratio is not None and gap_ratio >= 3.0 and cv <= 0.2)
     return {
         "pulse_peak_rise_v": peaks,
         "pulse_fired": fired,
@@ -406,16 +426,17 @@ def _pulse_responses(t, v, v_rest: float, level: float, t_on: float, amps) -> di
         "threshold_v": threshold["threshold_v"],
         "threshold_v_meaning": "highest membrane voltage a pulse reaches without firing (lower bound of the voltage threshold)",
         "spike_peak_spread": spread,
+        "spike_amplitude_cv": cv,
         "response_gain_max_over_small_signal": gain_max_ratio,
         "response_gain_max_at_pa": [amps[int(np.argmax(gains))], amps[int(np.argmax(gains)) + 1]],
         "response_gain_largest_pulses_over_small_signal": gain_last_ratio,
     }
 
 
-def _refractory(t, v, level: float, gaps, first_row: int) -> dict:
+def _refractory(t, v, level: float, gaps, first_row: int, reset: float | None = None) -> dict:
     """Pulse pairs (batch rows from ``first_row``): the second fires only after the refractory period."""
     # refractory period: the second pulse of a pair fires only after it
-    second = [bool(detect_spikes(t, v[first_row + b], level).size >= 2) for b in range(len(gaps))]
+    second = [bool(detect_spikes(t, v[first_row + b], level, reset_v=reset).size >= 2) for b in range(len(gaps))]
     fails = [g for g, ok in zip(gaps, second, strict=True) if not ok]
     oks = [g for g, ok in zip(gaps, second, strict=True) if ok]
     refractory = max(fails) if fails else 0.0
@@ -428,13 +449,13 @@ def _refractory(t, v, level: float, gaps, first_row: int) -> dict:
     }
 
 
-def _fi_curve(t, v, level: float, currents, first_row: int) -> dict:
+def _fi_curve(t, v, level: float, currents, first_row: int, reset: float | None = None) -> dict:
     """Current steps (batch rows from ``first_row``): spike counts, the steady rate (from the 2nd spike,
     ISI-based, MHz), the rheobase and whether the rate rises with the current."""
     # f–I: rate over the steady part of each step (from the 2nd spike, ISI-based)
     rates, counts = [], []
     for b, _i in enumerate(currents):
-        s = detect_spikes(t, v[first_row + b], level)
+        s = detect_spikes(t, v[first_row + b], level, reset_v=reset)
         counts.append(int(s.size))
         isi = np.diff(s[1:]) if s.size >= 3 else np.diff(s)
         rates.append(float(1e3 / np.mean(isi)) if isi.size else 0.0)  # MHz (1/µs)
@@ -451,23 +472,130 @@ def _fi_curve(t, v, level: float, currents, first_row: int) -> dict:
     }
 
 
-def run_neuron(cf, cc, exp, out, *, energies):
-    """The ``neuron`` experiment. ``[experiment]`` fields (all optional): element names ``stimulus``,
-    ``inactivating``, ``activating``, ``capacitor``, ``bias_inactivating``, ``bias_activating``, ``node``;
-    ``pulse_width_ns``, ``pulse_amplitudes_pa`` (threshold), ``pair_amplitude_pa``,
-    ``refractory_intervals_ns`` (pairs), ``fi_currents_pa`` (steps), ``stimulus_on_ns``,
-    ``spike_rise_v`` (a spike: V crosses rest + this); ``bifurcation_designs`` (random designs per
-    molarity set, 0: off), ``bifurcation_shipped_pairs``; ``jitter_seeds`` (0: off),
-    ``jitter_pore_scales``, ``jitter_current_pa``; ``design_steps`` (0: off), ``design_start_molar``,
-    ``design_more_starts_molar``, ``design_current_pa``, ``design_duration_ns``, ``design_dt_ns``,
-    ``design_lr``; ``seed``. Writes ``neuron.png``, ``neuron_traces.png`` (and ``neuron_jitter.png``,
-    ``neuron_design.png``) and returns the summary.
+# fields of the old all-in-one neuron experiment that now belong to the design file's kind
+_DESIGN_FIELDS = (
+    "design_steps",
+    "design_start_molar",
+    "design_more_starts_molar",
+    "design_current_pa",
+    "design_duration_ns",
+    "design_dt_ns",
+    "design_lr",
+    "bifurcation_designs",
+    "bifurcation_shipped_pairs",
+    "jitter_seeds",
+    "jitter_pore_scales",
+    "jitter_current_pa",
+)
 
-    Length: one batched transient (pulses, pulse pairs, current steps) and then its readings, figures and
-    the optional long parts (bifurcation scan, jitter, gradient design), which share the batch and its
-    spike level."""
+
+def classify_fi(currents_pa, rates_mhz, *, onset_points: int = 3) -> dict:
+    """The Hodgkin class of an f–I curve from its onset.
+
+    Near a saddle-node on an invariant circle (class I) the rate rises from zero, ``f² ∝ I − I_c``; at a
+    Hopf point (class II) it jumps to a nonzero rate that changes little above. A line through ``f²``
+    against ``I`` over the first ``onset_points`` firing currents extrapolates to ``f = 0`` at ``I_c``.
+    Class ``"I"`` when ``I_c`` lies within half the firing range below the onset current
+    (``I_on − I_c ≤ (I_top − I_on)/2``, ``I_top`` the highest current that fires): the rate comes down to
+    zero close to where firing starts; class ``"II"`` when ``f²`` would have to be followed far below the
+    firing range to reach zero (a jump at onset), or does not rise at all. ``None`` with fewer than
+    ``onset_points`` firing currents or no silent current below the onset.
+
+    Returns ``{"fi_class", "onset_current_pa", "last_silent_current_pa", "extrapolated_zero_rate_current_pa"}``."""
+    i = np.asarray(currents_pa, dtype=float)
+    f = np.asarray(rates_mhz, dtype=float)
+    if i.ndim != 1 or i.shape != f.shape or i.size < 3:
+        raise ValueError(f"currents_pa and rates_mhz must be 1-D of the same length >= 3; got shapes {i.shape} and {f.shape}")
+    if np.any(np.diff(i) <= 0):
+        raise ValueError(f"currents_pa must increase strictly; got {i.tolist()}")
+    if np.any(~np.isfinite(f)) or np.any(f < 0):
+        raise ValueError(f"rates_mhz must be finite and >= 0; got {f.tolist()}")
+    if onset_points < 2:
+        raise ValueError(f"onset_points must be >= 2; got {onset_points}")
+    out = {"fi_class": None, "onset_current_pa": None, "last_silent_current_pa": None, "extrapolated_zero_rate_current_pa": None}
+    firing = np.nonzero(f > 0)[0]
+    if firing.size < onset_points or firing[0] == 0:
+        return out
+    k = int(firing[0])
+    pts = firing[:onset_points]
+    slope, icept = np.polyfit(i[pts], f[pts] ** 2, 1)
+    i_c = float(-icept / slope) if slope > 0 else -np.inf
+    out.update(onset_current_pa=float(i[k]), last_silent_current_pa=float(i[k - 1]), extrapolated_zero_rate_current_pa=i_c)
+    span = float(i[firing[-1]] - i[k])
+    out["fi_class"] = "I" if i[k] - i_c <= 0.5 * span else "II"
+    return out
+
+
+def run_neuron(cf, cc, exp, out, *, energies):
+    """The ``neuron`` experiment: the shipped design simulated (one batched transient, well under a
+    minute). ``[experiment]`` fields (all optional): element names ``stimulus``, ``inactivating``,
+    ``activating``, ``capacitor``, ``bias_inactivating``, ``bias_activating``, ``node``;
+    ``pulse_width_ns``, ``pulse_amplitudes_pa`` (threshold, all-or-none), ``pair_amplitude_pa``,
+    ``refractory_intervals_ns`` (pairs), ``fi_currents_pa`` (steps), ``stimulus_on_ns``,
+    ``spike_rise_v`` (a spike: V crosses rest + this). The design search, the bifurcation scan and
+    the stochastic jitter are the ``neuron-design`` kind (``circuits/neuron-design.toml``). Writes
+    ``neuron.png``, ``neuron_traces.png`` and their CSVs, and returns the summary.
+
+    Length: one batched transient (pulses, pulse pairs, current steps) and then its readings and
+    figures, which share the batch and its spike level."""
     from ..calibrate import load_calibration
 
+    moved = sorted(set(exp) & set(_DESIGN_FIELDS))
+    if moved:
+        raise CircuitFileError(
+            f"{cf.name}: experiment fields {moved} belong to kind = 'neuron-design' (the design search, bifurcation "
+            "scan and jitter run from their own file, e.g. circuits/neuron-design.toml); remove them from this "
+            "kind = 'neuron' file"
+        )
+    m = _measure(cf, cc, exp)
+    parts, t, v, amps, gaps, currents = m["parts"], m["t"], m["v"], m["amps"], m["gaps"], m["currents"]
+    tr, level, na, ng = m["tr"], m["level"], len(m["amps"]), len(m["gaps"])
+    resp, refr, fi = m["resp"], m["refr"], m["fi"]
+    rates, counts = fi["fi_rate_mhz"], fi["spike_count"]
+    fired = resp["pulse_fired"]
+    cal_i = load_calibration(_membrane(cf, parts.inactivating).calibration)
+    cal_a = load_calibration(_membrane(cf, parts.activating).calibration)
+    p_i, p_a = cal_i.params, cal_a.params
+
+    # phase plane at the middle current that fires tonically
+    fire_idx = [b for b, r in enumerate(rates) if r > 0]
+    b_pp = fire_idx[len(fire_idx) // 2] if fire_idx else len(currents) - 1
+    vg = np.linspace(float(v.min()) - 0.05, float(v.max()) + 0.05, 300)
+    with jax.enable_x64(True):
+        wv, ww = phase_plane(parts, p_i, p_a, currents[b_pp], vg)
+        wv0, _ = phase_plane(parts, p_i, p_a, 0.0, vg)
+    figs, data = _neuron_figures(cf, parts, tr, t, v, amps, fired, gaps, na, currents, rates, b_pp, vg, wv, wv0, ww, level, out)
+
+    energy = _energy_per_spike(
+        tr, parts, t, v, resp["pulse_fired"], na + ng + currents.index(0.0) if 0.0 in currents else None, m
+    )
+    summary = {
+        "finding": "",
+        "all_or_none_ratio": resp["spike_to_subthreshold_peak_ratio"],
+        "spike_amplitude_cv": resp["spike_amplitude_cv"],
+        "fi_class": fi["fi_class"],
+        "fi_curve": {"currents_pa": currents, "rates_mhz": rates},
+        "refractory_period_ns": refr["refractory_ns"],
+        **energy,
+        "saddle_node": _saddle_node(parts, p_i, p_a, m["v_rest"]),
+        "spike_count_at_fi_currents": dict(zip([f"{i:g}" for i in currents], counts, strict=True)),
+        "v_rest_v": m["v_rest"],
+        "spike_level_v": level,
+        "pulse_width_ns": m["width"],
+        "pulse_amplitudes_pa": amps,
+        **resp,
+        **refr,
+        **fi,
+        "energies_aj": energies(tr),
+        "figures": figs,
+        "data": data,
+    }
+    summary["finding"] = _finding(summary)
+    return summary
+
+
+def _measure(cf, cc, exp) -> dict:
+    """The neuron's batched transient (single pulses, pulse pairs, current steps) and its readings."""
     parts = neuron_parts(cf, exp)
     top = cc.topology
     dt, n = top.dt_ns, top.n_steps
@@ -480,6 +608,8 @@ def run_neuron(cf, cc, exp, out, *, energies):
     currents = [float(i) for i in exp.get("fi_currents_pa", [0, 10, 20, 30, 40, 50, 60, 80])]
     if any(t_on + g + width >= cf.duration_ns for g in gaps):
         raise CircuitFileError(f"{cf.name}: refractory_intervals_ns must fit in duration_ns={cf.duration_ns:g}")
+    if sorted(currents) != currents or len(set(currents)) != len(currents):
+        raise CircuitFileError(f"{cf.name}: experiment.fi_currents_pa must increase strictly; got {currents}")
 
     def pulse(a, on):
         return np.where((t_mid > on) & (t_mid < on + width), a, 0.0)
@@ -493,69 +623,179 @@ def run_neuron(cf, cc, exp, out, *, energies):
     v_rest = float(v[0, 0])
     level = _spike_level(exp, v_rest)
     na, ng = len(amps), len(gaps)
+    reset = 0.5 * (v_rest + level)  # a new spike only after V fell halfway back to rest
+    fi = _fi_curve(t, v, level, currents, na + ng, reset)
+    fi.update(classify_fi(currents, fi["fi_rate_mhz"]))
+    return {
+        "parts": parts,
+        "tr": tr,
+        "t": t,
+        "v": v,
+        "v_rest": v_rest,
+        "level": level,
+        "width": width,
+        "t_on": t_on,
+        "amps": amps,
+        "gaps": gaps,
+        "currents": currents,
+        "waves": waves,
+        "resp": _pulse_responses(t, v, v_rest, level, t_on, amps),
+        "refr": _refractory(t, v, level, gaps, na, reset),
+        "fi": fi,
+    }
 
-    resp = _pulse_responses(t, v, v_rest, level, t_on, amps)
-    fired = resp["pulse_fired"]
-    refr, fi = _refractory(t, v, level, gaps, na), _fi_curve(t, v, level, currents, na + ng)
-    rates, counts = fi["fi_rate_mhz"], fi["spike_count"]
 
+def _energy_per_spike(tr, parts, t, v, fired, zero_row, m) -> dict:
+    """Energy of one spike, from the smallest pulse that fires: what the two membranes dissipate while V
+    is above the spike level (upward crossing to the fall back below it), and the same window's energy
+    beyond the run without stimulus (rest dissipates too: the standing currents of both membranes)."""
+    out = {
+        "energy_per_spike_aj": None,
+        "energy_per_spike_above_rest_aj": None,
+        "spike_width_at_level_ns": None,
+        "rest_power_pw": None,
+        "energy_per_spike_meaning": "aJ the two membranes dissipate while V is above the spike level, for the smallest "
+        "pulse that fires; above_rest subtracts the same window of the run without stimulus (negative where a spike "
+        "cuts the standing currents of rest)",
+    }
+    if True not in fired:
+        return out
+    b = fired.index(True)
+    level = m["level"]
+    e = np.asarray(tr.energy(parts.inactivating) + tr.energy(parts.activating))  # (batch, saved points), aJ
+    k_up = int(np.argmax(v[b] >= level))
+    after = np.nonzero(v[b, k_up:] < level)[0]
+    k_down = k_up + int(after[0]) if after.size else len(t) - 1
+    out["energy_per_spike_aj"] = float(e[b, k_down] - e[b, k_up])
+    out["spike_width_at_level_ns"] = float(t[k_down] - t[k_up])
+    if zero_row is not None:
+        rest = float(e[zero_row, k_down] - e[zero_row, k_up])
+        out["energy_per_spike_above_rest_aj"] = out["energy_per_spike_aj"] - rest
+        out["rest_power_pw"] = float((e[zero_row, -1] - e[zero_row, 0]) / (t[-1] - t[0]) * 1e3)  # aJ/ns = nW
+    return out
+
+
+def _saddle_node(parts, p_i, p_a, v_rest: float) -> dict:
+    """The equilibria of the design against the stimulus current (linear stability): the largest
+    current at which the rest branch exists (the saddle-node), and whether at 0 pA the rest is
+    joined by a saddle (a true threshold) and an unstable upper state."""
+    vg = np.linspace(v_rest - 0.1, v_rest + 0.45, 441)
+    with jax.enable_x64(True):
+        design = jnp.array(
+            [
+                parts.n_inactivating,
+                parts.n_activating,
+                parts.c_f * G.CAP_UNIT_PER_FARAD,
+                parts.e_inactivating_v,
+                parts.e_activating_v,
+            ]
+        )
+        i_eq, lam = (np.asarray(x) for x in equilibria_stability(design, p_i, p_a, jnp.asarray(vg)))
+    crossings = np.nonzero(np.diff(np.sign(i_eq)) != 0)[0]
+    falls = np.nonzero(np.diff(i_eq) < 0)[0]
+    out = {
+        "equilibria_at_0_pa_v": [float(vg[k]) for k in crossings],
+        "leading_eigenvalue_real_per_ns": [float(lam.real[k]) for k in crossings],
+        "saddle_node_current_pa": None,
+        "saddle_node_v": None,
+    }
+    if falls.size:  # the steady-state I–V folds: its first local maximum is the saddle-node
+        k = int(falls[0])
+        out["saddle_node_current_pa"], out["saddle_node_v"] = float(i_eq[k]), float(vg[k])
+    return out
+
+
+def run_neuron_design(cf, cc, exp, out):
+    """The ``neuron-design`` experiment (``circuits/neuron-design.toml``): the heavy searches around the
+    neuron of the same circuit, each optional. ``design_steps`` (> 0: the gradient search of the two
+    dopant molarities through the solver, from ``design_start_molar`` (default: the file's own
+    molarities) and ``design_more_starts_molar``, driven by ``design_current_pa``, over
+    ``design_duration_ns`` at ``design_dt_ns``, step ``design_lr``); ``bifurcation_designs`` (random
+    designs per molarity set; ``bifurcation_shipped_pairs``); ``jitter_seeds`` (``jitter_pore_scales``,
+    ``jitter_current_pa``); ``fi_currents_pa``, ``stimulus_on_ns``, ``spike_rise_v``, ``seed``. Writes
+    ``neuron_design.png`` (and ``neuron_jitter.png``) and returns what the search changed: start and end
+    molarities and losses, spike counts of the f–I steps before and after."""
+    from ..calibrate import load_calibration
+
+    parts = neuron_parts(cf, exp)
     cal_i = load_calibration(_membrane(cf, parts.inactivating).calibration)
     cal_a = load_calibration(_membrane(cf, parts.activating).calibration)
     p_i, p_a = cal_i.params, cal_a.params
+    salt_i, salt_a = _dopant_salt(cal_i), _dopant_salt(cal_a)
 
-    # phase plane at the strongest current that fires tonically
-    fire_idx = [b for b, r in enumerate(rates) if r > 0]
-    b_pp = fire_idx[len(fire_idx) // 2] if fire_idx else len(currents) - 1
-    vg = np.linspace(float(v.min()) - 0.05, float(v.max()) + 0.05, 300)
-    with jax.enable_x64(True):
-        wv, ww = phase_plane(parts, p_i, p_a, currents[b_pp], vg)
-        wv0, _ = phase_plane(parts, p_i, p_a, 0.0, vg)
+    own = {salt_i: _file_molar(cal_i, salt_i), salt_a: _file_molar(cal_a, salt_a)}
+    exp = {"design_start_molar": own, **exp}
+    top = cc.topology
+    n = top.n_steps
+    t_on = float(exp.get("stimulus_on_ns", 20.0))
+    currents = [float(i) for i in exp.get("fi_currents_pa", [0, 10, 20, 30, 40, 50])]
+    t_mid = (np.arange(n) + 0.5) * top.dt_ns
+    fi_waves = [np.where(t_mid > t_on, i, 0.0) for i in currents]
+    v0 = transient(cc, save_every=cf.save_every).v(parts.node)
+    level = _spike_level(exp, float(np.asarray(v0)[0]))
+    summary: dict = {"finding": "", "design_start_molar": own}
+    figs = []
 
-    figs, data = _neuron_figures(cf, parts, tr, t, v, amps, fired, gaps, na, currents, rates, b_pp, vg, wv, wv0, ww, level, out)
+    def verify(p_inact, p_act):
+        """V(t) at every f–I current for other membrane parameters, on one compiled batch."""
+        nb = len(fi_waves)
+        vals = source_batch(cc, _rows(cc, parts.stimulus, fi_waves), "is_")
+        mem = list(vals["mem"])
+        for name, prm in ((parts.inactivating, p_inact), (parts.activating, p_act)):
+            mem[top.names_of("M").index(name)] = jax.tree_util.tree_map(
+                lambda x: jnp.broadcast_to(jnp.asarray(x), (nb, *np.shape(x))), prm
+            )
+        vals["mem"] = tuple(mem)
+        tv = transient(cc, values=vals, batched=True, save_every=cf.save_every)
+        return tv.t_ns, tv.v(parts.node)
 
+    if int(exp.get("design_steps", 0)) > 0:
+        d = _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on)
+        figs.append(d.pop("figure"))
+        summary["gradient_design"] = d
+        summary["search_changed"] = {
+            "molar_start": d["start_molar"],
+            "molar_end": d["best_molar"],
+            "loss_start": d["loss_start"],
+            "loss_end": d["loss_best"],
+            "spike_counts_start": d["spike_counts_start"],
+            "spike_counts_end": d["spike_counts_best"],
+            "held": "pore counts (static in a compiled circuit), capacitance and biases: the file's values",
+        }
     n_bif = int(exp.get("bifurcation_designs", 0))
-    bifurcation = _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif) if n_bif else None
-
-    summary = {
-        "finding": "",
-        "spike_count_at_fi_currents": dict(zip([f"{i:g}" for i in currents], counts, strict=True)),
-        "v_rest_v": v_rest,
-        "spike_level_v": level,
-        "pulse_width_ns": width,
-        "pulse_amplitudes_pa": amps,
-        **resp,
-        **refr,
-        **fi,
-        "energies_aj": energies(tr),
-        "bifurcation": bifurcation,
-        "figures": figs,
-        "data": data,
-    }
-    extra_figs = []
+    if n_bif:
+        vg = np.linspace(float(np.min(v0)) - 0.3, float(np.max(v0)) + 0.3, 300)
+        summary["bifurcation"] = _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif)
     if int(exp.get("jitter_seeds", 0)) > 0:
         summary["jitter"] = _jitter(cf, exp, parts, t_on, level, out)
-        extra_figs.append(summary["jitter"].pop("figure"))
-    if int(exp.get("design_steps", 0)) > 0:
-        n_batch = len(waves)
-        fi_waves = waves[na + ng :]
-
-        def verify(p_inact, p_act):
-            """V(t) at every f–I current for other membrane parameters, on the same compiled batch."""
-            vals = source_batch(cc, _rows(cc, parts.stimulus, fi_waves + [np.zeros(n)] * (n_batch - len(fi_waves))), "is_")
-            mem = list(vals["mem"])
-            for name, prm in ((parts.inactivating, p_inact), (parts.activating, p_act)):
-                mem[top.names_of("M").index(name)] = jax.tree_util.tree_map(
-                    lambda x: jnp.broadcast_to(jnp.asarray(x), (n_batch, *np.shape(x))), prm
-                )
-            vals["mem"] = tuple(mem)
-            tv = transient(cc, values=vals, batched=True, save_every=cf.save_every)
-            return tv.t_ns, tv.v(parts.node)[: len(fi_waves)]
-
-        summary["gradient_design"] = _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on)
-        extra_figs.append(summary["gradient_design"].pop("figure"))
-    summary["figures"] = figs + extra_figs
-    summary["finding"] = _finding(summary)
+        figs.append(summary["jitter"].pop("figure"))
+    summary["figures"] = figs
+    bits = []
+    if "search_changed" in summary:
+        c = summary["search_changed"]
+        bits.append(
+            "gradient search: "
+            + ", ".join(f"[{k}] {c['molar_start'][k]:.3g} -> {c['molar_end'][k]:.3g} M" for k in c["molar_start"])
+            + f", loss {c['loss_start']:.2f} -> {c['loss_end']:.2f}"
+        )
+    if "bifurcation" in summary:
+        bits.append(
+            f"{summary['bifurcation']['oscillatory_at_this_file_molar']} of {n_bif} random designs "
+            "oscillate at this file's molarities"
+        )
+    if "jitter" in summary:
+        bits.append(f"first-spike jitter log-log slope against pores {summary['jitter']['loglog_slope']}")
+    summary["finding"] = "; ".join(bits) if bits else "nothing asked: set design_steps, bifurcation_designs or jitter_seeds"
     return summary
+
+
+def _file_molar(cal, salt: str) -> float:
+    """The molarity of ``salt`` in a calibration's system id (``"B3N:KCl@1.0+RbCl@0.38"``)."""
+    for part in cal.system_id.split(":", 1)[1].split("+"):
+        name, _, m = part.partition("@")
+        if name == salt:
+            return float(m)
+    raise ValueError(f"calibration {cal.system_id!r} has no salt {salt!r}")
 
 
 def _membrane(cf, name):
@@ -570,7 +810,7 @@ def _finding(s) -> str:
         + f" above a threshold between {s['threshold_current_bracket_pa'][0]} and {s['threshold_current_bracket_pa'][1]} pA "
         f"({s['pulse_width_ns']:g} ns pulses; the highest V reached without a spike is {s['threshold_v']:.3f} V, "
         f"rest {s['v_rest_v']:.3f} V; smallest spike {s['spike_to_subthreshold_peak_ratio']:.2f}× the largest "
-        "sub-threshold bump)",
+        f"sub-threshold bump, spike amplitude CV {s['spike_amplitude_cv']:.3f})",
         f"the response gain peaks at {s['response_gain_max_over_small_signal']:.1f}× the small-signal gain between "
         f"{s['response_gain_max_at_pa'][0]:g} and {s['response_gain_max_at_pa'][1]:g} pA and falls to "
         f"{s['response_gain_largest_pulses_over_small_signal']:.2f}× above (threshold and saturation)",
@@ -583,6 +823,12 @@ def _finding(s) -> str:
             + f"{firing[0][0]:g} pA ({firing[0][1]:.2f} MHz) to {firing[-1][0]:g} pA ({firing[-1][1]:.2f} MHz)"
             + ("; the rate rises with the current" if s["rate_rises_with_current"] else "; the rate does not rise monotonically")
         )
+        if s.get("fi_class"):
+            bits.append(
+                f"class {s['fi_class']} excitability (f² extrapolates to zero at "
+                f"{s['extrapolated_zero_rate_current_pa']:.1f} pA, "
+                f"last silent current {s['last_silent_current_pa']:g} pA)"
+            )
     else:
         bits.append("no tonic firing at the currents given")
     return "; ".join(bits)
