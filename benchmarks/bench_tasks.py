@@ -17,6 +17,12 @@ states, 12 have 2), driven by a NARMA-10 input.
   counts, jitted, best of ``repeats``; against central finite differences of the same jitted loss
   (2 x 40 + 1 evaluations, timed as 81 x one evaluation), and the two gradients compared.
 
+* Delay reservoir (issue 25): ``tasks/delay-narma10.toml`` (4 delayed-feedback loops, one B3N:RbCl
+  membrane each, 25 virtual nodes of 8 ns, 100 features), the jitted mean-field
+  ``DelayReservoir.run`` against the same loop in numpy/scipy (interval by interval: V from the input
+  and the delayed current, ``scipy.linalg.expm`` of Van Loan's block for P and ∫expm, the same
+  per-state current), in simulated ns per wall second, checked to agree to 1e-8.
+
 Benchmarks, not tests: nothing asserts a speed. Exits 1 if an agreement check fails.
 """
 
@@ -38,11 +44,13 @@ import scipy.linalg  # noqa: E402
 
 from _machine import machine_lines  # noqa: E402
 from ionkinetics.constants import PA_PER_E_PER_NS  # noqa: E402
-from ionkinetics.tasks import build_reservoir, design_loss, esn_states, load_task, narma10  # noqa: E402
+from ionkinetics.kinetics import generator  # noqa: E402
+from ionkinetics.tasks import build_reservoir, design_loss, esn_states, load_task, narma10, state_current_pa  # noqa: E402
 
 TASK = Path(__file__).resolve().parents[1] / "tasks" / "narma10.toml"
-FULL = {"steps": 4000, "peer_steps": 200, "esn_steps": 4000, "grad_train": 1200, "grad_val": 400, "repeats": 3}
-QUICK = {"steps": 1000, "peer_steps": 50, "esn_steps": 1000, "grad_train": 300, "grad_val": 100, "repeats": 2}
+DELAY_TASK = Path(__file__).resolve().parents[1] / "tasks" / "delay-narma10.toml"
+FULL = {"steps": 4000, "peer_steps": 200, "esn_steps": 4000, "grad_train": 1200, "grad_val": 400, "repeats": 3, "delay_peer": 40}
+QUICK = {"steps": 1000, "peer_steps": 50, "esn_steps": 1000, "grad_train": 300, "grad_val": 100, "repeats": 2, "delay_peer": 10}
 
 
 def _np_bell(rate, v, vt):
@@ -95,6 +103,44 @@ def numpy_reservoir(res, u, steps):
                 a = big_pi * res.hold_ns + (big_pi - np.linalg.inv(big_pi - q)) @ (prop - np.eye(len(pi)))
                 out[k, j, i] = pores[i] * (p @ a @ cur) / PA_PER_E_PER_NS
                 p = p @ prop
+    return out
+
+
+def numpy_delay_reservoir(res, u, steps):
+    """The delay reservoir in numpy/scipy: ions (steps, M, N), loop by loop and interval by
+    interval (V from the input and the current D intervals back, Van Loan's block by scipy)."""
+    n, m, d = res.n_membranes, res.n_virtual, res.delay_nodes
+    out = np.empty((steps, m, n))
+    for i in range(n):
+        params = res.params(i, res.default_molar()[i])
+        vb, vs, mask = res.v_bias_v[i], res.v_span_v[i], res.mask[i]
+
+        def factors(v, params=params):
+            q = np.asarray(generator(params, v))
+            k = q.shape[0]
+            block = np.zeros((2 * k, 2 * k))
+            block[:k, :k], block[:k, k:] = q, np.eye(k)
+            e = scipy.linalg.expm(block * res.hold_ns)
+            return q, e[:k, :k], e[:k, k:] @ np.asarray(state_current_pa(params, v))
+
+        def stationary(v, factors=factors):
+            w, vec = np.linalg.eig(factors(v)[0].T)
+            pi = np.real(vec[:, np.argmin(np.abs(w))])
+            return pi / pi.sum()
+
+        p_rest = stationary(vb)
+        rest = p_rest @ factors(vb)[2] / PA_PER_E_PER_NS
+        span = 0.5 * (p_rest @ factors(vb + vs)[2] - p_rest @ factors(vb - vs)[2]) / PA_PER_E_PER_NS
+        fed = [0.0] * d
+        p = stationary(vb + vs * np.clip(res.input_gain * mask[0] * u[0], -1, 1))
+        for g in range(steps * m):
+            k, j = divmod(g, m)
+            v = vb + vs * np.clip(res.input_gain * mask[j] * u[k] + res.feedback_gain * fed[g % d], -1, 1)
+            _, prop, aj = factors(v)
+            q_pore = p @ aj / PA_PER_E_PER_NS
+            fed[g % d] = (q_pore - rest) / span
+            out[k, j, i] = res.default_pores()[i] * q_pore
+            p = p @ prop
     return out
 
 
@@ -205,6 +251,44 @@ def main(argv=None) -> int:
             None,
             f"{t_fd / t_grad:.1f}",
             f"max rel |g - fd| on 4 coords = {max(check):.1e}",
+        )
+    )
+
+    # ---- delay reservoir (issue 25) -------------------------------------------------------------
+    dres = build_reservoir(load_task(DELAY_TASK))
+    step_ns = dres.step_ns
+    t0 = time.perf_counter()
+    dfirst = np.asarray(dres.run(us).ions)
+    t_dfirst = time.perf_counter() - t0
+    t_djax, _ = best_of(lambda: np.asarray(dres.run(us).ions), cfg["repeats"])
+    sim_ns = cfg["steps"] * step_ns
+    rows.append(
+        (
+            "delay",
+            f"{cfg['steps']} steps",
+            f"jax DelayReservoir.run, {dres.n_membranes}x{dres.n_virtual} nodes",
+            t_djax,
+            cfg["steps"] / t_djax,
+            "",
+            f"{sim_ns / t_djax:.3g} simulated ns per wall s",
+        )
+    )
+    rows.append(("", "", "  first call (compile + run)", t_dfirst, None, "", f"compile ~ {t_dfirst - t_djax:.1f} s"))
+    dp = cfg["delay_peer"]
+    t0 = time.perf_counter()
+    dpeer = numpy_delay_reservoir(dres, np.asarray(us), dp)
+    t_dpeer = (time.perf_counter() - t0) * cfg["steps"] / dp
+    drel = float(np.max(np.abs(dpeer - dfirst[:dp]) / np.abs(dfirst[:dp])))
+    ok &= drel < 1e-8
+    rows.append(
+        (
+            "",
+            "",
+            f"  peer: numpy/scipy loop, {dp} steps",
+            t_dpeer,
+            cfg["steps"] / t_dpeer,
+            f"{t_dpeer / t_djax:.0f}",
+            f"{sim_ns / t_dpeer:.3g} sim ns/s; max rel |dions| = {drel:.1e}",
         )
     )
 
