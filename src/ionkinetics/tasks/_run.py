@@ -79,6 +79,16 @@ ANCHORS = [
         "source": "https://www.nature.com/articles/s41467-022-29260-1 (abstract)",
     },
     {
+        "work": "Kamsma et al., Faraday Discuss. (2026), doi 10.1039/D5FD00168D, arXiv 2601.14986 (fluidic iontronic "
+        "memristor circuits, pyontronics)",
+        "task": "Mackey-Glass, tau = 17, 10 steps ahead",
+        "metric": "nrmse",
+        "value": 0.043,
+        "size": "45 memristors at 39.8 pW (15 memristors: NRMSE 0.059 at 15.8 pW)",
+        "source": "as quoted in issue 25; the stored text of arXiv 2601.14986 gave only the abstract, so the sampling "
+        "interval and step time (and hence the energy per step) could not be read",
+    },
+    {
         "work": "Kamsma et al., Chaos 35, 093133 (2025) (iontronic echo-state and band-pass networks); "
         "Kamsma et al., arXiv 2601.14986 (pyontronics)",
         "task": "NARMA / time-series benchmarks",
