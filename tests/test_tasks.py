@@ -452,7 +452,7 @@ def _delay_task_dict(**over):
         "input_gain": 0.05,
         "feedback_gain": 0.5,
         "mask": "uniform",
-        "membranes": [TWO_STATE, "crown6:NaCl@1.0+KCl@0.15"],
+        "membranes": [TWO_STATE],
         "stochastic": False,
         **over.get("reservoir", {}),
     }
@@ -466,7 +466,7 @@ def test_delay_task_writes_the_summary_keys(tmp_path):
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["nrmse"] == pytest.approx(summary["nrmse"])
     assert written["task"] == "narma10" and written["horizon_steps"] == 1
-    assert written["sizes"]["n_membranes"] == 2 and written["sizes"]["n_features"] == written["sizes"]["esn_nodes"] == 8
+    assert written["sizes"]["n_membranes"] == 1 and written["sizes"]["n_features"] == written["sizes"]["esn_nodes"] == 4
     for key in ("nrmse", "esn_nrmse", "energy_aj_per_step", "memory_capacity", "esn_memory_capacity"):
         assert np.isfinite(written[key]), key
     loop = written["delay_loop"]
