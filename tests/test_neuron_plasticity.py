@@ -1,10 +1,10 @@
 """The ionic neuron and the bias-steered synapse (issue 17, parts 1 and 2): the phenomena, measured.
 
-By default: the shipped neuron file once (issue 25: all-or-none, class I, its f–I curve), the f–I
-classifier on the two normal forms (tiny numpy ODEs, no circuit) and the synapse's principle on the
-kinetic core; under ``--runslow`` the neuron's design file with one gradient step (its full search,
-scan and jitter take minutes and run in no test) and the synapse file (each file is its own compiled
-circuit, ~25 s of compile on one core)."""
+By default: the f–I classifier on the two normal forms (tiny numpy ODEs, no circuit), spike detection,
+the neuron kind's refusal of the design fields and the synapse's principle on the kinetic core; under
+``--runslow`` the shipped neuron file once (issue 25: all-or-none, class I, its f–I curve), the
+neuron's design file with one gradient step (its full search, scan and jitter take minutes and run in
+no test) and the synapse file (each file is its own compiled circuit, ~25-40 s of compile on one core)."""
 
 import dataclasses
 import itertools
@@ -18,8 +18,8 @@ from ionkinetics import circuits as C
 from ionkinetics.circuits import detect_spikes, fit_nonlinearity
 
 
-def _run(name, tmp_path_factory, **changes):
-    cf = C.load_circuit(C.circuits_dir() / f"{name}.toml")
+def _run(name, tmp_path_factory, *, folder="", **changes):
+    cf = C.load_circuit(C.circuits_dir() / folder / f"{name}.toml")
     cf = dataclasses.replace(cf, experiment={**cf.experiment, **changes})
     out = tmp_path_factory.mktemp(name)
     summary = C.run_experiment(cf, out)
@@ -31,7 +31,16 @@ def _run(name, tmp_path_factory, **changes):
 
 @pytest.fixture(scope="module")
 def neuron(tmp_path_factory):
-    return _run("neuron", tmp_path_factory)
+    import warnings
+
+    from ionkinetics import OutsideDataRange
+
+    # the second pulse of a pair inside the refractory period (B3N plugged, crowns closed) drives the B3N
+    # membrane to |u| = 0.505 V, 1 % beyond its calibration's data (0-0.5 V): users are warned (once); the
+    # spikes themselves stay within 0.43 V
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutsideDataRange)
+        return _run("neuron", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +89,7 @@ def _balance_closes(energies):
     return np.all(np.abs(np.asarray(energies["balance_aj"])) < 1e-9 * scale)
 
 
+@pytest.mark.slow  # the shipped file: one compile and a 29-run batch, ~40-80 s on one core
 def test_circuit_neuron_is_all_or_none_above_a_bracketed_threshold(neuron):
     """Pulses of growing amplitude: none reach the spike level, then every larger one does, and the
     response is a step (issue 25): the smallest spike at least 3x the largest sub-threshold bump
@@ -109,6 +119,7 @@ def test_circuit_neuron_is_all_or_none_above_a_bracketed_threshold(neuron):
     assert _balance_closes(neuron["energies_aj"])
 
 
+@pytest.mark.slow
 def test_circuit_neuron_has_a_refractory_period_and_a_rising_class_i_fi_curve(neuron):
     second = neuron["second_pulse_fired"]
     gaps = neuron["refractory_intervals_ns"]
@@ -260,6 +271,7 @@ def test_circuit_neuron_design_reports_what_one_gradient_step_changed(tmp_path_f
     s = _run(
         "neuron-design",
         tmp_path_factory,
+        folder="design",
         design_steps=1,
         design_more_starts_molar=[],
         design_duration_ns=200.0,

@@ -28,7 +28,7 @@ Kinds (fields of ``[experiment]``):
 - ``neuron`` and ``plasticity``: the ionic neuron and the bias-steered synapse (fields and
   measurements in ``_neuron.py`` and ``_plasticity.py``; ``circuits/neuron.toml``,
   ``circuits/plasticity.toml``). ``neuron-design``: the neuron's gradient design search, bifurcation
-  scan and stochastic jitter, apart (``circuits/neuron-design.toml``: minutes, not seconds).
+  scan and stochastic jitter, apart (``circuits/design/neuron-design.toml``: minutes, not seconds).
 - ``sweep`` (``voltages_v``, ``probes``): the voltage source held at each DC voltage (batched);
   reports the final current of every probe and the source, the conductance I/V, where it peaks,
   and its half-maximum edges on each side (``null`` where G does not fall to half its maximum

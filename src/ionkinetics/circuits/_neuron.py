@@ -533,7 +533,7 @@ def run_neuron(cf, cc, exp, out, *, energies):
     ``pulse_width_ns``, ``pulse_amplitudes_pa`` (threshold, all-or-none), ``pair_amplitude_pa``,
     ``refractory_intervals_ns`` (pairs), ``fi_currents_pa`` (steps), ``stimulus_on_ns``,
     ``spike_rise_v`` (a spike: V crosses rest + this). The design search, the bifurcation scan and
-    the stochastic jitter are the ``neuron-design`` kind (``circuits/neuron-design.toml``). Writes
+    the stochastic jitter are the ``neuron-design`` kind (``circuits/design/neuron-design.toml``). Writes
     ``neuron.png``, ``neuron_traces.png`` and their CSVs, and returns the summary.
 
     Length: one batched transient (pulses, pulse pairs, current steps) and then its readings and
@@ -544,7 +544,7 @@ def run_neuron(cf, cc, exp, out, *, energies):
     if moved:
         raise CircuitFileError(
             f"{cf.name}: experiment fields {moved} belong to kind = 'neuron-design' (the design search, bifurcation "
-            "scan and jitter run from their own file, e.g. circuits/neuron-design.toml); remove them from this "
+            "scan and jitter run from their own file, e.g. circuits/design/neuron-design.toml); remove them from this "
             "kind = 'neuron' file"
         )
     m = _measure(cf, cc, exp)
@@ -706,7 +706,7 @@ def _saddle_node(parts, p_i, p_a, v_rest: float) -> dict:
 
 
 def run_neuron_design(cf, cc, exp, out):
-    """The ``neuron-design`` experiment (``circuits/neuron-design.toml``): the heavy searches around the
+    """The ``neuron-design`` experiment (``circuits/design/neuron-design.toml``): the heavy searches around the
     neuron of the same circuit, each optional. ``design_steps`` (> 0: the gradient search of the two
     dopant molarities through the solver, from ``design_start_molar`` (default: the file's own
     molarities) and ``design_more_starts_molar``, driven by ``design_current_pa``, over
