@@ -12,6 +12,10 @@ jax.config.update("jax_enable_x64", True)
 # read while another process writes it is a JAX warning, which "warnings are errors" turns into a
 # failure unrelated to the code under test. The README's fresh-interpreter tests still use it.
 os.environ.setdefault("IONKINETICS_JAX_CACHE", "")
+# One OpenMM CPU thread per test process: pytest-xdist already runs one worker per core, and OpenMM's
+# default (a thread per core in every worker) oversubscribes the cores; its threads then wait on each
+# other, and a minimisation that takes seconds alone took over ten minutes on a loaded 2-core machine.
+os.environ.setdefault("OPENMM_CPU_THREADS", "1")
 
 # Random tests fail only beyond this many standard errors (openmmtools' NSIGMA_MAX habit).
 NSIGMA_MAX = 6.0

@@ -50,12 +50,11 @@ import json
 import math
 import os
 import platform as _platform
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from .._io import load_toml_as, write_json_atomic
+from .._io import git_commit, load_toml_as, write_atomic, write_json_atomic
 from ..constants import AVOGADRO_PER_MOL
 from ._adaptive import AdaptivePlan, convergence_report
 from ._forcefield import FORCEFIELD_OPTIONS
@@ -327,14 +326,6 @@ def load_validation(path) -> ValidationPlan:
     return load_toml_as(path, "validation file", ValidationError, parse_validation)
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _build(plan: ValidationPlan, pmf: PMFPlan):
     from ._system import build_system
 
@@ -347,7 +338,7 @@ def _provenance(plan: ValidationPlan) -> dict:
     import openmm
 
     return {
-        "commit": _git_commit(),
+        "commit": git_commit() or "unknown",
         "openmm_version": openmm.__version__,
         "cpu_threads": os.environ.get("OPENMM_CPU_THREADS", "default"),
         "host": _platform.node(),
@@ -401,6 +392,7 @@ def run_validation_concurrently(plan: ValidationPlan, records_root, *, workers: 
     """Run the adaptive plans of every PMF (or ``only`` those) at once, ``workers`` processes (a CPU: one
     OpenMM thread each, one per free core; a GPU: several simulations sharing the device). Each worker
     records windows as it goes, so an interrupted run resumes. Returns one line per PMF."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     if plan.adaptive is None:
@@ -411,7 +403,9 @@ def run_validation_concurrently(plan: ValidationPlan, records_root, *, workers: 
         raise ValueError("plan must come from a file (load_validation) so worker processes can read it")
     names = [p.name for p in plan.pmfs if not only or p.name in only]
     os.environ.setdefault("OPENMM_CPU_THREADS", "1")
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: a forked child of a process whose JAX or OpenMM thread pools are running can
+    # inherit a held lock and wait on it forever (it hung CI's run of this path)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_adaptive_worker, str(plan.path), n, str(records_root)) for n in names]
         out = []
         for f in futures:
@@ -831,7 +825,7 @@ def summarize_validation(plan: ValidationPlan, records_root, out_dir) -> dict:
         "schema": "ionkinetics.md-validation-summary/1",
         "forcefield_option": plan.forcefield_option,
         "forcefield": FORCEFIELD_OPTIONS[plan.forcefield_option].as_dict(),
-        "commit": _git_commit(),
+        "commit": git_commit() or "unknown",
         "validation_file": plan.path,
         "rules": {**RULES, "both_sides": True, "overlap_ok": True},
         "all_facts_hold": bool(facts) and all(f["holds"] for f in facts),
@@ -850,9 +844,7 @@ def summarize_validation(plan: ValidationPlan, records_root, out_dir) -> dict:
     write_json_atomic(out_dir / "summary.json", summary)
     fig = _figure_adaptive(recs) if plan.adaptive is not None else _figure(recs)
     if fig is not None:
-        tmp = out_dir / f".pmfs.{os.getpid()}.tmp.png"
-        fig.savefig(tmp, dpi=130)
-        os.replace(tmp, out_dir / "pmfs.png")
+        write_atomic(out_dir / "pmfs.png", lambda tmp: fig.savefig(tmp, dpi=130, format="png"), suffix=".png")
     return summary
 
 
