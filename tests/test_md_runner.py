@@ -249,16 +249,18 @@ def test_a_run_folder_is_locked_against_a_second_process(tmp_path):
 def test_a_failed_checkpoint_write_leaves_no_temporary(tmp_path, monkeypatch):
     import errno
 
-    import ionkinetics.md._runner as R
+    import ionkinetics._io as io
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(R.os, "fsync", full)
+    monkeypatch.setattr(io.os, "fsync", full)  # the one atomic writer every record goes through
     with pytest.raises(OSError, match="No space left"):
-        R._write_bytes_atomic(tmp_path / "checkpoint_000001.chk", b"x" * 100)
+        io.write_bytes_atomic(tmp_path / "checkpoint_000001.chk", b"x" * 100)
     with pytest.raises(OSError, match="No space left"):
-        R._write_npz_atomic(tmp_path / "chunk_000000.npz", a=np.zeros(3))
+        io.write_npz_atomic(tmp_path / "chunk_000000.npz", a=np.zeros(3))
+    with pytest.raises(OSError, match="No space left"):
+        io.write_text_atomic(tmp_path / "summary.json", "{}")
     assert not list(tmp_path.iterdir())  # old code: .checkpoint_000001.chk.tmp stayed
 
 

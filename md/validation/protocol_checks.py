@@ -19,13 +19,13 @@ import json
 import math
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ionkinetics import md
+from ionkinetics._io import git_commit, write_text_atomic
 from ionkinetics.md._adaptive import AdaptivePlan, OpenMMUmbrellaSampler, _mean_force, partner_pores
 from ionkinetics.md._pmf import BOLTZMANN_KJ_PER_MOL_K
 
@@ -59,17 +59,14 @@ def _compare(name: str, a: dict, b: dict, nsigma: float) -> dict:
             "holds": bool(abs(diff) <= nsigma * sigma)}  # fmt: skip
 
 
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return out.stdout.strip() or "unknown"
-
-
 def _write(path: Path, rec: dict) -> None:
-    rec = {**rec, "commit": _commit(), "host": platform.node(), "openmm_cpu_threads": os.environ.get("OPENMM_CPU_THREADS")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(rec, indent=1))
-    os.replace(tmp, path)
+    rec = {
+        **rec,
+        "commit": git_commit() or "unknown",
+        "host": platform.node(),
+        "openmm_cpu_threads": os.environ.get("OPENMM_CPU_THREADS"),
+    }
+    write_text_atomic(path, json.dumps(rec, indent=1))
     print(
         f"{path}: holds={rec['holds']} diff={rec['difference_kt_per_nm']:+.1f} ± {rec['sigma_kt_per_nm']:.1f} kT/nm", flush=True
     )

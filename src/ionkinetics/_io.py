@@ -46,23 +46,64 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def write_text_atomic(path, text: str) -> Path:
+def write_atomic(path, write, *, suffix: str = ".tmp") -> Path:
+    """The one atomic write: ``write(tmp)`` fills a temporary beside ``path`` (same folder, so the
+    rename is atomic; ``suffix`` keeps writers that add their own extension, such as numpy's
+    ``.npz``, from renaming it), which is flushed to disk, given the mode ``open()`` would give a new
+    file (mkstemp's 0o600 would make it private) and renamed over ``path``. A failure (disk full, a
+    signal) leaves ``path`` as it was and no temporary behind."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"output {str(path)!r} is a folder; it must name a file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fchmod(fh.fileno(), file_mode())  # as readable as the figures beside it
+        write(tmp)
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_npz_atomic(path, **arrays) -> Path:
+    """``numpy.savez_compressed`` of ``arrays`` to ``path``, atomically."""
+    import numpy as np
+
+    return write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays), suffix=".tmp.npz")
+
+
+def git_commit(*, mark_dirty: bool = False) -> str | None:
+    """The commit of the git checkout this package runs from (``None`` for an installed copy, or
+    without git), ``+dirty`` appended when ``mark_dirty`` and the package's files have changes."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=False)
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        commit = out.stdout.strip()
+        if mark_dirty:
+            st = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True,
+                                timeout=10, check=False)  # fmt: skip
+            commit += "+dirty" if st.stdout.strip() else ""
+        return commit
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def write_json_atomic(path, data) -> Path:
@@ -228,18 +269,9 @@ def save_figure(fig, path, *, dpi: int | None = None) -> Path:
     _declutter_log_ticks(fig)
     if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):  # constrained layout makes its own room
         _tight_below_suptitle(fig)  # again: room for the letters and a title that now takes two lines
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        # "tight" keeps every title, label and letter inside the saved page
-        fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight", pad_inches=0.04)
-        os.chmod(tmp, file_mode())  # mkstemp's 0o600 would make figures private, unlike other files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # "tight" keeps every title, label and letter inside the saved page
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight", pad_inches=0.04),
+                        suffix=path.suffix)  # fmt: skip
 
 
 def columns_csv(columns) -> str:

@@ -37,7 +37,6 @@ import datetime
 import itertools
 import math
 import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import species
+from .._io import git_commit
 from ._calibration import (
     SCHEMA,
     Calibration,
@@ -356,18 +356,6 @@ def _bell(data: DwellData, *, ion: str, trap: bool, molar: float, temperature_k:
     )
 
 
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True, check=False)
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
 def _provenance(plan: _Plan, runs: Sequence[MDRun], command: str | None, assumptions: list[str]) -> dict:
     from .._version import __version__
 
@@ -383,7 +371,7 @@ def _provenance(plan: _Plan, runs: Sequence[MDRun], command: str | None, assumpt
         "contains_assumed_values": bool(assumptions),
         "command": command or " ".join(shlex.quote(a) for a in ["ionkinetics", *sys.argv[1:]]),
         "ionkinetics_version": __version__,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(mark_dirty=True),
         "created_utc": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
         "molar": dict(plan.system.cation_molar),
     }

@@ -52,6 +52,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from .._checks import check_voltage
+from ..constants import AJ_PER_PA_V_NS
 from ..kinetics import max_squarings_for, membrane_current_pa, multinomial_counts, steady_state, transition_matrix
 from . import _graph as G
 
@@ -555,7 +556,7 @@ def _run(cc: Topology, vals, key, save_every: int, axis_name=None):
         # the step's own quadrature (θ-weighted currents): Tellegen holds for every θ, and a
         # capacitor's share is ½C(v²_{n+1} − v²_n) exactly
         i_bar = theta * bi_end + (1.0 - theta) * bi_start
-        energy = energy + _dt(cc, vals) * 0.5 * (bv_start + bv_end) * i_bar * _AJ_PER_PA_V_NS
+        energy = energy + _dt(cc, vals) * 0.5 * (bv_start + bv_end) * i_bar * AJ_PER_PA_V_NS
         phase = jnp.where(bad_plus, int(NewtonPhase.JUMP), int(NewtonPhase.STEP)).astype(_INT)
         now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), phase])
         counted = k < vals.get("n_steps_valid", cc.n_steps)  # steps of a padded run's tail are not the circuit's
@@ -579,9 +580,6 @@ def _run(cc: Topology, vals, key, save_every: int, axis_name=None):
     e_all = jnp.concatenate([jnp.zeros((1, n_branch), dtype), e_s])
     i_all = jnp.concatenate([bi0[None], i_s])
     return z_all, p_all, e_all, i_all, carry[4]
-
-
-_AJ_PER_PA_V_NS = 1e-3
 
 
 def source_batch(cc: Compiled, rows, key: str = "vs") -> dict:

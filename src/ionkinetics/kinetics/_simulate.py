@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..constants import AJ_PER_PA_V_NS
 from . import protocols as _protocols
 from ._params import KineticParams
 from ._rates import (
@@ -54,7 +55,6 @@ __all__ = [
 ]
 
 # pS · V² · ns = pA · V · ns = 1e-21 J = 1e-3 aJ
-_AJ_PER_PA_V_NS = 1e-3
 # Probability loss is judged against a tolerance that follows the dtype (the occupancy is
 # renormalised every step, so what remains is round-off of one step, not an accumulation).
 _NORM_TOL = {8: 1e-6, 4: 1e-4}
@@ -92,7 +92,7 @@ def _energy_weights(params, v, c):
     """(K,) such that ``∫ I·V dt`` over a step is ``(p·A) @ weights``, aJ per pore: the carrier's
     G(V)·V² in each state's conductance share plus the dopant's displacement current times V."""
     carrier = open_conductance_ps(params.open, v) * c * v
-    return (carrier + gating_current_vector_pa(params, v)) * v * _AJ_PER_PA_V_NS
+    return (carrier + gating_current_vector_pa(params, v)) * v * AJ_PER_PA_V_NS
 
 
 def _step_factors(params, dt_ns, levels, max_squarings=None):

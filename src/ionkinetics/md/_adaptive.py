@@ -41,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._pmf import BOLTZMANN_KJ_PER_MOL_K, _quiet_pymbar, _write_npz_atomic, analyze_windows, load_window
+from .._io import write_npz_atomic
+from ._pmf import BOLTZMANN_KJ_PER_MOL_K, _quiet_pymbar, analyze_windows, load_window
 
 __all__ = [
     "MIRROR_NSIGMA",
@@ -302,7 +303,7 @@ def _record(path: Path, z: np.ndarray, r, z0: float, plan: AdaptivePlan, cost: t
     """One window file; ``cost`` = (sampled ps, simulated ps including equilibrations, wall s), the last two
     this window's share of its runs (a run with two restrained ions feeds two windows)."""
     extra = {} if r is None else {"r_xy_nm": r}
-    _write_npz_atomic(path, z_nm=z, z0_nm=float(z0), settings_k_z_kj_per_mol_nm2=plan.k_z_kj_per_mol_nm2,
+    write_npz_atomic(path, z_nm=z, z0_nm=float(z0), settings_k_z_kj_per_mol_nm2=plan.k_z_kj_per_mol_nm2,
                       settings_temperature_k=plan.temperature_k, sampled_ps=float(cost[0]), simulated_ps=float(cost[1]),
                       wall_s=float(cost[2]), sample_every_ps=plan.sample_every_ps, **extra, **meta)  # fmt: skip
 

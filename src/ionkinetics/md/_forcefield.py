@@ -26,6 +26,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from .._io import write_text_atomic
 from ._membranes import default_forcefield_files, shipped_forcefield_xml
 from ._sheet import sheet_model
 
@@ -344,10 +345,7 @@ def forcefield_option_files(name: str) -> tuple[str, ...]:
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     path = _cache_dir() / f"ionkinetics-{option.name}-{digest}.xml"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     return ("amber14/tip3p.xml", str(path))
 
 

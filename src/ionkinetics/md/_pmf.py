@@ -68,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import write_npz_atomic
 from ..constants import BOLTZMANN_KJ_PER_MOL_K
 from ._settings import LangevinSettings
 
@@ -263,19 +264,6 @@ def window_path(out_dir, window_index: int) -> Path:
     return Path(out_dir) / f"window_{int(window_index)}.npz"
 
 
-def _write_npz_atomic(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def load_window(path) -> dict:
     """One window file as a dict of arrays and scalars (``z_nm``, ``r_xy_nm``, ``t_ps``, ``z0_nm``, ...)."""
     with np.load(Path(path)) as data:
@@ -450,7 +438,7 @@ def run_window(
     d -= box[:2] * np.round(d / box[:2])
     m = settings.n_samples
     t_ps = (settings.equilibration_steps + settings.sample_every_steps * np.arange(1, m + 1)) * settings.timestep_fs / 1000.0
-    _write_npz_atomic(
+    write_npz_atomic(
         path,
         z_nm=z + membrane_z,
         r_xy_nm=np.hypot(d[:, 0], d[:, 1]),

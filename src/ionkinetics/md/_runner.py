@@ -35,6 +35,7 @@ from typing import Protocol as _TypingProtocol
 
 import numpy as np
 
+from .._io import write_atomic, write_bytes_atomic, write_npz_atomic
 from ..kinetics import protocols as _protocols
 from ._records import Progress, SystemRecord, read_progress, read_system_record, write_progress, write_run_spec
 from ._settings import LangevinSettings
@@ -116,36 +117,6 @@ def _spec_hash(record: dict) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _replace_or_clean(tmp: Path, path: Path, write) -> None:
-    """``write(tmp)`` then rename over ``path``; a failed write (disk full, a kill's signal) leaves
-    no temporary behind."""
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    _replace_or_clean(path.with_name(f".{path.name}.tmp"), path, write)
-
-
-def _write_npz_atomic(path: Path, **arrays) -> None:
-    def write(tmp):
-        np.savez_compressed(tmp, **arrays)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-
-    _replace_or_clean(path.with_name(f".{path.name}.tmp.npz"), path, write)
-
-
 def _write_dcd_atomic(path: Path, topology, box, frames, settings: RunSettings) -> None:
     """Every atom at the given (frame number, positions nm) as a DCD for VMD/MDTraj, written atomically."""
     import openmm.app as app
@@ -162,10 +133,8 @@ def _write_dcd_atomic(path: Path, topology, box, frames, settings: RunSettings) 
             )
             for _, xyz in frames:
                 dcd.writeModel(xyz * u.nanometer, periodicBoxVectors=np.diag(box) * u.nanometer)
-            fh.flush()
-            os.fsync(fh.fileno())
 
-    _replace_or_clean(path.with_name(f".{path.name}.tmp"), path, write)
+    write_atomic(path, write)
 
 
 def run_md(
@@ -314,7 +283,7 @@ def _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, 
     times = (np.arange(first, first + count) + 1) * settings.frame_ps / 1000.0
     if full:
         _write_dcd_atomic(frames_dir / f"chunk_{done.chunks_done:06d}.dcd", built.topology, box, full, settings)
-    _write_npz_atomic(
+    write_npz_atomic(
         frames_dir / f"chunk_{done.chunks_done:06d}.npz",
         positions_nm=pos,
         t_ns=times,
@@ -323,7 +292,7 @@ def _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, 
     )
     chunks = done.chunks_done + 1
     checkpoint = f"checkpoint_{chunks:06d}.chk"
-    _write_bytes_atomic(run_dir / checkpoint, simulation.context.createCheckpoint())
+    write_bytes_atomic(run_dir / checkpoint, simulation.context.createCheckpoint())
     new = Progress(first + count, chunks, checkpoint, float(times[-1]), platform_name)
     write_progress(run_dir, new)  # the commit point
     if done.checkpoint:
