@@ -13,21 +13,25 @@ Why these roles. Every membrane here gates on ``|u|`` (a symmetric pore in a sym
 - The inactivating membrane's steady I–V has a negative slope where Rb⁺ plugs it (``|u|`` ≈
   0.15–0.5 V): there it is regenerative.
 
-In the file's design the B3N bias (−0.56 V) lies below rest (−0.43 V) and the crown6 bias
-(−0.18 V) above it. At rest the B3N membrane carries an outward (hyperpolarising) current and the
-crown6 membrane, mostly open, an inward one. A depolarisation raises the B3N membrane's ``|u|``, Rb⁺
-plugs it within a few ns, its outward current is withdrawn and V runs up: the upstroke (the role of
-a Na⁺ channel's activation ``m``, here by switching an outward current off). Near the crown6 bias
-its ``|u|`` is small, K⁺ re-enters the crowns (rate ∝ [KCl]) and the inward current is withdrawn
-slowly: the downstroke and the refractory period (the role of Na⁺ inactivation ``h``); as V falls
-K⁺ is expelled again and the cycle can restart. The phase plane shows V against the crown6 open
-fraction, the slow variable.
+In the file's design the B3N bias (−0.635 V) lies below rest (−0.451 V) and the crown6 bias (−0.123
+V) above it; at 0 pA a saddle (−0.409 V) and an unstable state sit above rest, and the steady-state
+I–V folds near 10.6 pA (a saddle-node on the invariant circle: all-or-none, class I). At rest the
+B3N membrane carries an outward (hyperpolarising) current and the crown6 membrane, mostly open, an
+inward one. A depolarisation raises the B3N membrane's ``|u|``, Rb⁺ plugs it within a few ns, its
+outward current is withdrawn and V runs up: the upstroke (the role of a Na⁺ channel's activation
+``m``, here by switching an outward current off). Near the crown6 bias its ``|u|`` is small, K⁺
+re-enters the crowns (rate ∝ [KCl]) and the inward current is withdrawn slowly: the downstroke and
+the refractory period (the role of Na⁺ inactivation ``h``); as V falls K⁺ is expelled again and the
+cycle can restart. The phase plane shows V against the crown6 open fraction, the slow variable.
 
-The measurements (:func:`run_neuron`) are batched transients of one compiled circuit: current
+The measurements (:func:`run_neuron`) are one batched transient of one compiled circuit: current
 pulses of growing amplitude (threshold; all-or-none or graded), pulse pairs (refractory period), current
-steps (f–I curve), the phase plane of ``V`` and the activating membrane's open fraction with
-nullclines, stochastic pores (first-spike jitter against the pore count) and a gradient search of
-the dopant molarities through the differentiable solver (``jax.grad`` of :func:`circuits.solve`).
+steps (f–I curve and its class, :func:`classify_fi`), the phase plane of ``V`` and the activating
+membrane's open fraction with nullclines, and the equilibria at 0 pA. The heavy parts run from their
+own file (:func:`run_neuron_design`, ``circuits/design/neuron-design.toml``): stochastic pores
+(first-spike jitter against the pore count), the bifurcation scan of random designs and a gradient
+search of the dopant molarities through the differentiable solver (``jax.grad`` of
+:func:`circuits.solve`).
 """
 
 from __future__ import annotations
