@@ -110,8 +110,9 @@ def main() -> int:
         times.append(time.perf_counter() - t0)
     v_jax = np.asarray(tr.v(parts.node))
     by_name = {d["element"].name: d["element"] for *_, d in cf.graph.edges(data=True)}
-    p_i = load_calibration(by_name[parts.inactivating].calibration).params
-    p_a = load_calibration(by_name[parts.activating].calibration).params
+    # numpy leaves: nothing from JAX inside the peer's loop
+    p_i = jax.tree_util.tree_map(np.asarray, load_calibration(by_name[parts.inactivating].calibration).params)
+    p_a = jax.tree_util.tree_map(np.asarray, load_calibration(by_name[parts.activating].calibration).params)
     n = cc.topology.n_steps
     t_end = (np.arange(n) + 1) * dt
     i_stim = np.where(t_end > 20.0, args.current_pa, 0.0)
