@@ -29,7 +29,7 @@ import numpy as np
 from jax import lax
 
 from ..calibrate import load_calibration
-from ..constants import PA_PER_E_PER_NS
+from ..constants import AJ_PER_PA_V_NS, PA_PER_E_PER_NS
 from ..kinetics import (
     KineticParams,
     gating_current_vector_pa,
@@ -44,8 +44,6 @@ from ..kinetics import (
 from ..species import salt_of
 
 __all__ = ["AJ_PER_PA_V_NS", "MembraneSpec", "Reservoir", "ReservoirRun", "make_mask"]
-
-AJ_PER_PA_V_NS = 1e-3  # pA·V·ns = 1e-21 J
 
 
 @dataclasses.dataclass(frozen=True)
