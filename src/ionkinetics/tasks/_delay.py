@@ -53,7 +53,7 @@ from ..kinetics import (
     state_weights,
     steady_state,
 )
-from ._reservoir import AJ_PER_PA_V_NS, Reservoir, ReservoirRun, _check, _stack
+from ._reservoir import AJ_PER_PA_V_NS, Reservoir, ReservoirRun, _check, _stack, checked_drive
 
 __all__ = ["DelayReservoir", "state_current_pa"]
 
@@ -107,27 +107,10 @@ class DelayReservoir(Reservoir):
         """Drive the loops with ``u_k`` (T,), scaled to [−1, 1]. Mean-field without ``key``; with a
         ``jax.random`` key, stochastic pores (``n_pores`` rounded) and shot noise, the feedback
         carrying the noisy count."""
-        molar = jnp.asarray(self.default_molar() if molar is None else molar, dtype=float)
-        n_pores = jnp.asarray(self.default_pores() if n_pores is None else n_pores, dtype=float)
+        u_k, molar, n_pores = checked_drive(self, u_k, molar, n_pores)
         gamma = self.input_gain if input_gain is None else input_gain
         eta = self.feedback_gain if feedback_gain is None else feedback_gain
         gains = jnp.asarray([gamma, eta], dtype=float)
-        u_k = jnp.asarray(u_k, dtype=float)
-        _check(
-            u_k,
-            "u_k",
-            "must be finite and within [-1, 1] (the scaled input)",
-            lambda x: np.isfinite(x) & (np.abs(x) <= 1.0),
-            ndim=1,
-        )
-        for name, value in (("molar", molar), ("n_pores", n_pores)):
-            _check(
-                value,
-                name,
-                f"must be {self.n_membranes} finite numbers > 0, one per membrane",
-                lambda x: np.isfinite(x) & (x > 0),
-                shape=(self.n_membranes,),
-            )
         _check(gains, "input_gain, feedback_gain", "must be finite numbers >= 0", lambda x: np.isfinite(x) & (x >= 0))
         return _run_delay(self, u_k, molar, n_pores, gains, key)
 

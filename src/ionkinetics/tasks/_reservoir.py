@@ -177,25 +177,7 @@ class Reservoir:
     def run(self, u_k, molar=None, n_pores=None, *, key=None) -> ReservoirRun:
         """Drive the reservoir with ``u_k`` (T,), scaled to [−1, 1]. Mean-field without ``key``;
         with a ``jax.random`` key, stochastic pores (``n_pores`` rounded) and shot noise."""
-        molar = jnp.asarray(self.default_molar() if molar is None else molar, dtype=float)
-        n_pores = jnp.asarray(self.default_pores() if n_pores is None else n_pores, dtype=float)
-        u_k = jnp.asarray(u_k, dtype=float)
-        _check(
-            u_k,
-            "u_k",
-            "must be finite and within [-1, 1] (the scaled input; beyond it the drive leaves the "
-            "voltages the membranes were set up for)",
-            lambda x: np.isfinite(x) & (np.abs(x) <= 1.0),
-            ndim=1,
-        )
-        for name, value in (("molar", molar), ("n_pores", n_pores)):
-            _check(
-                value,
-                name,
-                f"must be {self.n_membranes} finite numbers > 0, one per membrane",
-                lambda x: np.isfinite(x) & (x > 0),
-                shape=(self.n_membranes,),
-            )
+        u_k, molar, n_pores = checked_drive(self, u_k, molar, n_pores)
         return _run(self, u_k, molar, n_pores, key)
 
     # a Reservoir is a static argument of the jitted run: equal reservoirs share one compiled program
@@ -216,6 +198,31 @@ class Reservoir:
 
     def __eq__(self, other):
         return isinstance(other, Reservoir) and self._key() == other._key()
+
+
+def checked_drive(res, u_k, molar, n_pores):
+    """``(u_k, molar, n_pores)`` as float arrays, the molarities and pore counts defaulting to the
+    reservoir's own (``res.default_molar()``, ``res.default_pores()``), each checked by name."""
+    molar = jnp.asarray(res.default_molar() if molar is None else molar, dtype=float)
+    n_pores = jnp.asarray(res.default_pores() if n_pores is None else n_pores, dtype=float)
+    u_k = jnp.asarray(u_k, dtype=float)
+    _check(
+        u_k,
+        "u_k",
+        "must be finite and within [-1, 1] (the scaled input; beyond it the drive leaves the "
+        "voltages the membranes were set up for)",
+        lambda x: np.isfinite(x) & (np.abs(x) <= 1.0),
+        ndim=1,
+    )
+    for name, value in (("molar", molar), ("n_pores", n_pores)):
+        _check(
+            value,
+            name,
+            f"must be {res.n_membranes} finite numbers > 0, one per membrane",
+            lambda x: np.isfinite(x) & (x > 0),
+            shape=(res.n_membranes,),
+        )
+    return u_k, molar, n_pores
 
 
 def _check(value, name, rule, ok, *, ndim=None, shape=None):
