@@ -1182,7 +1182,7 @@ def simulate_cmd(
     from .calibrate import load_calibration
     from .kinetics import protocols as protos
 
-    proto = _parse_protocol(protocol, protos)
+    proto = protos.from_text(protocol, "--protocol")
     cal = load_calibration(system)
     with _warnings_as_lines():
         tr = simulate(cal, proto, dt_ns, n_pores=n_pores or None, key=jax.random.key(seed) if n_pores else None)
@@ -1210,28 +1210,6 @@ def _plot_trace(tr, system_id: str, protocol: str, path: Path) -> Path:
     fig.axes[1].set_ylim(-0.03, 1.03)
     fig.axes[2].lines[0].set_drawstyle("steps-post")  # V is held from each time on
     return save_figure_atomic(fig, path)
-
-
-def _parse_protocol(text: str, protos):
-    kind, _, args = text.partition(":")
-    makers = {"dc": protos.dc, "step": protos.step, "pulse_train": protos.pulse_train, "sine": protos.sine}
-    if kind not in makers:
-        raise typer.BadParameter(f"protocol kind must be one of {sorted(makers)}; got {kind!r}", param_hint="--protocol")
-    kwargs = {}
-    for item in filter(None, args.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"protocol arguments are key=value; got {item!r}", param_hint="--protocol")
-        key, value = key.strip(), value.strip()
-        try:
-            kwargs[key] = int(value) if key == "count" else float(value)
-        except ValueError:
-            rule = "count must be an integer (number of pulses)" if key == "count" else f"{key} must be a number"
-            raise ValueError(f"--protocol {kind}: {rule}; got {value!r}") from None
-    try:
-        return makers[kind](**kwargs)
-    except TypeError as exc:
-        raise typer.BadParameter(f"{kind}: {exc}", param_hint="--protocol") from None
 
 
 # Failures a user can cause (bad input, a file that cannot be read or written, a solver that gives

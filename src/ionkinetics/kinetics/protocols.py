@@ -383,6 +383,6 @@ def from_text(text: str, where: str = "protocol") -> Protocol:
         try:
             spec[key] = int(value) if key == "count" else float(value)
         except ValueError:
-            rule = "an integer" if key == "count" else "a number"
+            rule = "an integer (number of pulses)" if key == "count" else "a number"
             raise ValueError(f"{where} argument {key} must be {rule}; got {value.strip()!r}") from None
     return from_dict(spec, where)
