@@ -2,7 +2,8 @@
 
     python benchmarks/bench_neuron.py [--repeats 5]
 
-The loss is the one the gradient search of ``circuits/design/neuron-design.toml`` descends (on the circuit of ``circuits/neuron.toml``)
+The loss is the one the gradient search of ``circuits/design/neuron-design.toml`` descends (on the
+circuit of ``circuits/neuron.toml``)
 (:func:`ionkinetics.circuits.design_loss`): minus the log of the variance of the membrane voltage
 over the last 3/4 of a 480 ns run (dt 1 ns, 480 implicit steps with Newton solves, two membranes,
 one capacitor) driven by a 40 pA step, as a function of the two dopant molarities (ln [RbCl],
