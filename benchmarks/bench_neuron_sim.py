@@ -34,7 +34,7 @@ import numpy as np
 import scipy.linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpu_model
+from _machine import machine_lines
 from bench_tasks import _np_membrane
 from ionkinetics import circuits as C
 from ionkinetics.calibrate import load_calibration
@@ -85,6 +85,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     jax.config.update("jax_enable_x64", True)
+    print("\n".join(machine_lines(f"scipy {scipy.__version__}")))
     cf = C.load_circuit(C.circuits_dir() / "neuron.toml")
     parts = C.neuron_parts(cf, cf.experiment)
     duration, dt = args.duration_ns, cf.dt_ns
@@ -122,8 +123,7 @@ def main() -> int:
     level = float(v_jax[0]) + 0.1
     s_jax = C.detect_spikes(np.asarray(tr.t_ns), v_jax, level)
     s_np = C.detect_spikes(np.concatenate([[0.0], t_end]), v_np, level)
-    load = os.getloadavg()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at end")
     print(f"neuron.toml, {args.current_pa:g} pA step, {duration:g} ns at dt {dt:g} ns ({n} steps)")
     print(f"ionkinetics transient: first call (compile + run) {first:.2f} s, best of {args.repeats} {min(times):.3f} s")
     print(f"  simulated ns per wall second: {duration / min(times):,.0f}")
