@@ -27,7 +27,9 @@ Kinds (fields of ``[experiment]``):
   conductance and w at the given times after the write, and the retention time.
 - ``neuron`` and ``plasticity``: the ionic neuron and the bias-steered synapse (fields and
   measurements in ``_neuron.py`` and ``_plasticity.py``; ``circuits/neuron.toml``,
-  ``circuits/plasticity.toml``). ``neuron-design``: the neuron's gradient design search, bifurcation
+  ``circuits/plasticity.toml``). ``network``: input neurons, an output neuron and plastic synapses that
+  learn a spike pattern by STDP from the neurons' own spikes (``_network.py``, ``circuits/network.toml``).
+  ``neuron-design``: the neuron's gradient design search, bifurcation
   scan and stochastic jitter, apart (``circuits/design/neuron-design.toml``: minutes, not seconds).
 - ``sweep`` (``voltages_v``, ``probes``): the voltage source held at each DC voltage (batched);
   reports the final current of every probe and the source, the conductance I/V, where it peaks,
@@ -66,6 +68,7 @@ from .._io import PALETTE, figure_output, write_columns_csv, write_json_atomic
 from . import _graph as G
 from ._figures import figure, save_figure_atomic, trace_columns, trace_figure
 from ._files import CircuitFile, CircuitFileError
+from ._network import run_network
 from ._neuron import run_neuron, run_neuron_design
 from ._plasticity import run_plasticity
 from ._solver import compile_circuit, source_batch, transient
@@ -689,6 +692,7 @@ EXPERIMENTS = {
     "neuron": lambda cf, cc, exp, out: run_neuron(cf, cc, exp, out, energies=lambda tr: _energies(cf, tr)),
     "neuron-design": run_neuron_design,
     "plasticity": lambda cf, cc, exp, out: run_plasticity(cf, cc, exp, out, energies=lambda tr: _energies(cf, tr)),
+    "network": run_network,
 }
 
 
