@@ -1,10 +1,11 @@
 """Imports go one way, and packages talk through each other's public names only.
 
 Layers, bottom to top: the shared base (``species``, ``constants``, ``_io``, ``_checks``, ``_precision``, ``_version``) →
-``kinetics`` → ``md`` → ``calibrate`` → ``circuits`` → ``campaign`` → the package root →
-``_demo`` → ``cli``. A module may import its own package freely and any lower layer's public names;
-never a higher layer (not even inside a function), and never another package's private module or
-private name. The base's top-level helpers are private by name but shared by design (one atomic
+``kinetics`` → ``md`` → ``calibrate`` → ``circuits`` and ``tasks`` (siblings) → ``campaign`` → the
+package root → ``_demo`` → ``cli``. A module may import its own package freely and any lower layer's
+public names; never a higher layer (not even inside a function), never a sibling package of its own
+layer above the base (tasks draws its figures with the base's helpers, not circuits'), and never
+another package's private module or private name. The base's top-level helpers are private by name but shared by design (one atomic
 write, one TOML loader, one precision policy), and the root's own top-level files (``cli``,
 ``_demo``) may use each other.
 """
@@ -25,7 +26,7 @@ LAYERS = {
     "calibrate": 3,
     "circuits": 4,
     "campaign": 5,
-    "tasks": 5,
+    "tasks": 4,
     "": 6,  # the package root, ionkinetics/__init__.py
     "_demo": 7,
     "cli": 8,
@@ -84,6 +85,8 @@ def _violations():
             where = f"{path.relative_to(SRC.parent)}:{line} imports ionkinetics.{'.'.join(target)}"
             if LAYERS[other] > LAYERS[pkg]:
                 found.append(f"{where}: upward ({pkg or 'root'} is below {other or 'root'})")
+            elif LAYERS[other] == LAYERS[pkg] > 0 and not ((SRC / f"{pkg}.py").is_file() and (SRC / f"{other}.py").is_file()):
+                found.append(f"{where}: sideways ({pkg or 'root'} and {other or 'root'} are siblings)")
             # top-level files are the root package's own modules: one may use another's private module
             # (cli runs _demo); the shared base's private-named helpers are for everyone
             top_level = (SRC / f"{pkg}.py").is_file() and (SRC / f"{other}.py").is_file()
@@ -108,3 +111,4 @@ def test_the_checker_sees_a_violation():
     deep = {tuple(t) for t, _, _ in _imports(SRC / "campaign" / "_campaign.py")}
     assert ("calibrate",) in deep and ("md",) in deep  # function-level imports are seen
     assert LAYERS["calibrate"] > LAYERS["md"] > LAYERS["kinetics"]
+    assert LAYERS["tasks"] == LAYERS["circuits"]  # siblings: neither may import the other

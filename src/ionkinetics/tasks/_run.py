@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._io import PALETTE, write_columns_csv, write_json_atomic
-from ..circuits import save_figure_atomic
+from .._io import PALETTE, save_figure, write_columns_csv, write_json_atomic
 from ..kinetics import mean_field_scan, steady_state
 from ._delay import DelayReservoir
 from ._design import design_loss, optimise_design
@@ -534,7 +533,7 @@ def _design_prediction_figure(tf, y, sp, before, after, e_before, e_after, out):
         fontsize=9,
     )
     fig.tight_layout()
-    return save_figure_atomic(fig, out / "design-prediction.png").name
+    return save_figure(fig, out / "design-prediction.png").name
 
 
 def _prediction_figure(out, tf, y, sp, phys, esn, lin, metric, classify, us):
@@ -558,7 +557,7 @@ def _prediction_figure(out, tf, y, sp, phys, esn, lin, metric, classify, us):
     ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     fig.suptitle(f"{tf.name}: test split (first {n} steps)", fontsize=9)
     fig.tight_layout()
-    name = save_figure_atomic(fig, out / "prediction.png").name
+    name = save_figure(fig, out / "prediction.png").name
     columns = {"input_step_index": idx, "input_scaled_ratio": us[idx], "target_ratio": y[idx]}
     columns.update(
         {"reservoir_ratio": phys["pred"][idx], "esn_ratio": esn["pred"][idx], "linear_delay_line_ratio": lin["pred"][idx]}
@@ -596,7 +595,7 @@ def _reservoir_figure(out, res, run, sp):
         a.set_xlabel(f"t (ns); {res.hold_ns:g} ns holds, {res.n_virtual} per input step (grey lines)")
     fig.suptitle(f"time-multiplexed drive and readout (12 input steps; {shown} of {res.n_membranes} membranes)", fontsize=9)
     fig.tight_layout()
-    name = save_figure_atomic(fig, out / "reservoir.png").name
+    name = save_figure(fig, out / "reservoir.png").name
     return name, write_columns_csv(out / "reservoir.csv", columns).name
 
 
@@ -624,4 +623,4 @@ def _design_figure(tf, membranes, result, salts, out):
         a.set_xticklabels(labels, rotation=60, fontsize=6)
     fig.suptitle(f"{tf.name}: inverse design by jax.grad", fontsize=9)
     fig.tight_layout()
-    return save_figure_atomic(fig, out / "design.png").name
+    return save_figure(fig, out / "design.png").name
