@@ -46,6 +46,11 @@ from ._graph import circuit as circuit
 from ._graph import parallel as parallel
 from ._graph import series as series
 from ._graph import validate as validate
+from ._network import SynapsePair as SynapsePair
+from ._network import network_synapse as network_synapse
+from ._network import selectivity as selectivity
+from ._network import stdp_spike_wave as stdp_spike_wave
+from ._network import stdp_window as stdp_window
 from ._neuron import classify_fi as classify_fi
 from ._neuron import design_loss as design_loss
 from ._neuron import detect_spikes as detect_spikes

@@ -57,7 +57,7 @@ from ._files import CircuitFileError
 from ._neuron import _rows, detect_spikes, neuron_parts
 from ._solver import compile_circuit, source_batch, transient
 
-__all__ = ["run_network", "selectivity", "stdp_spike_wave", "stdp_window"]
+__all__ = ["SynapsePair", "network_synapse", "run_network", "selectivity", "stdp_spike_wave", "stdp_window"]
 
 
 def stdp_spike_wave(t_ns, spike_times_ns, *, amplitude_v: float, head_ns: float, tail_ns: float, tail_fraction: float):
@@ -74,7 +74,7 @@ def stdp_spike_wave(t_ns, spike_times_ns, *, amplitude_v: float, head_ns: float,
 
 
 @dataclasses.dataclass(frozen=True)
-class _Synapse:
+class SynapsePair:
     """The differential pair: kinetic parameters of its two membranes, pores each, bias E_b (V)."""
 
     params_plus: object
@@ -91,14 +91,14 @@ def _advance(params, p0_sk, u_st, dt_ns, save_every):
     return jax.vmap(lambda p, u: mean_field_scan(params, u, dt_ns, p, save_every=save_every))(p0_sk, u_st)
 
 
-def _weight_ps(syn: _Synapse, p_plus, p_minus):
+def _weight_ps(syn: SynapsePair, p_plus, p_minus):
     """W = G₊ − G₋ (pS): chord conductances at the pair's rest voltages ±E_b."""
     b = syn.bias_v
     g = lambda params, n, p, u: n * jax.vmap(lambda q: membrane_current_pa(params, u, q))(p) / u  # noqa: E731
     return np.asarray(g(syn.params_plus, syn.n_plus, p_plus, b) - g(syn.params_minus, syn.n_minus, p_minus, -b))
 
 
-def stdp_window(syn: _Synapse, delays_ns, *, wave: dict, dt_ns: float, pairs: int = 1, period_ns: float = 1000.0):
+def stdp_window(syn: SynapsePair, delays_ns, *, wave: dict, dt_ns: float, pairs: int = 1, period_ns: float = 1000.0):
     """ΔW (pS) of the synapse from rest after ``pairs`` pre/post spike pairs at each delay
     ``t_post − t_pre`` of ``delays_ns`` (spikes shaped by ``wave``: :func:`stdp_spike_wave`'s keywords)."""
     delays = np.asarray(delays_ns, dtype=float)
@@ -111,7 +111,7 @@ def stdp_window(syn: _Synapse, delays_ns, *, wave: dict, dt_ns: float, pairs: in
     return w1 - w0
 
 
-def _train_synapses(syn: _Synapse, du_st, dt_ns: float, state):
+def _train_synapses(syn: SynapsePair, du_st, dt_ns: float, state):
     """Advance S synapses under ``V_post − V_pre = du_st`` (S, T) from ``state`` (occupancies of both
     membranes; None: rest). Returns (W before, W after, new state, energy absorbed by each pair, aJ)."""
     du = np.asarray(du_st, dtype=float)
@@ -166,7 +166,10 @@ def _sub_circuit(cf, names, duration_ns):
     return g
 
 
-def _synapse(cf, exp) -> tuple[_Synapse, dict]:
+def network_synapse(cf, exp: dict) -> tuple[SynapsePair, dict]:
+    """The synapse of a network file: its two membranes (``membrane_plus``, ``membrane_minus``; default
+    ``MA``, ``MB``) and their bias sources (``bias_plus``, ``bias_minus``; ``EbA``, ``EbB``, equal |v|).
+    Returns the :class:`SynapsePair` and the element names."""
     els = {el.name: el for _, _, el in G.elements(cf.graph)}
     names = {
         k: exp.get(k, d)
@@ -184,7 +187,7 @@ def _synapse(cf, exp) -> tuple[_Synapse, dict]:
             f"{cf.name}: the synapse's bias sources must have equal, non-zero |v|; got {b_plus:g} and {b_minus:g} V"
         )
     mp, mm = els[names["membrane_plus"]], els[names["membrane_minus"]]
-    syn = _Synapse(mp.load().params, mm.load().params, mp.n_pores, mm.n_pores, b_plus)
+    syn = SynapsePair(mp.load().params, mm.load().params, mp.n_pores, mm.n_pores, b_plus)
     return syn, names
 
 
@@ -212,7 +215,7 @@ def run_network(cf, cc, exp, out):
 
     Length: one experiment read top to bottom (input batch, training loop, test, figures, summary)."""
     parts = neuron_parts(cf, exp)
-    syn, syn_names = _synapse(cf, exp)
+    syn, syn_names = network_synapse(cf, exp)
     times = [float(x) for x in exp.get("input_times_ns", [20.0, 20.0, 520.0, 1020.0])]
     n_in = len(times)
     if n_in < 2:
