@@ -129,9 +129,8 @@ def main() -> int:
     print(f"  simulated ns per wall second: {duration / min(best):,.0f}")
     print(f"numpy/scipy loop: {t_np:.2f} s, {duration / t_np:,.0f} simulated ns per wall second")
     print(f"ratio numpy / ionkinetics: {t_np / min(best):.1f}x")
-    print(
-        f"output spike times (ns): ionkinetics {np.round(C.detect_spikes(t, v_jax, level), 1).tolist()}, numpy {np.round(s_np, 1).tolist()}"
-    )
+    s_jax = np.round(C.detect_spikes(t, v_jax, level), 1).tolist()
+    print(f"output spike times (ns): ionkinetics {s_jax}, numpy {np.round(s_np, 1).tolist()}")
     print(f"weights after (pS): ionkinetics {np.round(w_jax, 1).tolist()}, numpy {np.round(w_np, 1).tolist()}")
     return 0
 
