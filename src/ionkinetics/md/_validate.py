@@ -56,7 +56,7 @@ import numpy as np
 
 from .._io import git_commit, load_toml_as, write_atomic, write_json_atomic
 from ..constants import AVOGADRO_PER_MOL
-from ._adaptive import AdaptivePlan, convergence_report
+from ._adaptive import AdaptivePlan, _mean_force, _trapezoid_from_bulk, convergence_report
 from ._forcefield import FORCEFIELD_OPTIONS
 from ._pmf import BOLTZMANN_KJ_PER_MOL_K, WindowSettings, analyze_windows, load_window, run_window
 
@@ -625,37 +625,25 @@ def _pmf_record(plan: ValidationPlan, pmf: PMFPlan, records_root) -> dict:
 
 def _mean_force_profile(windows: list[dict], bulk: float) -> dict:
     """Umbrella integration's first moment, a binning-free cross-check of the MBAR profile: each
-    window's mean force dW/dz ≈ k·(z0 − ⟨z⟩) at ⟨z⟩ (kT/nm, exact for a locally linear PMF), its
-    standard error from the window's statistical inefficiency, and, per side of the sheet (windows
+    window's mean force dW/dz ≈ k·(z0 − ⟨z⟩) at ⟨z⟩ (kT/nm, exact for a locally linear PMF) with its
+    standard error (:func:`~ionkinetics.md._adaptive._mean_force`), and, per side of the sheet (windows
     with z0 ≥ 0 and z0 ≤ 0; the z0 = 0 window belongs to both), W(⟨z⟩) by the trapezoid rule from
-    the outermost window inwards (kT; zero at the mean of that side's windows with |⟨z⟩| ≥ ``bulk``
-    where any, else at its outermost window)."""
-    from pymbar import timeseries
-
-    from ._pmf import _quiet_pymbar
-
+    the outermost window inwards (:func:`~ionkinetics.md._adaptive._trapezoid_from_bulk`: kT, zero at
+    the mean of that side's windows with |⟨z⟩| ≥ ``bulk`` where any, else at its outermost window)."""
     rows = []
     for d in windows:
-        z = np.asarray(d["z_nm"], dtype=float)
-        t_k = float(d.get("settings_temperature_k", 298.15))
-        k = float(d["settings_k_z_kj_per_mol_nm2"]) / _kt(t_k)
-        with _quiet_pymbar():
-            g = float(timeseries.statistical_inefficiency(z)) if np.ptp(z) > 0 else 1.0
-        se = float(np.std(z) * math.sqrt(g / z.size))
+        k = float(d["settings_k_z_kj_per_mol_nm2"]) / _kt(float(d.get("settings_temperature_k", 298.15)))
         z0 = float(d["z0_nm"])
-        rows.append((z0, float(z.mean()), k * (z0 - float(z.mean())), k * se))
+        rows.append((z0, *_mean_force(np.asarray(d["z_nm"], dtype=float), z0, k)))
     out = {}
     for side, keep in (("+z", lambda z0: z0 >= 0), ("-z", lambda z0: z0 <= 0)):
         sel = sorted((r for r in rows if keep(r[0])), key=lambda r: -abs(r[0]))  # outermost first
         if len(sel) < 2:
             continue
-        zm = np.array([r[1] for r in sel])
-        f = np.array([r[2] for r in sel])
-        w = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(zm))])
-        ref = np.abs(zm) >= bulk
-        w -= np.mean(w[ref]) if ref.any() else w[0]
-        out[side] = {"z0_nm": [r[0] for r in sel][::-1], "z_mean_nm": zm[::-1].tolist(), "mean_force_kt_per_nm": f[::-1].tolist(),
-                     "mean_force_err_kt_per_nm": [r[3] for r in sel][::-1], "w_kt": w[::-1].tolist()}  # fmt: skip
+        z0s, zm, f, sf = (np.array(c) for c in zip(*sel, strict=True))
+        w, _ = _trapezoid_from_bulk(zm, f, sf, bulk)
+        out[side] = {"z0_nm": z0s[::-1].tolist(), "z_mean_nm": zm[::-1].tolist(), "mean_force_kt_per_nm": f[::-1].tolist(),
+                     "mean_force_err_kt_per_nm": sf[::-1].tolist(), "w_kt": w[::-1].tolist()}  # fmt: skip
     return out
 
 
