@@ -242,9 +242,10 @@ def test_every_shipped_circuit_experiment_has_its_acceptance_test():
     from ionkinetics.circuits import list_circuits, load_circuit
 
     tests = {name for name in globals() if name.startswith("test_circuit_")}
-    # the neuron and plasticity files have their acceptance tests in their own module
-    own = (Path(__file__).parent / "test_neuron_plasticity.py").read_text()
-    tests |= set(re.findall(r"^def (test_circuit_\w+)", own, flags=re.M))
+    # the neuron, plasticity and network files have their acceptance tests in their own modules
+    for module in ("test_neuron_plasticity.py", "test_network.py"):
+        own = (Path(__file__).parent / module).read_text()
+        tests |= set(re.findall(r"^def (test_circuit_\w+)", own, flags=re.M))
     for path in list_circuits():
         name = load_circuit(path).name.replace("-", "_")
         assert any(t.startswith(f"test_circuit_{name}_") for t in tests), f"{path.name} has no acceptance test"

@@ -79,7 +79,7 @@ def test_network_file_refuses_bad_input_naming_the_field(network_file, tmp_path,
 
 
 @pytest.mark.slow  # the shipped file: one compile of the neuron batch and ~20 batched transients, ~40-120 s
-def test_network_learns_to_fire_for_the_trained_pattern_and_not_its_shuffle(network_file, tmp_path):
+def test_circuit_network_learns_to_fire_for_the_trained_pattern_and_not_its_shuffle(network_file, tmp_path):
     s = C.run_experiment(network_file, tmp_path)
     assert s["n_neurons"] >= 3 and s["n_synapses"] >= 2
     assert s["selectivity"] >= SELECTIVITY_MIN, s["finding"]
