@@ -14,7 +14,7 @@ while true; do
     present=()
     for f in md/validation/validation.toml md/validation/screen*/screen.toml; do
       [[ -f $f ]] || continue
-      python -c 'import sys; from ionkinetics.md._validate import _main; sys.exit(_main(sys.argv[1:]))' "$f" > /dev/null 2>&1 || echo "$(date -u) summary of $f failed"
+      ionkinetics md validate "$f" > /dev/null 2>&1 || echo "$(date -u) summary of $f failed"
       d=$(dirname "$f")
       for p in "$d/pmf" "$d/summary.json" "$d/pmfs.png"; do [[ -e $p ]] && present+=("$p"); done
     done

@@ -5,7 +5,7 @@
 #   nohup md/validation/run_campaign.sh > md/validation/logs/campaign-$(date -u +%Y%m%dT%H%M%SZ).log 2>&1 &
 # Without arguments it works through the queue below in order (finished files cost nothing);
 # with a validation file as first argument it runs only that file, further arguments going to
-# ionkinetics.md._validate._main as for `ionkinetics md validate` (e.g. --only crown6-K).
+# `ionkinetics md validate FILE --run` (e.g. --only crown6-K).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .venv/bin/activate
@@ -18,10 +18,10 @@ exec 9> "$lock"
 if ! flock -n 9; then echo "another run_campaign.sh holds $lock; not starting" >&2; exit 1; fi
 queue=(md/validation/screen-b3n-centre/screen.toml md/validation/screen-crown-0.28/screen.toml
        md/validation/screen-crown-0.36/screen.toml md/validation/validation.toml)
-run() { python -c 'import sys; from ionkinetics.md._validate import _main; sys.exit(_main(sys.argv[1:]))' "$@"; }
+run() { ionkinetics md validate "$1" --run "${@:2}"; }
 if [[ $# -gt 0 && "$1" == *.toml ]]; then
   file=$1; shift
-  run "$file" --run "$@"
+  run "$file" "$@"
 else
-  for file in "${queue[@]}"; do run "$file" --run "$@"; done
+  for file in "${queue[@]}"; do run "$file" "$@"; done
 fi
