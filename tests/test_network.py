@@ -80,7 +80,19 @@ def test_network_file_refuses_bad_input_naming_the_field(network_file, tmp_path,
 
 @pytest.mark.slow  # the shipped file: one compile of the neuron batch and ~20 batched transients, ~40-120 s
 def test_circuit_network_learns_to_fire_for_the_trained_pattern_and_not_its_shuffle(network_file, tmp_path):
-    s = C.run_experiment(network_file, tmp_path)
+    import re
+    import warnings
+
+    from ionkinetics import OutsideDataRange
+
+    # the output neuron driven by the strongest reads takes its B3N membrane to |u| ~0.515 V, 3 % beyond its
+    # calibration's data (0-0.5 V): users are warned (once); the excess is bounded here
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", OutsideDataRange)
+        s = C.run_experiment(network_file, tmp_path)
+    for w in seen:
+        assert issubclass(w.category, OutsideDataRange), w
+        assert float(re.search(r"\|V\| = ([0-9.]+) V", str(w.message)).group(1)) <= 0.52, w.message
     assert s["n_neurons"] >= 3 and s["n_synapses"] >= 2
     assert s["selectivity"] >= SELECTIVITY_MIN, s["finding"]
     assert s["selectivity_before_training"] <= SELECTIVITY_BEFORE_MAX, s["finding"]
