@@ -1,6 +1,6 @@
 """Benchmarks of the JAX Markov occupancy model against peers run side by side in this process.
 
-    python benchmarks/bench_kinetics.py [--quick] [--cal SYSTEM] [--set NAME=INT ...]
+    python benchmarks/bench_kinetics.py [--quick] [--voltage-batches] [--cal SYSTEM] [--set NAME=INT ...]
 
 1. Mean-field: a batch of devices (a shipped calibration with its rate prefactors, Bell
    exponents and open conductance jittered per device) under one pulse train, as one
@@ -13,6 +13,11 @@
    ionkinetics. (F) the run recurrence alone in numpy against the JAX one, on identical tables.
    Every peer must match the JAX ``w`` to 1e-6; the per-step JAX scan is timed beside them. Then a
    voltage batch of as many devices: one calibration, each device its own pulse amplitude.
+1d. Voltage batches of step protocols against parameter batches of the same size (issue 27 goal 3:
+   <= 2x), at B = 256 and 10^4, saved every step (simulate's default) and every 50: B step
+   amplitudes of one calibration against B jittered parameter sets under one step, timed
+   interleaved in this process (best of each), with each size's host share (reading the protocols
+   and checking the run). ``--voltage-batches`` runs only this part.
 2. Stochastic: one membrane of 10^6 pores, and a batch of membranes of 100 pores each. Peer: a
    numpy loop of ``numpy.random.Generator.binomial`` (``multinomial`` for more than two
    states) on the same counts. Checks: each single membrane's w and the batch mean of w agree
@@ -394,12 +399,85 @@ def z_score(w_obs, w_ref, n_total):
 
 
 # --------------------------------------------------------------------------------------------
+# 1d. voltage batches of step protocols against parameter batches
+
+VB_SIZES = (256, 10_000)
+VB_STEP = dict(t_on_ns=20.0, t_off_ns=120.0, duration_ns=200.0)  # 4000 steps at DT_NS
+VB_AMPLITUDES_V = (0.05, 0.5)  # the voltage batch's step amplitudes, evenly spaced
+VB_REPEATS = {256: 15, 10_000: 3}
+
+
+def voltage_batches(params: KineticParams, table: Table, checks: list) -> None:
+    """At each B of ``VB_SIZES`` and save_every 1 and ``SAVE_EVERY``: B step amplitudes on one calibration
+    against B jittered parameter sets under one step (the middle amplitude), the two calls alternated
+    and each timed best of ``VB_REPEATS``; the host share is ``ionkinetics.simulate``'s reading of
+    the protocols and its checks (``_check_before_running`` and the drive), timed alone."""
+    one = jax.tree.map(jnp.asarray, params)
+    n_steps = round(VB_STEP["duration_ns"] / DT_NS)
+    for n in VB_SIZES:
+        amplitudes = np.linspace(*VB_AMPLITUDES_V, n)
+        protos = [ik.protocols.step(float(a), **VB_STEP) for a in amplitudes]
+        mid = protos[n // 2]
+        batch = jax.tree.map(jnp.asarray, perturbed_batch(params, n, seed=n))
+        reps = VB_REPEATS.get(n, 3)
+        for every in (1, SAVE_EVERY):
+
+            def run_params(every=every, batch=batch, mid=mid):
+                return ik.simulate(batch, mid, DT_NS, save_every=every)
+
+            def run_volts(every=every, protos=protos):
+                return ik.simulate(one, protos, DT_NS, save_every=every)
+
+            wall(run_params)  # compile both
+            _, tr_v = wall(run_volts)
+            t_p, t_v = [], []
+            for _ in range(reps):  # alternated: a burst of load hits both
+                t_p.append(wall(run_params)[0])
+                t_v.append(wall(run_volts)[0])
+            t_host = min(
+                wall(
+                    lambda protos=protos, every=every: (
+                        ik._check_before_running(one, protos, DT_NS, every),
+                        _sim._drive(protos, DT_NS),
+                    )
+                )[0]
+                for _ in range(reps)
+            )
+            size = f"B={n}, {n_steps} steps, save {every}"
+            table.add(
+                "volt batch" if (n, every) == (VB_SIZES[0], 1) else "",
+                size,
+                f"  parameter batch (1 step), best of {reps}",
+                min(t_p),
+                n * n_steps,
+            )
+            table.add(
+                "",
+                "",
+                f"  voltage batch ({n} steps), best of {reps}",
+                min(t_v),
+                n * n_steps,
+                min(t_p) / min(t_v),
+                f"ratio voltage/parameter {min(t_v) / min(t_p):.2f} (goal <= 2; median of pairs "
+                f"{np.median(np.array(t_v) / np.array(t_p)):.2f}); host share {t_host * 1e3:.1f} ms",
+            )
+            i = n // 3
+            ref = ik.simulate(one, protos[i], DT_NS, save_every=every)
+            dev = max(
+                float(np.max(np.abs(getattr(tr_v, f)[i] - getattr(ref, f)) / np.max(np.abs(getattr(ref, f)))))
+                for f in ("p", "g_ps", "i_pa", "e_aj")
+            )
+            checks.append((f"step voltage batch B={n} save {every}: device == its single run", dev, 1e-12, dev <= 1e-12))
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
     ap.add_argument("--cal", default="crown6:NaCl@1.0+KCl@0.5", help="shipped calibration (system id) or JSON path")
+    ap.add_argument("--voltage-batches", action="store_true", help="only 1d: step voltage batches against parameter batches")
     ap.add_argument(
         "--set",
         action="append",
@@ -436,6 +514,9 @@ def main(argv=None) -> int:
     print()
     table = Table()
     checks = []  # (name, value, limit, ok)
+    if args.voltage_batches:
+        voltage_batches(params, table, checks)
+        return report(table, checks, None, t_start)
 
     # ---- 1. mean-field batch -----------------------------------------------------------------
     n_dev, n_steps, n_sub = cfg["mf_devices"], cfg["mf_steps"], cfg["peer_devices"]
@@ -637,6 +718,9 @@ def main(argv=None) -> int:
     dev_vb = float(np.max(np.abs(tr_vb.w[i_check] - ref_vb)))
     checks.append(("voltage batch: device == its single run", dev_vb, 1e-12, dev_vb <= 1e-12))
 
+    # ---- 1d. voltage batches of step protocols against parameter batches ------------------------
+    voltage_batches(params, table, checks)
+
     # ---- 2a. one membrane of 10^6 pores -------------------------------------------------------
     n_pores, st_steps = cfg["st_pores"], cfg["st_steps"]
     proto_st = pulse_protocol(st_steps)
@@ -731,12 +815,18 @@ def main(argv=None) -> int:
     checks.append((f"batch: max_t |mean w - w_mf| / SE ({w_ref_b.size} times)", z_b, Z_MAX, z_b <= Z_MAX))
 
     # ---- report -------------------------------------------------------------------------------
+    return report(table, checks, var_ratio, t_start)
+
+
+def report(table: Table, checks: list, var_ratio: float | None, t_start: float) -> int:
+    """Print the table and the agreement checks; 1 if a check failed."""
     table.print()
     print()
     print("agreement checks")
     for name, value, limit, ok in checks:
         print(f"  {'ok  ' if ok else 'FAIL'} {name:<58} {value:10.3g}  (limit {limit:g})")
-    print(f"  info var across membranes / binomial w(1-w)/N, mean over times: {var_ratio:.3f} (expect ~1)")
+    if var_ratio is not None:
+        print(f"  info var across membranes / binomial w(1-w)/N, mean over times: {var_ratio:.3f} (expect ~1)")
     print()
     print(f"load avg at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; total wall {time.perf_counter() - t_start:.1f} s")
     failed = [c for c in checks if not c[3]]

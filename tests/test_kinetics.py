@@ -681,6 +681,64 @@ def test_a_batch_of_different_amplitudes_uses_per_device_level_tables_and_matche
     assert _level_tables(many)[1] is None
 
 
+def _python_calls(fn) -> int:
+    """The number of Python function calls (generator resumptions included) ``fn()`` makes."""
+    import sys
+
+    count = 0
+
+    def profile(_frame, event, _arg):
+        nonlocal count
+        count += event == "call"
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def _step_sweep(n, shift=0.0):
+    """``n`` steps of amplitudes of both signs, each on its own base voltage, switching on the same steps."""
+    amps, bases = np.linspace(-0.4, 0.45, n) + shift, np.linspace(-0.05, 0.05, n)
+    return [protocols.step(float(a), 2.0, 6.0, duration_ns=10.0, v_base=float(b)) for a, b in zip(amps, bases, strict=True)]
+
+
+def test_a_step_voltage_batch_equals_its_protocols_run_one_by_one():
+    """Issue 27 goal 3: a batch of step protocols, read from its fields into one shared index row and
+    an (off, on) table per device, gives device by device the Trace of that protocol run alone:
+    every field to 1e-12."""
+    from ionkinetics.kinetics._simulate import _drive
+
+    batch_protos = _step_sweep(8)
+    drive = _drive(batch_protos, 0.05)
+    assert drive.steps.shape == (200,) and drive.levels.shape == (8, 2)
+    batch = ik.simulate(TWO_STATE, batch_protos, 0.05, save_every=5)
+    for i, proto in enumerate(batch_protos):
+        one = ik.simulate(TWO_STATE, proto, 0.05, save_every=5)
+        assert_allclose(batch.t_ns, one.t_ns, rtol=0, atol=0)
+        assert_allclose(batch.v[i], one.v, rtol=0, atol=0)
+        for field in ("p", "w", "g_ps", "i_pa", "e_aj"):
+            got, want = getattr(batch, field)[i], getattr(one, field)
+            assert_allclose(got, want, rtol=1e-12, atol=1e-12 * float(np.max(np.abs(want))))
+        assert bool(batch.ok[i]) and bool(one.ok)
+
+
+@pytest.mark.slow  # two batch sizes compile two programs (~25 s at load 7); CI runs it
+def test_a_step_voltage_batch_runs_no_python_per_protocol_and_compiles_once_per_size():
+    """Issue 27 goal 3, structurally: simulate makes as many Python function calls for 64 step
+    protocols as for 8 (the host reads their fields by C loops: no Python code per protocol), and a
+    new batch of the same size compiles nothing."""
+    runs = {n: (_step_sweep(n), _step_sweep(n, 0.01)) for n in (8, 64)}
+    for first, _ in runs.values():
+        ik.simulate(TWO_STATE, first, 0.05, save_every=5)  # compile each batch size once
+    with xla_compiles() as compiled:
+        calls = {n: _python_calls(lambda p=p: ik.simulate(TWO_STATE, p, 0.05, save_every=5)) for n, (_, p) in runs.items()}
+    assert compiled == []  # new amplitudes, same batch size: the compiled program is reused
+    assert calls[64] == calls[8], calls
+
+
 @pytest.mark.slow  # one more stochastic compile (the default tier stays under 5 minutes); CI runs it
 def test_a_stochastic_amplitude_sweep_on_the_shared_index_row_equals_its_single_runs():
     """Pulse trains of both signs jumping on the same steps share one index row; each device of the

@@ -128,7 +128,7 @@ def _check_before_running(cal, protocol, dt_ns, save_every=1) -> None:
     from .kinetics import protocols, sample_voltages
 
     single = isinstance(protocol, protocols.Protocol)
-    batch = isinstance(protocol, (list, tuple)) and protocol and all(isinstance(p, protocols.Protocol) for p in protocol)
+    batch = protocols.is_batch(protocol)
     if (single or batch) and isinstance(dt_ns, (int, float)) and not isinstance(dt_ns, bool):
         first = protocol if single else protocol[0]
         n_states = getattr(getattr(cal, "params", cal), "n_states", 2)
@@ -136,11 +136,9 @@ def _check_before_running(cal, protocol, dt_ns, save_every=1) -> None:
         devices = 1 if single else len(protocol)
         # per step: the voltage held, and per saved step t, v, w, G, I, E and the occupancy (float64)
         check_run_size(first.duration_ns, dt_ns, bytes_per_step=8 * devices * (1 + (6 + n_states) / every), what="simulate")
-    try:  # closed-form peaks where the protocol has one: a batch of 1000 pulse trains is not sampled twice
-        if single:
-            v_max = protocol.peak_abs_v(dt_ns)
-        elif batch:
-            v_max = max(p.peak_abs_v(dt_ns) for p in protocol)
+    try:  # closed-form peaks where the protocol has one: an amplitude sweep is read from its fields' table
+        if single or batch:
+            v_max = protocols.peak_abs_v(protocol, dt_ns)
         else:
             v_max = float(np.max(np.abs(sample_voltages(protocol, dt_ns)[0])))
     except (TypeError, ValueError):

@@ -448,53 +448,43 @@ def _drive(protocol, dt_ns: float) -> _Drive:
     return _Drive(steps, levels, np.asarray(v_rest), v_k.shape[0] if v_k.ndim == 2 else None)
 
 
-def _same_switch_times(protocols) -> bool:
-    """True when the protocols are of one kind with ``switch_fields`` and agree on every other field:
-    then they jump at the same times and differ only in the two values they switch between."""
-    first = protocols[0]
-    if first.switch_fields is None or any(type(p) is not type(first) for p in protocols):
-        return False
-    names = [f.name for f in dataclasses.fields(first) if f.name not in first.switch_fields]
-    key = [getattr(first, n) for n in names]
-    return all([getattr(p, n) for n in names] == key for p in protocols)
-
-
 def _shared_switching(protocol, dt_ns: float) -> _Drive | None:
     """For a list of piecewise-constant protocols with the same jumps and the same pattern of
     repeated values (pulse trains of different amplitudes): one (T,) index row into a (B, U) table
-    of each device's levels, from one voltage per segment: O(B·segments) instead of O(B·T). None
-    when the list is not such a batch (the general path then decides)."""
-    if not (isinstance(protocol, (list, tuple)) and len(protocol) > 1):
+    of each device's levels, from one voltage per segment: O(B·segments) instead of O(B·T). An
+    amplitude sweep (:func:`protocols.switch_values`) is read from its fields' (B, 2) table with no
+    Python code per protocol; other lists with the same jumps are evaluated protocol by protocol.
+    None when the list is not such a batch (the general path then decides)."""
+    if not (_protocols.is_batch(protocol) and len(protocol) > 1):
         return None
     first = protocol[0]
-    if not all(isinstance(p, _protocols.Protocol) and p.piecewise_constant for p in protocol):
+    if not all(kind.piecewise_constant for kind in set(map(type, protocol))):
         return None
-    same_times = _same_switch_times(protocol)
+    values = _protocols.switch_values(protocol)  # (B, 2) (off, on), or None
     jumps = np.asarray(first.breakpoints_ns(), dtype=float)
-    if not same_times and any(
+    if values is None and any(
         p.duration_ns != first.duration_ns or not np.array_equal(p.breakpoints_ns(), jumps) for p in protocol[1:]
     ):
         return None
     n_steps, k = first.grid_steps(dt_ns)  # the same jumps: one grid check for the batch
     edges = np.unique(np.concatenate([[0], k[(k > 0) & (k < n_steps)], [n_steps]]))
     mid_ns = (edges[:-1] + 0.5) * dt_ns
-    if same_times:  # one on/off mask over the segments, two values per device: no (B, S) array
+    if values is not None:  # one on/off mask over the segments, two values per device: no (B, S) array
         on_name, off_name = first.switch_fields
         pattern = dataclasses.replace(first, **{on_name: 1.0, off_name: 0.0}).voltage_v(mid_ns) == 1.0
-        table = np.stack(
-            [np.fromiter((getattr(p, name) for p in protocol), np.float64, len(protocol)) for name in (off_name, on_name)], 1
-        )
+        table, v_rest = values, values[:, 0]  # each rests at its off value
     else:
         seg_v = np.stack([np.asarray(p.voltage_v(mid_ns), dtype=np.float64) for p in protocol])  # (B, S)
         _, first_of, pattern = np.unique(seg_v[0], return_index=True, return_inverse=True)
         table = seg_v[:, first_of]  # (B, U): each device's value on the segments where device 0 takes each level
         if not np.array_equal(table[:, pattern], seg_v):
             return None
+        v_rest = np.array([p.v_rest_v for p in protocol], dtype=np.float64)
     n_levels = table.shape[1]
     if n_levels > _MAX_LEVELS or n_levels * _LEVEL_GAIN > n_steps:
         return None
     steps = np.repeat(pattern.astype(np.int32), np.diff(edges))
-    return _Drive(steps, table, np.array([p.v_rest_v for p in protocol], dtype=np.float64), len(protocol))
+    return _Drive(steps, table, v_rest, len(protocol))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -658,7 +648,7 @@ def _voltages(protocol, dt_ns):
     """(v_k (T,) or (B, T), v_rest () or (B,)) from a protocol, a list of them, or an array."""
     if isinstance(protocol, _protocols.Protocol):
         return protocol.sample(dt_ns), np.float64(protocol.v_rest_v)
-    if isinstance(protocol, (list, tuple)) and protocol and all(isinstance(p, _protocols.Protocol) for p in protocol):
+    if _protocols.is_batch(protocol):  # protocols of any kind: each sampled (amplitude sweeps never come here)
         vs = [p.sample(dt_ns) for p in protocol]
         if len({v.size for v in vs}) != 1:
             raise ValueError("protocols in a batch must have the same duration_ns; got differing numbers of steps")
@@ -716,8 +706,9 @@ def _trace(
     keep = n_steps // save_every + 1
     params_batched = len(params.batch_shape) == 1
     tol = _NORM_TOL.get(p_s.dtype.itemsize, 1e-3)
-    # the voltage held from each saved time on, the padding's included (it holds the last step's)
-    v_saved = drive.volts_at(_held_steps(n_steps, save_every, p_s.shape[-2]))
+    # the voltage held from each saved time on; where G and I are formed here, the padding's included
+    # (it holds the last step's)
+    v_saved = drive.volts_at(_held_steps(n_steps, save_every, keep if observed is not None else p_s.shape[-2]))
     if observed is None:
         v_pad = np.broadcast_to(v_saved, p_s.shape[:-1])
         g_ps, i_pa = _conductance_at(params, v_pad, p_s, params_batched=params_batched, p_batched=p_s.ndim == 3)
@@ -737,7 +728,7 @@ def _trace(
         )
     return Trace(
         t_ns=np.arange(0, n_steps + 1, save_every) * dt_ns,
-        v=np.broadcast_to(v_saved[..., :keep], p_s.shape[:-1]).copy(),
+        v=_saved_volts(v_saved[..., :keep], p_s.shape[:-1]),
         p=p_s,
         w=p_s[..., 0],
         g_ps=g_ps,
@@ -746,6 +737,14 @@ def _trace(
         ok=ok,
         n_pores=None if n_pores is None else int(n_pores),
     )
+
+
+def _saved_volts(v_saved: np.ndarray, shape: tuple) -> np.ndarray:
+    """The trace's ``v`` of ``shape``: ``v_saved`` broadcast over a parameter batch, or as it is where
+    it already has a row per device (a voltage batch: a fresh array, not copied again)."""
+    if v_saved.shape == shape:
+        return np.ascontiguousarray(v_saved)
+    return np.broadcast_to(v_saved, shape).copy()
 
 
 def simulate(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import operator
 
 import numpy as np
 
@@ -28,10 +29,13 @@ __all__ = [
     "dc",
     "from_dict",
     "from_text",
+    "is_batch",
+    "peak_abs_v",
     "pulse_train",
     "sampled",
     "sine",
     "step",
+    "switch_values",
 ]
 
 _GRID_RTOL = 1e-9
@@ -59,7 +63,8 @@ class Protocol(abc.ABC):
     # constant between breakpoints (a batch of such protocols with the same jumps is read per segment)
     piecewise_constant = False
     # (on, off): the two fields whose values the voltage takes, on a pattern of times that the other
-    # fields fix; a batch that differs only in these (an amplitude sweep) is evaluated all at once
+    # fields fix, resting (before t = 0) at the off value; a batch that differs only in these (an
+    # amplitude sweep) is evaluated all at once (:func:`switch_values`)
     switch_fields: tuple[str, str] | None = None
 
     @abc.abstractmethod
@@ -297,6 +302,49 @@ class Sampled(Protocol):
     def voltage_v(self, t_ns):
         idx = np.clip(np.searchsorted(self.t_ns, np.asarray(t_ns, dtype=float), side="right") - 1, 0, self.v.size - 1)
         return self.v[idx]
+
+
+def is_batch(protocol) -> bool:
+    """True for a non-empty list or tuple of Protocols. Each distinct type is checked once (a batch
+    of 10⁴ steps is one type): no Python loop over the protocols."""
+    return (
+        isinstance(protocol, (list, tuple))
+        and len(protocol) > 0
+        and all(issubclass(kind, Protocol) for kind in set(map(type, protocol)))
+    )
+
+
+def switch_values(batch) -> np.ndarray | None:
+    """(B, 2) each protocol's (off, on) values where ``batch`` is an amplitude sweep: protocols of one
+    kind with ``switch_fields`` that agree on every other field, so they jump at the same times and
+    each rests at its off value. None for any other batch. The fields are read by ``map`` over an
+    ``operator.attrgetter`` and compared as tuples (loops in C, no Python code per protocol)."""
+    if not is_batch(batch):
+        return None
+    first = batch[0]
+    kinds = set(map(type, batch))
+    if len(kinds) != 1 or first.switch_fields is None:
+        return None
+    others = [f.name for f in dataclasses.fields(first) if f.name not in first.switch_fields]
+    fixed = list(map(operator.attrgetter(*others), batch))
+    if fixed.count(fixed[0]) != len(fixed):
+        return None
+    on, off = first.switch_fields
+    return np.stack([np.fromiter(map(operator.attrgetter(name), batch), np.float64, len(batch)) for name in (off, on)], 1)
+
+
+def peak_abs_v(protocol, dt_ns: float) -> float:
+    """Largest |V| a run of ``protocol`` (one Protocol or a batch of them) holds at ``dt_ns``, rest
+    voltages included (V): an amplitude sweep from its (off, on) table, other batches protocol by
+    protocol."""
+    if isinstance(protocol, Protocol):
+        return protocol.peak_abs_v(dt_ns)
+    values = switch_values(protocol)
+    if values is not None:
+        return float(np.max(np.abs(values)))
+    if not is_batch(protocol):
+        raise TypeError(f"protocol must be a Protocol or a non-empty list of them; got {type(protocol).__name__}")
+    return max(p.peak_abs_v(dt_ns) for p in protocol)
 
 
 def dc(v: float, duration_ns: float, *, v_rest_v: float = 0.0) -> DC:
