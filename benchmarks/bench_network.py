@@ -35,10 +35,11 @@ from _machine import machine_lines
 from bench_neuron_sim import numpy_neuron
 from bench_tasks import _np_membrane
 from ionkinetics import circuits as C
+from ionkinetics import experiments as E
 from ionkinetics.calibrate import load_calibration
-from ionkinetics.circuits import _network as N  # the experiment's own sub-circuit and synapse steps
-from ionkinetics.circuits._neuron import _rows
-from ionkinetics.circuits._solver import source_batch
+from ionkinetics.circuits import source_batch
+from ionkinetics.experiments import _network as N  # the experiment's own sub-circuit and synapse steps
+from ionkinetics.experiments._neuron import _rows
 
 
 def numpy_synapses(syn_np, du, dt, bias):
@@ -68,8 +69,8 @@ def main() -> int:
     print("\n".join(machine_lines(f"scipy {scipy.__version__}")))
     cf = C.load_circuit(C.circuits_dir() / "network.toml")
     exp = cf.experiment
-    parts = C.neuron_parts(cf, exp)
-    syn, names = C.network_synapse(cf, exp)
+    parts = E.neuron_parts(cf, exp)
+    syn, names = E.network_synapse(cf, exp)
     duration, dt, syn_dt = float(exp["presentation_ns"]), cf.dt_ns, float(exp["synapse_dt_ns"])
     names_n = {
         parts.stimulus,
@@ -95,12 +96,12 @@ def main() -> int:
     }
     level = v_rest + float(exp["spike_rise_v"])
     t_syn = (np.arange(round(duration / syn_dt)) + 0.5) * syn_dt
-    pre = [C.stdp_spike_wave(t_syn, C.detect_spikes(tr_in.t_ns, v_in[k], level), **wave) for k in range(len(times))]
+    pre = [E.stdp_spike_wave(t_syn, E.detect_spikes(tr_in.t_ns, v_in[k], level), **wave) for k in range(len(times))]
 
     def ik_presentation():
         tr = C.transient(cc, values=source_batch(cc, _rows(cc, parts.stimulus, [i_out]), "is_"), batched=True)
         v = tr.v(parts.node)[0]
-        post = C.stdp_spike_wave(t_syn, C.detect_spikes(tr.t_ns, v, level), **wave)
+        post = E.stdp_spike_wave(t_syn, E.detect_spikes(tr.t_ns, v, level), **wave)
         w = N._train_synapses(syn, np.array([post - p for p in pre]), syn_dt, None)[1]
         return tr.t_ns, v, w
 
@@ -119,8 +120,8 @@ def main() -> int:
     t0 = time.perf_counter()
     v_np = numpy_neuron(parts, p_i, p_a, parts.c_f * 1e21, v_rest, i_out, dt)
     t_end = np.concatenate([[0.0], (np.arange(n) + 1) * dt])
-    s_np = C.detect_spikes(t_end, v_np, level)
-    post_np = C.stdp_spike_wave(t_syn, s_np, **wave)
+    s_np = E.detect_spikes(t_end, v_np, level)
+    post_np = E.stdp_spike_wave(t_syn, s_np, **wave)
     w_np = numpy_synapses(syn_np, np.array([post_np - p for p in pre]), syn_dt, syn.bias_v)
     t_np = time.perf_counter() - t0
     print(f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at end")
@@ -129,7 +130,7 @@ def main() -> int:
     print(f"  simulated ns per wall second: {duration / min(best):,.0f}")
     print(f"numpy/scipy loop: {t_np:.2f} s, {duration / t_np:,.0f} simulated ns per wall second")
     print(f"ratio numpy / ionkinetics: {t_np / min(best):.1f}x")
-    s_jax = np.round(C.detect_spikes(t, v_jax, level), 1).tolist()
+    s_jax = np.round(E.detect_spikes(t, v_jax, level), 1).tolist()
     print(f"output spike times (ns): ionkinetics {s_jax}, numpy {np.round(s_np, 1).tolist()}")
     print(f"weights after (pS): ionkinetics {np.round(w_jax, 1).tolist()}, numpy {np.round(w_np, 1).tolist()}")
     return 0

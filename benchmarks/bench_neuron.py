@@ -4,7 +4,7 @@
 
 The loss is the one the gradient search of ``circuits/design/neuron-design.toml`` descends (on the
 circuit of ``circuits/neuron.toml``)
-(:func:`ionkinetics.circuits.design_loss`): minus the log of the variance of the membrane voltage
+(:func:`ionkinetics.experiments.design_loss`): minus the log of the variance of the membrane voltage
 over the last 3/4 of a 480 ns run (dt 1 ns, 480 implicit steps with Newton solves, two membranes,
 one capacitor) driven by a 40 pA step, as a function of the two dopant molarities (ln [RbCl],
 ln [KCl]) at the shipped 0.5 M / 0.5 M.
@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_model
 from ionkinetics import circuits as C
+from ionkinetics import experiments as E
 from ionkinetics.calibrate import load_calibration
 from ionkinetics.kinetics import protocols as P
 
@@ -52,11 +53,11 @@ def main() -> int:
             el = dataclasses.replace(el, protocol=P.dc(el.protocol.v_rest_v, duration, v_rest_v=el.protocol.v_rest_v))
         g.add_edge(a, b, key=el.name, element=el)
     cc = C.compile_circuit(g, duration, dt)
-    parts = C.neuron_parts(cf, cf.experiment)  # the file's wiring, as the experiment reads it
+    parts = E.neuron_parts(cf, cf.experiment)  # the file's wiring, as the experiment reads it
     by_name = {d["element"].name: d["element"] for *_, d in cf.graph.edges(data=True)}
     cal_i = load_calibration(by_name[parts.inactivating].calibration)
     cal_a = load_calibration(by_name[parts.activating].calibration)
-    loss = C.design_loss(cc, parts, cal_i, cal_a, 40.0)
+    loss = E.design_loss(cc, parts, cal_i, cal_a, 40.0)
     theta = jnp.log(jnp.array([0.5, 0.5]))
     vg = jax.jit(jax.value_and_grad(loss))
     f = jax.jit(loss)

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_lines
 from bench_tasks import _np_membrane
 from ionkinetics import circuits as C
+from ionkinetics import experiments as E
 from ionkinetics.calibrate import load_calibration
 from ionkinetics.kinetics import protocols as P
 
@@ -87,7 +88,7 @@ def main() -> int:
     jax.config.update("jax_enable_x64", True)
     print("\n".join(machine_lines(f"scipy {scipy.__version__}")))
     cf = C.load_circuit(C.circuits_dir() / "neuron.toml")
-    parts = C.neuron_parts(cf, cf.experiment)
+    parts = E.neuron_parts(cf, cf.experiment)
     duration, dt = args.duration_ns, cf.dt_ns
     g = nx.MultiDiGraph()
     for a, b, d in cf.graph.edges(data=True):
@@ -121,8 +122,8 @@ def main() -> int:
     v_np = numpy_neuron(parts, p_i, p_a, parts.c_f * 1e21, float(v_jax[0]), i_stim, dt)
     t_np = time.perf_counter() - t0
     level = float(v_jax[0]) + 0.1
-    s_jax = C.detect_spikes(np.asarray(tr.t_ns), v_jax, level)
-    s_np = C.detect_spikes(np.concatenate([[0.0], t_end]), v_np, level)
+    s_jax = E.detect_spikes(np.asarray(tr.t_ns), v_jax, level)
+    s_np = E.detect_spikes(np.concatenate([[0.0], t_end]), v_np, level)
     print(f"load avg    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at end")
     print(f"neuron.toml, {args.current_pa:g} pA step, {duration:g} ns at dt {dt:g} ns ({n} steps)")
     print(f"ionkinetics transient: first call (compile + run) {first:.2f} s, best of {args.repeats} {min(times):.3f} s")

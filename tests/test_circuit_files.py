@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ionkinetics import circuits as C
+from ionkinetics import experiments as E
 
 GOOD = {
     "schema": "ionkinetics.circuit/1",
@@ -63,9 +64,9 @@ def test_bad_circuit_files_are_refused(edit, message):
 
 def test_experiment_kind_must_be_known(tmp_path):
     cf = C.parse_circuit({**GOOD, "experiment": {"kind": "levitate"}})
-    kinds = r"\['memristor', 'neuron', 'neuron-design', 'plasticity', 'potentiation'"
+    kinds = r"\['memristor', 'network', 'neuron', 'neuron-design', 'plasticity', 'potentiation'"
     with pytest.raises(ValueError, match=r"experiment\.kind must be one of " + kinds):
-        C.run_experiment(cf, tmp_path)
+        E.run_experiment(cf, tmp_path)
 
 
 def test_a_file_without_an_experiment_runs_as_a_plain_transient(tmp_path):

@@ -254,7 +254,7 @@ def test_every_shipped_circuit_experiment_has_its_acceptance_test():
 @pytest.mark.slow  # uses the demo (80 s on idle cores): CI runs it (--runslow)
 def test_demo_potentiation_figure_says_what_its_traces_show(demo_dir):
     """The demo's potentiation text per system is the description its w trace supports."""
-    from ionkinetics.circuits import describe_pulse_train_response, rises_with_every_pulse
+    from ionkinetics.experiments import describe_pulse_train_response, rises_with_every_pulse
 
     pot = json.loads((demo_dir / "summary.json").read_text())["potentiation"]
     for sid, row in pot["systems"].items():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import ionkinetics as ik
-from ionkinetics.circuits import describe_pulse_train_response, rises_with_every_pulse
+from ionkinetics.experiments import describe_pulse_train_response, rises_with_every_pulse
 
 
 @pytest.mark.parametrize(

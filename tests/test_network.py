@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ionkinetics import circuits as C
+from ionkinetics import experiments as E
 
 # the shipped file's claim (README): the mean over seeds of [fires for trained] − [fires for shuffled]
 SELECTIVITY_MIN = 0.5
@@ -32,10 +33,10 @@ def _wave(cf):
 
 
 def test_stdp_window_sign_pre_before_post_potentiates_post_before_pre_depresses(network_file):
-    syn, names = C.network_synapse(network_file, network_file.experiment)
+    syn, names = E.network_synapse(network_file, network_file.experiment)
     assert names["membrane_plus"] == "MA" and syn.bias_v == pytest.approx(0.15)
     delays = np.array([-300.0, -100.0, -20.0, 20.0, 100.0, 300.0])
-    dw = np.asarray(C.stdp_window(syn, delays, wave=_wave(network_file), dt_ns=1.0)).ravel()
+    dw = np.asarray(E.stdp_window(syn, delays, wave=_wave(network_file), dt_ns=1.0)).ravel()
     assert np.all(dw[delays > 0] > 0), dw
     assert np.all(dw[delays < 0] < 0), dw
     # the window: strongest at short delays, fading as the delay nears the spike tail's length
@@ -46,7 +47,7 @@ def test_stdp_window_sign_pre_before_post_potentiates_post_before_pre_depresses(
 
 def test_stdp_spike_wave_is_a_head_then_a_linear_tail():
     t = np.arange(0.0, 40.0, 0.5) + 0.25
-    v = C.stdp_spike_wave(t, [10.0], amplitude_v=0.3, head_ns=4.0, tail_ns=20.0, tail_fraction=0.5)
+    v = E.stdp_spike_wave(t, [10.0], amplitude_v=0.3, head_ns=4.0, tail_ns=20.0, tail_fraction=0.5)
     assert np.all(v[t < 10] == 0) and np.all(v[(t > 10) & (t < 14)] == 0.3)
     tail = v[(t > 14) & (t < 34)]
     assert tail[0] == pytest.approx(-0.15, abs=0.01) and np.all(np.diff(tail) > 0) and np.all(tail < 0)
@@ -54,11 +55,11 @@ def test_stdp_spike_wave_is_a_head_then_a_linear_tail():
 
 
 def test_selectivity_is_the_seed_mean_of_trained_minus_shuffled_firing():
-    s = C.selectivity([True, True, True, False], [False, True, False, False])
+    s = E.selectivity([True, True, True, False], [False, True, False, False])
     assert s["per_seed"] == [1.0, 0.0, 1.0, 0.0]
     assert s["mean"] == pytest.approx(0.5) and s["seed_std"] == pytest.approx(np.std([1, 0, 1, 0], ddof=1))
     with pytest.raises(ValueError, match="same length >= 2"):
-        C.selectivity([True], [False])
+        E.selectivity([True], [False])
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_selectivity_is_the_seed_mean_of_trained_minus_shuffled_firing():
 def test_network_file_refuses_bad_input_naming_the_field(network_file, tmp_path, changes, message):
     cf = dataclasses.replace(network_file, experiment={**network_file.experiment, **changes})
     with pytest.raises(C.CircuitFileError, match=message):
-        C.run_experiment(cf, tmp_path / "out")
+        E.run_experiment(cf, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -89,7 +90,7 @@ def test_circuit_network_learns_to_fire_for_the_trained_pattern_and_not_its_shuf
     # calibration's data (0-0.5 V): users are warned (once); the excess is bounded here
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", OutsideDataRange)
-        s = C.run_experiment(network_file, tmp_path)
+        s = E.run_experiment(network_file, tmp_path)
     for w in seen:
         assert issubclass(w.category, OutsideDataRange), w
         assert float(re.search(r"\|V\| = ([0-9.]+) V", str(w.message)).group(1)) <= 0.52, w.message

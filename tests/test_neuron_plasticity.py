@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 
 from ionkinetics import circuits as C
-from ionkinetics.circuits import detect_spikes, fit_nonlinearity
+from ionkinetics import experiments as E
+from ionkinetics.experiments import detect_spikes, fit_nonlinearity
 
 
 def _run(name, tmp_path_factory, *, folder="", **changes):
     cf = C.load_circuit(C.circuits_dir() / folder / f"{name}.toml")
     cf = dataclasses.replace(cf, experiment={**cf.experiment, **changes})
     out = tmp_path_factory.mktemp(name)
-    summary = C.run_experiment(cf, out)
+    summary = E.run_experiment(cf, out)
     assert json.loads((out / "summary.json").read_text())["experiment"] == name
     for fig in summary["figures"]:
         assert (out / fig).stat().st_size > 10_000, fig
@@ -187,16 +188,16 @@ def test_fi_classifier_calls_the_snic_normal_form_class_i_and_the_hopf_normal_fo
     rates = _rates_from(_theta_neuron_rates(currents), 0.01, 0.9, 0.5)
     expect = [np.sqrt(i) / np.pi if i > 0 else 0.0 for i in currents]
     np.testing.assert_allclose(rates, expect, rtol=0.05, atol=1e-9)  # the ODE is the normal form
-    c = C.classify_fi(currents, rates)
+    c = E.classify_fi(currents, rates)
     assert c["fi_class"] == "I" and c["onset_current_pa"] == 0.02 and abs(c["extrapolated_zero_rate_current_pa"]) < 0.01
     mus = [-0.3, -0.2, -0.1, 0.05, 0.1, 0.2, 0.3]
     rates = _rates_from(_hopf_rates(mus), 0.005, 0.7, -0.7)
     assert rates[:3] == [0.0, 0.0, 0.0] and min(rates[3:]) > 0.2  # a jump to a nonzero rate at onset
-    c = C.classify_fi(mus, rates)
+    c = E.classify_fi(mus, rates)
     assert c["fi_class"] == "II" and c["onset_current_pa"] == 0.05
     # no silent current below the onset, or too few firing currents: no class
-    assert C.classify_fi([1, 2, 3], [0.1, 0.2, 0.3])["fi_class"] is None
-    assert C.classify_fi([1, 2, 3], [0.0, 0.0, 0.3])["fi_class"] is None
+    assert E.classify_fi([1, 2, 3], [0.1, 0.2, 0.3])["fi_class"] is None
+    assert E.classify_fi([1, 2, 3], [0.0, 0.0, 0.3])["fi_class"] is None
 
 
 @pytest.mark.parametrize(
@@ -209,14 +210,14 @@ def test_fi_classifier_calls_the_snic_normal_form_class_i_and_the_hopf_normal_fo
 )
 def test_fi_classifier_refuses_bad_input_naming_the_rule(currents, rates, message):
     with pytest.raises(ValueError, match=message):
-        C.classify_fi(currents, rates)
+        E.classify_fi(currents, rates)
 
 
 def test_the_neuron_kind_refuses_the_design_fields_and_points_to_the_design_file(tmp_path):
     cf = C.load_circuit(C.circuits_dir() / "neuron.toml")
     cf = dataclasses.replace(cf, experiment={**cf.experiment, "design_steps": 3})
     with pytest.raises(ValueError, match=r"experiment fields \['design_steps'\] belong to kind = 'neuron-design'"):
-        C.run_experiment(cf, tmp_path / "out")
+        E.run_experiment(cf, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

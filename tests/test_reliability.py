@@ -83,6 +83,7 @@ def test_written_json_is_as_readable_as_the_figures(tmp_path):
 def test_a_failing_experiment_leaves_no_folder_behind(tmp_path):
     """An experiment that fails after its output folder was made used to leave it (empty) behind."""
     from ionkinetics import circuits as C
+    from ionkinetics import experiments as E
 
     raw = {
         "schema": "ionkinetics.circuit/1",
@@ -103,7 +104,7 @@ def test_a_failing_experiment_leaves_no_folder_behind(tmp_path):
     cf = C.parse_circuit(raw)
     target = tmp_path / "a" / "b"
     with pytest.raises(ValueError, match="nowhere"):
-        C.run_experiment(cf, target)
+        E.run_experiment(cf, target)
     assert not list(tmp_path.iterdir())
 
 
@@ -148,6 +149,7 @@ def test_conductance_refuses_a_nan_voltage():
 def test_a_sweep_through_zero_volts_is_refused_before_anything_is_written(tmp_path):
     """G = I/V at 0 V is inf: the sweep used to report 'G largest at 0 V (inf pS)'."""
     from ionkinetics import circuits as C
+    from ionkinetics import experiments as E
 
     raw = {
         "schema": "ionkinetics.circuit/1",
@@ -166,7 +168,7 @@ def test_a_sweep_through_zero_volts_is_refused_before_anything_is_written(tmp_pa
         "experiment": {"kind": "sweep", "voltages_v": [0.0, 0.1], "probes": ["R1"]},
     }
     with pytest.raises(ValueError, match=r"experiment\.voltages_v must be finite and non-zero \(G = I/V\); got \[0\.0, 0\.1\]"):
-        C.run_experiment(C.parse_circuit(raw), tmp_path / "out")
+        E.run_experiment(C.parse_circuit(raw), tmp_path / "out")
     assert not list(tmp_path.iterdir())
 
 

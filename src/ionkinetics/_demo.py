@@ -35,7 +35,7 @@ from .calibrate import (
     load_calibration,
     summarise_calibration,
 )
-from .circuits import describe_pulse_train_response
+from .experiments import describe_pulse_train_response
 from .kinetics import protocols, simulate, stack_params, switching_energy
 
 __all__ = ["gv_fit_range_v", "plot_gv_curves", "run_demo"]
@@ -335,7 +335,8 @@ def _circuit_experiments(out: Path, figure_format: str, dpi: int) -> dict:
     """Every shipped circuit experiment (``circuits/*.toml``), each into its own folder."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .circuits import list_circuits, load_circuit, run_experiment
+    from .circuits import list_circuits, load_circuit
+    from .experiments import run_experiment
 
     # files marked in_demo = false (the neuron's and the synapse's long searches) run on their own
     files = [cf for cf in (load_circuit(path) for path in list_circuits()) if cf.experiment.get("in_demo", True)]

@@ -62,3 +62,4 @@ from ._targets import TargetsError as TargetsError
 from ._targets import load_targets as load_targets
 from ._targets import parameter_names as parameter_names
 from ._targets import parse_targets as parse_targets
+from ._template import targets_template as targets_template

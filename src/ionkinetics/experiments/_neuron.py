@@ -44,12 +44,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import circuits as C
 from .._io import PALETTE, write_columns_csv
+from ..circuits import CircuitFileError, compile_circuit, figure, save_figure_atomic, solve, source_batch, transient
 from ..kinetics import membrane_current_pa, steady_state
-from . import _graph as G
-from ._figures import figure, save_figure_atomic
-from ._files import CircuitFileError
-from ._solver import compile_circuit, solve, source_batch, transient
 
 __all__ = [
     "NeuronParts",
@@ -83,7 +81,7 @@ class NeuronParts:
 
 def neuron_parts(cf, exp: dict) -> NeuronParts:
     """Find the neuron's elements (names from ``[experiment]``, with defaults) and check the wiring."""
-    els = {el.name: (a, b, el) for a, b, el in G.elements(cf.graph)}
+    els = {el.name: (a, b, el) for a, b, el in C.elements(cf.graph)}
     names = {
         "stimulus": exp.get("stimulus", "Istim"),
         "inactivating": exp.get("inactivating", "Minact"),
@@ -93,12 +91,12 @@ def neuron_parts(cf, exp: dict) -> NeuronParts:
         "bias_activating": exp.get("bias_activating", "Ea"),
     }
     kinds = {
-        "stimulus": G.CurrentSource,
-        "inactivating": G.Membrane,
-        "activating": G.Membrane,
-        "capacitor": G.Capacitor,
-        "bias_inactivating": G.VoltageSource,
-        "bias_activating": G.VoltageSource,
+        "stimulus": C.CurrentSource,
+        "inactivating": C.Membrane,
+        "activating": C.Membrane,
+        "capacitor": C.Capacitor,
+        "bias_inactivating": C.VoltageSource,
+        "bias_activating": C.VoltageSource,
     }
     for role, name in names.items():
         if name not in els or not isinstance(els[name][2], kinds[role]):
@@ -114,7 +112,7 @@ def neuron_parts(cf, exp: dict) -> NeuronParts:
     for mem, bias in (("inactivating", "bias_inactivating"), ("activating", "bias_activating")):
         a, b, _ = els[names[mem]]
         ba, bb, _ = els[names[bias]]
-        if a != node or ba != b or bb != G.GROUND:
+        if a != node or ba != b or bb != C.GROUND:
             raise CircuitFileError(
                 f"{cf.name}: membrane {names[mem]!r} must run from {node!r} to the + node of its bias source "
                 f"{names[bias]!r}, whose - node is ground"
@@ -352,7 +350,7 @@ def _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif: int) ->
                     [
                         parts.n_inactivating,
                         parts.n_activating,
-                        parts.c_f * G.CAP_UNIT_PER_FARAD,
+                        parts.c_f * C.CAP_UNIT_PER_FARAD,
                         parts.e_inactivating_v,
                         parts.e_activating_v,
                     ]
@@ -691,7 +689,7 @@ def _saddle_node(parts, p_i, p_a, v_rest: float) -> dict:
             [
                 parts.n_inactivating,
                 parts.n_activating,
-                parts.c_f * G.CAP_UNIT_PER_FARAD,
+                parts.c_f * C.CAP_UNIT_PER_FARAD,
                 parts.e_inactivating_v,
                 parts.e_activating_v,
             ]
@@ -776,6 +774,12 @@ def run_neuron_design(cf, cc, exp, out):
         summary["jitter"] = _jitter(cf, exp, parts, t_on, level, out)
         figs.append(summary["jitter"].pop("figure"))
     summary["figures"] = figs
+    summary["finding"] = _design_finding(summary, n_bif)
+    return summary
+
+
+def _design_finding(summary: dict, n_bif: int) -> str:
+    """The ``neuron-design`` finding: one clause per search that ran."""
     bits = []
     if "search_changed" in summary:
         c = summary["search_changed"]
@@ -791,8 +795,7 @@ def run_neuron_design(cf, cc, exp, out):
         )
     if "jitter" in summary:
         bits.append(f"first-spike jitter log-log slope against pores {summary['jitter']['loglog_slope']}")
-    summary["finding"] = "; ".join(bits) if bits else "nothing asked: set design_steps, bifurcation_designs or jitter_seeds"
-    return summary
+    return "; ".join(bits) if bits else "nothing asked: set design_steps, bifurcation_designs or jitter_seeds"
 
 
 def _file_molar(cal, salt: str) -> float:
@@ -805,7 +808,7 @@ def _file_molar(cal, salt: str) -> float:
 
 
 def _membrane(cf, name):
-    return next(el for _, _, el in G.elements(cf.graph) if el.name == name)
+    return next(el for _, _, el in C.elements(cf.graph) if el.name == name)
 
 
 def _finding(s) -> str:
@@ -922,7 +925,7 @@ def _jitter(cf, exp, parts, t_on, level, out):
     fig, ax = figure(figsize=(5.5, 4))
     for s in scales:
         g = nx.MultiDiGraph()
-        for a, b, el in G.elements(cf.graph):
+        for a, b, el in C.elements(cf.graph):
             if el.name in (parts.inactivating, parts.activating):
                 el = dataclasses.replace(el, n_pores=el.n_pores * s, stochastic=True)
             elif el.name == parts.capacitor:
@@ -972,41 +975,22 @@ def _jitter(cf, exp, parts, t_on, level, out):
     return {"current_step_pa_per_scale_1": i_step, "rows": rows, "loglog_slope": slope, "figure": name}
 
 
-def _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on):
-    """Gradient search of the two dopant molarities, from the shipped ones, through the solver.
-
-    Length: one experiment step read top to bottom (loss and its compiled gradient, the finite-difference
-    check, projected descent from each start, the verification run, the figure); its parts share the
-    compiled loss and a dozen local settings."""
+def _held_at_rest(cf, duration, dt):
+    """The file's circuit compiled with every source held at its rest value (a dc protocol of ``duration``)."""
     import networkx as nx
 
-    start = exp.get("design_start_molar", {"RbCl": 0.5, "KCl": 0.5})
-    i_drive = float(exp.get("design_current_pa", 40.0))
-    duration = float(exp.get("design_duration_ns", 480.0))
-    dt = float(exp.get("design_dt_ns", 1.0))
-    salt_i, salt_a = _dopant_salt(cal_i), _dopant_salt(cal_a)
     g = nx.MultiDiGraph()
-    for a, b, el in G.elements(cf.graph):
-        if isinstance(el, (G.VoltageSource, G.CurrentSource)):
+    for a, b, el in C.elements(cf.graph):
+        if isinstance(el, (C.VoltageSource, C.CurrentSource)):
             from ..kinetics import protocols as P
 
             el = dataclasses.replace(el, protocol=P.dc(el.protocol.v_rest_v, duration, v_rest_v=el.protocol.v_rest_v))
         g.add_edge(a, b, key=el.name, element=el)
-    cc = compile_circuit(g, duration, dt)
-    loss = design_loss(cc, parts, cal_i, cal_a, i_drive)
-    theta0 = [float(np.log(start[salt_i])), float(np.log(start[salt_a]))]
-    # multi-start: the shipped molarities first, then the other starts of the file (a coarse grid);
-    # each start descends on its own, the best end point is the design
-    starts = [start] + [dict(zip((salt_i, salt_a), m, strict=True)) for m in exp.get("design_more_starts_molar", [])]
-    runs = []
-    for st in starts:
-        th0 = [float(np.log(st[salt_i])), float(np.log(st[salt_a]))]
-        p_, tm = gradient_design(loss, th0, steps=int(exp["design_steps"]), lr=float(exp.get("design_lr", 0.5)))
-        runs.append((p_, tm))
-    path, timing = runs[0]
-    best_run = min(range(len(runs)), key=lambda r: min(q[1] for q in runs[r][0]))
-    best = min(runs[best_run][0], key=lambda p: p[1])
-    # finite-difference peer of one gradient at the start (central differences, 2 × 2 solves)
+    return compile_circuit(g, duration, dt)
+
+
+def _finite_difference(loss, theta0):
+    """Central-difference gradient of ``loss`` at ``theta0`` (2 × 2 solves, float64) and its seconds."""
     with jax.enable_x64(True):
         f = jax.jit(loss)
         h = 1e-4
@@ -1014,18 +998,12 @@ def _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on):
         t0 = time.perf_counter()
         fd = [float((f(jnp.asarray(theta0) + h * e) - f(jnp.asarray(theta0) - h * e)) / (2 * h)) for e in np.eye(2)]
         fd_time = time.perf_counter() - t0
-        ad = timing["grad_at_start"]  # the search's own first gradient (reverse mode, jitted)
-    molar = [[float(np.exp(p[0][0])), float(np.exp(p[0][1]))] for p in path]
-    # before and after: the f–I protocol of the main experiment with each design's molarities
-    checks = {}
-    for label, th in (("start", path[0][0]), ("best", best[0])):
-        t, vv = verify(
-            cal_i.params_with_molar({salt_i: float(np.exp(th[0]))}), cal_a.params_with_molar({salt_a: float(np.exp(th[1]))})
-        )
-        level = float(vv[0, 0]) + float(exp.get("spike_rise_v", 0.1))
-        counts = [int(detect_spikes(t, vv[b], level).size) for b in range(len(currents))]
-        checks[label] = {"spike_counts": counts, "t": t, "v": vv, "v_rest_v": float(vv[0, 0])}
-    k_drive = int(np.argmin(np.abs(np.array(currents) - i_drive)))
+    return fd, fd_time
+
+
+def _design_figure(out, checks, k_drive, currents, runs, molar, best, salt_i, salt_a, i_drive) -> str:
+    """``neuron_design.png``: the loss along each start's descent, the paths in the molarity plane and V(t)
+    before and after the search at the drive current; returns the file name."""
     fig, axes = figure(1, 3, figsize=(14, 4))
     start_v = checks["start"]["v"][k_drive]
     axes[2].plot(checks["start"]["t"], start_v, "-", color=PALETTE[0], lw=1, label="start (shipped molarities)")
@@ -1050,6 +1028,47 @@ def _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on):
     fig.suptitle(f"gradient search through the circuit solver at {i_drive:g} pA", fontsize=9)
     fig.tight_layout()
     name = save_figure_atomic(fig, out / "neuron_design.png").name
+    return name
+
+
+def _design(cf, exp, parts, cal_i, cal_a, out, verify, currents, t_on):
+    """Gradient search of the two dopant molarities, from the shipped ones, through the solver: the loss
+    and its compiled gradient, projected descent from each start, the finite-difference check
+    (:func:`_finite_difference`), the verification run and the figure (:func:`_design_figure`)."""
+    start = exp.get("design_start_molar", {"RbCl": 0.5, "KCl": 0.5})
+    i_drive = float(exp.get("design_current_pa", 40.0))
+    duration = float(exp.get("design_duration_ns", 480.0))
+    dt = float(exp.get("design_dt_ns", 1.0))
+    salt_i, salt_a = _dopant_salt(cal_i), _dopant_salt(cal_a)
+    cc = _held_at_rest(cf, duration, dt)
+    loss = design_loss(cc, parts, cal_i, cal_a, i_drive)
+    theta0 = [float(np.log(start[salt_i])), float(np.log(start[salt_a]))]
+    # multi-start: the shipped molarities first, then the other starts of the file (a coarse grid);
+    # each start descends on its own, the best end point is the design
+    starts = [start] + [dict(zip((salt_i, salt_a), m, strict=True)) for m in exp.get("design_more_starts_molar", [])]
+    runs = []
+    for st in starts:
+        th0 = [float(np.log(st[salt_i])), float(np.log(st[salt_a]))]
+        p_, tm = gradient_design(loss, th0, steps=int(exp["design_steps"]), lr=float(exp.get("design_lr", 0.5)))
+        runs.append((p_, tm))
+    path, timing = runs[0]
+    best_run = min(range(len(runs)), key=lambda r: min(q[1] for q in runs[r][0]))
+    best = min(runs[best_run][0], key=lambda p: p[1])
+    # finite-difference peer of one gradient at the start (central differences, 2 × 2 solves)
+    fd, fd_time = _finite_difference(loss, theta0)
+    ad = timing["grad_at_start"]  # the search's own first gradient (reverse mode, jitted)
+    molar = [[float(np.exp(p[0][0])), float(np.exp(p[0][1]))] for p in path]
+    # before and after: the f–I protocol of the main experiment with each design's molarities
+    checks = {}
+    for label, th in (("start", path[0][0]), ("best", best[0])):
+        t, vv = verify(
+            cal_i.params_with_molar({salt_i: float(np.exp(th[0]))}), cal_a.params_with_molar({salt_a: float(np.exp(th[1]))})
+        )
+        level = float(vv[0, 0]) + float(exp.get("spike_rise_v", 0.1))
+        counts = [int(detect_spikes(t, vv[b], level).size) for b in range(len(currents))]
+        checks[label] = {"spike_counts": counts, "t": t, "v": vv, "v_rest_v": float(vv[0, 0])}
+    k_drive = int(np.argmin(np.abs(np.array(currents) - i_drive)))
+    name = _design_figure(out, checks, k_drive, currents, runs, molar, best, salt_i, salt_a, i_drive)
     return {
         "figure": name,
         "knobs": {

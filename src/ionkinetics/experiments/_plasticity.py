@@ -29,11 +29,9 @@ import dataclasses
 import jax
 import numpy as np
 
+from .. import circuits as C
 from .._io import PALETTE, write_columns_csv
-from . import _graph as G
-from ._figures import figure, save_figure_atomic
-from ._files import CircuitFileError
-from ._solver import compile_circuit, source_batch, transient
+from ..circuits import CircuitFileError, compile_circuit, figure, save_figure_atomic, source_batch, transient
 
 __all__ = ["fit_nonlinearity", "run_plasticity", "weight_pS"]
 
@@ -73,18 +71,32 @@ def _pulse(t_mid, on, width, amp):
     return np.where((t_mid > on) & (t_mid < on + width), amp, 0.0)
 
 
-def run_plasticity(cf, cc, exp, out, *, energies):
-    """The ``plasticity`` experiment. ``[experiment]`` fields (all optional): ``pre``, ``post`` (voltage
-    sources), ``membrane_plus``, ``membrane_minus``; ``pulse_v``, ``pulse_width_ns``, ``period_ns``,
-    ``n_potentiate``, ``n_depress``, ``t_start_ns``, ``read_delay_ns``; ``srdp_periods_ns``,
-    ``srdp_count``; ``spike_v``, ``spike_head_ns``, ``spike_tail_ns``, ``stdp_delays_ns``,
-    ``stdp_pairs``, ``stdp_period_ns``; ``devices`` (stochastic devices, 0: mean field only),
-    ``cycles`` (≥ 3, the first a warm-up), ``seed``. Writes ``plasticity.png``; returns the summary.
+@dataclasses.dataclass(frozen=True)
+class _Drives:
+    """The plasticity experiment's timing settings and the source rows of its one batched transient:
+    row 0 the training train, then one row per SRDP period, then one per STDP delay."""
 
-    Length: one experiment read top to bottom — every drive (training train, SRDP trains, STDP pairs)
-    is a row of one batched transient, then each is read at its own times — so the rows and their reads
-    share the timing settings."""
-    top = cc.topology
+    amp: float
+    width: float
+    period: float
+    n_pot: int
+    n_dep: int
+    t0: float
+    onsets: np.ndarray
+    srdp_periods: list
+    srdp_count: int
+    read_after: float
+    head: float
+    tail: float
+    delays: list
+    n_pairs: int
+    pair_period: float
+    t_pre0: float
+    rows: list
+
+
+def _terminals(cf, top, exp):
+    """The pre and post sources and the plus and minus membranes named by ``[experiment]``, checked."""
     names_v = top.names_of("V")
     pre, post = exp.get("pre", "Vpre"), exp.get("post", "Vpost")
     plus, minus = exp.get("membrane_plus", "MA"), exp.get("membrane_minus", "MB")
@@ -94,6 +106,16 @@ def run_plasticity(cf, cc, exp, out, *, energies):
     for nm, role in ((plus, "membrane_plus"), (minus, "membrane_minus")):
         if nm not in top.names_of("M"):
             raise CircuitFileError(f"{cf.name}: experiment.{role} must name a membrane; got {nm!r}")
+    return pre, post, plus, minus
+
+
+def _drives(cf, cc, exp, pre, post) -> _Drives:
+    """Every drive of the experiment as a row of source values: the training train (``n_potentiate``
+    positive then ``n_depress`` negative pulses on post), the SRDP trains (the same number of positive
+    pulses at each rate) and the STDP pairs (bipolar spikes, head +a and tail −a/2, at pre and post with
+    post − pre = Δt)."""
+    top = cc.topology
+    names_v = top.names_of("V")
     dt, n = top.dt_ns, top.n_steps
     t_mid = (np.arange(n) + 0.5) * dt
     amp = float(exp.get("pulse_v", 0.35))
@@ -114,7 +136,6 @@ def run_plasticity(cf, cc, exp, out, *, energies):
     onsets = t0 + period * np.arange(n_pot + n_dep)
     train = sum(_pulse(t_mid, on, width, amp if k < n_pot else -amp) for k, on in enumerate(onsets))
     rows = [row(zero, train)]
-    # spike-rate-dependent plasticity: the same number of positive pulses at each rate
     srdp_periods = [float(p) for p in exp.get("srdp_periods_ns", [5.0, 10.0, 20.0, 40.0])]
     srdp_count = int(exp.get("srdp_count", 8))
     read_after = float(exp.get("read_delay_ns", 2.0))
@@ -122,7 +143,6 @@ def run_plasticity(cf, cc, exp, out, *, energies):
         if t0 + srdp_count * p + read_after > cf.duration_ns:
             raise CircuitFileError(f"{cf.name}: srdp period {p:g} ns × {srdp_count} does not fit in duration_ns")
         rows.append(row(zero, sum(_pulse(t_mid, t0 + k * p, width, amp) for k in range(srdp_count))))
-    # spike-timing: bipolar spikes (head +a, tail −a/2) at pre and post, post − pre = Δt
     head, tail = float(exp.get("spike_head_ns", 2.0)), float(exp.get("spike_tail_ns", 8.0))
     a_sp = float(exp.get("spike_v", 0.25))
     delays = [float(d) for d in exp.get("stdp_delays_ns", [-12, -8, -6, -4, -2, 0, 2, 4, 6, 8, 12])]
@@ -137,28 +157,64 @@ def run_plasticity(cf, cc, exp, out, *, energies):
         v_pre = sum(spike(t_pre0 + k * pair_period) for k in range(n_pairs))
         v_post = sum(spike(t_pre0 + d + k * pair_period) for k in range(n_pairs))
         rows.append(row(v_pre, v_post))
-    tr = transient(cc, values=source_batch(cc, rows), batched=True, save_every=cf.save_every)
+    return _Drives(
+        amp, width, period, n_pot, n_dep, t0, onsets, srdp_periods, srdp_count, read_after,
+        head, tail, delays, n_pairs, pair_period, t_pre0, rows,
+    )  # fmt: skip
+
+
+def _reads(tr, d: _Drives, plus, minus, dt):
+    """W, G+ and G− of the training row just before each pulse and after the last; ΔW of each SRDP
+    row after its train and of each STDP row after its last pair's tails."""
     t = tr.t_ns
-    # reads: just before each pulse and after the last
-    read_t = np.concatenate([onsets, [onsets[-1] + period]]) - 0.5 * dt
+    read_t = np.concatenate([d.onsets, [d.onsets[-1] + d.period]]) - 0.5 * dt
     idx = np.searchsorted(t, read_t - 1e-9)
     w_train, ga, gb = weight_pS(tr, plus, minus, idx)
-    w_train, ga, gb = w_train[0], ga[0], gb[0]
-    ltp, ltd = w_train[: n_pot + 1], w_train[n_pot:]
-    # SRDP reads
     srdp = []
-    for b, p in enumerate(srdp_periods, start=1):
-        k_end = int(np.searchsorted(t, t0 + (srdp_count - 1) * p + width + read_after - 1e-9))
+    for b, p in enumerate(d.srdp_periods, start=1):
+        k_end = int(np.searchsorted(t, d.t0 + (d.srdp_count - 1) * p + d.width + d.read_after - 1e-9))
         w_end = weight_pS(tr, plus, minus, np.array([0, k_end]))[0][b]
         srdp.append({"period_ns": p, "rate_mhz": 1e3 / p, "delta_w_ps": float(w_end[1] - w_end[0])})
-    # STDP reads: after the last pair's tails
     stdp = []
-    t_end = t_pre0 + (n_pairs - 1) * pair_period + max(delays) + head + tail + read_after
+    t_end = d.t_pre0 + (d.n_pairs - 1) * d.pair_period + max(d.delays) + d.head + d.tail + d.read_after
     k_end = int(np.searchsorted(t, t_end - 1e-9))
-    for b, d in enumerate(delays, start=1 + len(srdp_periods)):
+    for b, delay in enumerate(d.delays, start=1 + len(d.srdp_periods)):
         w = weight_pS(tr, plus, minus, np.array([0, k_end]))[0][b]
-        stdp.append({"delay_ns": d, "delta_w_ps": float(w[1] - w[0])})
+        stdp.append({"delay_ns": delay, "delta_w_ps": float(w[1] - w[0])})
+    return w_train[0], ga[0], gb[0], srdp, stdp
 
+
+def _finding(d: _Drives, ltp, ltd, srdp, stdp) -> str:
+    pot_ok = bool(np.all(np.diff(ltp) > 0))
+    dep_ok = bool(np.all(np.diff(ltd) < 0))
+    causal = [s["delta_w_ps"] for s in stdp if s["delay_ns"] > 0]
+    acausal = [s["delta_w_ps"] for s in stdp if s["delay_ns"] < 0]
+    return (
+        f"{'potentiation' if pot_ok else 'no monotone potentiation'}: W {ltp[0]:.4g} → {ltp[-1]:.4g} pS over {d.n_pot} "
+        f"+{d.amp:g} V pulses; {'depression' if dep_ok else 'no monotone depression'}: → {ltd[-1]:.4g} pS over {d.n_dep} "
+        f"−{d.amp:g} V pulses; SRDP: ΔW {srdp[0]['delta_w_ps']:.3g} pS at {srdp[0]['rate_mhz']:.0f} MHz vs "
+        f"{srdp[-1]['delta_w_ps']:.3g} pS at {srdp[-1]['rate_mhz']:.0f} MHz; STDP: ΔW {max(causal):.3g} pS (post after pre) "
+        f"and {min(acausal):.3g} pS (post before pre)"
+    )
+
+
+def run_plasticity(cf, cc, exp, out, *, energies):
+    """The ``plasticity`` experiment. ``[experiment]`` fields (all optional): ``pre``, ``post`` (voltage
+    sources), ``membrane_plus``, ``membrane_minus``; ``pulse_v``, ``pulse_width_ns``, ``period_ns``,
+    ``n_potentiate``, ``n_depress``, ``t_start_ns``, ``read_delay_ns``; ``srdp_periods_ns``,
+    ``srdp_count``; ``spike_v``, ``spike_head_ns``, ``spike_tail_ns``, ``stdp_delays_ns``,
+    ``stdp_pairs``, ``stdp_period_ns``; ``devices`` (stochastic devices, 0: mean field only),
+    ``cycles`` (≥ 3, the first a warm-up), ``seed``. Writes ``plasticity.png``; returns the summary.
+
+    Every drive (training train, SRDP trains, STDP pairs) is a row of one batched transient
+    (:func:`_drives`), then each is read at its own times (:func:`_reads`)."""
+    pre, post, plus, minus = _terminals(cf, cc.topology, exp)
+    d = _drives(cf, cc, exp, pre, post)
+    tr = transient(cc, values=source_batch(cc, d.rows), batched=True, save_every=cf.save_every)
+    t = tr.t_ns
+    w_train, ga, gb, srdp, stdp = _reads(tr, d, plus, minus, cc.topology.dt_ns)
+    ltp, ltd = w_train[: d.n_pot + 1], w_train[d.n_pot :]
+    amp, width, period, n_pot, n_dep, t0 = d.amp, d.width, d.period, d.n_pot, d.n_dep, d.t0
     # stochastic pores (devices = 0: mean field only, no variability and no level count)
     stoch = (
         _stochastic(cf, exp, plus, minus, amp, width, period, n_pot, n_dep, t0, pre, post) if int(exp.get("devices", 6)) else None
@@ -176,25 +232,14 @@ def run_plasticity(cf, cc, exp, out, *, energies):
     }
     energy = energies(tr)
     figs = _figures(cf, t, tr, plus, minus, w_train, n_pot, srdp, stdp, stoch, out)
-    pot_ok = bool(np.all(np.diff(ltp) > 0))
-    dep_ok = bool(np.all(np.diff(ltd) < 0))
-    causal = [s["delta_w_ps"] for s in stdp if s["delay_ns"] > 0]
-    acausal = [s["delta_w_ps"] for s in stdp if s["delay_ns"] < 0]
-    finding = (
-        f"{'potentiation' if pot_ok else 'no monotone potentiation'}: W {ltp[0]:.4g} → {ltp[-1]:.4g} pS over {n_pot} "
-        f"+{amp:g} V pulses; {'depression' if dep_ok else 'no monotone depression'}: → {ltd[-1]:.4g} pS over {n_dep} "
-        f"−{amp:g} V pulses; SRDP: ΔW {srdp[0]['delta_w_ps']:.3g} pS at {srdp[0]['rate_mhz']:.0f} MHz vs "
-        f"{srdp[-1]['delta_w_ps']:.3g} pS at {srdp[-1]['rate_mhz']:.0f} MHz; STDP: ΔW {max(causal):.3g} pS (post after pre) "
-        f"and {min(acausal):.3g} pS (post before pre)"
-    )
     return {
-        "finding": finding,
-        "potentiates": pot_ok,
-        "depresses": dep_ok,
+        "finding": _finding(d, ltp, ltd, srdp, stdp),
+        "potentiates": bool(np.all(np.diff(ltp) > 0)),
+        "depresses": bool(np.all(np.diff(ltd) < 0)),
         "bias_sources_v": {
             el.name: float(el.protocol.v_rest_v)
-            for _, _, el in G.elements(cf.graph)
-            if isinstance(el, G.VoltageSource) and el.name not in (pre, post)
+            for _, _, el in C.elements(cf.graph)
+            if isinstance(el, C.VoltageSource) and el.name not in (pre, post)
         },
         "pulse_v": amp,
         "pulse_width_ns": width,
@@ -226,10 +271,10 @@ def _stochastic(cf, exp, plus, minus, amp, width, period, n_pot, n_dep, t0, pre,
     g = nx.MultiDiGraph()
     from ..kinetics import protocols as P
 
-    for a, b, el in G.elements(cf.graph):
+    for a, b, el in C.elements(cf.graph):
         if el.name in (plus, minus):
             el = dataclasses.replace(el, stochastic=True)
-        elif isinstance(el, G.VoltageSource):
+        elif isinstance(el, C.VoltageSource):
             el = dataclasses.replace(el, protocol=P.dc(el.protocol.v_rest_v, duration, v_rest_v=el.protocol.v_rest_v))
         g.add_edge(a, b, key=el.name, element=el)
     cc = compile_circuit(g, duration, cf.dt_ns)

@@ -43,19 +43,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
+from .. import circuits as C
 from .._io import PALETTE, write_columns_csv
+from ..circuits import CircuitFileError, compile_circuit, figure, save_figure_atomic, source_batch, transient
 from ..kinetics import mean_field_scan, membrane_current_pa, protocols, steady_state
-from . import _graph as G
-from ._figures import figure, save_figure_atomic
-from ._files import CircuitFileError
 from ._neuron import _rows, detect_spikes, neuron_parts
-from ._solver import compile_circuit, source_batch, transient
 
 __all__ = ["SynapsePair", "network_synapse", "run_network", "selectivity", "stdp_spike_wave", "stdp_window"]
 
@@ -156,9 +155,9 @@ def _pos(exp, name, default):
 def _sub_circuit(cf, names, duration_ns):
     """The elements ``names`` of the file, their sources held at rest over ``duration_ns``."""
     g = nx.MultiDiGraph()
-    for a, b, el in G.elements(cf.graph):
+    for a, b, el in C.elements(cf.graph):
         if el.name in names:
-            if isinstance(el, (G.VoltageSource, G.CurrentSource)):
+            if isinstance(el, (C.VoltageSource, C.CurrentSource)):
                 el = dataclasses.replace(
                     el, protocol=protocols.dc(el.protocol.v_rest_v, duration_ns, v_rest_v=el.protocol.v_rest_v)
                 )
@@ -170,16 +169,16 @@ def network_synapse(cf, exp: dict) -> tuple[SynapsePair, dict]:
     """The synapse of a network file: its two membranes (``membrane_plus``, ``membrane_minus``; default
     ``MA``, ``MB``) and their bias sources (``bias_plus``, ``bias_minus``; ``EbA``, ``EbB``, equal |v|).
     Returns the :class:`SynapsePair` and the element names."""
-    els = {el.name: el for _, _, el in G.elements(cf.graph)}
+    els = {el.name: el for _, _, el in C.elements(cf.graph)}
     names = {
         k: exp.get(k, d)
         for k, d in (("membrane_plus", "MA"), ("membrane_minus", "MB"), ("bias_plus", "EbA"), ("bias_minus", "EbB"))
     }
     for role in ("membrane_plus", "membrane_minus"):
-        if not isinstance(els.get(names[role]), G.Membrane):
+        if not isinstance(els.get(names[role]), C.Membrane):
             raise CircuitFileError(f"{cf.name}: experiment.{role} must name a membrane; got {names[role]!r}")
     for role in ("bias_plus", "bias_minus"):
-        if not isinstance(els.get(names[role]), G.VoltageSource):
+        if not isinstance(els.get(names[role]), C.VoltageSource):
             raise CircuitFileError(f"{cf.name}: experiment.{role} must name a voltage source; got {names[role]!r}")
     b_plus, b_minus = (abs(float(els[names[r]].protocol.v_rest_v)) for r in ("bias_plus", "bias_minus"))
     if not np.isclose(b_plus, b_minus) or b_plus == 0:
@@ -209,13 +208,24 @@ def _patterns(times, seeds, first_seed):
     return out
 
 
-def run_network(cf, cc, exp, out):
-    """The ``network`` experiment (fields in ``circuits/network.toml``); writes ``network_raster.png``,
-    ``network_weights.png``, their CSVs, and returns the summary.
+class _NetworkSettings(NamedTuple):
+    times: list
+    duration: float
+    presentations: int
+    seeds: int
+    first_seed: int
+    read_gain: float
+    pulse_pa: float
+    pulse_ns: float
+    wave: dict
+    syn_dt: float
+    n_program: int
+    program_v: float
+    rise: float
 
-    Length: one experiment read top to bottom (input batch, training loop, test, figures, summary)."""
-    parts = neuron_parts(cf, exp)
-    syn, syn_names = network_synapse(cf, exp)
+
+def _network_settings(cf, exp) -> _NetworkSettings:
+    """The ``network`` experiment's fields, checked (defaults as in ``circuits/network.toml``'s comments)."""
     times = [float(x) for x in exp.get("input_times_ns", [20.0, 20.0, 520.0, 1020.0])]
     n_in = len(times)
     if n_in < 2:
@@ -242,6 +252,16 @@ def run_network(cf, cc, exp, out):
     n_program, program_v = _int(exp, "program_pulses", 30, 0), _pos(exp, "program_v", 0.35)
     rise = _pos(exp, "spike_rise_v", 0.1)
 
+    return _NetworkSettings(
+        times, duration, presentations, seeds, first_seed, read_gain, pulse_pa, pulse_ns, wave, syn_dt, n_program,
+        program_v, rise,
+    )  # fmt: skip
+
+
+def _neuron_batch(cf, parts, duration):
+    """The file's neuron alone (its stimulus, capacitor, membranes and biases), compiled once for one
+    presentation: a function from stimulus waves (pA, one row per neuron) to (t, V of the node, energy
+    of both membranes), and the number of steps."""
     neuron_names = {
         parts.stimulus,
         parts.capacitor,
@@ -251,16 +271,34 @@ def run_network(cf, cc, exp, out):
         parts.bias_activating,
     }
     ncc = compile_circuit(_sub_circuit(cf, neuron_names, duration), duration, cf.dt_ns)
-    n = ncc.topology.n_steps
-    t_mid = (np.arange(n) + 0.5) * cf.dt_ns
-    batch = 2 * seeds  # one compiled shape: the input batch is padded to it
-    if n_in > batch:
-        raise CircuitFileError(f"{cf.name}: experiment.seeds must be >= {int(np.ceil(n_in / 2))} for {n_in} inputs; got {seeds}")
 
     def neurons(waves):
         tr = transient(ncc, values=source_batch(ncc, _rows(ncc, parts.stimulus, waves), "is_"), batched=True, save_every=1)
         e = tr.energy(parts.inactivating)[:, -1] + tr.energy(parts.activating)[:, -1]
         return tr.t_ns, tr.v(parts.node), e
+
+    return neurons, ncc.topology.n_steps
+
+
+def run_network(cf, cc, exp, out):
+    """The ``network`` experiment (fields in ``circuits/network.toml``); writes ``network_raster.png``,
+    ``network_weights.png``, their CSVs, and returns the summary.
+
+    The input neurons are one batch; each presentation is one batch of output neurons (trained and
+    shuffled pattern per seed) followed by one STDP step of every synapse; then a test presentation
+    with the final and with the initial weights."""
+    parts = neuron_parts(cf, exp)
+    syn, syn_names = network_synapse(cf, exp)
+    settings = _network_settings(cf, exp)
+    times, duration, presentations, seeds, first_seed, read_gain = settings[:6]
+    pulse_pa, pulse_ns, wave, syn_dt, n_program, program_v, rise = settings[6:]
+    n_in = len(times)
+
+    batch = 2 * seeds  # one compiled shape: the input batch is padded to it
+    if n_in > batch:
+        raise CircuitFileError(f"{cf.name}: experiment.seeds must be >= {int(np.ceil(n_in / 2))} for {n_in} inputs; got {seeds}")
+    neurons, n = _neuron_batch(cf, parts, duration)
+    t_mid = (np.arange(n) + 0.5) * cf.dt_ns
 
     # input neurons: one row per input time (identical neurons; the response depends only on the drive time)
     drive = [np.where((t_mid > s) & (t_mid < s + pulse_ns), pulse_pa, 0.0) for s in times]
@@ -306,16 +344,38 @@ def run_network(cf, cc, exp, out):
         e_syn.append(float(e_s.sum()))
     spk_test, v_test, _ = present(weights[-1])
     spk_before, _, _ = present(weights[0])
-    fired = lambda sp, k: [bool(sp[2 * s + k].size) for s in range(seeds)]  # noqa: E731
-    sel = selectivity(fired(spk_test, 0), fired(spk_test, 1))
-    sel_before = selectivity(fired(spk_before, 0), fired(spk_before, 1))
-    window_delays = [-300, -200, -100, -50, -20, 20, 50, 100, 200, 300]
-    window = stdp_window(syn, window_delays, wave=wave, dt_ns=syn_dt)
     w_all = np.array(weights)  # (presentations + 1, seeds, inputs)
     figs, data = _figures(cf, out, t, v_in[:n_in], v_test, pats, slot_spikes, raster, spk_test, w_all, times, duration, level)
     energy_per = (
         (float(e_in[:n_in].sum()) + float(np.mean(e_out)) / seeds + float(np.mean(e_syn)) / seeds) if presentations else None
     )
+    summary = _network_summary(
+        settings,
+        syn,
+        syn_names,
+        pats,
+        (spk_test, spk_before),
+        (counts, w_all),
+        (energy_per, e_prog, v_rest, level),
+    )
+    return {**summary, "figures": figs, "data": data}
+
+
+def _network_summary(cfg: _NetworkSettings, syn, syn_names, pats, tests, training, energy) -> dict:
+    """The ``network`` summary: the selectivity from ``tests`` = (output spikes of the test presentation
+    with the final weights, with the initial ones), ``training`` = (spike counts per presentation,
+    weights), ``energy`` = (per presentation, programming, v_rest, spike level), and the synapse's STDP
+    window."""
+    spk_test, spk_before = tests
+    counts, w_all = training
+    energy_per, e_prog, v_rest, level = energy
+    seeds, presentations, times, duration, first_seed = cfg.seeds, cfg.presentations, cfg.times, cfg.duration, cfg.first_seed
+    fired = lambda sp, k: [bool(sp[2 * i + k].size) for i in range(seeds)]  # noqa: E731
+    sel = selectivity(fired(spk_test, 0), fired(spk_test, 1))
+    sel_before = selectivity(fired(spk_before, 0), fired(spk_before, 1))
+    window_delays = [-300, -200, -100, -50, -20, 20, 50, 100, 200, 300]
+    window = stdp_window(syn, window_delays, wave=cfg.wave, dt_ns=cfg.syn_dt)
+    n_in = len(times)
     n_fire = sum(sel["per_seed"][s] > 0 for s in range(seeds))
     finding = (
         f"after {presentations} presentations the output fires for the trained pattern and not for its shuffle in "
@@ -350,8 +410,8 @@ def run_network(cf, cc, exp, out):
         "weights_meaning": "W = G+ - G- (pS) of each synapse [presentation][seed][input], before each presentation "
         "and after the last",
         "stdp_window": {"delays_ns": window_delays, "delta_w_ps": np.asarray(window).ravel().tolist()},
-        "stdp_spike": wave,
-        "read_gain": read_gain,
+        "stdp_spike": cfg.wave,
+        "read_gain": cfg.read_gain,
         "synapse_bias_v": syn.bias_v,
         "synapse_membranes": [syn_names["membrane_plus"], syn_names["membrane_minus"]],
         "energy_per_presentation_aj": energy_per,
@@ -360,8 +420,6 @@ def run_network(cf, cc, exp, out):
         "energy_programming_aj": float(e_prog.sum()) / seeds,
         "v_rest_v": v_rest,
         "spike_level_v": level,
-        "figures": figs,
-        "data": data,
     }
 
 

@@ -64,14 +64,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import circuits as C
 from .._io import PALETTE, figure_output, write_columns_csv, write_json_atomic
-from . import _graph as G
-from ._figures import figure, save_figure_atomic, trace_columns, trace_figure
-from ._files import CircuitFile, CircuitFileError
+from ..circuits import (
+    CircuitFile,
+    CircuitFileError,
+    compile_circuit,
+    figure,
+    save_figure_atomic,
+    source_batch,
+    trace_columns,
+    trace_figure,
+    transient,
+)
 from ._network import run_network
 from ._neuron import run_neuron, run_neuron_design
 from ._plasticity import run_plasticity
-from ._solver import compile_circuit, source_batch, transient
 
 __all__ = [
     "ENERGY_SIGN_CONVENTION",
@@ -79,19 +87,18 @@ __all__ = [
     "describe_pulse_train_response",
     "rises_with_every_pulse",
     "run_experiment",
-    "trace_columns",
 ]
 
 
 def _source(cf: CircuitFile):
-    sources = [el for _, _, el in G.elements(cf.graph) if isinstance(el, G.VoltageSource)]
+    sources = [el for _, _, el in C.elements(cf.graph) if isinstance(el, C.VoltageSource)]
     if len(sources) != 1:
         raise CircuitFileError(f"{cf.name}: this experiment needs exactly one voltage source; found {[s.name for s in sources]}")
     return sources[0]
 
 
 def _membrane(cf: CircuitFile, exp: dict) -> str:
-    names = [el.name for _, _, el in G.elements(cf.graph) if isinstance(el, G.Membrane)]
+    names = [el.name for _, _, el in C.elements(cf.graph) if isinstance(el, C.Membrane)]
     name = exp.get("membrane", names[0] if len(names) == 1 else None)
     if name not in names:
         raise CircuitFileError(f"{cf.name}: experiment.membrane must name one of the membranes {names}; got {name!r}")
@@ -122,7 +129,7 @@ def _write_csv(out, name, columns) -> str:
     return write_columns_csv(out / name, columns).name
 
 
-_ROLE = {G.VoltageSource: "delivered", G.CurrentSource: "delivered", G.Resistor: "dissipated", G.Membrane: "dissipated"}
+_ROLE = {C.VoltageSource: "delivered", C.CurrentSource: "delivered", C.Resistor: "dissipated", C.Membrane: "dissipated"}
 ENERGY_SIGN_CONVENTION = (
     "absorbed_aj = ∫ v·i dt per element (v from its first node to its second, i through it in that direction; "
     "cumulative from t = 0). Sources: delivered_aj = −absorbed_aj (positive when the source powers the circuit). "
@@ -140,7 +147,7 @@ def _energies(cf: CircuitFile, tr) -> dict:
         return float(x) if x.ndim == 0 else x.tolist()
 
     elements, totals = {}, {"delivered": 0.0, "dissipated": 0.0, "stored": 0.0}
-    for _, _, el in G.elements(cf.graph):
+    for _, _, el in C.elements(cf.graph):
         absorbed = tr.energy(el.name)[..., -1]
         role = _ROLE.get(type(el), "stored")
         amount = -absorbed if role == "delivered" else absorbed
@@ -189,7 +196,7 @@ def _pulse(cf, cc, exp, out):
             f"no pulse: the current through {probe} peaks at {peak:.4g} pA at t = {t[k]:.3g} ns but is still "
             f"{100 * fall:.0f} % of the peak when the drive changes at t = {t[k_end]:.3g} ns"
         )
-    membranes = [el.name for _, _, el in G.elements(cf.graph) if isinstance(el, G.Membrane)]
+    membranes = [el.name for _, _, el in C.elements(cf.graph) if isinstance(el, C.Membrane)]
     fig_name = _stacked(
         tr,
         [
@@ -281,23 +288,9 @@ def _pulse_train_of(src):
     return src.protocol
 
 
-def _potentiation(cf, cc, exp, out):
-    src = _source(cf)
-    m = _membrane(cf, exp)
-    pt = _pulse_train_of(src)
-    read_delay = float(exp.get("read_delay_ns", 1.0))
-    tr = transient(cc)
-    t = tr.t_ns
-    g_read = _read_conductance_ps(tr, m)
-    w = tr.w(m)
-    ends = pt.pulse_onsets_ns() + pt.width_ns + read_delay
-    idx = np.searchsorted(t, ends - 1e-9)
-    w_after = w[idx]
-    g_after = g_read[idx]
-    last = idx[-1]
-    w_rest = float(w[0])
-    tau_ret = _integral_time_ns(t[last:] - t[last], w[last:], w_rest)
-    # paired-pulse facilitation: the same circuit with two pulses at each interval, one batch
+def _paired_pulse_facilitation(cf, cc, exp, src, pt, m, read_delay):
+    """Paired-pulse facilitation: the same circuit with two pulses at each of ``ppf_intervals_ns``, one
+    batch; G read after the second pulse over G read after the first. Returns (intervals, ratios)."""
     intervals = [float(x) for x in exp.get("ppf_intervals_ns", [2.0, 5.0, 10.0, 20.0, 50.0])]
     dt = cc.topology.dt_ns
     t_mid = (np.arange(cc.topology.n_steps) + 0.5) * dt
@@ -320,6 +313,26 @@ def _potentiation(cf, cc, exp, out):
     for b, (r1, r2) in enumerate(reads):
         i1, i2 = np.searchsorted(pairs.t_ns, [r1 - 1e-9, r2 - 1e-9])
         ppf.append(float(g_pairs[b, i2] / g_pairs[b, i1]))
+    return intervals, ppf
+
+
+def _potentiation(cf, cc, exp, out):
+    src = _source(cf)
+    m = _membrane(cf, exp)
+    pt = _pulse_train_of(src)
+    read_delay = float(exp.get("read_delay_ns", 1.0))
+    tr = transient(cc)
+    t = tr.t_ns
+    g_read = _read_conductance_ps(tr, m)
+    w = tr.w(m)
+    ends = pt.pulse_onsets_ns() + pt.width_ns + read_delay
+    idx = np.searchsorted(t, ends - 1e-9)
+    w_after = w[idx]
+    g_after = g_read[idx]
+    last = idx[-1]
+    w_rest = float(w[0])
+    tau_ret = _integral_time_ns(t[last:] - t[last], w[last:], w_rest)
+    intervals, ppf = _paired_pulse_facilitation(cf, cc, exp, src, pt, m, read_delay)
     fig, axes = _figure(3, 1, figsize=(7, 6.5))
     axes[0].plot(t, tr.vb(src.name), lw=1, color="k")
     axes[0].set_ylabel("V (V)")
@@ -364,15 +377,9 @@ def _potentiation(cf, cc, exp, out):
     }
 
 
-def _memristor(cf, cc, exp, out):
-    from ..kinetics.protocols import Sine
-
-    src = _source(cf)
-    m = _membrane(cf, exp)
-    if not isinstance(src.protocol, Sine):
-        raise CircuitFileError(f"element {src.name!r}: a memristor experiment needs a sine protocol")
-    sine = src.protocol
-    freqs = [float(f) for f in exp.get("frequencies_ghz", [sine.frequency_ghz])]
+def _sine_rows(cf, cc, src, sine, freqs) -> list:
+    """One row of source values per frequency: the source's sine at that frequency, each a whole number
+    (>= 2) of cycles in the run."""
     dt, n = cc.topology.dt_ns, cc.topology.n_steps
     t_mid = (np.arange(n) + 0.5) * dt
     j_src = cc.topology.names_of("V").index(src.name)
@@ -386,16 +393,30 @@ def _memristor(cf, cc, exp, out):
         row = np.array(cc.values["vs"], copy=True)
         row[j_src] = sine.offset_v + sine.amplitude_v * np.sin(2 * np.pi * f * t_mid + sine.phase_rad)
         rows.append(row)
-    tr = transient(cc, values=source_batch(cc, rows), batched=True)
+    return rows
+
+
+def _at_zero_crossings(v, i) -> float:
+    """The largest |current| where V crosses 0 (interpolated), over the peak |current|; nan without a crossing."""
+    cross = np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]  # current where V crosses 0, interpolated
+    i0 = [i[c] + (i[c + 1] - i[c]) * (-v[c]) / (v[c + 1] - v[c]) for c in cross]
+    return float(np.max(np.abs(i0)) / np.abs(i).max()) if i0 else float("nan")
+
+
+def _memristor(cf, cc, exp, out):
+    from ..kinetics.protocols import Sine
+
+    src = _source(cf)
+    m = _membrane(cf, exp)
+    if not isinstance(src.protocol, Sine):
+        raise CircuitFileError(f"element {src.name!r}: a memristor experiment needs a sine protocol")
+    sine = src.protocol
+    freqs = [float(f) for f in exp.get("frequencies_ghz", [sine.frequency_ghz])]
+    tr = transient(cc, values=source_batch(cc, _sine_rows(cf, cc, src, sine, freqs)), batched=True)
     v_all, i_all = tr.vb(m), tr.i(m)
     i_ionic_all = _carrier_current_pa(cc, tr, m)
     fig, (ax, ax_c) = _figure(1, 2, figsize=(10, 4.5))
     areas, pinch, pinch_ionic = [], [], []
-
-    def at_zero_crossings(v, i):
-        cross = np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]  # current where V crosses 0, interpolated
-        i0 = [i[c] + (i[c + 1] - i[c]) * (-v[c]) / (v[c + 1] - v[c]) for c in cross]
-        return float(np.max(np.abs(i0)) / np.abs(i).max()) if i0 else float("nan")
 
     for b, f in enumerate(freqs):
         period = 1.0 / f
@@ -407,8 +428,8 @@ def _memristor(cf, cc, exp, out):
             vv, ii = v[mask], i[mask]
             lobe.append(float(abs(0.5 * np.sum((vv[1:] - vv[:-1]) * (ii[1:] + ii[:-1])))) if vv.size > 1 else 0.0)
         areas.append(lobe)
-        pinch.append(at_zero_crossings(v, i))
-        pinch_ionic.append(at_zero_crossings(v, i_ionic_all[b, sel]))
+        pinch.append(_at_zero_crossings(v, i))
+        pinch_ionic.append(_at_zero_crossings(v, i_ionic_all[b, sel]))
         ax.plot(v, i, lw=1.1, label=f"{f:g} GHz")
         ax_c.plot(v, i_ionic_all[b, sel], lw=1.1, label=f"{f:g} GHz")
     ax.set_xlabel(f"V across {m} (V)")
@@ -550,7 +571,7 @@ def _sweep(cf, cc, exp, out):
     if not volts or not all(np.isfinite(v) and v != 0.0 for v in volts):
         # the sweep reports G = I/V: at 0 V that is inf or nan, and its "largest G" finding would be wrong
         raise CircuitFileError(f"{cf.name}: experiment.voltages_v must be finite and non-zero (G = I/V); got {volts}")
-    probes = list(exp.get("probes", [el.name for _, _, el in G.elements(cf.graph) if isinstance(el, G.Membrane)]))
+    probes = list(exp.get("probes", [el.name for _, _, el in C.elements(cf.graph) if isinstance(el, C.Membrane)]))
     j_src = cc.topology.names_of("V").index(src.name)
     rows = []
     for v in volts:
