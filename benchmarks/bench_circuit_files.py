@@ -2,15 +2,17 @@
 
     python benchmarks/bench_circuit_files.py [--quick] [--only NAME ...]
 
-Issue 16, goal 3: >= 20x ngspice on every circuit of ``circuits/`` and on a 3-membrane
-series/parallel network with a capacitor under a pulse train, batches of >= 100 variants, at 1e-3
-agreement. One row per circuit.
+Issue 16, goal 3 and issue 27, goal 7: >= 20x ngspice on every circuit of ``circuits/``, on a
+3-membrane series/parallel network with a capacitor under a pulse train, and on a stiff 3-membrane
+network whose element values span 6 decades, batches of >= 100 variants, at 1e-3 agreement. One row
+per circuit.
 
 * Circuits: every ``circuits/*.toml`` loaded with ``circuits.load_circuit`` (graph, duration and dt
   of the file; all their membranes are mean-field, as SPICE export needs), at the file's own
-  duration and dt unless ``DT_OVERRIDE_NS`` names a finer one (printed), and ``network``: a pulse
+  duration and dt unless ``DT_OVERRIDE_NS`` names a finer one (printed); ``3-membrane``: a pulse
   train (0.5 V, 2 ns every 10 ns from 5 ns) -> access resistor -> membrane M1 (B3N K+/Na+) in series
-  with M2 (crown6 Na+/K+) || M3 (B3N K+/Rb+) || capacitor C to ground, 200 ns at dt 0.02 ns.
+  with M2 (crown6 Na+/K+) || M3 (B3N K+/Rb+) || capacitor C to ground, 200 ns at dt 0.02 ns;
+  ``3-membrane-stiff``: :func:`stiff_network_graph`, the same drive and step.
 * Variants: variant 0 is the circuit as given; the others have every resistance and capacitance
   scaled log-uniformly within x/÷ ``JITTER`` and every source's amplitude (all the voltage or current
   values of its protocol, rest value included) scaled uniformly within 1 ± ``AMP_JITTER``. Each
@@ -87,6 +89,30 @@ def network_graph() -> nx.MultiDiGraph:
     return g
 
 
+def stiff_network_graph(c_f: float = 1e-18) -> nx.MultiDiGraph:
+    """The 3-membrane network made stiff: element values over 6 decades. A 100 kOhm access resistor
+    feeds node a, which holds a ``c_f`` capacitor to ground (time constant R_a·C = 1e-4 ns at 1 aF,
+    dt/200 at dt 0.02 ns) and a 100 GOhm leak; M1 (B3N K+/Na+) from a to b, and from b to ground
+    M2 (crown6 Na+/K+) || M3 (B3N K+/Rb+) || a 10 MOhm / 100 MOhm divider to a sense node. The
+    resistances span 1e5-1e11 Ohm; the modes, the capacitor's 1e-3 ns to the membranes' slowest
+    relaxation (~1e3-1e4 ns), 6-7 decades."""
+    train = protocols.pulse_train(0.5, 2.0, 10.0, 20, t_start_ns=5.0, duration_ns=200.0)
+    g = nx.MultiDiGraph()
+    for a, b, el in [
+        ("in", "0", C.VoltageSource("Vs", train)),
+        ("in", "a", C.Resistor("Ra", 1e5)),
+        ("a", "0", C.Capacitor("Ca", c_f)),
+        ("a", "0", C.Resistor("Rleak", 1e11)),
+        ("a", "b", C.Membrane("M1", "B3N:KCl@1.0+NaCl@0.5", n_pores=100)),
+        ("b", "0", C.Membrane("M2", "crown6:NaCl@1.0+KCl@0.5", n_pores=100)),
+        ("b", "0", C.Membrane("M3", "B3N:KCl@1.0+RbCl@0.5", n_pores=100)),
+        ("b", "s", C.Resistor("Rs", 1e7)),
+        ("s", "0", C.Resistor("Rg", 1e8)),
+    ]:
+        g.add_edge(a, b, key=el.name, element=el)
+    return g
+
+
 def cases(only=None) -> list[Case]:
     out = []
     for path in list_circuits():
@@ -94,7 +120,8 @@ def cases(only=None) -> list[Case]:
         dt = DT_OVERRIDE_NS.get(cf.name, cf.dt_ns)
         note = f"dt {dt:g} ns (file: {cf.dt_ns:g} ns, too coarse for 1e-3)" if dt != cf.dt_ns else f"file's dt {dt:g} ns"
         out.append(Case(cf.name, cf.graph, cf.duration_ns, dt, note))
-    out.append(Case("network", network_graph(), 200.0, 0.02, "Ra -> M1 -> (M2 || M3 || C), 0.5 V pulse train"))
+    out.append(Case("3-membrane", network_graph(), 200.0, 0.02, "Ra -> M1 -> (M2 || M3 || C), 0.5 V pulse train"))
+    out.append(Case("3-membrane-stiff", stiff_network_graph(), 200.0, 0.02, "R 1e5-1e11 ohm, Ra*C = dt/200: modes over 6+ dec."))
     return [c for c in out if not only or c.name in only]
 
 
@@ -197,7 +224,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--quick", action="store_true", help=f"{QUICK['variants']} variants, {QUICK['subset']} ngspice runs per circuit"
     )
-    ap.add_argument("--only", nargs="+", metavar="NAME", help="only these circuits (file names or 'network')")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="only these circuits (file names, 3-membrane, 3-membrane-stiff)")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     ngspice = find_ngspice()

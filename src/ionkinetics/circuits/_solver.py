@@ -17,7 +17,8 @@ event, and a membrane driven by an ideal source sees exactly the held voltage th
 core's ``simulate`` uses (same answer to round-off). Where a capacitor's time constant
 ``C/G`` at that state is below dt/2 (stiff: a tiny capacitance behind a large resistance), the
 step after a jump and the one after it are L-stable backward-Euler steps (``i_{n+1} = (C/dt)(v_{n+1} − v_n)``,
-occupancies at ``V_{n+1}``), followed by a re-initialisation of the currents, before the
+occupancies at ``V_{n+1}``; the first cut into 16 substeps, so a node with τ ≪ dt has settled by the
+next saved point), followed by a re-initialisation of the currents, before the
 trapezoidal steps resume (SPICE's start-up after a breakpoint): the stiff node relaxes within
 those steps instead of ringing (trapezoidal's amplification is −1 in the stiff limit). A fixed
 number of first-order steps per jump keeps the global order 2; a circuit with no stiff capacitor
@@ -405,6 +406,11 @@ _INT = jnp.int32
 # quasi-static value, the second to within the physical lag τ·dV/dt, so the trapezoidal steps
 # that follow (amplification −1 in the stiff limit) carry no visible ringing.
 _BE_STEPS = 2
+# The first of them is cut into this many backward-Euler substeps: a stiff node (τ ≪ dt) then
+# relaxes within the step to (1 + dt/(m·τ))^-m of the jump instead of (1 + dt/τ)^-1 (at τ = dt/200,
+# 1e-18 instead of 5e-3), so the saved point after a jump holds the settled voltage and current, as
+# an adaptive SPICE step that shrinks at the breakpoint does.
+_JUMP_SUBSTEPS = 16
 
 
 def _jumps(vals):
@@ -550,13 +556,41 @@ def _run(cc: Topology, vals, key, save_every: int, axis_name=None):
         ctx = {**context(z_plus, mem_p, src_v, src_i), "theta": theta}
         bv_start, bi_start = _branches(cc, vals, z_plus, mem_p, src_i)
         ctx["mem_p"] = _moved_pores(cc, vals, mem_p, ctx["v_mem"], vm_prev, jump, key_run, k)
-        z_new, p_end, bad, row = _solve(cc, vals, "step", z_plus, ctx)
-        p_end = tuple(p_end)
-        bv_end, bi_end = _branches(cc, vals, z_new, p_end, src_i)
-        # the step's own quadrature (θ-weighted currents): Tellegen holds for every θ, and a
-        # capacitor's share is ½C(v²_{n+1} − v²_n) exactly
-        i_bar = theta * bi_end + (1.0 - theta) * bi_start
-        energy = energy + _dt(cc, vals) * 0.5 * (bv_start + bv_end) * i_bar * AJ_PER_PA_V_NS
+
+        def whole_step():
+            z_new, p_end, bad, row = _solve(cc, vals, "step", z_plus, ctx)
+            p_end = tuple(p_end)
+            bv_end, bi_end = _branches(cc, vals, z_new, p_end, src_i)
+            # the step's own quadrature (θ-weighted currents): Tellegen holds for every θ, and a
+            # capacitor's share is ½C(v²_{n+1} − v²_n) exactly
+            i_bar = theta * bi_end + (1.0 - theta) * bi_start
+            return z_new, p_end, bad, row, _dt(cc, vals) * 0.5 * (bv_start + bv_end) * i_bar * AJ_PER_PA_V_NS, bi_end
+
+        def substeps():
+            """The first step after a jump with a stiff capacitor as ``_JUMP_SUBSTEPS`` backward-Euler
+            substeps: the stiff node's transient decays by (1 + dt/(m·τ))^m instead of 1 + dt/τ."""
+            h = _dt(cc, vals) / _JUMP_SUBSTEPS
+            vals_h = {**vals, "dt_ns": h}
+
+            def sub(_, state):
+                z_s, p_s, bad_s, row_s, e_s, _ = state
+                ctx_s = {**context(z_s, p_s, src_v, src_i), "theta": jnp.ones((), dtype)}
+                bv_s, _ = _branches(cc, vals, z_s, p_s, src_i)
+                z_n, p_n, bad_n, row_n = _solve(cc, vals_h, "step", z_s, ctx_s)
+                p_n = tuple(p_n)
+                bv_n, bi_n = _branches(cc, vals, z_n, p_n, src_i)
+                e_s = e_s + h * 0.5 * (bv_s + bv_n) * bi_n * AJ_PER_PA_V_NS
+                return z_n, p_n, bad_s | bad_n, jnp.where(bad_s, row_s, row_n), e_s, bi_n
+
+            row0 = jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype)
+            state0 = (z_plus, mem_p, jnp.zeros((), bool), row0, jnp.zeros(n_branch, dtype), bi_start)
+            return lax.fori_loop(0, _JUMP_SUBSTEPS, sub, state0)
+
+        if any(cc.stochastic) or not cc.names_of("C"):  # drawn pores move once per step: no substeps
+            z_new, p_end, bad, row, d_energy, bi_end = whole_step()
+        else:
+            z_new, p_end, bad, row, d_energy, bi_end = lane_cond(be & jump, substeps, whole_step)
+        energy = energy + d_energy
         phase = jnp.where(bad_plus, int(NewtonPhase.JUMP), int(NewtonPhase.STEP)).astype(_INT)
         now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), phase])
         counted = k < vals.get("n_steps_valid", cc.n_steps)  # steps of a padded run's tail are not the circuit's
