@@ -135,8 +135,8 @@ def test_a_worker_killed_mid_task_loses_nothing_and_changes_nothing(undisturbed,
         assert got[tid]["result"]["frames_sha256"] == want[tid]["result"]["frames_sha256"]
         assert got[tid]["result"]["segments"] == want[tid]["result"]["segments"]
         a, b = load_frames(tmp_path / "tasks" / tid), load_frames(undisturbed / "tasks" / tid)
-        assert np.array_equal(a["positions_nm"], b["positions_nm"])
-        assert np.array_equal(a["t_ns"], np.sort(np.unique(a["t_ns"])))  # every frame once, in order
+        assert np.array_equal(a.positions_nm, b.positions_nm)
+        assert np.array_equal(a.t_ns, np.sort(np.unique(a.t_ns)))  # every frame once, in order
         assert len(list((tmp_path / "tasks" / tid / "frames").glob("chunk_*.npz"))) == 4
 
 

@@ -50,7 +50,7 @@ def test_sigterm_stops_at_a_whole_frame_with_a_checkpoint_and_the_run_resumes_to
     assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is gone again
     rest = run_md(_toy(), proto, SETTINGS, tmp_path / "split")
     assert rest.resumed_from_frame == SETTINGS.chunk_frames and rest.frames_done == whole.frames_done == 30
-    assert np.array_equal(load_frames(tmp_path / "whole")["positions_nm"], load_frames(tmp_path / "split")["positions_nm"])
+    assert np.array_equal(load_frames(tmp_path / "whole").positions_nm, load_frames(tmp_path / "split").positions_nm)
 
 
 def test_until_ns_runs_part_of_a_spec_that_the_same_spec_resumes(tmp_path):

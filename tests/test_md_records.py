@@ -10,6 +10,7 @@ from helpers import make_calibration
 from ionkinetics.md import (
     RUN_RECORD_SCHEMA,
     RunAnalysis,
+    RunSettings,
     SegmentAnalysis,
     analyze_run,
     read_run_analysis,
@@ -45,7 +46,8 @@ def test_run_record_reads_back_what_the_writers_wrote(synthetic):
     assert rec.system.n_pores == run.n_pores == 36
     assert rec.system.ion_species[:36] == ("K+",) * 36
     assert rec.progress.frames_done == run.volts.size and rec.progress.platform == "synthetic"
-    assert rec.settings["frame_ps"] == FRAME_NS * 1000.0
+    assert isinstance(rec.settings, RunSettings) and rec.settings.frame_ps == FRAME_NS * 1000.0
+    assert rec.settings.n_frames == run.volts.size
     for name in ("spec.json", "system.json"):
         assert json.loads((run.run_dir / name).read_text())["schema"] == RUN_RECORD_SCHEMA
 
@@ -54,8 +56,9 @@ def test_analysis_is_typed_and_recovers_the_published_rates(synthetic):
     run, raw = synthetic
     typed = read_run_analysis(run.run_dir, blockers=["K+"])
     assert typed is not None and isinstance(typed.segments[0], SegmentAnalysis)
-    assert [s.v for s in typed.segments] == [s["v"] for s in raw["segments"]] == [0.0, 0.3]
-    np.testing.assert_array_equal(typed.w, RunAnalysis.from_dict(raw).w)
+    assert isinstance(raw, RunAnalysis)  # analyze_run hands back the typed record it wrote
+    assert [s.v for s in typed.segments] == [s.v for s in raw.segments] == [0.0, 0.3]
+    np.testing.assert_array_equal(typed.w, raw.w)
     # the analysis counts dwell events; their MLE n/T is the generating rate seen at the frame interval
     # (the generator flips a pore at most once per frame, with probability k/s·(1 − e^{−s·dt})), within
     # NSIGMA_MAX standard errors
@@ -75,7 +78,7 @@ def test_stale_or_foreign_analysis_is_not_reused(synthetic, tmp_path):
     assert read_run_analysis(run.run_dir, blockers=["Na+"]) is None  # counted other blockers
     bad = tmp_path / "r"
     bad.mkdir()
-    (bad / "analysis.json").write_text(json.dumps({**raw, "schema": "ionkinetics.md-run-analysis/9"}))
+    (bad / "analysis.json").write_text(json.dumps({**raw.raw, "schema": "ionkinetics.md-run-analysis/9"}))
     with pytest.raises(ValueError, match=r"schema must be 'ionkinetics.md-run-analysis/1'.*got 'ionkinetics.md-run-analysis/9'"):
         read_run_analysis(bad)
     with pytest.raises(FileNotFoundError, match=r"has no spec.json \(the run's spec\); is it a run directory\?"):

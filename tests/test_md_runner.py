@@ -89,10 +89,10 @@ def test_killed_and_resumed_run_gives_the_same_frames(tmp_path):
     rest = run_md(_toy(), proto, SETTINGS, tmp_path / "split")
     assert rest.resumed_from_frame == 10 and rest.frames_done == 30
     a, b = load_frames(tmp_path / "whole"), load_frames(tmp_path / "split")
-    assert a["positions_nm"].shape == (30, 8, 3)
-    assert np.array_equal(a["positions_nm"], b["positions_nm"])  # bit for bit on Reference
-    assert_allclose(a["t_ns"], np.arange(1, 31) * 1e-3, rtol=1e-12, atol=0)
-    assert_allclose(a["v"], np.where((np.arange(30) >= 10) & (np.arange(30) < 20), 0.5, 0.0), rtol=0, atol=0)
+    assert a.positions_nm.shape == (30, 8, 3)
+    assert np.array_equal(a.positions_nm, b.positions_nm)  # bit for bit on Reference
+    assert_allclose(a.t_ns, np.arange(1, 31) * 1e-3, rtol=1e-12, atol=0)
+    assert_allclose(a.v, np.where((np.arange(30) >= 10) & (np.arange(30) < 20), 0.5, 0.0), rtol=0, atol=0)
     assert json.loads((tmp_path / "split" / "progress.json").read_text())["frames_done"] == 30
     assert len(list((tmp_path / "split").glob("checkpoint_*.chk"))) == 1
 
@@ -115,11 +115,11 @@ def test_analyze_run_splits_a_step_protocol_into_constant_bias_segments(tmp_path
     proto = protocols.step(0.5, 0.01, 0.02, duration_ns=0.03)
     run_md(_toy(), proto, SETTINGS, tmp_path / "r")
     out = analyze_run(tmp_path / "r", blockers=["Na+"])
-    assert [s["v"] for s in out["segments"]] == [0.0, 0.5, 0.0]
-    assert [round(s["t_start_ns"], 6) for s in out["segments"]] == [0.001, 0.011, 0.021]
-    assert len(out["w_t"]["w"]) == 30 and all(0.0 <= w <= 1.0 for w in out["w_t"]["w"])
-    on = out["segments"][1]
-    assert on["conductance_ps"] is not None and out["segments"][0]["conductance_ps"] is None  # no conductance at 0 V
+    assert [s.v for s in out.segments] == [0.0, 0.5, 0.0]
+    assert [round(s.t_start_ns, 6) for s in out.segments] == [0.001, 0.011, 0.021]
+    assert out.w.size == 30 and np.all((out.w >= 0.0) & (out.w <= 1.0))
+    on = out.segments[1]
+    assert on.raw["conductance_ps"] is not None and out.segments[0].raw["conductance_ps"] is None  # no conductance at 0 V
     assert json.loads((tmp_path / "r" / "analysis.json").read_text())["schema"] == "ionkinetics.md-run-analysis/1"
     with pytest.raises(ValueError, match="blockers"):
         analyze_run(tmp_path / "r", blockers=["Xe+"])
@@ -135,9 +135,9 @@ def test_a_real_membrane_run_killed_and_resumed_on_reference_gives_the_same_fram
     run_md(built, proto, settings, tmp_path / "split", stop_after_frames=5)
     run_md(built, proto, settings, tmp_path / "split")
     a, b = load_frames(tmp_path / "whole"), load_frames(tmp_path / "split")
-    assert a["positions_nm"].shape == (10, len(built.ion_indices), 3)
-    assert np.array_equal(a["positions_nm"], b["positions_nm"])
-    assert np.all(np.isfinite(a["positions_nm"]))
+    assert a.positions_nm.shape == (10, len(built.ion_indices), 3)
+    assert np.array_equal(a.positions_nm, b.positions_nm)
+    assert np.all(np.isfinite(a.positions_nm))
 
 
 def test_optional_dcd_chunks_hold_every_atom_for_viewing(tmp_path):
@@ -191,11 +191,11 @@ def test_ctrl_c_stops_at_once_keeps_the_whole_frames_and_resumes_bit_for_bit(tmp
     assert cut.interrupted and cut.frames_done == 7  # old code: KeyboardInterrupt after the frame, frames 5-6 lost
     assert signal.getsignal(signal.SIGINT) is handler  # the caller's handler is put back
     assert json.loads((tmp_path / "cut" / "progress.json").read_text())["frames_done"] == 7
-    assert load_frames(tmp_path / "cut")["positions_nm"].shape[0] == 7
+    assert load_frames(tmp_path / "cut").positions_nm.shape[0] == 7
     rest = run_md(_toy(), proto, SETTINGS, tmp_path / "cut")
     assert rest.resumed_from_frame == 7 and rest.frames_done == 30 and not rest.interrupted and whole.frames_done == 30
     a, b = load_frames(tmp_path / "whole"), load_frames(tmp_path / "cut")
-    assert np.array_equal(a["positions_nm"], b["positions_nm"])  # bit for bit on Reference
+    assert np.array_equal(a.positions_nm, b.positions_nm)  # bit for bit on Reference
     assert not [p for p in (tmp_path / "cut").rglob("*") if ".tmp" in p.name]
 
 
@@ -277,9 +277,9 @@ def test_on_the_cpu_platform_a_resumed_run_continues_within_round_off(tmp_path):
     rest = run_md(_toy(), proto, cpu, tmp_path / "split")
     assert rest.resumed_from_frame == 10 and rest.frames_done == 30
     a, s = (load_frames(tmp_path / n) for n in ("a", "split"))
-    assert np.array_equal(a["positions_nm"][:10], s["positions_nm"][:10])
-    assert np.abs(a["positions_nm"][10] - s["positions_nm"][10]).max() < 1e-4  # nm: round-off, not a new trajectory
-    assert np.array_equal(a["t_ns"], s["t_ns"])  # no frame lost or repeated
+    assert np.array_equal(a.positions_nm[:10], s.positions_nm[:10])
+    assert np.abs(a.positions_nm[10] - s.positions_nm[10]).max() < 1e-4  # nm: round-off, not a new trajectory
+    assert np.array_equal(a.t_ns, s.t_ns)  # no frame lost or repeated
 
 
 class _InterruptingAtStart(_Interrupting):
@@ -303,4 +303,4 @@ def test_ctrl_c_during_minimisation_stops_before_any_frame_and_a_rerun_starts_cl
     assert not (tmp_path / "cut" / "progress.json").exists()
     run_md(_toy(), proto, SETTINGS, tmp_path / "cut")
     run_md(_toy(), proto, SETTINGS, tmp_path / "whole")
-    assert np.array_equal(load_frames(tmp_path / "cut")["positions_nm"], load_frames(tmp_path / "whole")["positions_nm"])
+    assert np.array_equal(load_frames(tmp_path / "cut").positions_nm, load_frames(tmp_path / "whole").positions_nm)

@@ -555,30 +555,26 @@ def md_analyze(
     blockers: str = typer.Option(None, help="Comma-separated blocking species (default: the spec's [analysis].blockers)."),
 ):
     """Currents, conductances, w(t) and trapping/escape rates per constant-bias segment → analysis.json."""
-    import json
+    from .md import analyze_run, read_run_record
 
-    from .md import analyze_run
-
-    spec_file = run_dir / "spec.json"
-    if not spec_file.is_file():
+    if not (run_dir / "spec.json").is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no spec.json)")
-    spec = json.loads(spec_file.read_text())["spec"]
-    names = blockers.split(",") if blockers else spec.get("analysis", {}).get("blockers", [])
-    skip = float(spec.get("analysis", {}).get("skip_ns", 0.0))
-    out = analyze_run(run_dir, blockers=names, skip_ns=skip)
+    rec = read_run_record(run_dir)
+    names = blockers.split(",") if blockers else list(rec.blockers)
+    out = analyze_run(run_dir, blockers=names, skip_ns=rec.skip_ns)
     table = Table("t (ns)", "V", "I (pA)", "G (pS)", "w", "k_trap /ns", "k_escape /ns", title=f"{run_dir}: blockers {names}")
 
     def cell(seg, key, fmt=".3g"):
-        value = seg.get(key)
+        value = seg.raw.get(key)
         return "—" if value is None else format(value, fmt)
 
-    for seg in out["segments"]:
+    for seg in out.segments:
         table.add_row(
-            f"{seg['t_start_ns']:.3g}–{seg['t_stop_ns']:.3g}",
-            f"{seg['v']:g}",
+            f"{seg.t_start_ns:.3g}–{seg.t_stop_ns:.3g}",
+            f"{seg.v:g}",
             f"{cell(seg, 'current_pa')} ± {cell(seg, 'current_se_pa', '.2g')}",
             cell(seg, "conductance_ps"),
-            cell(seg, "w_mean"),
+            f"{seg.w_mean:.3g}",
             cell(seg, "trap_rate_per_ns"),
             cell(seg, "escape_rate_per_ns"),
         )

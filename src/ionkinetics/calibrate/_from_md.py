@@ -40,7 +40,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -56,6 +56,9 @@ from ._calibration import (
 from ._gv import fit_gv
 from ._rate_fit import DwellData, fit_bell_rates
 from ._targets import V_SMOOTH_DEFAULT_V, Target, Targets, parameter_names
+
+if TYPE_CHECKING:  # the MD stage imports OpenMM: read at run time only where a run is loaded
+    from ..md import RunAnalysis, RunRecord, RunSettings, SegmentAnalysis
 
 __all__ = ["MDRun", "calibrate_from_runs", "load_md_run", "md_targets"]
 
@@ -74,39 +77,77 @@ def _bad(name: str, rule: str, value) -> ValueError:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MDRun:
-    """What a calibration needs from one finished run directory."""
+    """What a calibration needs from one finished run directory: the MD stage's own typed records,
+    read once (:class:`~ionkinetics.md.RunRecord` and :class:`~ionkinetics.md.RunAnalysis`), with the
+    parsed system id and the blockers the analysis counted."""
 
-    run_dir: str
+    record: RunRecord
+    analysis: RunAnalysis
     system: species.SystemId
-    blockers: tuple[str, ...]
-    n_pores: int
-    settings: dict
-    platform: str | None
-    spec_hash: str
-    forcefield_files: tuple[str, ...]
-    segments: tuple  # of md.SegmentAnalysis
-    t_ns: np.ndarray
-    w: np.ndarray
-    v: np.ndarray
+
+    @property
+    def run_dir(self) -> str:
+        return str(self.record.run_dir)
+
+    @property
+    def blockers(self) -> tuple[str, ...]:
+        return self.analysis.blockers
+
+    @property
+    def n_pores(self) -> int:
+        return self.record.system.n_pores
+
+    @property
+    def settings(self) -> RunSettings:
+        return self.record.settings
+
+    @property
+    def platform(self) -> str | None:
+        return self.record.progress.platform
+
+    @property
+    def spec_hash(self) -> str:
+        return self.record.spec_hash
+
+    @property
+    def forcefield_files(self) -> tuple[str, ...]:
+        return self.record.system.forcefield_files
+
+    @property
+    def segments(self) -> tuple[SegmentAnalysis, ...]:
+        return self.analysis.segments
+
+    @property
+    def t_ns(self) -> np.ndarray:
+        return self.analysis.t_ns
+
+    @property
+    def w(self) -> np.ndarray:
+        return self.analysis.w
+
+    @property
+    def v(self) -> np.ndarray:
+        return self.analysis.v
 
     @property
     def length_ns(self) -> float:
-        return float(self.settings["length_ns"])
+        return float(self.settings.length_ns)
 
     @property
     def cations(self) -> tuple[str, ...]:
         return tuple(self.system.cation_molar)
 
-    def record(self) -> dict:
+    def record_dict(self) -> dict:
+        """The run's provenance entry in a calibration."""
         return {
             "run_dir": self.run_dir,
             "system": str(self.system),
             "length_ns": self.length_ns,
             "frames": int(self.t_ns.size),
-            "frame_ps": self.settings.get("frame_ps"),
-            "timestep_fs": self.settings.get("timestep_fs"),
-            "temperature_k": self.settings.get("temperature_k"),
-            "seed": self.settings.get("seed"),
+            "frame_ps": self.settings.frame_ps,
+            "timestep_fs": self.settings.timestep_fs,
+            "temperature_k": self.settings.temperature_k,
+            "seed": self.settings.seed,
             "platform": self.platform,
             "spec_hash": self.spec_hash,
             "n_pores": self.n_pores,
@@ -118,42 +159,26 @@ class MDRun:
 def load_md_run(run_dir, *, blockers: Sequence[str] | None = None) -> MDRun:
     """Read a finished run (``ionkinetics md run``) through the MD stage's typed records; analyse it first
     if its ``analysis.json`` is missing, older than the run, or for other ``blockers`` (default: the spec's)."""
-    from ..md import RunAnalysis, analyze_run, read_run_analysis, read_run_record
+    from ..md import analyze_run, read_run_analysis, read_run_record
 
     run_dir = Path(run_dir)
     try:
         rec = read_run_record(run_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise type(exc)(f"run_dirs: {str(exc).removeprefix('run_dir ')}") from None
-    n_frames = round(rec.settings["length_ns"] * 1000.0 / rec.settings["frame_ps"])
-    if rec.progress.frames_done != n_frames:
+    if rec.progress.frames_done != rec.settings.n_frames:
         raise ValueError(
-            f"run_dirs: {str(run_dir)!r} is unfinished ({rec.progress.frames_done} of {n_frames} frames); "
+            f"run_dirs: {str(run_dir)!r} is unfinished ({rec.progress.frames_done} of {rec.settings.n_frames} frames); "
             "finish it with `ionkinetics md run` (it resumes) before calibrating"
         )
     if not rec.system_id:
         raise ValueError(f"run_dirs: {str(run_dir)!r} records no system id (spec.json 'spec.system')")
     system = species.parse_system_id(rec.system_id)
-    wanted = list(blockers) if blockers is not None else list(rec.blockers)
-    analysis = read_run_analysis(run_dir, blockers=wanted)
-    if analysis is None:
-        analysis = RunAnalysis.from_dict(analyze_run(run_dir, blockers=wanted, skip_ns=rec.skip_ns))
     if rec.system.n_pores < 1:
         raise ValueError(f"run_dirs: {str(run_dir)!r} has no pores; a calibration needs a porous membrane")
-    return MDRun(
-        run_dir=str(run_dir),
-        system=system,
-        blockers=tuple(wanted),
-        n_pores=rec.system.n_pores,
-        settings=dict(rec.settings),
-        platform=rec.progress.platform,
-        spec_hash=rec.spec_hash,
-        forcefield_files=rec.system.forcefield_files,
-        segments=analysis.segments,
-        t_ns=analysis.t_ns,
-        w=analysis.w,
-        v=analysis.v,
-    )
+    wanted = list(blockers) if blockers is not None else list(rec.blockers)
+    analysis = read_run_analysis(run_dir, blockers=wanted) or analyze_run(run_dir, blockers=wanted, skip_ns=rec.skip_ns)
+    return MDRun(record=rec, analysis=analysis, system=system)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +202,7 @@ def _plan(runs: Sequence[MDRun], carrier: str | None, dopant: str | None) -> _Pl
     pores = {r.system.pore for r in runs}
     if len(pores) != 1:
         raise _bad("run_dirs", "must all be runs of one pore", sorted(pores))
-    temps = {r.settings.get("temperature_k") for r in runs}
+    temps = {r.settings.temperature_k for r in runs}
     if len(temps) != 1:
         raise _bad("run_dirs", "must all be runs at one temperature", sorted(temps))
     mixture = [r for r in runs if len(r.cations) > 1]
@@ -361,7 +386,7 @@ def _provenance(plan: _Plan, runs: Sequence[MDRun], command: str | None, assumpt
 
     return {
         "source": "ionkinetics MD (OpenMM) runs",
-        "md_runs": [r.record() for r in runs],
+        "md_runs": [r.record_dict() for r in runs],
         "mixture_runs": [r.run_dir for r in plan.mixture],
         "control_runs": [r.run_dir for r in plan.controls],
         "total_simulated_ns": float(sum(r.length_ns for r in runs)),
@@ -488,7 +513,7 @@ def _bias_steps(t_ns: np.ndarray, v: np.ndarray, frame_ns: float) -> tuple[list[
 
 
 def _trace_target(r: MDRun, bins: int) -> Target:
-    frame_ns = float(r.settings["frame_ps"]) / 1000.0
+    frame_ns = float(r.settings.frame_ps) / 1000.0
     starts, volts = _bias_steps(r.t_ns, r.v, frame_ns)
     n = r.t_ns.size
     edges = np.linspace(0, n, min(bins, n) + 1).round().astype(int)
@@ -600,12 +625,16 @@ def calibrate_from_runs(
 
         targets = md_targets(runs, carrier=plan.carrier, dopant=plan.dopant, start=values)
         result = fit_targets(targets, n_starts=4, seed=seed, command=provenance["command"])
-        raw = result.calibration.to_dict()
-        raw["fit"]["md_direct"] = direct
-        raw["fit"]["method"] = "optax L-BFGS on MD w(t) and G(V) targets, started from the direct estimate"
-        raw["provenance"] = {**provenance, "targets": raw["provenance"]["targets"]}
-        raw["data_range_v"] = _bias_range_v(runs)
-        return Calibration.from_dict(raw)
+        cal = result.calibration
+        return cal.replace(
+            fit={
+                **(cal.fit or {}),
+                "md_direct": direct,
+                "method": "optax L-BFGS on MD w(t) and G(V) targets, started from the direct estimate",
+            },
+            provenance={**provenance, "targets": cal.provenance["targets"]},
+            data_range_v=_bias_range_v(runs),
+        )
     raw = _raw(plan, values)
     raw["uncertainty"] = {
         "method": "md-direct",

@@ -414,7 +414,7 @@ def _execute_md(t: Task, out: Path, membrane: dict) -> tuple[dict, dict]:
         "run_dir": str(run_dir),
         "frames": ran.frames_done,
         "frames_sha256": _frames_sha256(run_dir),
-        "segments": [{k: seg.get(k) for k in _SEGMENT_KEYS} for seg in analysis["segments"]],
+        "segments": [{k: seg.raw.get(k) for k in _SEGMENT_KEYS} for seg in analysis.segments],
     }
     rate = ran.ns_per_day if math.isfinite(ran.ns_per_day) else None  # nothing left to run: no rate
     return result, {"platform": ran.platform, "ns_per_day": rate, "resumed_from_frame": ran.resumed_from_frame}

@@ -79,7 +79,8 @@ from ._records import SegmentAnalysis as SegmentAnalysis
 from ._records import SystemRecord as SystemRecord
 from ._records import read_run_analysis as read_run_analysis
 from ._records import read_run_record as read_run_record
-from ._runner import RunSettings as RunSettings
+from ._settings import RunSettings as RunSettings
+from ._runner import Frames as Frames
 from ._runner import load_frames as load_frames
 from ._runner import run_md as run_md
 from ._sheet import SHEET_MODELS as SHEET_MODELS

@@ -521,6 +521,10 @@ class Occupancy:
         """(n_frames,) fraction of pores free of every ``blockers`` species."""
         return 1.0 - self.blocked_tp(blockers).mean(axis=1)
 
+    def frames(self, start: int, stop: int) -> Occupancy:
+        """The same counts for frames ``[start, stop)`` (a view: nothing is counted again)."""
+        return dataclasses.replace(self, count_tps=self.count_tps[start:stop])
+
 
 def pore_occupancy(
     positions_nm,
@@ -841,6 +845,23 @@ def _analysis_record(crossings, occ, current, dwell, blocked_tp, names, site, bo
     return result
 
 
+def _checked_occupancy(occ, n_frames: int, species, pore_centres_nm, site) -> Occupancy:
+    """A caller's precomputed occupancy, if it is of these frames, species, pores and site."""
+    if not isinstance(occ, Occupancy):
+        raise TypeError(f"occupancy must be an Occupancy (pore_occupancy's result) or None; got {type(occ).__name__}")
+    c = _array("pore_centres_nm", pore_centres_nm, ("n_pores", 2))
+    same = (
+        occ.count_tps.shape[0] == n_frames
+        and occ.species_s == _unique(_labels("species", species, len(species)))
+        and occ.pore_centres_nm.shape == c.shape
+        and np.array_equal(occ.pore_centres_nm, c)
+        and occ.site == site
+    )
+    if not same:
+        raise _bad("occupancy", "must be pore_occupancy of these frames, species, pores and site", occ)
+    return occ
+
+
 def analyze_trajectory(
     positions_nm,
     species: Sequence[str],
@@ -860,6 +881,7 @@ def analyze_trajectory(
     charges: Mapping[str, int] | None = None,
     metadata: Mapping | None = None,
     path=None,
+    occupancy: Occupancy | None = None,
 ) -> dict:
     """Crossings, current, conductance, occupancy, w(t) and dwell-time rates of one run, as a
     JSON-ready dict with units in the keys; written atomically to ``path`` when given.
@@ -871,6 +893,9 @@ def analyze_trajectory(
     nonzero ``v``), ``w_mean``, ``trap_rate_per_ns``, ``trap_rate_se_per_ns``,
     ``escape_rate_per_ns``, ``escape_rate_se_per_ns``, ``n_trap_events``, ``n_escape_events``;
     details under ``"crossings"``, ``"occupancy"``, ``"dwell"`` and ``"settings"``.
+    ``occupancy``: these frames' :func:`pore_occupancy` when the caller has counted it already (a
+    run's segments are slices of one count, :meth:`Occupancy.frames`); it must be of these frames,
+    ``species``, pores and ``site``.
     """
     x = _array("positions_nm", positions_nm, ("n_frames", "n_ions", 3))
     box = _array("box_nm", box_nm, (3,))
@@ -890,7 +915,10 @@ def analyze_trajectory(
         hysteresis_nm=hysteresis_nm,
         charges=charges,
     )
-    occ = pore_occupancy(x, species, pore_centres_nm, box_nm=box, membrane_z_nm=membrane_z_nm, site=site)
+    if occupancy is None:
+        occ = pore_occupancy(x, species, pore_centres_nm, box_nm=box, membrane_z_nm=membrane_z_nm, site=site)
+    else:
+        occ = _checked_occupancy(occupancy, x.shape[0], species, pore_centres_nm, site)
     current = ionic_current(crossings, v=v, block_ns=block_ns, n_bootstrap=n_bootstrap, seed=seed)
     blocked_tp = occ.blocked_tp(names)
     dwell = dwell_times(blocked_tp, dt_ns=crossings.dt_ns, min_dwell_frames=min_dwell_frames, n_bootstrap=n_bootstrap, seed=seed)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._analysis import DEFAULT_BLOCK_NS, CylinderSite, analyze_trajectory, pore_occupancy
-from ._records import ANALYSIS_SCHEMA, write_run_analysis
+from ._records import ANALYSIS_SCHEMA, RunAnalysis, write_run_analysis
 from ._runner import load_frames
 
 __all__ = ["analyze_run"]
@@ -31,27 +31,25 @@ def _segments(v: np.ndarray) -> list[tuple[int, int]]:
 
 def analyze_run(
     run_dir, *, blockers, site: CylinderSite | None = None, skip_ns: float = 0.0, block_ns: float | None = None, seed: int = 0
-) -> dict:
-    """Analyse ``run_dir``; ``blockers`` are the species that block a pore (e.g. ``["K+"]``);
-    ``skip_ns`` drops the start of every constant-bias segment (relaxation after a change);
-    ``block_ns`` is the bootstrap block (default: 1 ns, or a tenth of a shorter segment)."""
+) -> RunAnalysis:
+    """Analyse ``run_dir`` and write its ``analysis.json``; returns the typed :class:`RunAnalysis`.
+    ``blockers`` are the species that block a pore (e.g. ``["K+"]``); ``skip_ns`` drops the start of
+    every constant-bias segment (relaxation after a change); ``block_ns`` is the bootstrap block
+    (default: 1 ns, or a tenth of a shorter segment). The pores' occupancy is counted once for the
+    whole run; each segment reads its slice."""
     run_dir = Path(run_dir)
     frames = load_frames(run_dir)
-    info = frames["system"]
-    x, t, v = frames["positions_nm"], frames["t_ns"], frames["v"]
-    if info.get("pore_centres_nm") is None:
+    info = frames.system
+    x, t, v = frames.positions_nm, frames.t_ns, frames.v
+    if info.pore_centres_nm is None:
         raise ValueError(f"run {str(run_dir)!r} records no pore centres; analysis needs a membrane with pores")
-    if skip_ns < 0:
-        raise ValueError(f"skip_ns must be >= 0; got {skip_ns!r}")
-    dt_ns = float(t[1] - t[0]) if t.size > 1 else float(t[0])
-    common = dict(
-        box_nm=frames["box_nm"],
-        membrane_z_nm=info["membrane_z_nm"],
-        pore_centres_nm=np.asarray(info["pore_centres_nm"]),
-        blockers=list(blockers),
-        site=site,
-        seed=seed,
-    )
+    if isinstance(skip_ns, bool) or not isinstance(skip_ns, (int, float)) or not skip_ns >= 0:
+        raise ValueError(f"skip_ns must be a number >= 0; got {skip_ns!r}")
+    dt_ns = frames.frame_ns
+    site = CylinderSite() if site is None else site
+    centres = np.asarray(info.pore_centres_nm)
+    occupancy = pore_occupancy(x, info.ion_species, centres, box_nm=frames.box_nm, membrane_z_nm=info.membrane_z_nm, site=site)
+    w_t = occupancy.w_t(list(blockers))  # checks the blockers before any segment's work
     segments = []
     skip = round(skip_ns / dt_ns)
     for start, stop in _segments(v):
@@ -59,12 +57,21 @@ def analyze_run(
         if stop - lo < MIN_SEGMENT_FRAMES:
             continue
         block = block_ns if block_ns is not None else min(DEFAULT_BLOCK_NS, (stop - lo) * dt_ns / 10.0)
-        result = analyze_trajectory(x[lo:stop], info["ion_species"], dt_ns=dt_ns, v=float(v[start]), block_ns=block, **common)
+        result = analyze_trajectory(
+            x[lo:stop],
+            info.ion_species,
+            dt_ns=dt_ns,
+            v=float(v[start]),
+            block_ns=block,
+            box_nm=frames.box_nm,
+            membrane_z_nm=info.membrane_z_nm,
+            pore_centres_nm=centres,
+            blockers=list(blockers),
+            site=site,
+            seed=seed,
+            occupancy=occupancy.frames(lo, stop),
+        )
         segments.append({"t_start_ns": float(t[lo]), "t_stop_ns": float(t[stop - 1]), "v": float(v[start]), **result})
-    occupancy = pore_occupancy(
-        x, info["ion_species"], common["pore_centres_nm"], box_nm=frames["box_nm"], membrane_z_nm=info["membrane_z_nm"], site=site
-    )
-    w_t = occupancy.w_t(list(blockers))
     out = {
         "schema": ANALYSIS_SCHEMA,
         "run_dir": str(run_dir),
@@ -74,5 +81,4 @@ def analyze_run(
         "segments": segments,
         "w_t": {"t_ns": t.tolist(), "w": np.asarray(w_t).tolist(), "v": v.tolist()},
     }
-    write_run_analysis(run_dir, out)  # checked against the typed record first
-    return out
+    return write_run_analysis(run_dir, out)  # checked as the typed record, then written

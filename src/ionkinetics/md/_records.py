@@ -23,6 +23,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .._io import write_json_atomic
+from ._settings import RunSettings
 
 __all__ = [
     "ANALYSIS_SCHEMA",
@@ -36,6 +37,7 @@ __all__ = [
     "read_progress",
     "read_run_analysis",
     "read_run_record",
+    "read_run_settings",
     "read_system_record",
     "write_progress",
     "write_run_analysis",
@@ -134,9 +136,11 @@ class Progress:
         return dataclasses.asdict(self)
 
 
-def read_progress(path, n_frames: int | None = None) -> Progress:
+def read_progress(path, n_frames: int | None = None, *, resumable: bool = True) -> Progress:
     """``progress.json``, checked: counts within range and a checkpoint that is this folder's own file for
-    its chunk count (a path from the file is never followed out of the run folder)."""
+    its chunk count (a path from the file is never followed out of the run folder). ``resumable=False``
+    reads a run only for its frames: then the checkpoint may be absent (a finished or synthetic run, or a
+    folder copied without its checkpoints), but a name it gives must still be this folder's own."""
     path = Path(path)
     raw = _read_json(path, "the run's progress")
 
@@ -148,11 +152,14 @@ def read_progress(path, n_frames: int | None = None) -> Progress:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (high is not None and value > high):
             raise bad(field, f"must be an integer within [0, {high}]" if high is not None else "must be an integer >= 0")
     expected = f"checkpoint_{raw['chunks_done']:06d}.chk"
-    if raw.get("checkpoint") != expected:
+    if raw.get("checkpoint") != expected and (resumable or raw.get("checkpoint") is not None):
         raise bad("checkpoint", f"must be this folder's {expected!r} (a plain file name, no path)")
-    if not (path.parent / expected).is_file():
+    if resumable and not (path.parent / expected).is_file():
         raise bad("checkpoint", "must name a checkpoint file present in the run folder")
-    return Progress(raw["frames_done"], raw["chunks_done"], raw["checkpoint"], raw.get("time_ns"), raw.get("platform"))
+    time_ns = raw.get("time_ns")
+    if time_ns is not None and (isinstance(time_ns, bool) or not isinstance(time_ns, (int, float))):
+        raise bad("time_ns", "must be a number of ns or null")
+    return Progress(raw["frames_done"], raw["chunks_done"], raw.get("checkpoint"), time_ns, raw.get("platform"))
 
 
 def write_progress(run_dir, progress: Progress) -> None:
@@ -165,7 +172,7 @@ class RunRecord:
     """A run folder's ``spec.json``, ``system.json`` and ``progress.json`` together."""
 
     run_dir: Path
-    settings: Mapping  # RunSettings fields
+    settings: RunSettings
     spec: Mapping  # the spec's own sections (system, analysis, membrane, ...)
     protocol: str
     spec_hash: str
@@ -197,26 +204,29 @@ def write_run_spec(run_dir, record: Mapping, spec_hash: str, system: SystemRecor
     write_json_atomic(run_dir / "system.json", system.to_dict())
 
 
+def read_run_settings(run_dir, raw: Mapping) -> RunSettings:
+    """``spec.json``'s ``settings`` as the :class:`RunSettings` that wrote them, checked by its own rules."""
+    try:
+        return RunSettings(**raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{str(Path(run_dir) / 'spec.json')!r}: field 'settings' is not a run's settings ({exc})") from None
+
+
 def read_run_record(run_dir) -> RunRecord:
-    """The records of a run folder that has committed at least one chunk."""
+    """The records of a run folder that has committed at least one chunk, each read once and checked in
+    its type: the settings as :class:`RunSettings`, the progress by :func:`read_progress` against the
+    settings' frame count (its checkpoint need not be present: the frames are what is read)."""
     run_dir = Path(run_dir)
     spec = _read_json(run_dir / "spec.json", "the run's spec")
-    system = _read_json(run_dir / "system.json", "the run's system record")
-    progress = _read_json(run_dir / "progress.json", "the run's progress")
+    settings = read_run_settings(run_dir, spec.get("settings") or {})
     return RunRecord(
         run_dir=run_dir,
-        settings=MappingProxyType(dict(spec["settings"])),
+        settings=settings,
         spec=MappingProxyType(dict(spec.get("spec") or {})),
         protocol=str(spec.get("protocol")),
         spec_hash=str(spec.get("hash")),
-        system=SystemRecord.from_dict(system),
-        progress=Progress(
-            int(progress.get("frames_done", 0)),
-            int(progress.get("chunks_done", 0)),
-            progress.get("checkpoint"),
-            progress.get("time_ns"),
-            progress.get("platform"),
-        ),
+        system=read_system_record(run_dir),
+        progress=read_progress(run_dir / "progress.json", settings.n_frames, resumable=False),
     )
 
 

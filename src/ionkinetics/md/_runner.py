@@ -38,9 +38,9 @@ import numpy as np
 from .._io import write_atomic, write_bytes_atomic, write_npz_atomic
 from ..kinetics import protocols as _protocols
 from ._records import Progress, SystemRecord, read_progress, read_system_record, write_progress, write_run_spec
-from ._settings import LangevinSettings
+from ._settings import RunSettings as RunSettings
 
-__all__ = ["BuiltSystem", "RunResult", "load_frames", "run_md"]
+__all__ = ["BuiltSystem", "Frames", "RunResult", "load_frames", "run_md"]
 
 from ._system import FARADAY_KJ_PER_MOL_PER_V as FARADAY_KJ_PER_MOL_PER_V  # kJ/mol per (e·V): E = V/L_z · this
 
@@ -55,41 +55,6 @@ class BuiltSystem(_TypingProtocol):
     ion_indices: np.ndarray  # (n_ions,) particle indices recorded every frame
     ion_species: tuple  # (n_ions,) species names, e.g. "K+", "Cl-"
     field_parameter: str  # name of the global parameter holding E in kJ/mol/nm/e
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSettings(LangevinSettings):
-    """The parts of a run that determine its frames (hashed into ``spec.json``): its length, frame and
-    chunk sizes, plus the shared thermostat fields (keyword-only)."""
-
-    length_ns: float
-    frame_ps: float = 10.0
-    chunk_frames: int = 100
-    dcd_every_frames: int = 0  # > 0: also write every atom to frames/chunk_<c>.dcd every n frames (for viewing)
-
-    def __post_init__(self):
-        for name in ("length_ns", "timestep_fs", "frame_ps", "temperature_k", "friction_per_ps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a number > 0; got {value!r}")
-        for name, low in (("chunk_frames", 1), ("seed", 0), ("dcd_every_frames", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-        steps = self.frame_ps * 1000.0 / self.timestep_fs
-        if abs(steps - round(steps)) > 1e-9 * steps:
-            raise ValueError(f"frame_ps must be a whole number of time steps ({self.timestep_fs} fs); got {self.frame_ps}")
-        frames = self.length_ns * 1000.0 / self.frame_ps
-        if abs(frames - round(frames)) > 1e-9 * frames:
-            raise ValueError(f"length_ns must be a whole number of frames ({self.frame_ps} ps); got {self.length_ns}")
-
-    @property
-    def steps_per_frame(self) -> int:
-        return round(self.frame_ps * 1000.0 / self.timestep_fs)
-
-    @property
-    def n_frames(self) -> int:
-        return round(self.length_ns * 1000.0 / self.frame_ps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,17 +421,35 @@ def _read_chunk(path: Path) -> dict:
         ) from None
 
 
-def load_frames(run_dir) -> dict:
-    """All recorded frames of a run: ``positions_nm`` (frames, ions, 3), ``t_ns``, ``v``, ``box_nm``."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class Frames:
+    """A run's recorded frames, every chunk in order: each ion's position per frame (frames, ions, 3;
+    nm, float32 as recorded), the frame times (ns), the bias per frame (V), the box (nm) and the
+    run's :class:`~ionkinetics.md.SystemRecord` (ion species in frame order, membrane plane, pores)."""
+
+    positions_nm: np.ndarray
+    t_ns: np.ndarray
+    v: np.ndarray
+    box_nm: np.ndarray
+    system: SystemRecord
+
+    @property
+    def frame_ns(self) -> float:
+        """The spacing of the recorded frames (the first frame's time when only one)."""
+        return float(self.t_ns[1] - self.t_ns[0]) if self.t_ns.size > 1 else float(self.t_ns[0])
+
+
+def load_frames(run_dir) -> Frames:
+    """All recorded frames of a run, as :class:`Frames`."""
     run_dir = Path(run_dir)
     chunks = sorted((run_dir / "frames").glob("chunk_*.npz"))
     if not chunks:
         raise FileNotFoundError(f"no frames recorded in {str(run_dir)!r}")
     parts = [_read_chunk(c) for c in chunks]
-    return {
-        "positions_nm": np.concatenate([p["positions_nm"] for p in parts]),
-        "t_ns": np.concatenate([p["t_ns"] for p in parts]),
-        "v": np.concatenate([p["v"] for p in parts]),
-        "box_nm": parts[0]["box_nm"],
-        "system": read_system_record(run_dir).to_dict(),
-    }
+    return Frames(
+        positions_nm=np.concatenate([p["positions_nm"] for p in parts]),
+        t_ns=np.concatenate([p["t_ns"] for p in parts]),
+        v=np.concatenate([p["v"] for p in parts]),
+        box_nm=parts[0]["box_nm"],
+        system=read_system_record(run_dir),
+    )

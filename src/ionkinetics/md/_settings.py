@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
-__all__ = ["LangevinSettings"]
+__all__ = ["LangevinSettings", "RunSettings"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,3 +32,38 @@ class LangevinSettings:
         )
         integrator.setRandomNumberSeed(self.seed + seed_offset)
         return integrator
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings(LangevinSettings):
+    """The parts of a run that determine its frames (hashed into ``spec.json``): its length, frame and
+    chunk sizes, plus the shared thermostat fields (keyword-only)."""
+
+    length_ns: float
+    frame_ps: float = 10.0
+    chunk_frames: int = 100
+    dcd_every_frames: int = 0  # > 0: also write every atom to frames/chunk_<c>.dcd every n frames (for viewing)
+
+    def __post_init__(self):
+        for name in ("length_ns", "timestep_fs", "frame_ps", "temperature_k", "friction_per_ps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a number > 0; got {value!r}")
+        for name, low in (("chunk_frames", 1), ("seed", 0), ("dcd_every_frames", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+        steps = self.frame_ps * 1000.0 / self.timestep_fs
+        if abs(steps - round(steps)) > 1e-9 * steps:
+            raise ValueError(f"frame_ps must be a whole number of time steps ({self.timestep_fs} fs); got {self.frame_ps}")
+        frames = self.length_ns * 1000.0 / self.frame_ps
+        if abs(frames - round(frames)) > 1e-9 * frames:
+            raise ValueError(f"length_ns must be a whole number of frames ({self.frame_ps} ps); got {self.length_ns}")
+
+    @property
+    def steps_per_frame(self) -> int:
+        return round(self.frame_ps * 1000.0 / self.timestep_fs)
+
+    @property
+    def n_frames(self) -> int:
+        return round(self.length_ns * 1000.0 / self.frame_ps)

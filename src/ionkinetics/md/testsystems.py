@@ -19,6 +19,7 @@ import numpy as np
 from ..constants import PA_PER_E_PER_NS
 from ..kinetics import KineticParams, open_conductance_ps, steady_state, transition_rates_per_ns
 from ._records import Progress, SystemRecord, write_progress, write_run_spec
+from ._settings import RunSettings
 
 __all__ = ["BrownianUmbrellaSampler", "SyntheticRun", "exact_window_mean_nm", "write_synthetic_run"]
 
@@ -104,14 +105,14 @@ def write_synthetic_run(
     t = (np.arange(n_frames) + 1) * frame_ns
     box = np.array([grid, grid, lz], float)
     np.savez_compressed(run_dir / "frames" / "chunk_000000.npz", positions_nm=pos, t_ns=t, v=volts, box_nm=box)
-    settings = {
-        "length_ns": n_frames * frame_ns,
-        "frame_ps": frame_ns * 1000.0,
-        "timestep_fs": 2.0,
-        "temperature_k": temperature_k,
-        "seed": seed,
+    settings = RunSettings(
+        length_ns=n_frames * frame_ns, frame_ps=frame_ns * 1000.0, timestep_fs=2.0, temperature_k=temperature_k, seed=seed
+    )
+    record = {
+        "settings": dataclasses.asdict(settings),
+        "spec": {"system": system_id, "analysis": {"blockers": [dopant]}},
+        "protocol": "synthetic",
     }
-    record = {"settings": settings, "spec": {"system": system_id, "analysis": {"blockers": [dopant]}}, "protocol": "synthetic"}
     system = SystemRecord(
         ion_species=(dopant,) * n_pores + (carrier,) * carriers,
         box_nm=tuple(box.tolist()),
