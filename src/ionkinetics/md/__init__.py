@@ -79,10 +79,10 @@ from ._records import SegmentAnalysis as SegmentAnalysis
 from ._records import SystemRecord as SystemRecord
 from ._records import read_run_analysis as read_run_analysis
 from ._records import read_run_record as read_run_record
-from ._settings import RunSettings as RunSettings
 from ._runner import Frames as Frames
 from ._runner import load_frames as load_frames
 from ._runner import run_md as run_md
+from ._settings import RunSettings as RunSettings
 from ._sheet import SHEET_MODELS as SHEET_MODELS
 from ._sheet import SheetModel as SheetModel
 from ._sheet import sheet_model as sheet_model
