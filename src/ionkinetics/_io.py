@@ -72,10 +72,12 @@ def write_atomic(path, write, *, suffix: str = ".tmp") -> Path:
 
 
 def write_text_atomic(path, text: str) -> Path:
+    """``text`` written to ``path`` as UTF-8 through :func:`write_atomic`; returns the path."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_bytes_atomic(path, data: bytes) -> Path:
+    """``data`` written to ``path`` through :func:`write_atomic`; returns the path."""
     return write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
@@ -107,6 +109,7 @@ def git_commit(*, mark_dirty: bool = False) -> str | None:
 
 
 def write_json_atomic(path, data) -> Path:
+    """``data`` as indented JSON (keys in their given order, trailing newline) written atomically to ``path``; returns it."""
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 

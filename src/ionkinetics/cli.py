@@ -1077,6 +1077,8 @@ def error_line(exc: BaseException) -> str:
 
 
 def main():
+    """Console entry point: runs the CLI and turns a user error (bad value, missing file) into one red
+    ``error: ...`` line and exit status 2 instead of a traceback."""
     try:
         app()
     except _USER_ERRORS as exc:

@@ -163,9 +163,12 @@ class Dopant:
 
     @property
     def state_names(self) -> tuple[str, ...]:
+        """This dopant's blocked states: the ion for a ``center`` site, ``ion@cis`` and ``ion@trans`` for an entrance."""
         return (self.ion,) if self.site == "center" else (f"{self.ion}@cis", f"{self.ion}@trans")
 
     def to_dict(self) -> dict:
+        """The dopant as its calibration-file mapping (``electrical_distance`` only when set; ``molar`` is not stored, it
+        comes from the system id)."""
         out = {
             "ion": self.ion,
             "site": self.site,
@@ -199,10 +202,12 @@ class Calibration:
 
     @property
     def system_id(self) -> str:
+        """The system id as text, e.g. ``crown6:NaCl@1.0+KCl@0.5``."""
         return str(self.system)
 
     @property
     def state_names(self) -> tuple[str, ...]:
+        """Names of the model's states in order: ``open``, then each dopant's blocked states."""
         return ("open", *tuple(n for d in self.dopants for n in d.state_names))
 
     @property
@@ -217,9 +222,11 @@ class Calibration:
 
     @property
     def params(self) -> KineticParams:
+        """The JAX model's :class:`KineticParams` built from these rates at the thermal voltage of ``temperature_k``."""
         return _to_params(self)
 
     def to_dict(self) -> dict:
+        """The calibration as its JSON mapping (schema ``SCHEMA``), which :meth:`from_dict` reads back."""
         return {
             "schema": SCHEMA,
             "system": self.system_id,
@@ -234,6 +241,7 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, raw) -> Calibration:
+        """A validated calibration from its JSON mapping; raises :class:`CalibrationError` naming the bad field."""
         return _from_dict(raw)
 
     def replace(self, **changes) -> Calibration:

@@ -174,11 +174,15 @@ class DesignedSystem:
 
 @dataclasses.dataclass(frozen=True)
 class DesignPrediction:
+    """The bicationic systems :func:`predict_systems` derives from a role table, voltage-activated and
+    voltage-inactivated."""
+
     activated: tuple[DesignedSystem, ...]
     inactivated: tuple[DesignedSystem, ...]
 
     @property
     def counts(self) -> dict[str, int]:
+        """Number of predicted systems of each kind, keyed ``voltage_activated`` and ``voltage_inactivated``."""
         return {"voltage_activated": len(self.activated), "voltage_inactivated": len(self.inactivated)}
 
 

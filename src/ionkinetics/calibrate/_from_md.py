@@ -87,54 +87,67 @@ class MDRun:
 
     @property
     def run_dir(self) -> str:
+        """The run folder, as text."""
         return str(self.record.run_dir)
 
     @property
     def blockers(self) -> tuple[str, ...]:
+        """The blocking species the analysis counted a pore as occupied by."""
         return self.analysis.blockers
 
     @property
     def n_pores(self) -> int:
+        """Number of pores in the run's membrane."""
         return self.record.system.n_pores
 
     @property
     def settings(self) -> RunSettings:
+        """The :class:`~ionkinetics.md.RunSettings` the run was written with."""
         return self.record.settings
 
     @property
     def platform(self) -> str | None:
+        """The OpenMM platform the run last went on (``None`` when the progress file does not say)."""
         return self.record.progress.platform
 
     @property
     def spec_hash(self) -> str:
+        """Hash of the run's MD spec, as its record stores it."""
         return self.record.spec_hash
 
     @property
     def forcefield_files(self) -> tuple[str, ...]:
+        """The force-field files the run's system was built with."""
         return self.record.system.forcefield_files
 
     @property
     def segments(self) -> tuple[SegmentAnalysis, ...]:
+        """The analysis of each segment of constant bias."""
         return self.analysis.segments
 
     @property
     def t_ns(self) -> np.ndarray:
+        """(n_frames,) times of the analysed frames, in ns."""
         return self.analysis.t_ns
 
     @property
     def w(self) -> np.ndarray:
+        """(n_frames,) w(t): fraction of pores free of every blocker at each frame of ``t_ns``."""
         return self.analysis.w
 
     @property
     def v(self) -> np.ndarray:
+        """(n_frames,) applied bias at each frame of ``t_ns``, in V."""
         return self.analysis.v
 
     @property
     def length_ns(self) -> float:
+        """Simulated length of the run in ns, from its settings."""
         return float(self.settings.length_ns)
 
     @property
     def cations(self) -> tuple[str, ...]:
+        """The system's cations, in the order of its system id."""
         return tuple(self.system.cation_molar)
 
     def record_dict(self) -> dict:

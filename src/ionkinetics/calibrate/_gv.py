@@ -81,6 +81,7 @@ class ExpFit:
     weighted: bool
 
     def predict(self, v_v) -> np.ndarray:
+        """The fitted ``prefactor·exp(rate_per_v·V)`` at biases ``v_v`` (V), in the units of the fitted y."""
         return self.prefactor * np.exp(self.rate_per_v * np.asarray(v_v, dtype=float))
 
 
@@ -89,18 +90,22 @@ class GVFit(ExpFit):
 
     @property
     def c_ps(self) -> float:
+        """Fitted conductance at 0 V, C, in pS."""
         return self.prefactor
 
     @property
     def alpha_per_v(self) -> float:
+        """Fitted exponent α of the G–V curve, per volt."""
         return self.rate_per_v
 
     @property
     def se_c_ps(self) -> float:
+        """Standard error of ``c_ps``, in pS."""
         return self.se_prefactor
 
     @property
     def se_alpha_per_v(self) -> float:
+        """Standard error of ``alpha_per_v``, per volt."""
         return self.se_rate_per_v
 
 
@@ -109,18 +114,22 @@ class WVFit(ExpFit):
 
     @property
     def w0(self) -> float:
+        """Fitted open fraction at 0 V, w0 (dimensionless)."""
         return self.prefactor
 
     @property
     def beta_per_v(self) -> float:
+        """Fitted exponent β of the w–V curve, per volt."""
         return self.rate_per_v
 
     @property
     def se_w0(self) -> float:
+        """Standard error of ``w0``."""
         return self.se_prefactor
 
     @property
     def se_beta_per_v(self) -> float:
+        """Standard error of ``beta_per_v``, per volt."""
         return self.se_rate_per_v
 
 

@@ -274,6 +274,7 @@ class BellFit:
 
     @property
     def rate_unit(self) -> str:
+        """Unit of the rate values in ``params``: ``per_ns_per_molar`` when ``molar`` ≠ 1 was given, else ``per_ns``."""
         return "per_ns_per_molar" if self.molar != 1.0 else "per_ns"
 
     def rate_per_ns(self, v_v) -> np.ndarray:

@@ -99,6 +99,9 @@ class TargetsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Target:
+    """One ``[[target]]`` row: its ``kind``, the kind's fields in ``values`` (units in their names), and the
+    citation (``section``, ``quote``), whether the value was ``assumed``, and a ``note``."""
+
     kind: str
     values: dict
     section: str = ""
@@ -107,10 +110,12 @@ class Target:
     note: str = ""
 
     def describe(self) -> str:
+        """Short one-line label, ``kind(field=value, ...)``."""
         fields = ", ".join(f"{k}={v}" for k, v in self.values.items())
         return f"{self.kind}({fields})"
 
     def to_dict(self) -> dict:
+        """The row as its TOML mapping: kind and values, the non-empty citation fields, and ``assumed``."""
         out = {"kind": self.kind, **self.values}
         for key in ("section", "quote", "note"):
             if getattr(self, key):
@@ -121,6 +126,9 @@ class Target:
 
 @dataclasses.dataclass(frozen=True)
 class Targets:
+    """A validated targets file: the system, carrier and dopant sites, every parameter's starting value (``free``
+    names the fitted ones) and the target rows, with the source, assumptions and temperature (K)."""
+
     system: species.SystemId
     carrier: str
     dopants: tuple[tuple[str, str], ...]  # (ion, site)
