@@ -146,21 +146,28 @@ class Task:
 
     @property
     def simulated_ns(self) -> float:
+        """Simulated time this task asks for, in ns: an MD run's ``length_ns``, or an umbrella window's equilibration
+        plus sampling steps times its timestep."""
         if self.kind == "md":
             return float(self.payload["settings"]["length_ns"])
         w = self.payload["window"]
         return (w["equilibration_steps"] + w["sampling_steps"]) * w["timestep_fs"] * 1e-6
 
     def to_dict(self) -> dict:
+        """The task as a JSON-ready mapping (``task_id``, ``kind``, ``payload``), which :meth:`from_dict` reads back."""
         return {"task_id": self.task_id, "kind": self.kind, "payload": self.payload}
 
     @classmethod
     def from_dict(cls, raw: dict) -> Task:
+        """The task written by :meth:`to_dict` (no validation beyond the three keys being present)."""
         return cls(raw["task_id"], raw["kind"], raw["payload"])
 
 
 @dataclasses.dataclass(frozen=True)
 class Campaign:
+    """A validated campaign spec expanded into its tasks: the ``[[system]]`` entries (each with its blockers), the
+    raw TOML mapping and the file it came from (``None`` when parsed from a mapping)."""
+
     name: str
     label: str | None
     tasks: tuple[Task, ...]
@@ -170,9 +177,11 @@ class Campaign:
 
     @property
     def simulated_ns(self) -> float:
+        """Simulated time of all the campaign's tasks together, in ns."""
         return float(sum(t.simulated_ns for t in self.tasks))
 
     def default_out(self) -> Path:
+        """Default output folder, ``md/runs/<name>`` (relative to the working directory)."""
         return Path("md") / "runs" / self.name
 
 
@@ -344,6 +353,7 @@ def parse_campaign(raw: dict, *, path: str | None = None) -> Campaign:
 
 
 def load_campaign(path) -> Campaign:
+    """Read and validate a campaign TOML file and expand it into tasks (:func:`parse_campaign`)."""
     return load_toml_as(path, "campaign spec", CampaignError, parse_campaign)
 
 
@@ -493,6 +503,9 @@ class TaskStatus(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class CampaignReport:
+    """What one :func:`run_campaign` call did: one row per task (``task_id``, ``kind``, ``status``, ``simulated_ns``, ...),
+    the output folder, the call's wall time in s and the number of Dask workers."""
+
     out_dir: Path
     rows: tuple[dict, ...]  # task_id, kind, status (a TaskStatus), simulated_ns, ...
     wall_s: float
@@ -500,6 +513,7 @@ class CampaignReport:
 
     @property
     def failed(self) -> list[dict]:
+        """The rows of the tasks whose status is :attr:`TaskStatus.FAILED`."""
         return [r for r in self.rows if r["status"] == TaskStatus.FAILED]
 
     @property

@@ -81,6 +81,9 @@ class CircuitFileError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class CircuitFile:
+    """A validated circuit file: the element graph (edges keyed by element name), the transient's ``duration_ns`` and
+    ``dt_ns`` (saving every ``save_every``-th step), the ``[experiment]`` table and the file it came from."""
+
     name: str
     description: str
     graph: nx.MultiDiGraph
@@ -156,6 +159,8 @@ def _check_protocol_defaults(rows: list, duration_ns: float) -> None:
 
 
 def parse_circuit(raw: dict, *, path: str | None = None) -> CircuitFile:
+    """Validate a circuit mapping (as read from TOML) into a :class:`CircuitFile`; ``path`` resolves calibration paths
+    relative to the file. Raises :class:`CircuitFileError` naming the field."""
     if raw.get("schema") != CIRCUIT_SCHEMA:
         raise CircuitFileError(f"field 'schema' must be {CIRCUIT_SCHEMA!r}; got {raw.get('schema')!r}")
     for key in ("duration_ns", "dt_ns"):

@@ -55,6 +55,7 @@ class Element:
     prefix = "X"
 
     def check(self) -> None:
+        """Raise ``ValueError`` unless ``name`` is a non-empty string without whitespace."""
         if not isinstance(self.name, str) or not self.name or any(c.isspace() for c in self.name):
             raise ValueError(f"element name must be a non-empty string without spaces; got {self.name!r}")
 
@@ -67,6 +68,7 @@ class Resistor(Element):
     prefix = "R"
 
     def check(self):
+        """Raise ``ValueError`` unless the name is valid and ``r_ohm`` is a finite number > 0."""
         super().check()
         _positive(self.name, "r_ohm (resistance, ohm)", self.r_ohm)
 
@@ -79,6 +81,7 @@ class Capacitor(Element):
     prefix = "C"
 
     def check(self):
+        """Raise ``ValueError`` unless the name is valid and ``c_f`` is a finite number > 0."""
         super().check()
         _positive(self.name, "c_f (capacitance, F)", self.c_f)
 
@@ -120,6 +123,8 @@ class Membrane(Element):
     prefix = "M"
 
     def check(self):
+        """Raise ``ValueError`` unless the name is valid, ``n_pores`` is an integer >= 1, ``stochastic`` a bool and
+        ``calibration`` loads."""
         super().check()
         if isinstance(self.n_pores, bool) or not isinstance(self.n_pores, int) or self.n_pores < 1:
             raise ValueError(f"element {self.name!r}: n_pores must be an integer >= 1; got {self.n_pores!r}")
@@ -128,6 +133,8 @@ class Membrane(Element):
         self.load()
 
     def load(self):
+        """The :class:`~ionkinetics.calibrate.Calibration` that ``calibration`` names; a missing or invalid one raises
+        ``ValueError`` naming this element."""
         from ..calibrate import load_calibration
 
         try:
