@@ -119,6 +119,7 @@ class AdaptivePlan:
 
     @property
     def kt_kj_per_mol(self) -> float:
+        """Thermal energy kT at ``temperature_k``, in kJ/mol."""
         return BOLTZMANN_KJ_PER_MOL_K * self.temperature_k
 
     @property
@@ -467,6 +468,9 @@ class OpenMMUmbrellaSampler:
         }
 
     def sample(self, z0s, *, equilibration_ps: float, sampling_ps: float, start):
+        """Run one window per centre in ``z0s`` (nm; at most one per restrained ion): equilibrate ``equilibration_ps``,
+        then record every ``sample_every_ps`` for ``sampling_ps``. Returns ``(z, r, end)``: per window the ion's z from
+        the membrane plane and lateral distance from its pore axis (nm, minimum-imaged), and the end positions/velocities."""
         import openmm
         import openmm.unit as u
 

@@ -287,14 +287,17 @@ class Crossings:
 
     @property
     def n_frames(self) -> int:
+        """Number of trajectory frames the crossings were counted over."""
         return self.dn_ts.shape[0] + 1
 
     @property
     def duration_ns(self) -> float:
+        """Time spanned by the frames, (n_frames − 1)·dt_ns, in ns."""
         return (self.n_frames - 1) * self.dt_ns
 
     @property
     def net_i(self) -> np.ndarray:
+        """(n_ions,) net crossings of each ion toward +z (``up_i − down_i``)."""
         return self.up_i - self.down_i
 
     def by_species(self) -> dict[str, dict[str, int]]:
@@ -465,14 +468,18 @@ class Site(Protocol):
     site (used to check that sites do not overlap their neighbours or their own images)."""
 
     @property
-    def reach_xy_nm(self) -> float: ...
+    def reach_xy_nm(self) -> float:
+        """Largest lateral distance from the pore axis that can lie inside the site, in nm."""
 
     @property
-    def reach_z_nm(self) -> float: ...
+    def reach_z_nm(self) -> float:
+        """Largest distance from the membrane plane that can lie inside the site, in nm."""
 
-    def contains(self, dx_nm: np.ndarray, dy_nm: np.ndarray, dz_nm: np.ndarray) -> np.ndarray: ...
+    def contains(self, dx_nm: np.ndarray, dy_nm: np.ndarray, dz_nm: np.ndarray) -> np.ndarray:
+        """Boolean mask, same shape as the displacements (nm), of the positions inside the site."""
 
-    def to_dict(self) -> dict: ...
+    def to_dict(self) -> dict:
+        """The site as a JSON-ready mapping with its ``kind`` and sizes (recorded with the analysis)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -489,16 +496,20 @@ class CylinderSite:
 
     @property
     def reach_xy_nm(self) -> float:
+        """The cylinder's radius, in nm."""
         return self.radius_nm
 
     @property
     def reach_z_nm(self) -> float:
+        """The cylinder's half height, in nm."""
         return self.half_height_nm
 
     def contains(self, dx_nm, dy_nm, dz_nm) -> np.ndarray:
+        """Boolean mask of displacements (nm) within ``radius_nm`` of the axis and ``half_height_nm`` of the plane."""
         return (dx_nm * dx_nm + dy_nm * dy_nm <= self.radius_nm**2) & (np.abs(dz_nm) <= self.half_height_nm)
 
     def to_dict(self) -> dict:
+        """``{"kind": "cylinder", "radius_nm": ..., "half_height_nm": ...}``."""
         return {"kind": "cylinder", "radius_nm": self.radius_nm, "half_height_nm": self.half_height_nm}
 
 

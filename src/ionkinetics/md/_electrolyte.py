@@ -161,6 +161,7 @@ class Composition:
     rule: str
 
     def to_dict(self) -> dict:
+        """The composition as a JSON-ready mapping; ``counts_by_side`` is written as ``counts_by_side_zpos_zneg``."""
         return {
             "salts": [[s, m] for s, m in self.salts],
             "water_volume_nm3": self.water_volume_nm3,
@@ -199,6 +200,7 @@ class Electrolyte:
 
     @property
     def n_atoms(self) -> int:
+        """Number of electrolyte atoms (ions and water)."""
         return len(self.elements)
 
 

@@ -77,6 +77,7 @@ class ChargeSet:
             raise _bad("material", "must be 'crown' or 'hBN'", self.material)
 
     def as_dict(self) -> dict:
+        """The charge set as a JSON-ready mapping (name, material, charges in e per atom type, source, check)."""
         return {"name": self.name, "material": self.material, "charges_e": dict(self.charges_e), "source": self.source,
                 "checked": self.checked}  # fmt: skip
 
@@ -181,6 +182,7 @@ class EdgeLJ:
     source: str
 
     def as_dict(self) -> dict:
+        """The parameter set as a JSON-ready mapping (σ in nm, ε in kJ/mol, source)."""
         return dataclasses.asdict(self)
 
 
@@ -224,9 +226,11 @@ class ForceFieldOption:
 
     @property
     def template_charges_e(self) -> dict[str, float]:
+        """Partial charge (e) of every crown and hBN atom type this option sets, keyed by type."""
         return {**dict(self.crown.charges_e), **dict(self.hbn.charges_e)}
 
     def as_dict(self) -> dict:
+        """The option as a JSON-ready mapping, with its charge sets, sheet model and edge Lennard-Jones set spelled out."""
         return {"name": self.name, "note": self.note, "crown": self.crown.as_dict(), "hbn": self.hbn.as_dict(),
                 "hbn_sheet": sheet_model(self.hbn_sheet).as_dict(),
                 "hbn_edge_lj": EDGE_LJ_SETS[self.hbn_edge_lj].as_dict()}  # fmt: skip

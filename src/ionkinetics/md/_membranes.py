@@ -179,10 +179,12 @@ class Membrane:
 
     @property
     def n_atoms(self) -> int:
+        """Number of membrane atoms."""
         return len(self.elements)
 
     @property
     def n_pores(self) -> int:
+        """Number of pores in the sheet."""
         return len(self.pore_centres_nm)
 
     @property
@@ -192,9 +194,11 @@ class Membrane:
 
     @property
     def net_charge_e(self) -> float:
+        """Sum of the membrane's partial charges, in e."""
         return float(np.sum(self.charges_e))
 
     def element_counts(self) -> dict[str, int]:
+        """Number of atoms of each element, keyed by element symbol in order of first appearance."""
         out: dict[str, int] = {}
         for e in self.elements:
             out[e] = out.get(e, 0) + 1

@@ -257,10 +257,12 @@ class WindowSettings(LangevinSettings):
 
     @property
     def n_samples(self) -> int:
+        """Number of samples a window records: ``sampling_steps // sample_every_steps``."""
         return self.sampling_steps // self.sample_every_steps
 
 
 def window_path(out_dir, window_index: int) -> Path:
+    """Path of window ``window_index``'s record, ``out_dir/window_<index>.npz``."""
     return Path(out_dir) / f"window_{int(window_index)}.npz"
 
 
@@ -495,18 +497,22 @@ class PMFResult:
 
     @property
     def kt_kj_per_mol(self) -> float:
+        """Thermal energy kT at ``temperature_k``, in kJ/mol."""
         return _kt_kj_per_mol(self.temperature_k)
 
     @property
     def barrier_kj_per_mol(self) -> float:
+        """``barrier_kt`` in kJ/mol."""
         return self.barrier_kt * self.kt_kj_per_mol
 
     @property
     def well_kj_per_mol(self) -> float:
+        """``well_kt`` in kJ/mol."""
         return self.well_kt * self.kt_kj_per_mol
 
     @property
     def overlap_ok(self) -> bool:
+        """True when every window overlaps its neighbours at least ``overlap_threshold`` (no ``poor_overlap_windows``)."""
         return not self.poor_overlap_windows
 
     def summary(self) -> dict:

@@ -46,6 +46,7 @@ class PotentialProfile:
 
     @property
     def drop_v(self) -> float:
+        """Potential drop across the profile, φ at the first bin minus φ at the last, in V."""
         return float(self.phi_v[0] - self.phi_v[-1])
 
 

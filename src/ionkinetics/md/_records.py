@@ -80,6 +80,7 @@ class SystemRecord:
 
     @property
     def n_pores(self) -> int:
+        """Number of pore axes recorded (0 when the system has none)."""
         return len(self.pore_centres_nm or ())
 
     @classmethod
@@ -100,6 +101,7 @@ class SystemRecord:
 
     @classmethod
     def from_dict(cls, raw: Mapping) -> SystemRecord:
+        """The record from its ``system.json`` mapping (``pore_centres_nm`` keeps x and y only)."""
         centres = raw.get("pore_centres_nm")
         return cls(
             ion_species=tuple(raw["ion_species"]),
@@ -114,6 +116,7 @@ class SystemRecord:
         )
 
     def to_dict(self) -> dict:
+        """The record as its ``system.json`` mapping, with ``schema``."""
         out = dataclasses.asdict(self)
         out["ion_species"] = list(self.ion_species)
         out["box_nm"] = list(self.box_nm)
@@ -133,6 +136,7 @@ class Progress:
     platform: str | None = None
 
     def to_dict(self) -> dict:
+        """The progress as its ``progress.json`` mapping."""
         return dataclasses.asdict(self)
 
 
@@ -181,14 +185,17 @@ class RunRecord:
 
     @property
     def system_id(self) -> str | None:
+        """The system id from the spec, else from ``system.json`` (``None`` when neither gives one)."""
         return self.spec.get("system") or self.system.system_id
 
     @property
     def blockers(self) -> tuple[str, ...]:
+        """The blocking species the spec's ``[analysis]`` names (empty when it names none)."""
         return tuple(self.spec.get("analysis", {}).get("blockers", []))
 
     @property
     def skip_ns(self) -> float:
+        """Time dropped at the start of each constant-bias segment, from the spec's ``[analysis]``, in ns (0 by default)."""
         return float(self.spec.get("analysis", {}).get("skip_ns", 0.0))
 
 
@@ -255,10 +262,12 @@ class SegmentAnalysis:
 
     @property
     def duration_ns(self) -> float:
+        """Length of the segment, ``t_stop_ns − t_start_ns``, in ns."""
         return self.t_stop_ns - self.t_start_ns
 
     @classmethod
     def from_dict(cls, raw: Mapping) -> SegmentAnalysis:
+        """The segment from its ``analysis.json`` record (dwell counts and currents typed, the rest kept in ``raw``)."""
         dwell, crossings = raw["dwell"], raw["crossings"]
         return cls(
             v=float(raw["v"]),
@@ -288,6 +297,7 @@ class RunAnalysis:
 
     @classmethod
     def from_dict(cls, raw: Mapping) -> RunAnalysis:
+        """The analysis from its ``analysis.json`` mapping (segments and w(t) typed, the whole mapping kept in ``raw``)."""
         wt = raw["w_t"]
         return cls(
             blockers=tuple(raw["blockers"]),

@@ -59,6 +59,9 @@ class BuiltSystem(_TypingProtocol):
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
+    """What :func:`run_md` did: the run folder, frames committed in all (``resumed_from_frame`` of them before this call),
+    the OpenMM platform, the speed in ns/day, and whether and by which signal the run was stopped."""
+
     run_dir: Path
     frames_done: int
     resumed_from_frame: int

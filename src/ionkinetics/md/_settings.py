@@ -62,8 +62,10 @@ class RunSettings(LangevinSettings):
 
     @property
     def steps_per_frame(self) -> int:
+        """Integrator steps per saved frame, ``frame_ps / timestep_fs``."""
         return round(self.frame_ps * 1000.0 / self.timestep_fs)
 
     @property
     def n_frames(self) -> int:
+        """Number of frames the run saves, ``length_ns / frame_ps``."""
         return round(self.length_ns * 1000.0 / self.frame_ps)

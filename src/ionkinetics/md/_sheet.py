@@ -63,6 +63,7 @@ class SheetModel:
     torsion_trans_kj_per_mol: float = 0.0
 
     def as_dict(self) -> dict:
+        """The sheet model as a JSON-ready mapping."""
         return dataclasses.asdict(self)
 
 

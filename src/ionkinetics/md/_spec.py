@@ -56,6 +56,9 @@ class MDSpecError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class MDSpec:
+    """A validated MD spec: the run's name, system id, membrane geometry, bias protocol, run settings, the blockers
+    and skip time (ns) its analysis uses, the raw TOML mapping and the file it came from."""
+
     name: str
     system: str
     membrane: dict
@@ -85,6 +88,7 @@ def _table(raw, key, allowed) -> dict:
 
 
 def parse_md_spec(raw: dict, *, path: str | None = None) -> MDSpec:
+    """Validate an MD spec mapping (as read from TOML) into an :class:`MDSpec`; :class:`MDSpecError` names a bad field."""
     if raw.get("schema") != MD_SCHEMA:
         raise MDSpecError(f"field 'schema' must be {MD_SCHEMA!r}; got {raw.get('schema')!r}")
     name = raw.get("name", Path(path).stem if path else None)
@@ -136,4 +140,5 @@ def parse_md_spec(raw: dict, *, path: str | None = None) -> MDSpec:
 
 
 def load_md_spec(path) -> MDSpec:
+    """Read and validate an MD spec TOML file (:func:`parse_md_spec`)."""
     return load_toml_as(path, "MD spec", MDSpecError, parse_md_spec)

@@ -190,6 +190,7 @@ class MDSystem:
 
     @property
     def n_atoms(self) -> int:
+        """Number of particles in the system."""
         return len(self.positions_nm)
 
     @property
@@ -199,6 +200,7 @@ class MDSystem:
 
     @property
     def pore_centres_nm(self) -> np.ndarray:
+        """(n_pores, 3) the membrane's pore centres, in nm."""
         return self.membrane.pore_centres_nm
 
     def field_for_voltage(self, v: float) -> float:

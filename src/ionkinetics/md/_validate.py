@@ -122,6 +122,8 @@ def window_index_for_z(z0_nm: float) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class PMFPlan:
+    """One ``[[pmf]]`` table: a PMF's name, its system id, the pulled ion and the force-field option."""
+
     name: str
     system: str
     ion: str
@@ -129,11 +131,15 @@ class PMFPlan:
 
     @property
     def pore(self) -> str:
+        """The pore of the system id (the part before ``:``)."""
         return self.system.split(":")[0]
 
 
 @dataclasses.dataclass(frozen=True)
 class ValidationPlan:
+    """A validated validation file: the force-field option, the cell and seed, the window settings and centres (nm),
+    the bulk region and histogram bins of the analysis, the PMFs to run, and the optional adaptive plan."""
+
     forcefield_option: str
     cell: dict
     seed: int
@@ -167,6 +173,7 @@ class ValidationPlan:
 
     @property
     def digest(self) -> str:
+        """First 12 hex digits of the SHA-256 of the raw file's contents (recorded with every window)."""
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -254,6 +261,7 @@ def _pmf_plans(raw: dict, option: str) -> list[PMFPlan]:
 
 
 def parse_validation(raw: dict, *, path: str | None = None) -> ValidationPlan:
+    """Validate a validation mapping (as read from TOML) into a :class:`ValidationPlan`; raises :class:`ValidationError`."""
     if raw.get("schema") != VALIDATION_SCHEMA:
         raise ValidationError(f"field 'schema' must be {VALIDATION_SCHEMA!r}; got {raw.get('schema')!r}")
     option = raw.get("forcefield_option")
@@ -323,6 +331,7 @@ def _adaptive_table(t, bulk: float, settings: WindowSettings) -> AdaptivePlan | 
 
 
 def load_validation(path) -> ValidationPlan:
+    """Read and validate a validation TOML file (:func:`parse_validation`)."""
     return load_toml_as(path, "validation file", ValidationError, parse_validation)
 
 

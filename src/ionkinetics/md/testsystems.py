@@ -156,6 +156,8 @@ class BrownianUmbrellaSampler:
         self.calls: list[tuple[float, ...]] = []
 
     def sample(self, z0s, *, equilibration_ps: float, sampling_ps: float, start):
+        """Brownian windows at the centres ``z0s`` (nm), as :meth:`OpenMMUmbrellaSampler.sample` does in OpenMM: returns
+        ``(z, None, end)``, z per window in nm, no lateral r, and the end positions a later call may start from."""
         z0 = np.asarray(z0s, dtype=float)
         self.calls.append(tuple(z0.tolist()))
         k = self.plan.k_z_kj_per_mol_nm2 / self.plan.kt_kj_per_mol  # kT/nm²
