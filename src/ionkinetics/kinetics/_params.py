@@ -78,14 +78,17 @@ class KineticParams:
 
     @property
     def n_blocked(self) -> int:
+        """Number of blocked states, S."""
         return int(np.shape(self.molar)[-1])
 
     @property
     def n_states(self) -> int:
+        """Number of states, S + 1 (``open`` included)."""
         return self.n_blocked + 1
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch shape of a stacked parameter set (``()`` for a single one)."""
         return tuple(np.shape(self.v_thermal_v))
 
 

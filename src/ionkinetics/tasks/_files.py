@@ -80,6 +80,9 @@ class TaskFileError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TaskFile:
+    """A validated task file: the benchmark (``[task]``), the membranes and ``[reservoir]`` settings, the ridge and ESN
+    search grids, the optional ``[design]`` and ``[select]`` tables, the seed and the file it came from."""
+
     name: str
     description: str
     seed: int
@@ -316,6 +319,7 @@ def _select_table(raw: dict, r: dict) -> dict | None:
 
 
 def parse_task(raw: dict, *, path: str | None = None) -> TaskFile:
+    """Validate a task mapping (as read from TOML) into a :class:`TaskFile`; :class:`TaskFileError` names a bad field."""
     if raw.get("schema") != TASK_SCHEMA:
         raise _err("schema", f"must be {TASK_SCHEMA!r}", raw.get("schema"))
     unknown = set(raw) - {"schema", "name", "description", "seed", "task", "reservoir", "readout", "esn", "design", "select"}
@@ -368,4 +372,5 @@ def tasks_dir() -> Path:
 
 
 def list_tasks() -> list[Path]:
+    """The shipped task files (``*.toml`` in :func:`tasks_dir`), sorted by path."""
     return sorted(tasks_dir().glob("*.toml"))

@@ -57,6 +57,7 @@ class MembraneSpec:
     v_span_v: float = 0.2
 
     def calibration(self):
+        """The :class:`~ionkinetics.calibrate.Calibration` of ``system`` (loaded on every call)."""
         return load_calibration(self.system)
 
     @property
@@ -67,6 +68,7 @@ class MembraneSpec:
 
     @property
     def molar(self) -> float | None:
+        """Molarity (M) of the system's dopant, the design variable; ``None`` for a single-salt system."""
         dopants = self.calibration().dopants
         return float(dopants[0].molar) if dopants else None
 
@@ -99,6 +101,7 @@ class ReservoirRun:
         return jnp.transpose(self.ions, (0, 2, 1)).reshape(t, -1)
 
     def feature_variance(self) -> jax.Array:
+        """(T, M·N) variance of each readout feature, laid out as :meth:`features`."""
         t = self.var_ions.shape[0]
         return jnp.transpose(self.var_ions, (0, 2, 1)).reshape(t, -1)
 
@@ -134,28 +137,35 @@ class Reservoir:
 
     @property
     def n_membranes(self) -> int:
+        """Number of membranes, N."""
         return len(self.membranes)
 
     @property
     def n_virtual(self) -> int:
+        """Number of virtual nodes (hold intervals per input step), M."""
         return self.mask.shape[1]
 
     @property
     def n_features(self) -> int:
+        """Number of readout features per input step, N·M."""
         return self.n_membranes * self.n_virtual
 
     @property
     def step_ns(self) -> float:
+        """Time one input step takes, ``hold_ns`` × M, in ns."""
         return self.hold_ns * self.n_virtual
 
     @property
     def input_rate_ghz(self) -> float:
+        """Input steps per ns (GHz)."""
         return 1.0 / self.step_ns
 
     def default_molar(self) -> np.ndarray:
+        """(N,) each membrane's dopant molarity from its system id, in M (1.0 for a membrane without a dopant)."""
         return np.array([m.molar if m.molar is not None else 1.0 for m in self.membranes])
 
     def default_pores(self) -> np.ndarray:
+        """(N,) each membrane's pore count as its spec gives it."""
         return np.array([float(m.n_pores) for m in self.membranes])
 
     def params(self, i: int, molar) -> KineticParams:
