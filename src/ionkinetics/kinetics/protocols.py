@@ -76,6 +76,7 @@ class Protocol(abc.ABC):
         return np.zeros(0)
 
     def n_steps(self, dt_ns: float) -> int:
+        """Number of time steps of ``dt_ns`` in ``duration_ns``; raises ``ValueError`` unless ``dt_ns`` divides it."""
         dt_ns = _check_real("dt_ns", dt_ns, positive=True)
         n = self.duration_ns / dt_ns
         if abs(n - round(n)) > _GRID_RTOL * max(1.0, n):
@@ -117,6 +118,8 @@ class Protocol(abc.ABC):
 
 @dataclasses.dataclass(frozen=True)
 class DC(Protocol):
+    """Constant bias ``v`` (V) for ``duration_ns``, resting at ``v_rest_v`` before t = 0."""
+
     piecewise_constant = True
 
     v: float
@@ -129,14 +132,19 @@ class DC(Protocol):
         _check_real("v_rest_v", self.v_rest_v)
 
     def voltage_v(self, t_ns):
+        """``v`` at every time of ``t_ns``, in V."""
         return np.full(np.shape(t_ns), float(self.v))
 
     def peak_abs_v(self, dt_ns: float) -> float:
+        """The larger of |v| and |v_rest_v|, in V (any ``dt_ns``)."""
         return max(abs(float(self.v)), abs(float(self.v_rest_v)))
 
 
 @dataclasses.dataclass(frozen=True)
 class Step(Protocol):
+    """``v`` (V) from ``t_on_ns`` until ``t_off_ns`` (or the end when ``None``), ``v_base`` before and after, and
+    at rest before t = 0."""
+
     piecewise_constant = True
     switch_fields = ("v", "v_base")
 
@@ -163,15 +171,19 @@ class Step(Protocol):
 
     @property
     def v_rest_v(self) -> float:
+        """The rest voltage, ``v_base``, in V."""
         return float(self.v_base)
 
     def breakpoints_ns(self):
+        """The step's jump times: ``t_on_ns``, and ``t_off_ns`` when given."""
         return np.array([t for t in (self.t_on_ns, self.t_off_ns) if t is not None], dtype=float)
 
     def peak_abs_v(self, dt_ns: float) -> float:
+        """The larger of |v| and |v_base|, in V (any ``dt_ns``)."""
         return max(abs(float(self.v)), abs(float(self.v_base)))
 
     def voltage_v(self, t_ns):
+        """``v`` at the times of ``t_ns`` within ``[t_on_ns, t_off_ns)``, ``v_base`` elsewhere, in V."""
         t = np.asarray(t_ns, dtype=float)
         on = t >= self.t_on_ns
         if self.t_off_ns is not None:
@@ -181,6 +193,9 @@ class Step(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class PulseTrain(Protocol):
+    """``count`` pulses of ``amplitude_v`` (V), each ``width_ns`` long, one every ``period_ns`` from ``t_start_ns``;
+    ``v_base`` between the pulses, after them and at rest."""
+
     piecewise_constant = True
     switch_fields = ("amplitude_v", "v_base")
 
@@ -209,19 +224,24 @@ class PulseTrain(Protocol):
 
     @property
     def v_rest_v(self) -> float:
+        """The rest voltage, ``v_base``, in V."""
         return float(self.v_base)
 
     def pulse_onsets_ns(self) -> np.ndarray:
+        """(count,) start time of each pulse, in ns."""
         return self.t_start_ns + self.period_ns * np.arange(self.count)
 
     def breakpoints_ns(self):
+        """Every pulse's start and end time, sorted, in ns."""
         on = self.pulse_onsets_ns()
         return np.sort(np.concatenate([on, on + self.width_ns]))
 
     def peak_abs_v(self, dt_ns: float) -> float:
+        """The larger of |amplitude_v| and |v_base|, in V (any ``dt_ns``)."""
         return max(abs(float(self.amplitude_v)), abs(float(self.v_base)))
 
     def voltage_v(self, t_ns):
+        """``amplitude_v`` at the times of ``t_ns`` inside a pulse, ``v_base`` elsewhere, in V."""
         t = np.asarray(t_ns, dtype=float) - self.t_start_ns
         k = np.floor(t / self.period_ns)
         on = (t >= 0) & (k < self.count) & (t - k * self.period_ns < self.width_ns)
@@ -230,6 +250,9 @@ class PulseTrain(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Sine(Protocol):
+    """``offset_v + amplitude_v·sin(2π·frequency_ghz·t + phase_rad)`` (V, t in ns) for ``duration_ns``, resting at its
+    t = 0 value."""
+
     amplitude_v: float
     frequency_ghz: float
     duration_ns: float
@@ -245,9 +268,11 @@ class Sine(Protocol):
 
     @property
     def v_rest_v(self) -> float:
+        """The sine's value at t = 0, ``offset_v + amplitude_v·sin(phase_rad)``, in V."""
         return float(self.offset_v + self.amplitude_v * math.sin(self.phase_rad))
 
     def check_sampling(self, dt_ns: float) -> None:
+        """Raise ``ValueError`` when ``dt_ns`` gives fewer than ``SINE_MIN_STEPS_PER_PERIOD`` steps a period (it would alias)."""
         # a hold at one step per period is a constant; between 1 and 2 it aliases to a lower
         # frequency (19 GHz at dt 0.05 ns is the 1 GHz answer); 4 steps per period at least
         n = SINE_MIN_STEPS_PER_PERIOD
@@ -259,6 +284,7 @@ class Sine(Protocol):
             )
 
     def voltage_v(self, t_ns):
+        """The sine at times ``t_ns``, in V."""
         t = np.asarray(t_ns, dtype=float)
         return self.offset_v + self.amplitude_v * np.sin(2 * np.pi * self.frequency_ghz * t + self.phase_rad)
 
@@ -289,17 +315,21 @@ class Sampled(Protocol):
 
     @property
     def duration_ns(self) -> float:
+        """The last interval edge, ``t_ns[-1]``, in ns."""
         return float(self.t_ns[-1])
 
     @property
     def v_rest_v(self) -> float:
+        """The first held value, ``v[0]``, in V."""
         return float(self.v[0])
 
     def breakpoints_ns(self):
+        """The interval edges at which the held value changes, in ns."""
         jumps = np.nonzero(np.diff(self.v))[0] + 1
         return self.t_ns[jumps]
 
     def voltage_v(self, t_ns):
+        """The value held at each time of ``t_ns`` (``v[0]`` before 0, ``v[-1]`` from the last edge on), in V."""
         idx = np.clip(np.searchsorted(self.t_ns, np.asarray(t_ns, dtype=float), side="right") - 1, 0, self.v.size - 1)
         return self.v[idx]
 
