@@ -85,14 +85,18 @@ class Topology:
     max_squarings: int = 40  # of the K > 2 membranes' expm: set from the values by ``transient``
 
     def idx(self, kind):
+        """``(a, b)`` int32 node indices of the first and second terminal of every element of ``kind`` (ground is
+        ``len(nodes)``)."""
         a, b = self.terminals[KINDS.index(kind)]
         return np.array(a, dtype=np.int32), np.array(b, dtype=np.int32)
 
     def names_of(self, kind):
+        """Names of the elements of ``kind`` (one of ``R, C, V, I, M``), in branch order."""
         return self.names[KINDS.index(kind)]
 
     @property
     def branch_names(self) -> tuple:
+        """Every element's name in branch order (kinds in ``R, C, V, I, M`` order): the last axis of the branch arrays."""
         return tuple(n for kind in KINDS for n in self.names_of(kind))
 
 
@@ -691,6 +695,7 @@ class CircuitTrace:
     energy_aj: np.ndarray
 
     def v(self, node: str) -> np.ndarray:
+        """(..., S+1) voltage of ``node`` at the saved times, in V (zeros for ground)."""
         if node == G.GROUND:
             return np.zeros(self.node_v.shape[:-1])
         if node not in self.topology.nodes:
@@ -712,9 +717,11 @@ class CircuitTrace:
         return self.branch_v[..., self._branch(element)]
 
     def energy(self, element: str) -> np.ndarray:
+        """(..., S+1) cumulative energy ``element`` absorbed by each saved time, in aJ (negative for a source delivering)."""
         return self.energy_aj[..., self._branch(element)]
 
     def w(self, membrane: str) -> np.ndarray:
+        """(..., S+1) open fraction of ``membrane``'s pores at the saved times."""
         if membrane not in self.occupancy:
             raise ValueError(f"no membrane named {membrane!r}; membranes: {list(self.occupancy)}")
         return self.occupancy[membrane][..., 0]
