@@ -123,8 +123,8 @@ def make_series(task: dict, seed: int):
 
 
 def splits(task: dict):
-    """The train, validation and test slices of a series after the washout (steps, or for a waveform task periods times
-    ``period`` samples)."""
+    """The train, validation and test slices of a series, after the washout; the task's counts are input steps,
+    or for a waveform task periods of ``period`` samples each."""
     per = task.get("period", 1) if task["kind"] == "waveform" else 1
     w, a, b, c = (task[k] * per for k in ("washout", "train", "val", "test"))
     return slice(w, w + a), slice(w + a, w + a + b), slice(w + a + b, w + a + b + c)
