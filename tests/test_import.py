@@ -63,6 +63,7 @@ def test_every_public_name_resolves_and_nothing_else_is_exported():
         assert getattr(ik, name) is not None, name
     assert ik.load_calibration is ik.calibrate.load_calibration and ik.Trace is ik.kinetics.Trace
     assert ik.circuits.__name__ == "ionkinetics.circuits"  # subpackages load on first use too
+    assert ik.experiments.run_experiment is not None  # the experiments wing too
     # besides __all__, only ionkinetics' own submodules (bound when imported): no numpy, no warnings
     extra = {
         n

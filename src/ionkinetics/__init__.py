@@ -63,7 +63,7 @@ _LAZY_NAMES = {
     "parse_system_id": "species",
 }
 # subpackages reachable as ``ik.<name>`` without an import of their own
-_SUBPACKAGES = frozenset({"calibrate", "campaign", "circuits", "kinetics", "md", "species", "tasks"})
+_SUBPACKAGES = frozenset({"calibrate", "campaign", "circuits", "experiments", "kinetics", "md", "species", "tasks"})
 
 
 def __getattr__(name: str):

@@ -1,6 +1,6 @@
 """Precision policy: the one module that changes JAX's global configuration, and why.
 
-Imported first by each subpackage that runs JAX code (``kinetics``, ``calibrate``, ``circuits``,
+Imported first by each subpackage that runs JAX code (``kinetics``, ``calibrate``, ``circuits``, ``experiments``,
 ``tasks``), so it runs once, when JAX is first needed: ``import ionkinetics`` alone (and the CLI's
 ``--version`` and ``--help``) imports no JAX and changes nothing. ionkinetics computes in float64 and
 turns JAX's 64-bit mode on then; set ``IONKINETICS_X64=0`` beforehand to keep JAX's float32 default. Why float64: rates span
