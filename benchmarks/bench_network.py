@@ -72,15 +72,7 @@ def main() -> int:
     parts = E.neuron_parts(cf, exp)
     syn, names = E.network_synapse(cf, exp)
     duration, dt, syn_dt = float(exp["presentation_ns"]), cf.dt_ns, float(exp["synapse_dt_ns"])
-    names_n = {
-        parts.stimulus,
-        parts.capacitor,
-        parts.inactivating,
-        parts.activating,
-        parts.bias_inactivating,
-        parts.bias_activating,
-    }
-    cc = C.compile_circuit(N._sub_circuit(cf, names_n, duration), duration, dt)
+    cc = C.compile_circuit(N._sub_circuit(cf, parts.element_names, duration), duration, dt)
     n = cc.topology.n_steps
     t_mid = (np.arange(n) + 0.5) * dt
     times = exp["input_times_ns"]

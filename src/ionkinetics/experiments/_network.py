@@ -262,15 +262,7 @@ def _neuron_batch(cf, parts, duration):
     """The file's neuron alone (its stimulus, capacitor, membranes and biases), compiled once for one
     presentation: a function from stimulus waves (pA, one row per neuron) to (t, V of the node, energy
     of both membranes), and the number of steps."""
-    neuron_names = {
-        parts.stimulus,
-        parts.capacitor,
-        parts.inactivating,
-        parts.activating,
-        parts.bias_inactivating,
-        parts.bias_activating,
-    }
-    ncc = compile_circuit(_sub_circuit(cf, neuron_names, duration), duration, cf.dt_ns)
+    ncc = compile_circuit(_sub_circuit(cf, parts.element_names, duration), duration, cf.dt_ns)
 
     def neurons(waves):
         tr = transient(ncc, values=source_batch(ncc, _rows(ncc, parts.stimulus, waves), "is_"), batched=True, save_every=1)

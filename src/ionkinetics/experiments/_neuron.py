@@ -78,6 +78,13 @@ class NeuronParts:
     e_activating_v: float
     c_f: float
 
+    @property
+    def element_names(self) -> frozenset[str]:
+        """The neuron's own elements: stimulus, capacitor, both membranes and their bias sources."""
+        return frozenset(
+            (self.stimulus, self.capacitor, self.inactivating, self.activating, self.bias_inactivating, self.bias_activating)
+        )
+
 
 def neuron_parts(cf, exp: dict) -> NeuronParts:
     """Find the neuron's elements (names from ``[experiment]``, with defaults) and check the wiring."""
