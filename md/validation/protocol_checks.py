@@ -12,8 +12,10 @@
   how many would fail it by chance (31.7 % of comparisons of two identical protocols do), so a single
   1σ miss is read against its chance rate, not taken as a verdict either way; and the measured speed-up.
 
-Each comparison is one record with both mean forces, their standard errors (statistical inefficiency
-from pymbar), the verdict and the cost; a record already written is skipped, so the script resumes.
+Each comparison is one record with both mean forces, their standard errors (the larger of pymbar's
+statistical-inefficiency error and automated blocking's, ``md._adaptive._mean_force``; records written
+before 2026-12-08 used the inefficiency alone), the verdict and the cost, with both z series beside it
+in ``<name>.npz`` (records from 2026-12-08 on); a record already written is skipped, so the script resumes.
 Run from the repository root, one OpenMM thread:
 
     OPENMM_CPU_THREADS=1 python md/validation/protocol_checks.py [timestep|partner ...] [--sampling-ps 100]
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ionkinetics import md
-from ionkinetics._io import git_commit, write_text_atomic
+from ionkinetics._io import git_commit, write_npz_atomic, write_text_atomic
 from ionkinetics.md._adaptive import AdaptivePlan, OpenMMUmbrellaSampler, _mean_force, partner_pores
 from ionkinetics.md._pmf import BOLTZMANN_KJ_PER_MOL_K
 
@@ -54,7 +56,7 @@ def _window(dt_fs, cutoff_nm, z0s, plan, sampling_ps, seed) -> dict:
     z, _, _ = sampler.sample(tuple(z0s), equilibration_ps=plan.equilibration_ps, sampling_ps=sampling_ps, start=None)
     k = plan.k_z_kj_per_mol_nm2 / (BOLTZMANN_KJ_PER_MOL_K * plan.temperature_k)
     zm, f, sf = _mean_force(z[0], z0s[0], k)
-    return {"timestep_fs": dt_fs, "cutoff_nm": cutoff_nm, "z0_nm": list(z0s), "z_mean_nm": zm, "mean_force_kt_per_nm": f,
+    return {"z_series_nm": np.asarray(z[0], dtype=float), "sample_every_ps": plan.sample_every_ps, "timestep_fs": dt_fs, "cutoff_nm": cutoff_nm, "z0_nm": list(z0s), "z_mean_nm": zm, "mean_force_kt_per_nm": f,
             "mean_force_err_kt_per_nm": sf, "sampling_ps": sampling_ps, "wall_s": time.perf_counter() - t0,
             "ns_per_day": (sampling_ps + plan.equilibration_ps) / 1000.0 / ((time.perf_counter() - t0) / 86400.0)}  # fmt: skip
 
@@ -67,6 +69,10 @@ def _compare(name: str, a: dict, b: dict, nsigma: float) -> dict:
 
 
 def _write(path: Path, rec: dict) -> None:
+    """The comparison as JSON, and each side's z series beside it (``<name>.npz``: ``a_z_nm``, ``b_z_nm``) so
+    its errors can be re-estimated later (block averaging, drift between halves)."""
+    series = {f"{side}_z_nm": rec[side].pop("z_series_nm") for side in ("a", "b")}
+    write_npz_atomic(path.with_suffix(".npz"), sample_every_ps=rec["a"]["sample_every_ps"], **series)
     rec = {
         **rec,
         "commit": git_commit() or "unknown",

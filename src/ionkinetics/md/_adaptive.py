@@ -55,6 +55,7 @@ __all__ = [
 
 MIRROR_NSIGMA = 2.0  # mirror windows agree with the +z side within this many combined standard errors
 HALVES_NSIGMA = 2.0  # block halves agree within this many standard errors of their difference
+BLOCKING_MIN_BLOCKS = 8  # blocking levels with fewer points are too noisy to judge (χ² of 7 dof: ±50 %)
 _GRID_NM = 0.01  # window centres lie on this grid (stable file names window_<round(100·z0) + 1000>)
 
 
@@ -148,8 +149,44 @@ class AdaptivePlan:
 # --------------------------------------------------------------------------- estimator
 
 
+def blocking_standard_error(x: np.ndarray) -> float:
+    """Standard error of the mean of a correlated series by automated blocking (Flyvbjerg and Petersen,
+    J. Chem. Phys. 91, 461 (1989), with the level chosen by Jonsson's test, Phys. Rev. E 98, 043304
+    (2018)): the series is halved by averaging neighbour pairs; at level j, with n_j points, variance
+    s_j² and lag-1 autocovariance γ_j, M_j = Σ_{i≥j} n_i (γ_i/s_i²)², and the first level with
+    M_j below the χ²₁ 99 % quantile gives σ² = s_j²/n_j. An odd level drops its last point. Levels with
+    fewer than :data:`BLOCKING_MIN_BLOCKS` points are not used: when no level passes, the coarsest
+    usable one is returned (an underestimate flagged by the caller's comparison, not hidden)."""
+    from scipy.stats import chi2
+
+    x = np.asarray(x, dtype=float)
+    if x.size < 2:
+        return float("inf")
+    n_k, s_k, g_k = [], [], []
+    while x.size >= BLOCKING_MIN_BLOCKS:
+        d = x - x.mean()
+        n_k.append(x.size)
+        s_k.append(float(np.mean(d * d)))
+        g_k.append(float(np.mean(d[:-1] * d[1:])) * (x.size - 1) / x.size)
+        m = x.size // 2
+        x = 0.5 * (x[: 2 * m : 2] + x[1 : 2 * m : 2])
+    if not n_k:
+        return float("inf")
+    n, s, g = np.array(n_k, float), np.array(s_k), np.array(g_k)
+    if not np.all(s > 0):
+        return 0.0
+    m_stat = np.cumsum((n * (g / s) ** 2)[::-1])[::-1]
+    passed = np.flatnonzero(m_stat < chi2.ppf(0.99, 1))
+    j = int(passed[0]) if passed.size else n.size - 1
+    return float(math.sqrt(s[j] / n[j]))
+
+
 def _mean_force(z: np.ndarray, z0: float, k_kt_per_nm2: float) -> tuple[float, float, float]:
-    """(⟨z⟩, F = k·(z0 − ⟨z⟩), σ_F) of one window's samples, σ at the statistical inefficiency."""
+    """(⟨z⟩, F = k·(z0 − ⟨z⟩), σ_F) of one window's samples. σ is the larger of two standard errors of
+    ⟨z⟩: at pymbar's statistical inefficiency, and by automated blocking
+    (:func:`blocking_standard_error`). The pore mouth has modes slower than the integrated
+    autocorrelation time catches (issue 23: four independent 100 ps mouth runs scatter more than their
+    inefficiency errors), so the stopping rule and the checks take the more cautious of the two."""
     from pymbar import timeseries
 
     z = np.asarray(z, dtype=float)
@@ -158,6 +195,8 @@ def _mean_force(z: np.ndarray, z0: float, k_kt_per_nm2: float) -> tuple[float, f
         with _quiet_pymbar():
             g = max(1.0, float(timeseries.statistical_inefficiency(z)))
     se = float(np.std(z, ddof=1) * math.sqrt(g / z.size)) if z.size > 1 else float("inf")
+    if z.size > 2 and np.ptp(z) > 0:
+        se = max(se, blocking_standard_error(z))
     zm = float(z.mean())
     return zm, k_kt_per_nm2 * (z0 - zm), k_kt_per_nm2 * se
 
