@@ -141,74 +141,78 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
         ax.set_prop_cycle(color=list(PALETTE))
         any_assumed = False
         for k, cal in enumerate(c for c in cals if c.system.pore == pore):
-            color = PALETTE[k % len(PALETTE)]
-            gv = gv_exponential_fit(cal)
-            c_ps, alpha = gv["c_ps"], gv["alpha_per_v"]
-            lo, hi = gv["fit_v"][0], gv["fit_v"][-1]
-            v_fit = np.linspace(lo, hi, 25)
-            g_model = np.asarray(_g_curve_ps(cal.params, v_model))
-            name = cal.system_id.split(":", 1)[1] + (" (assumed)" if cal.provenance.get("contains_assumed_values") else "")
-            paper = [t for t in cal.provenance.get("targets", []) if t["kind"] == "gv_fit" and not t.get("assumed")]
-            stated = ""
-            if paper and "alpha_per_v" in paper[0]:
-                stated = f"; paper α = {paper[0]['alpha_per_v']:+.1f}"
-            ax.semilogy(v_model, g_model, "-", color=color, lw=1.0, alpha=0.8)
-            try:
-                band = conductance_band(cal, v_model, cals=cals, seed=seed, n_samples=GV_BAND_SAMPLES)
-            except Exception as exc:  # a calibration whose posterior cannot be sampled: say so, draw none
-                band, note = None, f" (no band: {type(exc).__name__})"
-            else:
-                note = "" if band is not None else " (no band: no covariance or targets file)"
-            if band is not None:
-                ax.fill_between(v_model, band[0], band[1], color=color, alpha=0.18, lw=0)
-            ax.semilogy(
-                v_fit,
-                c_ps * np.exp(alpha * v_fit),
-                "--" if cal.dopants else "-",
-                color=color,
-                lw=2.4,
-                label=f"{name}: α = {alpha:+.1f} V⁻¹, C = {c_ps:.3g} pS{stated}{note}",
-            )
-            for t in cal.provenance.get("targets", []):
-                if t["kind"] != "conductance":
-                    continue
-                assumed = bool(t.get("assumed"))
-                any_assumed |= assumed
-                ax.semilogy(
-                    [t["v"]],
-                    [t["g_ps"]],
-                    "o",
-                    ms=8,
-                    mfc="none" if assumed else color,
-                    mec="k",
-                    mew=1.2,
-                    zorder=5,
-                )
-            rows[cal.system_id] = {
-                "fit_range_v": [lo, hi],
-                "fit_v": gv["fit_v"],
-                "c_ps": c_ps,
-                "alpha_per_v": alpha,
-                "band": band is not None,
-                "v_v": v_model,
-                "g_model_ps": g_model,
-                "band_ps": band,
-            }
-        ax.plot([], [], "o", mfc="0.6", mec="k", label="published point (paper's text)")
-        if any_assumed:
-            ax.plot([], [], "o", mfc="none", mec="k", label="assumed point (no number published)")
-        ax.fill_between([], [], [], color="0.5", alpha=0.25, label="Laplace band, 16–84 %")
-        ax.plot([], [], "-", color="0.3", lw=1.0, label="model G(V)")
-        ax.plot([], [], "--", color="0.3", lw=2.4, label="C·e^(αΔV) fit (solid: single salt)")
-        ax.set_title(f"{pore}: model G(V) and its exponential fit over the paper's range", fontsize=9)
-        ax.set_xlabel("ΔV (V)")
-        ax.set_ylabel("G per pore (pS)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, ncol=1)
+            rows[cal.system_id], assumed = _draw_gv_system(ax, cal, cals, PALETTE[k % len(PALETTE)], v_model, seed)
+            any_assumed |= assumed
+        _finish_gv_panel(ax, pore, any_assumed)
     if path is not None:
         save_figure(fig, path)
     fig.gv_fits = rows  # the fitted C, α and range per system, as drawn
     return fig
+
+
+def _draw_gv_system(ax, cal, cals, color, v_model, seed: int):
+    """One calibration on its pore's panel: the model's G(V), its Laplace band, the C·e^{αV} fit and
+    the published points. Returns (the row of ``fig.gv_fits``, whether an assumed point was drawn)."""
+    gv = gv_exponential_fit(cal)
+    c_ps, alpha = gv["c_ps"], gv["alpha_per_v"]
+    lo, hi = gv["fit_v"][0], gv["fit_v"][-1]
+    v_fit = np.linspace(lo, hi, 25)
+    g_model = np.asarray(_g_curve_ps(cal.params, v_model))
+    name = cal.system_id.split(":", 1)[1] + (" (assumed)" if cal.provenance.get("contains_assumed_values") else "")
+    paper = [t for t in cal.provenance.get("targets", []) if t["kind"] == "gv_fit" and not t.get("assumed")]
+    stated = ""
+    if paper and "alpha_per_v" in paper[0]:
+        stated = f"; paper α = {paper[0]['alpha_per_v']:+.1f}"
+    ax.semilogy(v_model, g_model, "-", color=color, lw=1.0, alpha=0.8)
+    try:
+        band = conductance_band(cal, v_model, cals=cals, seed=seed, n_samples=GV_BAND_SAMPLES)
+    except Exception as exc:  # a calibration whose posterior cannot be sampled: say so, draw none
+        band, note = None, f" (no band: {type(exc).__name__})"
+    else:
+        note = "" if band is not None else " (no band: no covariance or targets file)"
+    if band is not None:
+        ax.fill_between(v_model, band[0], band[1], color=color, alpha=0.18, lw=0)
+    ax.semilogy(
+        v_fit,
+        c_ps * np.exp(alpha * v_fit),
+        "--" if cal.dopants else "-",
+        color=color,
+        lw=2.4,
+        label=f"{name}: α = {alpha:+.1f} V⁻¹, C = {c_ps:.3g} pS{stated}{note}",
+    )
+    any_assumed = False
+    for t in cal.provenance.get("targets", []):
+        if t["kind"] != "conductance":
+            continue
+        assumed = bool(t.get("assumed"))
+        any_assumed |= assumed
+        ax.semilogy([t["v"]], [t["g_ps"]], "o", ms=8, mfc="none" if assumed else color, mec="k", mew=1.2, zorder=5)
+    row = {
+        "fit_range_v": [lo, hi],
+        "fit_v": gv["fit_v"],
+        "c_ps": c_ps,
+        "alpha_per_v": alpha,
+        "band": band is not None,
+        "v_v": v_model,
+        "g_model_ps": g_model,
+        "band_ps": band,
+    }
+    return row, any_assumed
+
+
+def _finish_gv_panel(ax, pore, any_assumed: bool) -> None:
+    """A pore's panel: the legend's style entries (below the panel, off the data), title, axes, grid."""
+    ax.plot([], [], "o", mfc="0.6", mec="k", label="published point (paper's text)")
+    if any_assumed:
+        ax.plot([], [], "o", mfc="none", mec="k", label="assumed point (no number published)")
+    ax.fill_between([], [], [], color="0.5", alpha=0.25, label="Laplace band, 16–84 %")
+    ax.plot([], [], "-", color="0.3", lw=1.0, label="model G(V)")
+    ax.plot([], [], "--", color="0.3", lw=2.4, label="C·e^(αΔV) fit (solid: single salt)")
+    ax.set_title(f"{pore}: model G(V) and its exponential fit over the paper's range", fontsize=9)
+    ax.set_xlabel("ΔV (V)")
+    ax.set_ylabel("G per pore (pS)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, ncol=1)
 
 
 def _gv_columns(fits) -> dict:

@@ -694,14 +694,13 @@ def _held_steps(n_steps: int, save_every: int, n_rows: int | None = None) -> np.
     return np.minimum(np.arange(n_rows) * save_every, n_steps - 1)
 
 
-def _trace(
-    params, drive: _Drive, dt_ns: float, p_s, e_s, n_pores, save_every: int, scale: float, throw: bool, observed=None
-) -> Trace:
-    """The saved steps as a :class:`Trace` (G and I from the occupancy, ×N for N pores, unless
-    ``observed`` = (G, I, each device's probability-sum error) came with the run); a run that
-    lost probability or went non-finite raises (``throw``) or is flagged in ``Trace.ok``. ``p_s``,
-    ``e_s`` and ``observed`` may hold saved times past the drive's end (a run padded to a bucket):
-    G and I are formed at that padded shape (one compiled program per bucket), then all are cut."""
+def _trace(params, drive: _Drive, dt_ns: float, saved: _Saved, n_pores, save_every: int, throw: bool) -> Trace:
+    """A runner's saved steps as a :class:`Trace` (G and I from the occupancy, ×N for N pores, unless
+    ``saved.observed`` = (G, I, each device's probability-sum error) came with the run); a run that
+    lost probability or went non-finite raises (``throw``) or is flagged in ``Trace.ok``. The saved
+    arrays may hold saved times past the drive's end (a run padded to a bucket): G and I are formed
+    at that padded shape (one compiled program per bucket), then all are cut."""
+    p_s, e_s, scale, observed = saved.p_s, saved.e_s, saved.scale, saved.observed
     n_steps = drive.n_steps
     keep = n_steps // save_every + 1
     params_batched = len(params.batch_shape) == 1
@@ -747,6 +746,154 @@ def _saved_volts(v_saved: np.ndarray, shape: tuple) -> np.ndarray:
     return np.broadcast_to(v_saved, shape).copy()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """A checked run, as every runner takes it: ``drive`` the voltages as given, ``padded`` the same
+    run on to its bucket of saved intervals (one compiled program per bucket), ``n_valid`` the saved
+    intervals that are not padding, ``batch`` (params, voltages, p0, step inputs) batched?,
+    ``n_devices`` the batch size (1 for none), ``squarings`` the static cap on the exponential's
+    squarings."""
+
+    params: KineticParams
+    drive: _Drive
+    padded: _Drive
+    dt_ns: float
+    save_every: int
+    p0: jax.Array | None
+    batch: tuple[bool, bool, bool, bool]
+    n_devices: int
+    n_valid: np.int32
+    squarings: int
+
+    @property
+    def n_saved(self) -> int:
+        return self.drive.n_steps // self.save_every
+
+
+@dataclasses.dataclass(frozen=True)
+class _Saved:
+    """What every runner returns: occupancy ``p_s`` (..., S+1, K) per pore and energy ``e_s`` (..., S+1)
+    at the saved times (host arrays, devices first; rows past the drive's end are padding), ``scale``
+    the factor G and I take (N for N stochastic pores, else 1), and ``observed`` (G, I, each device's
+    probability-sum error) where the runner formed them itself (None: :func:`_trace` forms them)."""
+
+    p_s: np.ndarray
+    e_s: np.ndarray
+    scale: float = 1.0
+    observed: tuple | None = None
+
+
+def _setup(params: KineticParams, protocol, dt_ns, save_every, p0) -> _Setup:
+    """Check ``dt_ns``, the protocol, ``save_every`` and ``p0`` (raising naming the rule), and pad the
+    run to its bucket of saved intervals (the voltage held; the padding is skipped and cut)."""
+    if isinstance(dt_ns, bool) or not isinstance(dt_ns, (int, float, np.floating)) or not dt_ns > 0:
+        raise ValueError(f"dt_ns must be a number > 0 (ns); got {dt_ns!r}")
+    drive = _drive(protocol, float(dt_ns))
+    n_steps = drive.n_steps
+    if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every < 1 or n_steps % save_every:
+        raise ValueError(f"save_every must be a positive integer dividing the {n_steps} steps; got {save_every!r}")
+    p0, batch, batch_sizes = _batching(params, drive, p0)
+    n_saved = n_steps // save_every
+    return _Setup(
+        params=params,
+        drive=drive,
+        padded=_padded_drive(drive, _saved_bucket(n_saved) * save_every),
+        dt_ns=float(dt_ns),
+        save_every=save_every,
+        p0=p0,
+        batch=(*batch, drive.steps.ndim == 2),
+        n_devices=max(batch_sizes.values(), default=1),
+        n_valid=np.int32(n_saved),
+        squarings=_squaring_cap(params, float(dt_ns)),
+    )
+
+
+def _step_inputs(run: _Setup):
+    """The padded drive's per-step inputs and level table as the per-step scans take them."""
+    levels = run.padded.levels
+    return jnp.asarray(run.padded.steps), None if levels is None else jnp.asarray(levels)
+
+
+def _mean_field_runner(run: _Setup) -> _Saved:
+    """The mean-field run: over constant-voltage runs (:func:`_runs_runner`) where they save work,
+    else step by step (:func:`_per_step_runner`)."""
+    runs = None
+    if run.drive.levels is not None:
+        n_states = run.params.n_states
+        runs = _runs(run.drive.steps, run.save_every, run.n_devices * n_states * (n_states + 1), run.n_devices)
+    return _per_step_runner(run) if runs is None else _runs_runner(run, runs)
+
+
+def _per_step_runner(run: _Setup) -> _Saved:
+    """Mean-field, one scan iteration per step, vmapped over a batch; G and I formed afterwards."""
+    v_in, levels_in = _step_inputs(run)
+    p_s, e_s = _run_mean_field(
+        run.params,
+        v_in,
+        jnp.asarray(run.dt_ns, dtype=float),
+        jnp.asarray(run.drive.v_rest),
+        run.p0,
+        levels_in,
+        run.n_valid,
+        save_every=run.save_every,
+        max_squarings=run.squarings,
+        batch=run.batch,
+    )
+    return _Saved(np.asarray(p_s), np.asarray(e_s))
+
+
+def _runs_runner(run: _Setup, runs: _Runs) -> _Saved:
+    """Mean-field over constant-voltage runs, the batch device-last; G, I and the probability-sum
+    error come out of the same program."""
+    drive, save_every = run.drive, run.save_every
+    n_pad = run.padded.n_steps // save_every
+    grid = np.zeros((*runs.grid.shape[:-2], n_pad, runs.grid.shape[-1]), runs.grid.dtype)
+    grid[..., : run.n_saved, :] = runs.grid  # padded with empty runs (skipped)
+    saved_level = np.take(drive.steps, _held_steps(drive.n_steps, save_every, n_pad + 1), axis=-1)
+    out = _run_mean_field_runs(
+        run.params,
+        grid,
+        jnp.asarray(run.dt_ns, dtype=float),
+        drive.v_rest,
+        run.p0,
+        run.padded.levels,
+        runs.pair_level,
+        runs.pair_length,
+        saved_level.T,
+        run.n_valid,
+        n_bits=runs.n_bits,
+        max_squarings=run.squarings,
+        batch=run.batch,
+    )
+    p_s, e_s, g_s, i_s, err = (np.asarray(x) for x in out)  # device-last: views put the devices first
+    if any(run.batch):
+        p_s, e_s, g_s, i_s = np.moveaxis(p_s, -1, 0), e_s.T, g_s.T, i_s.T
+    else:
+        p_s, e_s, g_s, i_s, err = p_s[..., 0], e_s[..., 0], g_s[..., 0], i_s[..., 0], err[0]
+    return _Saved(p_s, e_s, observed=(g_s, i_s, err))
+
+
+def _stochastic_runner(run: _Setup, n_pores: int, key) -> _Saved:
+    """``n_pores`` stochastic pores per device, step by step (counts per state), vmapped over a batch."""
+    v_in, levels_in = _step_inputs(run)
+    counts, e_s = _run_stochastic(
+        run.params,
+        v_in,
+        jnp.asarray(run.dt_ns, dtype=float),
+        jnp.asarray(run.drive.v_rest),
+        run.p0,
+        key,
+        float(n_pores),
+        levels_in,
+        run.n_valid,
+        save_every=run.save_every,
+        max_squarings=run.squarings,
+        batch=run.batch,
+        batch_size=run.n_devices,
+    )
+    return _Saved(np.asarray(counts / n_pores), np.asarray(e_s), scale=float(n_pores))
+
+
 def simulate(
     cal,
     protocol,
@@ -775,95 +922,18 @@ def simulate(
         throw: raise if a run loses probability or goes non-finite (else see ``Trace.ok``).
     """
     params = _as_params(cal)
-    if isinstance(dt_ns, bool) or not isinstance(dt_ns, (int, float, np.floating)) or not dt_ns > 0:
-        raise ValueError(f"dt_ns must be a number > 0 (ns); got {dt_ns!r}")
-    drive = _drive(protocol, float(dt_ns))
-    n_steps = drive.n_steps
-    if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every < 1 or n_steps % save_every:
-        raise ValueError(f"save_every must be a positive integer dividing the {n_steps} steps; got {save_every!r}")
-    p0, batch, batch_sizes = _batching(params, drive, p0)
-    dt = jnp.asarray(dt_ns, dtype=float)
-    # one compiled program per bucket of saved times: the steps padded to a power of two of saved
-    # intervals, the voltage held, the padding skipped inside the run and cut from the trace
-    n_saved = n_steps // save_every
-    padded = _padded_drive(drive, _saved_bucket(n_saved) * save_every)
-    n_valid = np.int32(n_saved)
-    v_in, levels_in = jnp.asarray(padded.steps), None if padded.levels is None else jnp.asarray(padded.levels)
-    v_rest = drive.v_rest
-    batch = (*batch, drive.steps.ndim == 2)
-    squarings = _squaring_cap(params, float(dt_ns))
+    run = _setup(params, protocol, dt_ns, save_every, p0)
     if n_pores is None:
         if key is not None:
             raise ValueError("key is only used with n_pores (stochastic runs); drop it or pass n_pores")
-        n_devices = max(batch_sizes.values(), default=1)
-        runs = (
-            None
-            if drive.levels is None
-            else _runs(drive.steps, save_every, n_devices * params.n_states * (params.n_states + 1), n_devices)
-        )
-        if runs is None:
-            p_s, e_s = _run_mean_field(
-                params,
-                v_in,
-                dt,
-                jnp.asarray(v_rest),
-                p0,
-                levels_in,
-                n_valid,
-                save_every=save_every,
-                max_squarings=squarings,
-                batch=batch,
-            )
-        else:
-            n_pad = padded.n_steps // save_every
-            grid = np.zeros((*runs.grid.shape[:-2], n_pad, runs.grid.shape[-1]), runs.grid.dtype)
-            grid[..., :n_saved, :] = runs.grid  # padded with empty runs (skipped)
-            saved_level = np.take(drive.steps, _held_steps(n_steps, save_every, n_pad + 1), axis=-1)
-            out = _run_mean_field_runs(
-                params,
-                grid,
-                dt,
-                v_rest,
-                p0,
-                padded.levels,
-                runs.pair_level,
-                runs.pair_length,
-                saved_level.T,
-                n_valid,
-                n_bits=runs.n_bits,
-                max_squarings=squarings,
-                batch=batch,
-            )
-            p_s, e_s, g_s, i_s, err = (np.asarray(x) for x in out)  # device-last: views put the devices first
-            if any(batch):
-                p_s, e_s, g_s, i_s = np.moveaxis(p_s, -1, 0), e_s.T, g_s.T, i_s.T
-            else:
-                p_s, e_s, g_s, i_s, err = p_s[..., 0], e_s[..., 0], g_s[..., 0], i_s[..., 0], err[0]
-            return _trace(params, drive, float(dt_ns), p_s, e_s, None, save_every, 1.0, throw, (g_s, i_s, err))
-        scale = 1.0
+        saved = _mean_field_runner(run)
     else:
         if isinstance(n_pores, bool) or not isinstance(n_pores, (int, np.integer)) or n_pores < 1:
             raise ValueError(f"n_pores must be an integer >= 1 (or None for mean-field); got {n_pores!r}")
         if key is None:
             raise ValueError("a stochastic run (n_pores given) needs an explicit key=jax.random.key(seed)")
-        counts, e_s = _run_stochastic(
-            params,
-            v_in,
-            dt,
-            jnp.asarray(v_rest),
-            p0,
-            key,
-            float(n_pores),
-            levels_in,
-            n_valid,
-            save_every=save_every,
-            max_squarings=squarings,
-            batch=batch,
-            batch_size=max(batch_sizes.values(), default=1),
-        )
-        p_s = counts / n_pores
-        scale = float(n_pores)
-    return _trace(params, drive, float(dt_ns), np.asarray(p_s), np.asarray(e_s), n_pores, save_every, scale, throw)
+        saved = _stochastic_runner(run, n_pores, key)
+    return _trace(params, run.drive, run.dt_ns, saved, n_pores, save_every, throw)
 
 
 @functools.partial(jax.jit, static_argnames=("params_batched", "p_batched"))
