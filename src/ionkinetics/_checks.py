@@ -7,18 +7,24 @@
 - Run sizes: the steps and the memory a run will hold are estimated from its duration and time
   step before anything is allocated, and refused with the numbers (a time step typed in seconds
   asks for 10^12 steps).
+- Arguments: :func:`bad_argument` builds every "``<argument> <rule>; got <value>``" error, and
+  :func:`check_real` refuses a number that is not a finite real within its bounds, with that message.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
+from typing import Any, TypeVar
 
 __all__ = [
     "MAX_ABS_V",
     "MAX_RUN_BYTES_FRACTION",
     "OutsideDataRange",
+    "bad_argument",
+    "check_real",
     "check_run_size",
     "check_voltage",
     "looks_like_path",
@@ -34,6 +40,73 @@ MAX_RUN_BYTES_FRACTION = 0.5
 # A time step below this (ns) is read as one typed in seconds when ×1e9 lands in the usual range.
 _SECONDS_HINT_BELOW_NS = 1e-6
 _USUAL_DT_NS = (1e-4, 10.0)
+
+
+_E = TypeVar("_E", bound=Exception)
+
+
+def bad_argument(arg: str, rule: str, value: object, error: type[_E] = ValueError) -> _E:
+    """The error (an ``error`` instance, not raised) for ``arg`` breaking ``rule``:
+    ``"<arg> <rule>; got <value!r>"``. ``arg`` is the whole name as the message shows it (a file
+    reader passes e.g. ``"calibration field 'x'"``)."""
+    return error(f"{arg} {rule}; got {value!r}")
+
+
+def check_real(
+    arg: str,
+    value: Any,
+    rule: str | None = None,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    minimum: float | None = None,
+    exclusive_minimum: bool = False,
+    maximum: float | None = None,
+    error: type[Exception] = ValueError,
+    numpy_scalars: bool = True,
+    convert: bool = False,
+    not_number: str = "must be a finite number",
+    not_finite: str | None = None,
+    report_float: bool = False,
+) -> float:
+    """``value`` as a float, refused (:func:`bad_argument`, class ``error``) unless it is a finite
+    real number (never a bool) that is > 0 (``positive``), >= 0 (``nonnegative``), >= ``minimum``
+    (> with ``exclusive_minimum``) and <= ``maximum``.
+
+    ``rule`` is the message for every failure; without it each failure says its own:
+    ``not_number`` (not a real number), ``not_finite`` (default ``not_number``), ``must be > 0``,
+    ``must be >= 0``, ``must be >= <minimum>`` or ``must be <= <maximum>``.
+    Accepted types: Python ``int``/``float`` and NumPy's real scalars (``numbers.Real``), only Python's
+    with ``numpy_scalars=False`` (values read from JSON/TOML), anything ``float()`` takes with
+    ``convert`` (a 0-d array, a numeric string). ``report_float``: a failure after the type check
+    shows the value as converted to float (as the file readers' messages do)."""
+
+    def bad(default: str, shown: object) -> Exception:
+        return bad_argument(arg, rule or default, shown, error)
+
+    if isinstance(value, bool):
+        raise bad(not_number, value)
+    if convert:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise bad(not_number, value) from None
+    elif isinstance(value, (numbers.Real if numpy_scalars else (int, float))):
+        x = float(value)
+    else:
+        raise bad(not_number, value)
+    shown = x if report_float else value
+    if not math.isfinite(x):
+        raise bad(not_finite or not_number, shown)
+    if positive and x <= 0:
+        raise bad("must be > 0", shown)
+    if nonnegative and x < 0:
+        raise bad("must be >= 0", shown)
+    if minimum is not None and (x < minimum or (exclusive_minimum and x == minimum)):
+        raise bad(f"must be {'>' if exclusive_minimum else '>='} {minimum:g}", shown)
+    if maximum is not None and x > maximum:
+        raise bad(f"must be <= {maximum:g}", shown)
+    return x
 
 
 class OutsideDataRange(UserWarning):

@@ -39,7 +39,7 @@ from types import MappingProxyType
 import jax.numpy as jnp
 
 from .. import species
-from .._checks import looks_like_path
+from .._checks import bad_argument, check_real, looks_like_path
 from .._io import shipped_dir, write_json_atomic
 from ..constants import AVOGADRO_PER_NM3_PER_MOLAR
 from ..kinetics import BellRate, KineticParams, OpenConductance, thermal_voltage_v
@@ -89,7 +89,7 @@ class CalibrationError(ValueError):
 
 
 def _field(where: str, rule: str, value) -> CalibrationError:
-    return CalibrationError(f"calibration field '{where}' {rule}; got {value!r}")
+    return bad_argument(f"calibration field '{where}'", rule, value, CalibrationError)
 
 
 def _require(mapping, key, where):
@@ -103,16 +103,19 @@ def _require(mapping, key, where):
 
 
 def _number(value, where, *, lo=None, hi=None, lo_open=False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _field(where, "must be a number", value)
-    value = float(value)
-    if not math.isfinite(value):
-        raise _field(where, "must be finite", value)
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        raise _field(where, f"must be {'>' if lo_open else '>='} {lo:g}", value)
-    if hi is not None and value > hi:
-        raise _field(where, f"must be <= {hi:g}", value)
-    return value
+    """A calibration field's number (JSON: Python int/float only), the failure shown as a float."""
+    return check_real(
+        f"calibration field '{where}'",
+        value,
+        minimum=lo,
+        exclusive_minimum=lo_open,
+        maximum=hi,
+        error=CalibrationError,
+        numpy_scalars=False,
+        not_number="must be a number",
+        not_finite="must be finite",
+        report_float=True,
+    )
 
 
 def _unknown_keys(raw: dict, allowed, where: str) -> None:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .. import species
+from .._checks import bad_argument
 from .._io import git_commit
 from ._calibration import (
     SCHEMA,
@@ -69,10 +70,6 @@ TRACE_BINS = 40
 CONDUCTANCE_REL_SIGMA_FLOOR = 0.05
 # Fewer observed events than this per rate are flagged in the file (the campaign target is 30).
 MIN_EVENTS_PER_RATE = 30
-
-
-def _bad(name: str, rule: str, value) -> ValueError:
-    return ValueError(f"{name} {rule}; got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -211,49 +208,51 @@ class _Plan:
 
 def _plan(runs: Sequence[MDRun], carrier: str | None, dopant: str | None) -> _Plan:
     if not runs:
-        raise _bad("run_dirs", "must name at least one finished run directory", [])
+        raise bad_argument("run_dirs", "must name at least one finished run directory", [])
     pores = {r.system.pore for r in runs}
     if len(pores) != 1:
-        raise _bad("run_dirs", "must all be runs of one pore", sorted(pores))
+        raise bad_argument("run_dirs", "must all be runs of one pore", sorted(pores))
     temps = {r.settings.temperature_k for r in runs}
     if len(temps) != 1:
-        raise _bad("run_dirs", "must all be runs at one temperature", sorted(temps))
+        raise bad_argument("run_dirs", "must all be runs at one temperature", sorted(temps))
     mixture = [r for r in runs if len(r.cations) > 1]
     singles = [r for r in runs if len(r.cations) == 1]
     systems = {str(r.system) for r in mixture}
     if len(systems) > 1:
-        raise _bad("run_dirs", "may hold runs of one mixture (plus its carrier-only controls)", sorted(systems))
+        raise bad_argument("run_dirs", "may hold runs of one mixture (plus its carrier-only controls)", sorted(systems))
     if mixture:
         system = mixture[0].system
         if len(system.cation_molar) != 2:
-            raise _bad("run_dirs", "mixtures must have exactly two cations (a carrier and one dopant)", str(system))
+            raise bad_argument("run_dirs", "mixtures must have exactly two cations (a carrier and one dopant)", str(system))
         blockers = {r.blockers for r in mixture}
         if dopant is None:
             if len(blockers) != 1 or len(next(iter(blockers))) != 1:
-                raise _bad("dopant", "must be given when the mixture runs do not name one blocking species", sorted(blockers))
+                raise bad_argument(
+                    "dopant", "must be given when the mixture runs do not name one blocking species", sorted(blockers)
+                )
             dopant = next(iter(blockers))[0]
         if dopant not in system.cation_molar:
-            raise _bad("dopant", f"must be a cation of {system} ({', '.join(system.cation_molar)})", dopant)
+            raise bad_argument("dopant", f"must be a cation of {system} ({', '.join(system.cation_molar)})", dopant)
         others = [c for c in system.cation_molar if c != dopant]
         if carrier is None:
             carrier = others[0]
         if carrier not in others:
-            raise _bad("carrier", f"must be the cation of {system} that is not the dopant {dopant}", carrier)
+            raise bad_argument("carrier", f"must be the cation of {system} that is not the dopant {dopant}", carrier)
         bad_blockers = [r.run_dir for r in mixture if r.blockers != (dopant,)]
         if bad_blockers:
-            raise _bad("run_dirs", f"mixture runs must be analysed with the dopant {dopant} as the blocker", bad_blockers)
+            raise bad_argument("run_dirs", f"mixture runs must be analysed with the dopant {dopant} as the blocker", bad_blockers)
     else:
         kinds = {r.cations[0] for r in singles}
         if len(kinds) != 1:
-            raise _bad("run_dirs", "without a mixture run must all be of one single salt", sorted(kinds))
+            raise bad_argument("run_dirs", "without a mixture run must all be of one single salt", sorted(kinds))
         carrier = carrier or next(iter(kinds))
         system = singles[0].system
         if dopant is not None:
-            raise _bad("dopant", "needs mixture runs (two cations); the runs hold one salt", dopant)
+            raise bad_argument("dopant", "needs mixture runs (two cations); the runs hold one salt", dopant)
     controls = [r for r in singles if r.cations == (carrier,)]
     strays = [r.run_dir for r in singles if r.cations != (carrier,)]
     if strays:
-        raise _bad("run_dirs", f"single-salt runs must be controls of the carrier {carrier}", strays)
+        raise bad_argument("run_dirs", f"single-salt runs must be controls of the carrier {carrier}", strays)
     return _Plan(system, carrier, dopant, tuple(mixture), tuple(controls), float(next(iter(temps))))
 
 
@@ -422,7 +421,7 @@ def _compare_with_pmf(fit, pmf: dict, ion: str, temperature_k: float) -> dict:
 
     for key in ("well_kt", "barrier_kt"):
         if not isinstance(pmf.get(key), (int, float)):
-            raise _bad(f"pmf['{key}']", "must be a number (a pmf.json from `ionkinetics md pmf`)", pmf.get(key))
+            raise bad_argument(f"pmf['{key}']", "must be a number (a pmf.json from `ionkinetics md pmf`)", pmf.get(key))
     barrier = max(float(pmf["barrier_kt"]), 0.0) - float(pmf["well_kt"])
     out = compare_zero_bias(fit, barrier_kt=barrier, ion=ion, temperature_k=temperature_k)
     out["escape_barrier_from_pmf"] = "max(barrier_kt, 0) - well_kt of the dopant's PMF"
@@ -558,7 +557,7 @@ def md_targets(
     trapping and escape, and C and α of the open pore unless control runs fix them."""
     plan = _plan(runs, carrier, dopant)
     if plan.dopant is None:
-        raise _bad("run_dirs", "need mixture runs (a dopant) for w(t) targets", [r.run_dir for r in runs])
+        raise bad_argument("run_dirs", "need mixture runs (a dopant) for w(t) targets", [r.run_dir for r in runs])
     if start is None:
         start, _, _, _ = _direct(plan, 0, 0)
     ion = plan.dopant
@@ -584,7 +583,7 @@ def md_targets(
             free += ["open.alpha_per_v"]
     missing = [n for n in parameter_names(plan.carrier, [(ion, "center")]) if n not in params]
     if missing:
-        raise _bad("start", "must give every parameter", missing)
+        raise bad_argument("start", "must give every parameter", missing)
     return Targets(
         system=plan.system,
         carrier=plan.carrier,
@@ -620,11 +619,11 @@ def calibrate_from_runs(
     escape rate from its barrier (Kramers D/a² and Eyring k_BT/h prefactors) beside the MD fit,
     under ``fit.md_direct.details.zero_bias_vs_pmf``."""
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
-        raise _bad("n_bootstrap", "must be an integer >= 0 (0: Laplace errors only)", n_bootstrap)
+        raise bad_argument("n_bootstrap", "must be an integer >= 0 (0: Laplace errors only)", n_bootstrap)
     runs = [r if isinstance(r, MDRun) else load_md_run(r) for r in run_dirs]
     plan = _plan(runs, carrier, dopant)
     if pmf is not None and plan.dopant is None:
-        raise _bad("pmf", "needs mixture runs (a dopant whose escape it describes)", "given")
+        raise bad_argument("pmf", "needs mixture runs (a dopant whose escape it describes)", "given")
     values, sigma, details, assumptions = _direct(plan, n_bootstrap, seed, pmf)
     direct = {
         "method": "censored maximum likelihood of pooled dwell counts (Bell law, center site) and G-V least squares",

@@ -54,6 +54,7 @@ import numpy as np
 from scipy import optimize
 
 from .. import species
+from .._checks import bad_argument
 from ..constants import BOLTZMANN_J_PER_K, PLANCK_J_S
 from ..kinetics import BellRate, bell_rate_per_ns, thermal_voltage_v
 from ._calibration import escape_ceiling_per_ns
@@ -75,10 +76,6 @@ __all__ = [
 
 MODELS = ("two_polarity", "center", "with_field", "against_field")
 _EXP_CLIP = 80.0
-
-
-def _bad(name: str, rule: str, value) -> ValueError:
-    return ValueError(f"{name} {rule}; got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -104,9 +101,9 @@ class DwellData:
         if not (np.all(np.isfinite(v)) and np.all(np.isfinite(n)) and np.all(np.isfinite(t))):
             raise ValueError("v_v, n_events and exposure_ns must be finite")
         if np.any(n < 0) or np.any(n != np.round(n)):
-            raise _bad("n_events", "must be non-negative integers", n.tolist())
+            raise bad_argument("n_events", "must be non-negative integers", n.tolist())
         if np.any(t <= 0):
-            raise _bad(
+            raise bad_argument(
                 "exposure_ns", "must be > 0 at every bias (a bias with no time at risk carries no information)", t.tolist()
             )
         object.__setattr__(self, "v_v", v)
@@ -370,20 +367,20 @@ def _fit_once(model, v_v, v_thermal_v, n, t, k_max, molar, charge, starts=None):
 def _check_fit_arguments(data, model, ion, molar, k_max_per_ns, bootstrap, n_bootstrap) -> int:
     """Validate :func:`fit_bell_rates`' arguments; returns |z| of ``ion`` (the δ bound)."""
     if model not in MODELS:
-        raise _bad("model", f"must be one of {MODELS}", model)
+        raise bad_argument("model", f"must be one of {MODELS}", model)
     if not isinstance(data, DwellData):
         raise TypeError(f"data must be a DwellData; got {type(data).__name__}")
     charge = abs(species.get_ion(ion).charge)
     if not (molar > 0 and math.isfinite(molar)):
-        raise _bad("molar", "must be a finite number > 0", molar)
+        raise bad_argument("molar", "must be a finite number > 0", molar)
     if not (k_max_per_ns > 0):
-        raise _bad("k_max_per_ns", "must be > 0 (inf for no ceiling)", k_max_per_ns)
+        raise bad_argument("k_max_per_ns", "must be > 0 (inf for no ceiling)", k_max_per_ns)
     if bootstrap not in (None, "parametric", "nonparametric"):
-        raise _bad("bootstrap", "must be None, 'parametric' or 'nonparametric'", bootstrap)
+        raise bad_argument("bootstrap", "must be None, 'parametric' or 'nonparametric'", bootstrap)
     if bootstrap == "nonparametric" and data.event_k is None:
-        raise _bad("bootstrap", "'nonparametric' needs per-interval data (dwell_data_from_intervals)", bootstrap)
+        raise bad_argument("bootstrap", "'nonparametric' needs per-interval data (dwell_data_from_intervals)", bootstrap)
     if bootstrap is not None and (isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 2):
-        raise _bad("n_bootstrap", "must be an integer >= 2 when bootstrapping", n_bootstrap)
+        raise bad_argument("n_bootstrap", "must be an integer >= 2 when bootstrapping", n_bootstrap)
     n_params = 4 if model == "two_polarity" else 2
     n_distinct = np.unique(np.abs(data.v_v) if model == "center" else data.v_v).size
     if n_distinct < n_params:
@@ -485,7 +482,7 @@ def diffusive_attempt_frequency_per_ns(ion: str, length_nm: float = 0.3) -> floa
     """D/a² per ns: the high-friction (Kramers–Smoluchowski) attempt frequency of ``ion`` across a
     site of size ``length_nm`` (default 0.3 nm, the calibration's capture radius)."""
     if not (length_nm > 0):
-        raise _bad("length_nm", "must be > 0", length_nm)
+        raise bad_argument("length_nm", "must be > 0", length_nm)
     return escape_ceiling_per_ns(ion, capture_radius_nm=length_nm)
 
 
@@ -493,10 +490,10 @@ def kramers_rate_per_ns(barrier_kt, *, prefactor_per_ns: float, barrier_se_kt: f
     """Arrhenius/Kramers rate ν·exp(−ΔG‡/k_BT), per ns; with ``barrier_se_kt`` also its error
     k·σ_ΔG (returns ``(k, se)``), else ``k`` alone. The prefactor must be stated by the caller."""
     if not (prefactor_per_ns > 0 and math.isfinite(prefactor_per_ns)):
-        raise _bad("prefactor_per_ns", "must be a finite number > 0", prefactor_per_ns)
+        raise bad_argument("prefactor_per_ns", "must be a finite number > 0", prefactor_per_ns)
     b = np.asarray(barrier_kt, dtype=float)
     if not np.all(np.isfinite(b)):
-        raise _bad("barrier_kt", "must be finite", barrier_kt)
+        raise bad_argument("barrier_kt", "must be finite", barrier_kt)
     k = prefactor_per_ns * np.exp(-b)
     k = float(k) if k.ndim == 0 else k
     if barrier_se_kt is None:

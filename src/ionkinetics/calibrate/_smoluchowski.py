@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from .._checks import bad_argument
 from ..constants import AVOGADRO_PER_MOL, BOLTZMANN_J_PER_K, ELEMENTARY_CHARGE_C
 
 __all__ = ["SiteRates", "mean_first_passage_time_ps", "site_rates_from_profile"]
@@ -29,22 +30,18 @@ __all__ = ["SiteRates", "mean_first_passage_time_ps", "site_rates_from_profile"]
 _NM3_PER_LITRE = 1e24
 
 
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
-
-
 def _grid(z_nm, *arrays):
     z = np.asarray(z_nm, dtype=float)
     if z.ndim != 1 or z.size < 5 or not np.all(np.isfinite(z)):
-        raise _bad("z_nm", "must be at least 5 finite grid points", z.shape)
+        raise bad_argument("z_nm", "must be at least 5 finite grid points", z.shape)
     h = np.diff(z)
     if np.any(h <= 0) or np.ptp(h) > 1e-6 * h.mean():
-        raise _bad("z_nm", "must be a uniform, increasing grid", (float(h.min()), float(h.max())))
+        raise bad_argument("z_nm", "must be a uniform, increasing grid", (float(h.min()), float(h.max())))
     out = []
     for name, a in arrays:
         a = np.broadcast_to(np.asarray(a, dtype=float), z.shape)
         if not np.all(np.isfinite(a)):
-            raise _bad(name, "must be finite on the grid", name)
+            raise bad_argument(name, "must be finite on the grid", name)
         out.append(a)
     return z, float(h.mean()), out
 
@@ -55,7 +52,7 @@ def mean_first_passage_time_ps(z_nm, u_kt, d_nm2_per_ps, *, source=None) -> np.n
     see :func:`site_rates_from_profile`). Second order in the grid spacing."""
     z, h, (u, d) = _grid(z_nm, ("u_kt", u_kt), ("d_nm2_per_ps", d_nm2_per_ps))
     if np.any(d <= 0):
-        raise _bad("d_nm2_per_ps", "must be > 0 everywhere", float(d.min()))
+        raise bad_argument("d_nm2_per_ps", "must be > 0 everywhere", float(d.min()))
     s = np.ones_like(z) if source is None else np.broadcast_to(np.asarray(source, dtype=float), z.shape)
     u = u - u.min()
     # flux coefficients at the half points: the arithmetic mean of D·e^{−U} (second order)
@@ -102,12 +99,14 @@ def site_rates_from_profile(z_nm, w_kt, d_nm2_per_ps, *, v: float, charge_e: flo
     ``field_share`` f(z) in [0, 1]; ``reference_area_nm2`` is the membrane area per pore (the K_b footing)."""
     z, h, (w, d, f) = _grid(z_nm, ("w_kt", w_kt), ("d_nm2_per_ps", d_nm2_per_ps), ("field_share", field_share))
     if np.any((f < 0) | (f > 1)):
-        raise _bad("field_share", "must lie in [0, 1] (the fraction of the drop crossed)", (float(f.min()), float(f.max())))
+        raise bad_argument(
+            "field_share", "must lie in [0, 1] (the fraction of the drop crossed)", (float(f.min()), float(f.max()))
+        )
     vt = BOLTZMANN_J_PER_K * temperature_k / ELEMENTARY_CHARGE_C  # V_T = k_BT/e, volts
     u = w - charge_e * f * v / vt
     site = np.abs(z) < site_half_width_nm
     if site.sum() < 2:
-        raise _bad("site_half_width_nm", "must span at least two grid points", site_half_width_nm)
+        raise bad_argument("site_half_width_nm", "must span at least two grid points", site_half_width_nm)
     tau = mean_first_passage_time_ps(z, u, d)
     p = np.exp(-(u[site] - u[site].min()))
     tau_site = float(np.sum(tau[site] * p) / np.sum(p))

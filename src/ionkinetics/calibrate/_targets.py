@@ -69,6 +69,7 @@ import itertools
 import math
 
 from .. import species
+from .._checks import bad_argument, check_real
 from .._io import read_toml
 from ._calibration import SITES, encounter_rate_per_ns_per_molar, escape_ceiling_per_ns, load_calibration
 
@@ -191,16 +192,14 @@ def _check_parameter_range(name: str, value: float) -> None:
         raise _err(where, "must be > 0 (a rate, conductance or voltage scale, fitted in log space)", value)
 
 
-def _err(where, rule, value):
-    return TargetsError(f"targets field '{where}' {rule}; got {value!r}")
+def _err(where, rule, value) -> TargetsError:
+    return bad_argument(f"targets field '{where}'", rule, value, TargetsError)
 
 
 def _num(value, where, rule):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _err(where, "must be a finite number", value)
-    value = float(value)
-    if rule == "positive" and value <= 0:
-        raise _err(where, "must be > 0", value)
+    value = check_real(
+        f"targets field '{where}'", value, positive=rule == "positive", error=TargetsError, numpy_scalars=False, report_float=True
+    )
     if rule == "unit" and not 0.0 <= value <= 1.0:
         raise _err(where, "must be within [0, 1]", value)
     return value

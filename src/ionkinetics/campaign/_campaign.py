@@ -80,6 +80,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import species as _species
+from .._checks import bad_argument
 from .._io import load_toml_as, save_figure, write_json_atomic
 from ..kinetics import protocols as _protocols
 from ..md import RunSettings
@@ -124,7 +125,7 @@ class CampaignError(ValueError):
 
 
 def _bad(field: str, rule: str, value) -> CampaignError:
-    return CampaignError(f"campaign field '{field}' {rule}; got {value!r}")
+    return bad_argument(f"campaign field '{field}'", rule, value, CampaignError)
 
 
 def _slug(text: str) -> str:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 
 import networkx as nx
 
+from .._checks import check_real
 from ..kinetics import protocols as _protocols
 
 __all__ = [
@@ -38,12 +38,6 @@ __all__ = [
 GROUND = "0"
 PS_PER_SIEMENS = 1e12
 CAP_UNIT_PER_FARAD = 1e21  # pA·ns/V per F
-
-
-def _positive(element: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"element {element!r}: {name} must be a finite number > 0; got {value!r}")
-    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +64,13 @@ class Resistor(Element):
     def check(self):
         """Raise ``ValueError`` unless the name is valid and ``r_ohm`` is a finite number > 0."""
         super().check()
-        _positive(self.name, "r_ohm (resistance, ohm)", self.r_ohm)
+        check_real(
+            f"element {self.name!r}: r_ohm (resistance, ohm)",
+            self.r_ohm,
+            "must be a finite number > 0",
+            positive=True,
+            numpy_scalars=False,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +83,13 @@ class Capacitor(Element):
     def check(self):
         """Raise ``ValueError`` unless the name is valid and ``c_f`` is a finite number > 0."""
         super().check()
-        _positive(self.name, "c_f (capacitance, F)", self.c_f)
+        check_real(
+            f"element {self.name!r}: c_f (capacitance, F)",
+            self.c_f,
+            "must be a finite number > 0",
+            positive=True,
+            numpy_scalars=False,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,8 @@ import operator
 
 import numpy as np
 
+from .._checks import check_real
+
 __all__ = [
     "DC",
     "KINDS",
@@ -45,14 +47,7 @@ SINE_MIN_STEPS_PER_PERIOD = 4  # fewer and a held sine aliases (Nyquist: more th
 def _check_real(name: str, value, *, positive=False, nonnegative=False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0; got {value!r}")
-    if nonnegative and value < 0:
-        raise ValueError(f"{name} must be >= 0; got {value!r}")
-    return value
+    return check_real(name, value, positive=positive, nonnegative=nonnegative, not_finite="must be finite", report_float=True)
 
 
 class Protocol(abc.ABC):

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import bad_argument
 from .._io import write_npz_atomic
 from ._pmf import BOLTZMANN_KJ_PER_MOL_K, _quiet_pymbar, analyze_windows, load_window
 
@@ -57,10 +58,6 @@ MIRROR_NSIGMA = 2.0  # mirror windows agree with the +z side within this many co
 HALVES_NSIGMA = 2.0  # block halves agree within this many standard errors of their difference
 BLOCKING_MIN_BLOCKS = 8  # blocking levels with fewer points are too noisy to judge (χ² of 7 dof: ±50 %)
 _GRID_NM = 0.01  # window centres lie on this grid (stable file names window_<round(100·z0) + 1000>)
-
-
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
 
 
 def _index(z0: float) -> int:
@@ -94,29 +91,29 @@ class AdaptivePlan:
                      "chunk_ps", "min_sampling_ps", "max_sampling_ps", "sample_every_ps", "temperature_k"):  # fmt: skip
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise _bad(name, "must be a finite number > 0", v)
+                raise bad_argument(name, "must be a finite number > 0", v)
         if self.equilibration_ps < 0:
-            raise _bad("equilibration_ps", "must be >= 0", self.equilibration_ps)
+            raise bad_argument("equilibration_ps", "must be >= 0", self.equilibration_ps)
         if self.bulk_min_abs_z_nm >= self.z_max_nm:
-            raise _bad("bulk_min_abs_z_nm", f"must be below z_max_nm = {self.z_max_nm:g} (bulk windows zero the PMF)",
+            raise bad_argument("bulk_min_abs_z_nm", f"must be below z_max_nm = {self.z_max_nm:g} (bulk windows zero the PMF)",
                        self.bulk_min_abs_z_nm)  # fmt: skip
         if not 0 < self.inner_spacing_nm <= self.spacing_nm or not 0 <= self.inner_z_max_nm <= self.z_max_nm:
-            raise _bad("inner_spacing_nm", f"must be in (0, spacing_nm = {self.spacing_nm:g}] with inner_z_max_nm in "
+            raise bad_argument("inner_spacing_nm", f"must be in (0, spacing_nm = {self.spacing_nm:g}] with inner_z_max_nm in "
                        f"[0, z_max_nm = {self.z_max_nm:g}]", (self.inner_spacing_nm, self.inner_z_max_nm))  # fmt: skip
         names = ("z_max_nm", "spacing_nm", "inner_spacing_nm", "inner_z_max_nm",
                  *(f"mirror_z_nm[{k}]" for k in range(len(self.mirror_z_nm))))  # fmt: skip
         for name in names:
             v = getattr(self, name) if "[" not in name else self.mirror_z_nm[int(name[12:-1])]
             if abs(v / _GRID_NM - round(v / _GRID_NM)) > 1e-6:
-                raise _bad(name, f"must lie on the {_GRID_NM} nm grid", v)
+                raise bad_argument(name, f"must lie on the {_GRID_NM} nm grid", v)
         if any(z >= 0 for z in self.mirror_z_nm):
-            raise _bad("mirror_z_nm", "must be centres below the sheet (z0 < 0)", self.mirror_z_nm)
+            raise bad_argument("mirror_z_nm", "must be centres below the sheet (z0 < 0)", self.mirror_z_nm)
         if self.max_sampling_ps < self.min_sampling_ps:
-            raise _bad("max_sampling_ps", f"must be >= min_sampling_ps = {self.min_sampling_ps:g}", self.max_sampling_ps)
+            raise bad_argument("max_sampling_ps", f"must be >= min_sampling_ps = {self.min_sampling_ps:g}", self.max_sampling_ps)
         if self.ions_per_cell not in (1, 2):
-            raise _bad("ions_per_cell", "must be 1 or 2", self.ions_per_cell)
+            raise bad_argument("ions_per_cell", "must be 1 or 2", self.ions_per_cell)
         if isinstance(self.max_added_windows, bool) or not isinstance(self.max_added_windows, int) or self.max_added_windows < 0:
-            raise _bad("max_added_windows", "must be an integer >= 0", self.max_added_windows)
+            raise bad_argument("max_added_windows", "must be an integer >= 0", self.max_added_windows)
 
     @property
     def kt_kj_per_mol(self) -> float:
@@ -232,7 +229,7 @@ def mean_force_pmf(windows: list[dict], *, bulk_min_abs_z_nm: float, temperature
         if z0 >= 0:
             rows.append((z0, *_mean_force(d["z_nm"], z0, k)))
     if len(rows) < 2:
-        raise _bad("windows", "must hold at least two windows with z0 >= 0", len(rows))
+        raise bad_argument("windows", "must hold at least two windows with z0 >= 0", len(rows))
     rows.sort(key=lambda r: -r[1])  # outermost ⟨z⟩ first
     z0s, zm, f, sf = (np.array(c) for c in zip(*rows, strict=True))
     w, sw = _trapezoid_from_bulk(zm, f, sf, bulk_min_abs_z_nm)
@@ -467,7 +464,7 @@ class OpenMMUmbrellaSampler:
         self.dt_fs = float(timestep_fs)
         steps = plan.sample_every_ps * 1000.0 / self.dt_fs
         if abs(steps - round(steps)) > 1e-6:
-            raise _bad("timestep_fs", f"must divide sample_every_ps = {plan.sample_every_ps:g} ps", timestep_fs)
+            raise bad_argument("timestep_fs", f"must divide sample_every_ps = {plan.sample_every_ps:g} ps", timestep_fs)
         self.every = round(steps)
         system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(built.system))
         force = openmm.CustomExternalForce(
@@ -514,7 +511,7 @@ class OpenMMUmbrellaSampler:
         import openmm.unit as u
 
         if len(z0s) > len(self.ions):
-            raise _bad("z0s", f"must give at most {len(self.ions)} window centres (one per restrained ion)", z0s)
+            raise bad_argument("z0s", f"must give at most {len(self.ions)} window centres (one per restrained ion)", z0s)
         z0_all = list(z0s) + [float(z0s[-1])] * (len(self.ions) - len(z0s))  # a spare ion shadows the last window
         for k, (ion, xy) in enumerate(zip(self.ions, self.pore_xy, strict=True)):
             self.force.setParticleParameters(k, ion, [float(z0_all[k]), float(xy[0]), float(xy[1])])
@@ -564,5 +561,5 @@ def partner_pores(built, min_distance_nm: float = 1.5) -> tuple[int, int]:
             if np.hypot(*d) > best:
                 best, pair = float(np.hypot(*d)), (i, j)
     if best < min_distance_nm:
-        raise _bad("built", f"must have two pores at least {min_distance_nm} nm apart (use more cells)", best)
+        raise bad_argument("built", f"must have two pores at least {min_distance_nm} nm apart (use more cells)", best)
     return pair

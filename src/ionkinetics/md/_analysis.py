@@ -70,6 +70,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .. import species as _species
+from .._checks import bad_argument, check_real
 from .._io import write_json_atomic
 from ..constants import ELEMENTARY_CHARGE_C
 
@@ -113,25 +114,9 @@ _CHUNK_ELEMENTS = 4_000_000  # working-set size of the chunked loops (elements)
 # ---------------------------------------------------------------------------------------------
 
 
-def _bad(name: str, rule: str, value) -> ValueError:
-    return ValueError(f"{name} {rule}; got {value!r}")
-
-
-def _number(name: str, value, *, positive: bool = False) -> float:
-    if isinstance(value, bool):
-        raise _bad(name, "must be a finite number", value)
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise _bad(name, "must be a finite number" + (" > 0" if positive else ""), value) from None
-    if not math.isfinite(x) or (positive and x <= 0.0):
-        raise _bad(name, "must be a finite number" + (" > 0" if positive else ""), value)
-    return x
-
-
 def _integer(name: str, value, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < minimum:
-        raise _bad(name, f"must be an integer >= {minimum}", value)
+        raise bad_argument(name, f"must be an integer >= {minimum}", value)
     return int(value)
 
 
@@ -171,7 +156,7 @@ def _charges(species_s: Sequence[str], charges: Mapping[str, int] | None) -> np.
     q = []
     for name in species_s:
         if charges is not None and name in charges:
-            q.append(_number(f"charges[{name!r}]", charges[name]))
+            q.append(check_real(f"charges[{name!r}]", charges[name], "must be a finite number", convert=True))
         elif name in _species.IONS:
             q.append(float(_species.IONS[name].charge))
         else:
@@ -257,7 +242,7 @@ def unwrap_z(z_nm, box_z_nm) -> np.ndarray:
     move less than L_z/2 between frames.
     """
     z = _array("z_nm", z_nm, ("n_frames", "n_ions"))
-    lz = _number("box_z_nm", box_z_nm, positive=True)
+    lz = check_real("box_z_nm", box_z_nm, "must be a finite number > 0", positive=True, convert=True)
     out = np.empty_like(z)
     out[:1] = z[:1]
     if z.shape[0] > 1:
@@ -331,12 +316,12 @@ def count_crossings(
     z = _array("z_nm", z_nm, ("n_frames", "n_ions"))
     if z.shape[0] < 2:
         raise ValueError(f"z_nm must hold at least 2 frames; got shape {z.shape}")
-    lz = _number("box_z_nm", box_z_nm, positive=True)
-    zm = _number("membrane_z_nm", membrane_z_nm)
-    dt = _number("dt_ns", dt_ns, positive=True)
-    d = _number("hysteresis_nm", hysteresis_nm)
+    lz = check_real("box_z_nm", box_z_nm, "must be a finite number > 0", positive=True, convert=True)
+    zm = check_real("membrane_z_nm", membrane_z_nm, "must be a finite number", convert=True)
+    dt = check_real("dt_ns", dt_ns, "must be a finite number > 0", positive=True, convert=True)
+    d = check_real("hysteresis_nm", hysteresis_nm, "must be a finite number", convert=True)
     if not 0.0 <= d < lz / 2:
-        raise _bad("hysteresis_nm", f"must lie in [0, box_z_nm/2) = [0, {lz / 2}) nm", hysteresis_nm)
+        raise bad_argument("hysteresis_nm", f"must lie in [0, box_z_nm/2) = [0, {lz / 2}) nm", hysteresis_nm)
     species_i = _labels("species", species, z.shape[1])
     species_s = _unique(species_i)
     charge_s = _charges(species_s, charges)
@@ -421,10 +406,10 @@ def ionic_current(
     """
     if not isinstance(crossings, Crossings):
         raise TypeError(f"crossings must be the Crossings from count_crossings; got {type(crossings).__name__}")
-    block = _number("block_ns", block_ns, positive=True)
+    block = check_real("block_ns", block_ns, "must be a finite number > 0", positive=True, convert=True)
     n_bootstrap = _integer("n_bootstrap", n_bootstrap, minimum=2)
     seed = _integer("seed", seed, minimum=0)
-    v = None if v is None else _number("v", v)
+    v = None if v is None else check_real("v", v, "must be a finite number", convert=True)
     dt = crossings.dt_ns
     n_steps = crossings.dn_ts.shape[0]
     block_len = max(1, round(block / dt))
@@ -491,8 +476,14 @@ class CylinderSite:
     half_height_nm: float = DEFAULT_SITE_HALF_HEIGHT_NM
 
     def __post_init__(self):
-        object.__setattr__(self, "radius_nm", _number("radius_nm", self.radius_nm, positive=True))
-        object.__setattr__(self, "half_height_nm", _number("half_height_nm", self.half_height_nm, positive=True))
+        object.__setattr__(
+            self, "radius_nm", check_real("radius_nm", self.radius_nm, "must be a finite number > 0", positive=True, convert=True)
+        )
+        object.__setattr__(
+            self,
+            "half_height_nm",
+            check_real("half_height_nm", self.half_height_nm, "must be a finite number > 0", positive=True, convert=True),
+        )
 
     @property
     def reach_xy_nm(self) -> float:
@@ -557,11 +548,11 @@ def pore_occupancy(
     x = _array("positions_nm", positions_nm, ("n_frames", "n_ions", 3))
     box = _array("box_nm", box_nm, (3,))
     if np.any(box <= 0):
-        raise _bad("box_nm", "must hold three box edges > 0 (L_x, L_y, L_z in nm)", box.tolist())
+        raise bad_argument("box_nm", "must hold three box edges > 0 (L_x, L_y, L_z in nm)", box.tolist())
     c = _array("pore_centres_nm", pore_centres_nm, ("n_pores", 2))
     if c.shape[0] < 1:
         raise ValueError(f"pore_centres_nm must hold at least one pore; got shape {c.shape}")
-    zm = _number("membrane_z_nm", membrane_z_nm)
+    zm = check_real("membrane_z_nm", membrane_z_nm, "must be a finite number", convert=True)
     site = CylinderSite() if site is None else site
     if not isinstance(site, Site):
         raise TypeError(f"site must provide contains(), reach_xy_nm, reach_z_nm and to_dict(); got {type(site).__name__}")
@@ -570,14 +561,14 @@ def pore_occupancy(
 
     rxy, rz = float(site.reach_xy_nm), float(site.reach_z_nm)
     if 2 * rxy >= min(box[0], box[1]):
-        raise _bad("site", f"must fit its own periodic images: 2·reach_xy_nm < min(L_x, L_y) = {min(box[:2])} nm", site)
+        raise bad_argument("site", f"must fit its own periodic images: 2·reach_xy_nm < min(L_x, L_y) = {min(box[:2])} nm", site)
     if rz >= box[2] / 2:
-        raise _bad("site", f"must fit its own periodic images: reach_z_nm < L_z/2 = {box[2] / 2} nm", site)
+        raise bad_argument("site", f"must fit its own periodic images: reach_z_nm < L_z/2 = {box[2] / 2} nm", site)
     if c.shape[0] > 1:
         dc = _min_image(c[:, None, :] - c[None, :, :], box[:2])
         dist = np.sqrt((dc**2).sum(-1))[np.triu_indices(c.shape[0], 1)]
         if 2 * rxy >= dist.min():
-            raise _bad(
+            raise bad_argument(
                 "site", f"must not overlap its neighbours: 2·reach_xy_nm < the nearest pore spacing {dist.min():.4g} nm", site
             )
 
@@ -678,7 +669,7 @@ class Intervals:
 def dwell_intervals(blocked_tp, *, dt_ns: float) -> Intervals:
     """Split (n_frames,) or (n_frames, n_pores) open/blocked series (true = blocked) into intervals."""
     x = _indicator("blocked_tp", blocked_tp)
-    dt = _number("dt_ns", dt_ns, positive=True)
+    dt = check_real("dt_ns", dt_ns, "must be a finite number > 0", positive=True, convert=True)
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pore", "blocked", "start", "n", "steps", "event", "left", "right")}
     for p in range(x.shape[1]):
         starts, lengths, states = _runs(x[:, p])
@@ -759,11 +750,11 @@ def dwell_times(
     only; left-censored ones, by memorylessness, exposure and event). Fisher errors always;
     with ``n_bootstrap`` ≥ 2 also a bootstrap over intervals with ``numpy.random.default_rng(seed)``.
     """
-    dt = _number("dt_ns", dt_ns, positive=True)
+    dt = check_real("dt_ns", dt_ns, "must be a finite number > 0", positive=True, convert=True)
     m = _integer("min_dwell_frames", min_dwell_frames, minimum=1)
     n_bootstrap = _integer("n_bootstrap", n_bootstrap, minimum=0)
     if n_bootstrap == 1:
-        raise _bad("n_bootstrap", "must be 0 (no bootstrap) or >= 2", n_bootstrap)
+        raise bad_argument("n_bootstrap", "must be 0 (no bootstrap) or >= 2", n_bootstrap)
     x = filter_short_dwells(_indicator("blocked_tp", blocked_tp), m)
     intervals = dwell_intervals(x, dt_ns=dt)
     seed = _integer("seed", seed, minimum=0)
@@ -869,7 +860,7 @@ def _checked_occupancy(occ, n_frames: int, species, pore_centres_nm, site) -> Oc
         and occ.site == site
     )
     if not same:
-        raise _bad("occupancy", "must be pore_occupancy of these frames, species, pores and site", occ)
+        raise bad_argument("occupancy", "must be pore_occupancy of these frames, species, pores and site", occ)
     return occ
 
 
@@ -911,7 +902,7 @@ def analyze_trajectory(
     x = _array("positions_nm", positions_nm, ("n_frames", "n_ions", 3))
     box = _array("box_nm", box_nm, (3,))
     if np.any(box <= 0):
-        raise _bad("box_nm", "must hold three box edges > 0 (L_x, L_y, L_z in nm)", box.tolist())
+        raise bad_argument("box_nm", "must hold three box edges > 0 (L_x, L_y, L_z in nm)", box.tolist())
     if metadata is not None and not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping (JSON-ready) or None; got {type(metadata).__name__}")
     site = CylinderSite() if site is None else site

@@ -20,11 +20,9 @@ import math
 
 import numpy as np
 
+from .._checks import bad_argument
+
 __all__ = ["WindowDiffusion", "diffusion_profile", "window_diffusion"]
-
-
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +53,10 @@ def window_diffusion(z_nm, sample_every_ps: float, *, z0_nm: float = float("nan"
     """D from one window's samples ``z_nm`` taken every ``sample_every_ps`` (see the module docstring)."""
     z = np.asarray(z_nm, dtype=float).ravel()
     if z.size < 20 or not np.all(np.isfinite(z)):
-        raise _bad("z_nm", "must be at least 20 finite samples", z.size)
+        raise bad_argument("z_nm", "must be at least 20 finite samples", z.size)
     dt = float(sample_every_ps)
     if not math.isfinite(dt) or dt <= 0:
-        raise _bad("sample_every_ps", "must be a finite interval > 0 ps", sample_every_ps)
+        raise bad_argument("sample_every_ps", "must be a finite interval > 0 ps", sample_every_ps)
     g = _g(z)
     var = float(np.var(z, ddof=1))
     d = 2.0 * var / (g * dt)
@@ -83,6 +81,6 @@ def diffusion_profile(windows, *, n_boot: int = 200, seed: int = 0) -> list[Wind
         elif "settings_sample_every_steps" in d:
             dt = float(d["settings_sample_every_steps"]) * float(d["settings_timestep_fs"]) / 1000.0
         else:
-            raise _bad(f"windows[{k}]", "must say its sampling interval (sample_every_ps)", sorted(d))
+            raise bad_argument(f"windows[{k}]", "must say its sampling interval (sample_every_ps)", sorted(d))
         out.append(window_diffusion(d["z_nm"], dt, z0_nm=float(d["z0_nm"]), n_boot=n_boot, seed=seed + k))
     return sorted(out, key=lambda w: w.z_mean_nm)

@@ -39,6 +39,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .. import species as _species
+from .._checks import bad_argument, check_real
 from ..constants import AVOGADRO_PER_MOL
 from ._membranes import Membrane
 
@@ -204,10 +205,6 @@ class Electrolyte:
         return len(self.elements)
 
 
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
-
-
 def _normalise_salts(salts, pore: str | None) -> tuple[tuple[str, float], ...]:
     """Salts from a system id, a ``"NaCl@1.0+KCl@0.5"`` string, a SystemId, a mapping or pairs."""
     try:
@@ -215,7 +212,7 @@ def _normalise_salts(salts, pore: str | None) -> tuple[tuple[str, float], ...]:
             salts = _species.parse_system_id(salts)
         if isinstance(salts, _species.SystemId):
             if salts.pore != pore:
-                raise _bad("salts", f"name the membrane's pore ({pore!r}) if they carry a pore", str(salts))
+                raise bad_argument("salts", f"name the membrane's pore ({pore!r}) if they carry a pore", str(salts))
             return tuple((name, float(m)) for name, m in salts.salts)
         if isinstance(salts, str):
             checked = _species.parse_salts(salts)
@@ -244,14 +241,6 @@ def _random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     )
 
 
-def _finite(arg: str, value, rule: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise _bad(arg, rule, value)
-    if value < 0 or (positive and value == 0):
-        raise _bad(arg, rule, value)
-    return float(value)
-
-
 def _water_sites(box: np.ndarray, gap: float, thickness: float) -> tuple[np.ndarray, float]:
     """A water lattice at bulk density over the slab z ∈ [gap, L_z − gap], wrapped to (−L_z/2, L_z/2];
     returns the sites (n, 3) and the water volume (nm³)."""
@@ -278,7 +267,7 @@ def _ion_counts(salt_list, volume: float) -> dict[str, int]:
         cation = _species.SALTS[name].cation
         n = ion_count(molar, volume)
         if n < 1:
-            raise _bad(
+            raise bad_argument(
                 "salts",
                 f"give no {cation} ion for {name}@{molar} in this box: round(c·N_A·V_water) with V_water = {volume:.3f} nm³ "
                 f"is {molar * AVOGADRO_PER_MOL * volume * LITRE_PER_NM3:.3f} → 0; raise the molarity or enlarge the box",
@@ -320,7 +309,7 @@ def _pick_ion_sites(rng, sites, counts, by_side, box, d_mem: float, d_sep: float
                 while True:
                     if cursor[s] >= len(pool):
                         lx, ly, lz = box
-                        raise _bad(
+                        raise bad_argument(
                             "salts",
                             f"need {sum(counts.values())} ions at least {d_sep} nm apart and {d_mem} nm from the membrane, "
                             f"which the {lx:.2f} × {ly:.2f} × {lz:.2f} nm box cannot hold; lower the molarities, "
@@ -433,29 +422,31 @@ def build_electrolyte(
     ``"NaCl@1.0+KCl@0.5"`` or ``{"NaCl": 1.0, "KCl": 0.5}``, mol/L). See the module docstring
     for the rules; the same ``seed`` gives the same electrolyte."""
     salt_list = _normalise_salts(salts, membrane.pore)
-    gap = _finite("gap_nm", gap_nm, "must be a finite distance >= 0 nm from the membrane plane")
-    d_mem = _finite("ion_membrane_distance_nm", ion_membrane_distance_nm, "must be a finite distance >= 0 nm")
-    d_sep = _finite("ion_separation_nm", ion_separation_nm, "must be a finite distance >= 0 nm")
+    gap = check_real("gap_nm", gap_nm, "must be a finite distance >= 0 nm from the membrane plane", nonnegative=True)
+    d_mem = check_real(
+        "ion_membrane_distance_nm", ion_membrane_distance_nm, "must be a finite distance >= 0 nm", nonnegative=True
+    )
+    d_sep = check_real("ion_separation_nm", ion_separation_nm, "must be a finite distance >= 0 nm", nonnegative=True)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise _bad("seed", "must be a whole number >= 0", seed)
+        raise bad_argument("seed", "must be a whole number >= 0", seed)
     box = np.diag(membrane.box_vectors_nm).astype(float)
     lz = box[2]
     thickness = lz - 2 * gap
     if thickness < _MIN_WATER_THICKNESS_NM:
-        raise _bad(
+        raise bad_argument(
             "membrane.box_vectors_nm",
             f"must leave at least {_MIN_WATER_THICKNESS_NM} nm of water: L_z − 2·gap_nm = {thickness:.3f} nm with gap_nm = {gap}",
             float(lz),
         )
     if d_mem >= lz / 2:
-        raise _bad("ion_membrane_distance_nm", f"must be < L_z/2 = {lz / 2} nm", ion_membrane_distance_nm)
+        raise bad_argument("ion_membrane_distance_nm", f"must be < L_z/2 = {lz / 2} nm", ion_membrane_distance_nm)
     rng = np.random.default_rng(int(seed))  # drawn in this order: ion sites, ion rotations, water rotations
 
     sites, volume = _water_sites(box, gap, thickness)
     counts = _ion_counts(salt_list, volume)
     q_membrane = membrane.net_charge_e
     if abs(q_membrane) > 1e-6:
-        raise _bad("membrane", "must be neutral (its charges_e must sum to zero)", q_membrane)
+        raise bad_argument("membrane", "must be neutral (its charges_e must sum to zero)", q_membrane)
     by_side = _split_by_side(counts)
     chosen = _pick_ion_sites(rng, sites, counts, by_side, box, d_mem, d_sep, salt_list)
     atoms, removed = _lay_ions(rng, sites, chosen, box)

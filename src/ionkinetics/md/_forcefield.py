@@ -26,6 +26,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from .._checks import bad_argument
 from .._io import write_text_atomic
 from ._membranes import default_forcefield_files, shipped_forcefield_xml
 from ._sheet import sheet_model
@@ -45,10 +46,6 @@ __all__ = [
 _NEUTRAL_ATOL_E = 1e-9
 
 
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class ChargeSet:
     """Charges (e) of some membrane residue templates (``CRO``/``CRC`` or ``HBB``/``HBN``/``HBE``),
@@ -64,17 +61,17 @@ class ChargeSet:
         q = dict(self.charges_e)
         if self.material == "crown":
             if set(q) != {"CRO", "CRC"}:
-                raise _bad("charges_e", "of a crown set must give exactly CRO and CRC", sorted(q))
+                raise bad_argument("charges_e", "of a crown set must give exactly CRO and CRC", sorted(q))
             net = 6 * q["CRO"] + 12 * q["CRC"]
             if abs(net) > _NEUTRAL_ATOL_E:
-                raise _bad("charges_e", "must keep the crown neutral: 6·q(CRO) + 12·q(CRC) = 0", net)
+                raise bad_argument("charges_e", "must keep the crown neutral: 6·q(CRO) + 12·q(CRC) = 0", net)
         elif self.material == "hBN":
             if set(q) != {"HBB", "HBN", "HBE"}:
-                raise _bad("charges_e", "of an hBN set must give exactly HBB, HBN and HBE", sorted(q))
+                raise bad_argument("charges_e", "of an hBN set must give exactly HBB, HBN and HBE", sorted(q))
             if abs(q["HBB"] + q["HBN"]) > _NEUTRAL_ATOL_E or abs(q["HBE"] - 2.0 / 3.0 * q["HBN"]) > _NEUTRAL_ATOL_E:
-                raise _bad("charges_e", "must keep hBN neutral: q(HBB) = −q(HBN) and q(HBE) = (2/3)·q(HBN)", q)
+                raise bad_argument("charges_e", "must keep hBN neutral: q(HBB) = −q(HBN) and q(HBE) = (2/3)·q(HBN)", q)
         else:
-            raise _bad("material", "must be 'crown' or 'hBN'", self.material)
+            raise bad_argument("material", "must be 'crown' or 'hBN'", self.material)
 
     def as_dict(self) -> dict:
         """The charge set as a JSON-ready mapping (name, material, charges in e per atom type, source, check)."""
@@ -222,7 +219,7 @@ class ForceFieldOption:
     def __post_init__(self):
         sheet_model(self.hbn_sheet)
         if self.hbn_edge_lj not in EDGE_LJ_SETS:
-            raise _bad("hbn_edge_lj", f"must be one of {', '.join(sorted(EDGE_LJ_SETS))}", self.hbn_edge_lj)
+            raise bad_argument("hbn_edge_lj", f"must be one of {', '.join(sorted(EDGE_LJ_SETS))}", self.hbn_edge_lj)
 
     @property
     def template_charges_e(self) -> dict[str, float]:
@@ -293,7 +290,7 @@ FORCEFIELD_OPTIONS: dict[str, ForceFieldOption] = {
 def forcefield_option(name) -> ForceFieldOption:
     """The option called ``name`` (one of :data:`FORCEFIELD_OPTIONS`)."""
     if not isinstance(name, str) or name not in FORCEFIELD_OPTIONS:
-        raise _bad("forcefield_option", f"must be one of {', '.join(sorted(FORCEFIELD_OPTIONS))}", name)
+        raise bad_argument("forcefield_option", f"must be one of {', '.join(sorted(FORCEFIELD_OPTIONS))}", name)
     return FORCEFIELD_OPTIONS[name]
 
 

@@ -58,6 +58,7 @@ import numpy as np
 from scipy import optimize
 
 from .. import species as _species
+from .._checks import bad_argument, check_real
 
 __all__ = [
     "A_CC_GRAPHENE_NM",
@@ -109,10 +110,6 @@ def _triangle(k: int) -> tuple[tuple[int, int, int], ...]:
 _POCKETS = {"crown6": _HEXAGON, "B3N": _triangle(2), "B6N3": _triangle(3), "B10N6": _triangle(4)}
 
 
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
-
-
 def shipped_forcefield_xml() -> Path:
     """Path of the force field shipped with the package (``ionkinetics/md/data/ionkinetics.xml``)."""
     return Path(str(resources.files("ionkinetics.md").joinpath("data").joinpath("ionkinetics.xml")))
@@ -131,7 +128,9 @@ def _template_charges_e(forcefield_files: Sequence[str]) -> dict[str, float]:
         if not path.is_file():
             if resources.files("openmm.app").joinpath("data").joinpath(str(f)).is_file():
                 continue  # an OpenMM data file such as amber14/tip3p.xml: holds no membrane templates
-            raise _bad("forcefield_files", "must name existing XML files or OpenMM data files (e.g. 'amber14/tip3p.xml')", str(f))
+            raise bad_argument(
+                "forcefield_files", "must name existing XML files or OpenMM data files (e.g. 'amber14/tip3p.xml')", str(f)
+            )
         try:
             root = ET.parse(path).getroot()
         except ET.ParseError as err:
@@ -217,9 +216,9 @@ def largest_inscribed_circle_nm(points_xy_nm, start_xy_nm) -> tuple[np.ndarray, 
     pts = np.asarray(points_xy_nm, dtype=float)
     p0 = np.asarray(start_xy_nm, dtype=float)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
-        raise _bad("points_xy_nm", "must be an (n >= 3, 2) array of xy positions in nm", pts.shape)
+        raise bad_argument("points_xy_nm", "must be an (n >= 3, 2) array of xy positions in nm", pts.shape)
     if p0.shape != (2,):
-        raise _bad("start_xy_nm", "must be one xy position (2,) in nm", p0.shape)
+        raise bad_argument("start_xy_nm", "must be one xy position (2,) in nm", p0.shape)
 
     def gaps(v):
         return np.hypot(pts[:, 0] - v[0], pts[:, 1] - v[1]) - v[2]
@@ -262,32 +261,26 @@ def _check_positive_int_pair(arg: str, value) -> tuple[int, int]:
     try:
         pair = tuple(value)
     except TypeError:
-        raise _bad(arg, "must be two whole numbers of rectangular array cells (along x, along y), each >= 1", value) from None
+        raise bad_argument(
+            arg, "must be two whole numbers of rectangular array cells (along x, along y), each >= 1", value
+        ) from None
     if len(pair) != 2 or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 1 for c in pair):
-        raise _bad(arg, "must be two whole numbers of rectangular array cells (along x, along y), each >= 1", value)
+        raise bad_argument(arg, "must be two whole numbers of rectangular array cells (along x, along y), each >= 1", value)
     return int(pair[0]), int(pair[1])
-
-
-def _finite(arg: str, value, *, minimum: float | None = None, rule: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise _bad(arg, rule or "must be a finite number", value)
-    if minimum is not None and value < minimum:
-        raise _bad(arg, rule or f"must be >= {minimum}", value)
-    return float(value)
 
 
 def _material_and_pocket(pore: str | None, material: str | None) -> tuple[str, tuple[tuple[int, int, int], ...]]:
     """The sheet material and the removed sites of one pore (empty for a pristine sheet)."""
     if pore is None:
         if material not in _MATERIALS:
-            raise _bad("material", f"must be one of {', '.join(_MATERIALS)} for a pristine sheet (pore=None)", material)
+            raise bad_argument("material", f"must be one of {', '.join(_MATERIALS)} for a pristine sheet (pore=None)", material)
         return material, ()
     try:
         info = _species.get_pore(pore)
     except (ValueError, TypeError) as err:
         raise type(err)(f"pore: {err}") from None
     if material is not None and material != info.membrane:
-        raise _bad("material", f"must be {info.membrane!r} (or None) for pore {pore!r}", material)
+        raise bad_argument("material", f"must be {info.membrane!r} (or None) for pore {pore!r}", material)
     return info.membrane, _POCKETS[pore]
 
 
@@ -305,13 +298,13 @@ def _box_cells(cells, box_xy_nm, len_r1: float, len_r2: float, what: str, actual
     try:
         lx_req, ly_req = (float(v) for v in box_xy_nm)
     except (TypeError, ValueError):
-        raise _bad("box_xy_nm", "must be two box edges (L_x, L_y) in nm", box_xy_nm) from None
+        raise bad_argument("box_xy_nm", "must be two box edges (L_x, L_y) in nm", box_xy_nm) from None
     if not (math.isfinite(lx_req) and math.isfinite(ly_req)):
-        raise _bad("box_xy_nm", "must be two finite box edges (L_x, L_y) in nm", box_xy_nm)
+        raise bad_argument("box_xy_nm", "must be two finite box edges (L_x, L_y) in nm", box_xy_nm)
     c1 = math.floor(lx_req / len_r1 + 1e-6)
     c2 = math.floor(ly_req / len_r2 + 1e-6)
     if c1 < 1 or c2 < 1:
-        raise _bad(
+        raise bad_argument(
             "box_xy_nm",
             f"is too small for the {what} pore array: the box holds whole rectangular cells of the array, "
             f"{len_r1:.4f} × {len_r2:.4f} nm each at spacing {actual:.4f} nm (superlattice {nm}), "
@@ -381,7 +374,7 @@ def _cut_pores(cell: _Supercell, anchors, pocket, material: str, pore, spacing_n
         for di, dj, s in pocket:
             idx = cell.index[cell.key(pi + di, pj + dj, s)]
             if idx in removed_by:
-                raise _bad("spacing_nm", f"is too small for {pore}: neighbouring pores would overlap", spacing_nm)
+                raise bad_argument("spacing_nm", f"is too small for {pore}: neighbouring pores would overlap", spacing_nm)
             removed_by[idx] = k
             rem.append(idx)
         pore_removed.append(rem)
@@ -393,7 +386,7 @@ def _cut_pores(cell: _Supercell, anchors, pocket, material: str, pore, spacing_n
         shell = set(e_k) | {nb for idx in e_k for nb in cell.neighbours(idx) if nb not in rem_set}
         for idx in shell:
             if idx in removed_by or claimed.get(idx, k) != k:
-                raise _bad(
+                raise bad_argument(
                     "spacing_nm",
                     f"is too small for {pore}: the edges of neighbouring pores touch (use a spacing of at least ~1.2 nm)",
                     spacing_nm,
@@ -458,7 +451,7 @@ def _template_charges_checked(forcefield_files, used: list[str]) -> tuple[tuple[
     charges_by_template = _template_charges_e(files)
     missing = [t for t in used if t not in charges_by_template]
     if missing:
-        raise _bad(
+        raise bad_argument(
             "forcefield_files",
             f"must define the single-atom residue templates {', '.join(missing)} with charges (see data/ionkinetics.xml)",
             files,
@@ -480,20 +473,22 @@ def _bonds_and_edges(cell: _Supercell, keep: np.ndarray, edge, n_pores: int) -> 
 def _superlattice(spacing_nm, material: str) -> tuple[int, int, float]:
     """(n, m) of the commensurate triangular pore superlattice nearest ``spacing_nm`` and its spacing (nm)."""
     a_nm = _MATERIALS[material][0]
-    spacing = _finite(
-        "spacing_nm", spacing_nm, minimum=_MIN_SPACING_NM, rule=f"must be a finite pore spacing >= {_MIN_SPACING_NM} nm"
+    spacing = check_real(
+        "spacing_nm", spacing_nm, f"must be a finite pore spacing >= {_MIN_SPACING_NM} nm", minimum=_MIN_SPACING_NM
     )
     n, m = _nearest_superlattice(spacing, a_nm)
     actual = a_nm * math.sqrt(n * n + n * m + m * m)
     if abs(actual - spacing) > _SPACING_RTOL * spacing:
-        raise _bad("spacing_nm", f"has no commensurate {material} pore lattice within 5 % (nearest {actual:.4f} nm)", spacing_nm)
+        raise bad_argument(
+            "spacing_nm", f"has no commensurate {material} pore lattice within 5 % (nearest {actual:.4f} nm)", spacing_nm
+        )
     return n, m, actual
 
 
 def _check_neutral(charges: np.ndarray, what: str, files) -> None:
     net = float(np.sum(charges))
     if abs(net) > 1e-6:
-        raise _bad(
+        raise bad_argument(
             "forcefield_files",
             f"give a {what} membrane net charge {net:+.6f} e; membrane charges must sum to zero "
             "(hBN: edge N = 2/3 of bulk N; crown: O = -2 × ring C)",
@@ -524,9 +519,9 @@ def build_membrane(
     (default :func:`default_forcefield_files`). Arrays of the result are read-only.
     """
     material, pocket = _material_and_pocket(pore, material)
-    lz = _finite("box_z_nm", box_z_nm, minimum=0.0, rule="must be a finite box edge > 0 nm")
+    lz = check_real("box_z_nm", box_z_nm, "must be a finite box edge > 0 nm", minimum=0.0)
     if lz <= 0:
-        raise _bad("box_z_nm", "must be a finite box edge > 0 nm", box_z_nm)
+        raise bad_argument("box_z_nm", "must be a finite box edge > 0 nm", box_z_nm)
     n, m, actual = _superlattice(spacing_nm, material)
     a_nm = _MATERIALS[material][0]
     a1 = np.array([a_nm, 0.0])

@@ -68,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import bad_argument, check_real
 from .._io import write_npz_atomic
 from ..constants import BOLTZMANN_KJ_PER_MOL_K
 from ._settings import LangevinSettings
@@ -104,21 +105,9 @@ _P = UMBRELLA_PARAMETERS
 _SOLVER_PROTOCOL = ({"method": "adaptive", "options": {"min_sc_iter": 0}},)
 
 
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
-
-
-def _number(arg: str, value, rule: str, *, positive: bool = False, nonnegative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise _bad(arg, rule, value)
-    if (positive and value <= 0) or (nonnegative and value < 0):
-        raise _bad(arg, rule, value)
-    return float(value)
-
-
 def _integer(arg: str, value, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise _bad(arg, f"must be an integer >= {low}", value)
+        raise bad_argument(arg, f"must be an integer >= {low}", value)
     return int(value)
 
 
@@ -151,16 +140,16 @@ def add_umbrella_restraints(
 
     n = system.getNumParticles()
     if isinstance(ion_index, bool) or not isinstance(ion_index, (int, np.integer)) or not 0 <= ion_index < n:
-        raise _bad("ion_index", f"must be a particle index in [0, {n})", ion_index)
+        raise bad_argument("ion_index", f"must be a particle index in [0, {n})", ion_index)
     if system.getParticleMass(int(ion_index)).value_in_unit(openmm.unit.dalton) == 0:
-        raise _bad("ion_index", "must name a movable particle (mass > 0)", ion_index)
+        raise bad_argument("ion_index", "must name a movable particle (mass > 0)", ion_index)
     xy = np.asarray(pore_xy_nm, dtype=float)
     if xy.shape != (2,) or not np.all(np.isfinite(xy)):
-        raise _bad("pore_xy_nm", "must be two finite numbers (x, y) in nm", pore_xy_nm)
-    z0 = _number("z0_nm", z0_nm, "must be a finite window centre in nm")
-    kz = _number("k_z_kj_per_mol_nm2", k_z_kj_per_mol_nm2, "must be a finite force constant > 0 kJ/mol/nm²", positive=True)
-    r_flat = _number("flat_bottom_radius_nm", flat_bottom_radius_nm, "must be a finite radius >= 0 nm", nonnegative=True)
-    kxy = _number("k_xy_kj_per_mol_nm2", k_xy_kj_per_mol_nm2, "must be a finite force constant > 0 kJ/mol/nm²", positive=True)
+        raise bad_argument("pore_xy_nm", "must be two finite numbers (x, y) in nm", pore_xy_nm)
+    z0 = check_real("z0_nm", z0_nm, "must be a finite window centre in nm")
+    kz = check_real("k_z_kj_per_mol_nm2", k_z_kj_per_mol_nm2, "must be a finite force constant > 0 kJ/mol/nm²", positive=True)
+    r_flat = check_real("flat_bottom_radius_nm", flat_bottom_radius_nm, "must be a finite radius >= 0 nm", nonnegative=True)
+    kxy = check_real("k_xy_kj_per_mol_nm2", k_xy_kj_per_mol_nm2, "must be a finite force constant > 0 kJ/mol/nm²", positive=True)
     if box_nm is not None:
         box = _box(box_nm)
         _check_inside("z0_nm", z0, box[2], 0.0)
@@ -187,23 +176,23 @@ def add_umbrella_restraints(
 def _box(box_nm) -> np.ndarray:
     box = np.asarray(box_nm, dtype=float)
     if box.shape != (3,) or not np.all(np.isfinite(box)) or np.any(box <= 0):
-        raise _bad("box_nm", "must be three finite box edges > 0 nm", box_nm)
+        raise bad_argument("box_nm", "must be three finite box edges > 0 nm", box_nm)
     return box
 
 
 def _check_inside(arg: str, z: float, lz: float, membrane_z_nm: float) -> None:
     if abs(z - membrane_z_nm) > lz / 2:
-        raise _bad(arg, f"must lie inside the box, |z − {membrane_z_nm:g}| <= L_z/2 = {lz / 2:g} nm", z)
+        raise bad_argument(arg, f"must lie inside the box, |z − {membrane_z_nm:g}| <= L_z/2 = {lz / 2:g} nm", z)
 
 
 def window_centres_nm(z_min: float, z_max: float, spacing: float) -> np.ndarray:
     """Window centres from ``z_min`` to ``z_max`` (nm, both included when the span is a whole
     number of ``spacing``; otherwise the spacing is shrunk so that it is)."""
-    lo = _number("z_min", z_min, "must be a finite z in nm")
-    hi = _number("z_max", z_max, "must be a finite z in nm")
-    step = _number("spacing", spacing, "must be a finite spacing > 0 nm", positive=True)
+    lo = check_real("z_min", z_min, "must be a finite z in nm")
+    hi = check_real("z_max", z_max, "must be a finite z in nm")
+    step = check_real("spacing", spacing, "must be a finite spacing > 0 nm", positive=True)
     if hi <= lo:
-        raise _bad("z_max", f"must be greater than z_min = {lo:g} nm", z_max)
+        raise bad_argument("z_max", f"must be greater than z_min = {lo:g} nm", z_max)
     n = math.ceil((hi - lo) / step - 1e-9) + 1
     return np.linspace(lo, hi, n)
 
@@ -211,9 +200,9 @@ def window_centres_nm(z_min: float, z_max: float, spacing: float) -> np.ndarray:
 def restraint_area_nm2(flat_bottom_radius_nm: float, k_xy_kj_per_mol_nm2: float, temperature_k: float) -> float:
     """Lateral area (nm²) sampled under the flat-bottom restraint where the lateral free energy
     is flat: ∫exp(−β·½k(r−R)²·[r>R]) 2πr dr = πR² + 2πR·√(π/(2βk)) + 2π/(βk)."""
-    r = _number("flat_bottom_radius_nm", flat_bottom_radius_nm, "must be a finite radius >= 0 nm", nonnegative=True)
-    k = _number("k_xy_kj_per_mol_nm2", k_xy_kj_per_mol_nm2, "must be a finite force constant > 0 kJ/mol/nm²", positive=True)
-    t = _number("temperature_k", temperature_k, "must be a finite temperature > 0 K", positive=True)
+    r = check_real("flat_bottom_radius_nm", flat_bottom_radius_nm, "must be a finite radius >= 0 nm", nonnegative=True)
+    k = check_real("k_xy_kj_per_mol_nm2", k_xy_kj_per_mol_nm2, "must be a finite force constant > 0 kJ/mol/nm²", positive=True)
+    t = check_real("temperature_k", temperature_k, "must be a finite temperature > 0 K", positive=True)
     bk = k / _kt_kj_per_mol(t)
     return math.pi * r * r + 2 * math.pi * r * math.sqrt(math.pi / (2 * bk)) + 2 * math.pi / bk
 
@@ -223,7 +212,7 @@ def restraint_free_energy_kt(
 ) -> float:
     """ΔG_xy = −ln(A_R/A_ref) in kT: the free energy of confining a laterally free ion from the
     reference area to the restraint's (:func:`restraint_area_nm2`)."""
-    a_ref = _number("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
+    a_ref = check_real("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
     return -math.log(restraint_area_nm2(flat_bottom_radius_nm, k_xy_kj_per_mol_nm2, temperature_k) / a_ref)
 
 
@@ -244,14 +233,14 @@ class WindowSettings(LangevinSettings):
 
     def __post_init__(self):
         for name in ("k_z_kj_per_mol_nm2", "k_xy_kj_per_mol_nm2", "timestep_fs", "temperature_k", "friction_per_ps"):
-            _number(name, getattr(self, name), "must be a finite number > 0", positive=True)
-        _number("flat_bottom_radius_nm", self.flat_bottom_radius_nm, "must be a finite radius >= 0 nm", nonnegative=True)
+            check_real(name, getattr(self, name), "must be a finite number > 0", positive=True)
+        check_real("flat_bottom_radius_nm", self.flat_bottom_radius_nm, "must be a finite radius >= 0 nm", nonnegative=True)
         _integer("equilibration_steps", self.equilibration_steps, 0)
         _integer("sampling_steps", self.sampling_steps, 1)
         _integer("sample_every_steps", self.sample_every_steps, 1)
         _integer("seed", self.seed, 0)
         if self.sampling_steps % self.sample_every_steps:
-            raise _bad(
+            raise bad_argument(
                 "sampling_steps", f"must be a multiple of sample_every_steps = {self.sample_every_steps}", self.sampling_steps
             )
 
@@ -295,11 +284,11 @@ def _window_pore_xy(built, positions: np.ndarray, ion_index: int, box: np.ndarra
     if pore_xy_nm is not None:
         pore_xy = np.asarray(pore_xy_nm, dtype=float)
         if pore_xy.shape != (2,) or not np.all(np.isfinite(pore_xy)):
-            raise _bad("pore_xy_nm", "must be two finite numbers (x, y) in nm", pore_xy_nm)
+            raise bad_argument("pore_xy_nm", "must be two finite numbers (x, y) in nm", pore_xy_nm)
         return pore_xy
     centres = getattr(built, "pore_centres_nm", None)
     if centres is None or len(centres) == 0:
-        raise _bad("pore_xy_nm", "must be given when the system has no pore_centres_nm", pore_xy_nm)
+        raise bad_argument("pore_xy_nm", "must be given when the system has no pore_centres_nm", pore_xy_nm)
     c = np.asarray(centres, dtype=float)[:, :2]
     d = c - positions[ion_index, :2]
     d -= box[:2] * np.round(d / box[:2])
@@ -312,7 +301,7 @@ def _window_records(built, settings, ion_index: int, z0: float, pore_xy, box, me
     prov = {}
     for key, value in (provenance or {}).items():
         if not isinstance(key, str) or not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise _bad("provenance", "must map str keys to str or number values", {key: value})
+            raise bad_argument("provenance", "must map str keys to str or number values", {key: value})
         prov[f"prov_{key}"] = value
     meta = _window_meta(settings, ion_index, z0, pore_xy, box, membrane_z, a_ref)
     membrane = getattr(built, "membrane", None)
@@ -402,21 +391,21 @@ def run_window(
     widx = _integer("window_index", window_index, 0)
     box = _box(getattr(built, "box_nm", None))
     membrane_z = float(getattr(built, "membrane_z_nm", 0.0))
-    z0 = _number("z0_nm", z0_nm, "must be a finite window centre in nm")
+    z0 = check_real("z0_nm", z0_nm, "must be a finite window centre in nm")
     _check_inside("z0_nm", z0, box[2], membrane_z)
     positions = np.array(built.positions_nm, dtype=float)
     n = positions.shape[0]
     if isinstance(ion_index, bool) or not isinstance(ion_index, (int, np.integer)) or not 0 <= ion_index < n:
-        raise _bad("ion_index", f"must be a particle index in [0, {n})", ion_index)
+        raise bad_argument("ion_index", f"must be a particle index in [0, {n})", ion_index)
     known_ions = getattr(built, "ion_indices", None)
     if known_ions is not None and int(ion_index) not in set(np.asarray(known_ions).tolist()):
-        raise _bad("ion_index", "must be one of the system's ion_indices", ion_index)
+        raise bad_argument("ion_index", "must be one of the system's ion_indices", ion_index)
     pore_xy = _window_pore_xy(built, positions, int(ion_index), box, pore_xy_nm)
     if reference_area_nm2 is None:
         centres = getattr(built, "pore_centres_nm", None)
         n_pores = 1 if centres is None or len(centres) == 0 else len(centres)
         reference_area_nm2 = float(box[0] * box[1] / n_pores)
-    a_ref = _number("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
+    a_ref = check_real("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
     meta, prov = _window_records(built, settings, int(ion_index), z0, pore_xy, box, membrane_z, a_ref, provenance)
     path = window_path(out_dir, widx)
     if path.exists():
@@ -565,16 +554,16 @@ def _gather(windows) -> list[dict]:
         directory = Path(windows)
         paths = sorted(directory.glob("window_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
         if not paths:
-            raise _bad("windows", "must be a directory holding window_<i>.npz files", str(directory))
+            raise bad_argument("windows", "must be a directory holding window_<i>.npz files", str(directory))
         windows = paths
     for k, w in enumerate(windows):
         d = load_window(w) if isinstance(w, (str, os.PathLike)) else dict(w)
         for key in ("z_nm", "z0_nm"):
             if key not in d:
-                raise _bad(f"windows[{k}]", f"must have {key!r}", sorted(d))
+                raise bad_argument(f"windows[{k}]", f"must have {key!r}", sorted(d))
         out.append(d)
     if len(out) < 2:
-        raise _bad("windows", "must hold at least two windows", len(out))
+        raise bad_argument("windows", "must hold at least two windows", len(out))
     return out
 
 
@@ -591,15 +580,19 @@ def _lateral_restraint(data, reference_area_nm2, t_k: float):
     radii = {float(_get(d, "flat_bottom_radius_nm", np.nan)) for d in data}
     kxys = {float(_get(d, "k_xy_kj_per_mol_nm2", np.nan)) for d in data}
     if len(radii) != 1 or len(kxys) != 1:
-        raise _bad("windows", "must share one flat_bottom_radius_nm and k_xy_kj_per_mol_nm2", (sorted(radii), sorted(kxys)))
+        raise bad_argument(
+            "windows", "must share one flat_bottom_radius_nm and k_xy_kj_per_mol_nm2", (sorted(radii), sorted(kxys))
+        )
     r_flat, kxy = radii.pop(), kxys.pop()
-    _number("flat_bottom_radius_nm", r_flat, "must be a finite radius >= 0 nm", nonnegative=True)
-    _number("k_xy_kj_per_mol_nm2", kxy, "must be a finite force constant > 0", positive=True)
+    check_real("flat_bottom_radius_nm", r_flat, "must be a finite radius >= 0 nm", nonnegative=True)
+    check_real("k_xy_kj_per_mol_nm2", kxy, "must be a finite force constant > 0", positive=True)
     if reference_area_nm2 is None:
         reference_area_nm2 = data[0].get("reference_area_nm2")
-    a_ref = _number("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
+    a_ref = check_real("reference_area_nm2", reference_area_nm2, "must be a finite area > 0 nm²", positive=True)
     if a_ref < math.pi * r_flat**2:
-        raise _bad("reference_area_nm2", f"must be at least the flat bottom's area πR² = {math.pi * r_flat**2:g} nm²", a_ref)
+        raise bad_argument(
+            "reference_area_nm2", f"must be at least the flat bottom's area πR² = {math.pi * r_flat**2:g} nm²", a_ref
+        )
     return True, r_flat, kxy, a_ref, restraint_area_nm2(r_flat, kxy, t_k)
 
 
@@ -612,7 +605,7 @@ def _uncorrelated_samples(data, lateral: bool, subsample: bool):
     for k, d in enumerate(data):
         z = np.asarray(d["z_nm"], dtype=float).ravel()
         if z.size < 2 or not np.all(np.isfinite(z)):
-            raise _bad(f"windows[{k}].z_nm", "must be at least two finite samples", z.size)
+            raise bad_argument(f"windows[{k}].z_nm", "must be at least two finite samples", z.size)
         idx = np.arange(z.size)
         g = 1.0
         if subsample and np.ptp(z) > 0:
@@ -654,10 +647,10 @@ def _mbar_histogram(u_kn, n_k, x, width: float, min_count: int, mz: float, bulk_
         centres_all = 0.5 * (edges[1:] + edges[:-1])
         keep = counts >= min_count
         if not keep.any():
-            raise _bad("min_bin_count", "leaves no z bin with enough samples; lower it or sample more", min_count)
+            raise bad_argument("min_bin_count", "leaves no z bin with enough samples; lower it or sample more", min_count)
         in_bulk = keep & (np.abs(centres_all - mz) >= bulk_z)
         if not in_bulk.any():
-            raise _bad(
+            raise bad_argument(
                 "windows",
                 f"leave no bulk bin (|z − membrane| ≥ bulk_min_abs_z_nm = {bulk_z:g} nm) with min_bin_count = {min_count} "
                 "uncorrelated samples, so the PMF has no bulk reference; add or lengthen windows there, widen "
@@ -684,7 +677,7 @@ def _lateral_correction_kt(x, r, u_kn, n_k, hist: _Histogram, r_flat: float, a_r
     log_den = np.logaddexp.reduce(np.log(n_k)[:, None] + hist.f_k[:, None] - u_kn, axis=0)
     weight = np.exp(-(log_den - log_den.max()))
     de = float(edge_width_nm) if edge_width_nm is not None else min(0.15, max(r_flat, 1e-3) / 2)
-    de = _number("edge_width_nm", de, "must be a finite width > 0 nm", positive=True)
+    de = check_real("edge_width_nm", de, "must be a finite width > 0 nm", positive=True)
     inner = max(r_flat - de, 0.0)
     annulus = math.pi * (r_flat**2 - inner**2)
     bin_of = np.digitize(x, hist.edges) - 1
@@ -702,22 +695,22 @@ def _lateral_correction_kt(x, r, u_kn, n_k, hist: _Histogram, r_flat: float, a_r
 
 def _analysis_settings(first, temperature_k, bin_width_nm, bulk_min_abs_z_nm, overlap_threshold, min_bin_count, mz, lz):
     """:func:`analyze_windows`' settings, checked; T, the membrane plane and L_z default to the first window's."""
-    t_k = _number(
+    t_k = check_real(
         "temperature_k",
         temperature_k if temperature_k is not None else _get(first, "temperature_k", 298.15),
         "must be a finite temperature > 0 K",
         positive=True,
     )
-    width = _number("bin_width_nm", bin_width_nm, "must be a finite width > 0 nm", positive=True)
-    bulk_z = _number("bulk_min_abs_z_nm", bulk_min_abs_z_nm, "must be a finite distance >= 0 nm", nonnegative=True)
-    threshold = _number("overlap_threshold", overlap_threshold, "must be a finite overlap in [0, 1)", nonnegative=True)
+    width = check_real("bin_width_nm", bin_width_nm, "must be a finite width > 0 nm", positive=True)
+    bulk_z = check_real("bulk_min_abs_z_nm", bulk_min_abs_z_nm, "must be a finite distance >= 0 nm", nonnegative=True)
+    threshold = check_real("overlap_threshold", overlap_threshold, "must be a finite overlap in [0, 1)", nonnegative=True)
     if threshold >= 1:
-        raise _bad("overlap_threshold", "must be a finite overlap in [0, 1)", overlap_threshold)
+        raise bad_argument("overlap_threshold", "must be a finite overlap in [0, 1)", overlap_threshold)
     min_count = _integer("min_bin_count", min_bin_count, 1)
     mz = float(mz if mz is not None else first.get("membrane_z_nm", 0.0))
     lz = lz if lz is not None else (np.asarray(first["box_nm"])[2] if "box_nm" in first else None)
     if lz is not None:
-        lz = _number("box_z_nm", lz, "must be a finite box height > 0 nm", positive=True)
+        lz = check_real("box_z_nm", lz, "must be a finite box height > 0 nm", positive=True)
     return t_k, width, bulk_z, threshold, min_count, mz, lz
 
 
@@ -753,9 +746,11 @@ def analyze_windows(
     t_k, width, bulk_z, threshold, min_count, mz, lz = _analysis_settings(
         data[0], temperature_k, bin_width_nm, bulk_min_abs_z_nm, overlap_threshold, min_bin_count, membrane_z_nm, box_z_nm
     )
-    kz = np.array([_number(f"windows[{k}].k_z_kj_per_mol_nm2", _get(d, "k_z_kj_per_mol_nm2", None), "must be > 0", positive=True)
-                   for k, d in enumerate(data)])  # fmt: skip
-    z0 = np.array([_number(f"windows[{k}].z0_nm", d["z0_nm"], "must be a finite centre in nm") for k, d in enumerate(data)])
+    kz = np.array(
+        [check_real(f"windows[{k}].k_z_kj_per_mol_nm2", _get(d, "k_z_kj_per_mol_nm2", None), "must be > 0", positive=True)
+         for k, d in enumerate(data)]
+    )  # fmt: skip
+    z0 = np.array([check_real(f"windows[{k}].z0_nm", d["z0_nm"], "must be a finite centre in nm") for k, d in enumerate(data)])
     order = np.argsort(z0, kind="stable")
     data = [data[i] for i in order]
     kz, z0 = kz[order], z0[order]
@@ -817,7 +812,7 @@ def plot_pmf(result: PMFResult, *, label: str | None = None, units: str = "kj_pe
     from matplotlib.figure import Figure
 
     if units not in ("kj_per_mol", "kt"):
-        raise _bad("units", "must be 'kj_per_mol' or 'kt'", units)
+        raise bad_argument("units", "must be 'kj_per_mol' or 'kt'", units)
     scale = result.kt_kj_per_mol if units == "kj_per_mol" else 1.0
     if ax is None:
         fig = Figure(figsize=(3.2, 2.4), layout="constrained")

@@ -24,15 +24,12 @@ import math
 
 import numpy as np
 
+from .._checks import bad_argument
 from ..constants import FARADAY_KJ_PER_MOL_PER_V
 
 __all__ = ["COULOMB_KJ_NM_PER_MOL_E2", "PotentialProfile", "field_share", "potential_profile"]
 
 COULOMB_KJ_NM_PER_MOL_E2 = 138.935457  # 1/(4πε₀) in kJ·nm/(mol·e²) (OpenMM's ONE_4PI_EPS0)
-
-
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,14 +56,14 @@ def potential_profile(positions_nm, charges_e, box_nm, *, efield_kj_per_mol_nm_e
         pos = pos[None]
     q = np.asarray(charges_e, dtype=float)
     if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[1] != q.size:
-        raise _bad("positions_nm", f"must be (n_frames, {q.size}, 3) for {q.size} charges", pos.shape)
+        raise bad_argument("positions_nm", f"must be (n_frames, {q.size}, 3) for {q.size} charges", pos.shape)
     box = np.asarray(box_nm, dtype=float)
     if box.shape != (3,) or not np.all(box > 0):
-        raise _bad("box_nm", "must be three box edges > 0 nm", box_nm)
+        raise bad_argument("box_nm", "must be three box edges > 0 nm", box_nm)
     lz = float(box[2])
     n_bins = round(lz / bin_width_nm)
     if n_bins < 8:
-        raise _bad("bin_width_nm", f"must give at least 8 bins over L_z = {lz:g} nm", bin_width_nm)
+        raise bad_argument("bin_width_nm", f"must give at least 8 bins over L_z = {lz:g} nm", bin_width_nm)
     dz = lz / n_bins
     z = pos[..., 2] - membrane_z_nm
     z -= lz * np.floor(z / lz + 0.5)  # into [−L_z/2, L_z/2)
@@ -89,10 +86,10 @@ def field_share(profile: PotentialProfile, *, z_lo_nm: float, z_hi_nm: float, z_
     """f(z) = (φ(z_lo) − φ(z))/(φ(z_lo) − φ(z_hi)) on ``z_nm`` (default: the profile's bins between the
     planes), clipped to [0, 1] outside them; refused when the drop between the planes vanishes."""
     if not z_lo_nm < 0 < z_hi_nm:
-        raise _bad("z_lo_nm, z_hi_nm", "must bracket the membrane plane (z_lo < 0 < z_hi)", (z_lo_nm, z_hi_nm))
+        raise bad_argument("z_lo_nm, z_hi_nm", "must bracket the membrane plane (z_lo < 0 < z_hi)", (z_lo_nm, z_hi_nm))
     lo = float(np.interp(z_lo_nm, profile.z_nm, profile.phi_v))
     hi = float(np.interp(z_hi_nm, profile.z_nm, profile.phi_v))
     if abs(lo - hi) < 1e-9:
-        raise _bad("profile", "must drop between the planes (no bias, or fully screened)", lo - hi)
+        raise bad_argument("profile", "must drop between the planes (no bias, or fully screened)", lo - hi)
     z = profile.z_nm[(profile.z_nm >= z_lo_nm) & (profile.z_nm <= z_hi_nm)] if z_nm is None else np.asarray(z_nm, float)
     return np.clip((lo - np.interp(z, profile.z_nm, profile.phi_v)) / (lo - hi), 0.0, 1.0)

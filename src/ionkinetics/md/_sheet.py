@@ -34,16 +34,13 @@ import math
 
 import numpy as np
 
+from .._checks import bad_argument
 from ..constants import FARADAY_KJ_PER_MOL_PER_V as _KJ_PER_MOL_PER_EV
 
 __all__ = ["DEFAULT_RIM_RADIUS_NM", "RIM_MASS_AMU", "SHEET_MODELS", "SheetModel", "add_flexible_rim", "sheet_model"]
 
 RIM_MASS_AMU = 50.0
 DEFAULT_RIM_RADIUS_NM = 0.55
-
-
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +87,7 @@ SHEET_MODELS: dict[str, SheetModel] = {
 def sheet_model(name) -> SheetModel:
     """The sheet model called ``name`` (one of :data:`SHEET_MODELS`)."""
     if not isinstance(name, str) or name not in SHEET_MODELS:
-        raise _bad("sheet", f"must be one of {', '.join(sorted(SHEET_MODELS))}", name)
+        raise bad_argument("sheet", f"must be one of {', '.join(sorted(SHEET_MODELS))}", name)
     return SHEET_MODELS[name]
 
 
@@ -134,14 +131,14 @@ def add_flexible_rim(system, membrane, model: SheetModel, *, mass_amu: float = R
     import openmm
 
     if not model.flexible:
-        raise _bad("model", "must be a flexible sheet model", model.name)
+        raise bad_argument("model", "must be a flexible sheet model", model.name)
     if membrane.material != "hBN":
-        raise _bad("sheet", "moves only hBN membranes (the bonded terms are hBN's)", membrane.material)
+        raise bad_argument("sheet", "moves only hBN membranes (the bonded terms are hBN's)", membrane.material)
     if not (isinstance(mass_amu, (int, float)) and math.isfinite(mass_amu) and mass_amu > 0):
-        raise _bad("mass_amu", "must be a finite mass > 0 amu", mass_amu)
+        raise bad_argument("mass_amu", "must be a finite mass > 0 amu", mass_amu)
     rim = rim_atoms(membrane, model.rim_radius_nm)
     if len(rim) == 0:
-        raise _bad("rim_radius_nm", "must reach at least one atom of each pore's rim", model.rim_radius_nm)
+        raise bad_argument("rim_radius_nm", "must reach at least one atom of each pore's rim", model.rim_radius_nm)
     moving = np.zeros(membrane.n_atoms, dtype=bool)
     moving[rim] = True
     for i in rim.tolist():

@@ -23,7 +23,6 @@ the whole system must be neutral or :func:`assemble_system` refuses it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Sequence
 
@@ -33,6 +32,7 @@ from openmm import app, unit
 from scipy.spatial import cKDTree
 
 from .. import species as _species
+from .._checks import bad_argument, check_real
 from ..constants import FARADAY_KJ_PER_MOL_PER_V
 from ._electrolyte import Electrolyte, build_electrolyte, residue_template
 from ._forcefield import DEFAULT_FORCEFIELD_OPTION, forcefield_option_files
@@ -63,30 +63,18 @@ _PLATFORM_ORDER = ("CUDA", "OpenCL", "CPU")
 _PRECISIONS = ("single", "mixed", "double")
 
 
-def _bad(arg: str, rule: str, value) -> ValueError:
-    return ValueError(f"{arg} {rule}; got {value!r}")
-
-
-def _number(arg: str, value, rule: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise _bad(arg, rule, value)
-    if positive and value <= 0:
-        raise _bad(arg, rule, value)
-    return float(value)
-
-
 def field_for_voltage(v: float, box_z_nm: float) -> float:
     """The field parameter, kJ/mol/nm/e, that drops ``v`` volts across a box ``box_z_nm`` tall:
     ``E = v/L_z`` in V/nm times 96.485 kJ/mol per e·V."""
-    v = _number("v", v, "must be a finite voltage in volts")
-    lz = _number("box_z_nm", box_z_nm, "must be a finite box height > 0 nm", positive=True)
+    v = check_real("v", v, "must be a finite voltage in volts")
+    lz = check_real("box_z_nm", box_z_nm, "must be a finite box height > 0 nm", positive=True)
     return v / lz * FARADAY_KJ_PER_MOL_PER_V
 
 
 def voltage_for_field(efield_kj_per_mol_nm_e: float, box_z_nm: float) -> float:
     """ΔV = E·L_z in volts, for the field parameter in kJ/mol/nm/e."""
-    e = _number("efield_kj_per_mol_nm_e", efield_kj_per_mol_nm_e, "must be a finite field in kJ/mol/nm/e")
-    lz = _number("box_z_nm", box_z_nm, "must be a finite box height > 0 nm", positive=True)
+    e = check_real("efield_kj_per_mol_nm_e", efield_kj_per_mol_nm_e, "must be a finite field in kJ/mol/nm/e")
+    lz = check_real("box_z_nm", box_z_nm, "must be a finite box height > 0 nm", positive=True)
     return e * lz / FARADAY_KJ_PER_MOL_PER_V
 
 
@@ -101,11 +89,11 @@ def add_field_force(system, charges_e, particles, *, efield_kj_per_mol_nm_e: flo
     """Add ``U = −q·E·z`` on ``particles`` (indices) with charges ``charges_e`` (e), E the global
     parameter :data:`FIELD_PARAMETER` (kJ/mol/nm/e), in group :data:`FIELD_FORCE_GROUP`; returns
     the force's index. The force on each particle is q·E along z."""
-    e = _number("efield_kj_per_mol_nm_e", efield_kj_per_mol_nm_e, "must be a finite field in kJ/mol/nm/e")
+    e = check_real("efield_kj_per_mol_nm_e", efield_kj_per_mol_nm_e, "must be a finite field in kJ/mol/nm/e")
     q = np.asarray(charges_e, dtype=float)
     idx = np.asarray(particles, dtype=int)
     if q.shape != idx.shape:
-        raise _bad("charges_e", f"must have one charge per particle, shape {idx.shape}", q.shape)
+        raise bad_argument("charges_e", f"must have one charge per particle, shape {idx.shape}", q.shape)
     force = openmm.CustomExternalForce(f"-charge_e*{FIELD_PARAMETER}*z")
     force.addGlobalParameter(FIELD_PARAMETER, e)
     force.addPerParticleParameter("charge_e")
@@ -123,12 +111,12 @@ def select_platform(name: str | None = None, *, precision: str = "mixed", probe:
     must open a one-particle context first, so a CUDA plugin without a usable GPU is skipped.
     ``IONKINETICS_DEVICE_INDEX`` picks the GPU (OpenMM ``DeviceIndex``; campaigns set it per worker)."""
     if precision not in _PRECISIONS:
-        raise _bad("precision", f"must be one of {', '.join(_PRECISIONS)}", precision)
+        raise bad_argument("precision", f"must be one of {', '.join(_PRECISIONS)}", precision)
     available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     if name is None:
         name = os.environ.get("IONKINETICS_PLATFORM") or "auto"
     if name != "auto" and name not in available:
-        raise _bad("name", f"must be 'auto' or an OpenMM platform available here ({', '.join(available)})", name)
+        raise bad_argument("name", f"must be 'auto' or an OpenMM platform available here ({', '.join(available)})", name)
 
     device = os.environ.get("IONKINETICS_DEVICE_INDEX")
 
@@ -265,10 +253,10 @@ def _topology(membrane: Membrane, electrolyte: Electrolyte) -> tuple[app.Topolog
 def _checked_box_edges(box: np.ndarray, electrolyte: Electrolyte, cutoff: float) -> np.ndarray:
     """The box edges, after checking the electrolyte shares the box and PME's minimum image holds."""
     if not np.allclose(box, electrolyte.box_vectors_nm):
-        raise _bad("electrolyte", "must be built for this membrane's box", np.diag(electrolyte.box_vectors_nm).tolist())
+        raise bad_argument("electrolyte", "must be built for this membrane's box", np.diag(electrolyte.box_vectors_nm).tolist())
     edges = np.diag(box)
     if np.any(edges < 2 * cutoff):
-        raise _bad(
+        raise bad_argument(
             "membrane.box_vectors_nm",
             f"must have every box edge at least 2 × cutoff_nm = {2 * cutoff} nm (PME minimum image); "
             "use more array cells, a larger box_z_nm or a shorter cutoff",
@@ -284,15 +272,15 @@ def _membrane_charges(nonbonded, charges: np.ndarray, membrane: Membrane, membra
     if membrane_charges_e is not None:
         q_mem = np.asarray(membrane_charges_e, dtype=float)
         if q_mem.shape != (n_mem,) or not np.all(np.isfinite(q_mem)):
-            raise _bad("membrane_charges_e", f"must be {n_mem} finite charges (e), one per membrane atom", q_mem.shape)
+            raise bad_argument("membrane_charges_e", f"must be {n_mem} finite charges (e), one per membrane atom", q_mem.shape)
         if abs(q_mem.sum()) > 1e-6:
-            raise _bad("membrane_charges_e", "must sum to zero (a neutral membrane)", float(q_mem.sum()))
+            raise bad_argument("membrane_charges_e", "must sum to zero (a neutral membrane)", float(q_mem.sum()))
         for i, qi in enumerate(q_mem.tolist()):
             _, sigma, eps = nonbonded.getParticleParameters(i)
             nonbonded.setParticleParameters(i, qi, sigma, eps)
         charges[:n_mem] = q_mem
     elif not np.allclose(charges[:n_mem], membrane.charges_e, rtol=0, atol=1e-9):
-        raise _bad(
+        raise bad_argument(
             "forcefield_files",
             "must give the membrane the charges it was built with (build the membrane with the same files)",
             files,
@@ -328,8 +316,8 @@ def assemble_system(
     :func:`build_system`). ``sheet`` names the membrane mechanics (:data:`ionkinetics.md.SHEET_MODELS`:
     ``"frozen"``, or ``"sgouros-2025-rim"`` whose hBN pore rims move under DFT-fitted bonded terms)."""
     model = sheet_model(sheet)
-    cutoff = _number("cutoff_nm", cutoff_nm, "must be a finite cutoff > 0 nm", positive=True)
-    tol = _number("ewald_error_tolerance", ewald_error_tolerance, "must be a finite tolerance > 0", positive=True)
+    cutoff = check_real("cutoff_nm", cutoff_nm, "must be a finite cutoff > 0 nm", positive=True)
+    tol = check_real("ewald_error_tolerance", ewald_error_tolerance, "must be a finite tolerance > 0", positive=True)
     box = np.asarray(membrane.box_vectors_nm, dtype=float)
     edges = _checked_box_edges(box, electrolyte, cutoff)
     files = tuple(str(f) for f in (forcefield_files if forcefield_files is not None else membrane.forcefield_files))
@@ -355,7 +343,7 @@ def assemble_system(
     _membrane_charges(nonbonded, charges, membrane, membrane_charges_e, files)
     total = float(charges.sum())
     if abs(total) > 1e-6:
-        raise _bad(
+        raise bad_argument(
             "membrane_charges_e", f"leave the system with a net charge of {total:+.6f} e; the whole system must be neutral", total
         )
 
@@ -426,7 +414,7 @@ def build_system(
     except (ValueError, TypeError) as err:
         raise type(err)(f"system_id: {err}") from None
     if forcefield_option is not None and forcefield_files is not None:
-        raise _bad(
+        raise bad_argument(
             "forcefield_option",
             "must not be given together with forcefield_files (an option chooses the files)",
             forcefield_option,

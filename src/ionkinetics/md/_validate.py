@@ -54,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_real
 from .._io import git_commit, load_toml_as, write_atomic, write_json_atomic
 from ..constants import AVOGADRO_PER_MOL
 from ._adaptive import AdaptivePlan, _mean_force, _trapezoid_from_bulk, convergence_report
@@ -178,10 +179,10 @@ class ValidationPlan:
 
 
 def _num(table: str, raw: dict, key: str, default=None, *, positive=True) -> float:
-    v = raw.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
-        raise ValidationError(f"[{table}].{key} must be a finite number > 0; got {v!r}")
-    return float(v)
+    rule = "must be a finite number > 0"
+    return check_real(
+        f"[{table}].{key}", raw.get(key, default), rule, positive=positive, error=ValidationError, numpy_scalars=False
+    )
 
 
 def _steps(table: str, key: str, ps: float, dt_fs: float) -> int:

@@ -62,6 +62,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+from .._checks import bad_argument, check_real
 from .._io import load_toml_as, shipped_dir
 from ._esn import ESN_GRID
 from ._reservoir import MembraneSpec
@@ -97,7 +98,7 @@ class TaskFile:
 
 
 def _err(field: str, rule: str, value) -> TaskFileError:
-    return TaskFileError(f"field {field!r} {rule}; got {value!r}")
+    return bad_argument(f"field {field!r}", rule, value, TaskFileError)
 
 
 def _int(raw: dict, key: str, where: str, default=None, lo: int = 1) -> int:
@@ -108,16 +109,10 @@ def _int(raw: dict, key: str, where: str, default=None, lo: int = 1) -> int:
 
 
 def _num(raw: dict, key: str, where: str, default=None, *, lo=None, hi=None, positive=False) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _err(f"{where}.{key}", "must be a finite number", value)
-    if positive and value <= 0:
-        raise _err(f"{where}.{key}", "must be > 0", value)
-    if lo is not None and value < lo:
-        raise _err(f"{where}.{key}", f"must be >= {lo:g}", value)
-    if hi is not None and value > hi:
-        raise _err(f"{where}.{key}", f"must be <= {hi:g}", value)
-    return float(value)
+    name = f"field {f'{where}.{key}'!r}"
+    return check_real(
+        name, raw.get(key, default), positive=positive, minimum=lo, maximum=hi, error=TaskFileError, numpy_scalars=False
+    )
 
 
 def _table(raw: dict, key: str, allowed, *, required=False) -> dict | None:
