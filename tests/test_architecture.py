@@ -122,20 +122,41 @@ MAX_FUNCTION_LINES = 80
 
 
 def _long_functions(root: Path) -> list[str]:
-    """``path:line name (n lines)`` of every function or method under ``root`` longer than
-    :data:`MAX_FUNCTION_LINES` (from its ``def`` to its last line, docstring included)."""
+    """``path:line name (n lines)`` (path relative to ``root``) of every function or method under
+    ``root`` longer than :data:`MAX_FUNCTION_LINES` (from its ``def`` to its last line, docstring
+    included)."""
     found = []
     for path in sorted(root.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
                 if n > MAX_FUNCTION_LINES:
-                    found.append(f"{path.relative_to(SRC.parent)}:{node.lineno} {node.name} ({n} lines)")
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({n} lines)")
     return found
 
 
-def test_no_experiment_function_is_longer_than_80_lines():
-    """The experiments wing reads as named steps (issue 28). Package-wide this does not hold yet:
-    ``circuits._solver._run``, ``kinetics.simulate``, ``tasks.run_task``, ``md.assemble_system`` and
-    ``_demo.plot_gv_curves`` remain."""
-    assert _long_functions(SRC / "experiments") == []
+# Functions allowed over the limit, by "path relative to src/ionkinetics:name". Issue 28 left two,
+# kinetics/_simulate.py:simulate and _demo.py:plot_gv_curves; the other half of that work split them
+# (simulate's paths into named runners, plot_gv_curves into its panels: commit 2732573), so none is
+# left. Nothing may be added here: split the function into named steps instead.
+LONG_FUNCTIONS_ALLOWED: set[str] = set()
+
+
+def test_no_function_is_longer_than_80_lines():
+    """The package reads as named steps (issue 28): no function or method over
+    :data:`MAX_FUNCTION_LINES`, except the allow-listed ones."""
+    long = []
+    for found in _long_functions(SRC):
+        where, name = found.split(" ")[:2]
+        if f"{where.rsplit(':', 1)[0]}:{name}" not in LONG_FUNCTIONS_ALLOWED:
+            long.append(found)
+    assert long == []
+
+
+def test_the_length_check_sees_a_long_function(tmp_path):
+    """A function of 81 lines is found, one of 80 is not (a checker that finds nothing can pass for
+    the wrong reason)."""
+    body = "\n".join(f"    x{i} = {i}" for i in range(79))
+    (tmp_path / "m.py").write_text(f"def ok():\n{body}\n\n\ndef long():\n{body}\n    return x0\n")
+    found = [f.split(" ")[1] for f in _long_functions(tmp_path)]
+    assert found == ["long"]

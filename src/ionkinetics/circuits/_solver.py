@@ -478,6 +478,143 @@ def _moved_pores(cc: Topology, vals, mem_p, v_mem, vm_prev, jump, key_run, k) ->
     return tuple(held)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Stepper:
+    """What every step of one circuit's scan shares: the compiled topology, its values, the key of the
+    run's pore moves and the batch axis (``axis_name``, see :func:`_run`). Trace-time only: a step is
+    a function of this and of the scan's carry and input."""
+
+    cc: Topology
+    vals: dict
+    key_run: jax.Array
+    axis_name: str | None
+
+    def context(self, z, mem_p, src_v, src_i) -> dict:
+        """The solve's context at unknowns ``z`` and occupancies ``mem_p``."""
+        v_full, _, i_c = _split(self.cc, z)
+        return {
+            "src_v": src_v,
+            "src_i": src_i,
+            "mem_p": mem_p,
+            "v_mem": _branch_v(v_full, self.cc.idx("M")),
+            "v_c": _branch_v(v_full, self.cc.idx("C")),
+            "i_c": i_c,
+        }
+
+    def stiff_at(self, z, ctx):
+        """Whether any capacitor's time constant is below dt/2 at the consistent state ``z``."""
+        if not self.cc.names_of("C"):
+            return jnp.zeros((), bool)
+        return jnp.any(_cap_time_constants_ns(self.cc, self.vals, z, ctx) < 0.5 * _dt(self.cc, self.vals))
+
+    def in_any_lane(self, pred):
+        """``pred`` of this circuit, or of any circuit in the batch when vmapped over ``axis_name``:
+        one predicate for the whole batch, so a ``lax.cond`` on it stays a branch."""
+        return pred if self.axis_name is None else lax.pmax(pred.astype(_INT), self.axis_name) > 0
+
+    def lane_cond(self, pred, yes, no):
+        """``lax.cond(pred, yes, no)`` per circuit; in a batch, ``yes`` runs (every lane, each then
+        taking its own branch's value) only at steps where some lane needs it."""
+        if self.axis_name is None:
+            return lax.cond(pred, yes, no)
+        pick = lambda: jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), yes(), no())  # noqa: E731
+        return lax.cond(self.in_any_lane(pred), pick, no)
+
+
+def _one_step(st: _Stepper, carry, inp):
+    """A step; the steps of a padded run's tail (``k`` past ``n_steps_valid``, cut from the outputs)
+    are skipped, the carry held."""
+    if "n_steps_valid" not in st.vals:
+        return _circuit_step(st, carry, inp)
+    return st.lane_cond(inp[3] < st.vals["n_steps_valid"], lambda: _circuit_step(st, carry, inp), lambda: (carry, None))
+
+
+def _state_after_jump(st: _Stepper, z, mem_p, src_v, src_i, redo, stiff):
+    """Where ``redo`` (a jump, or the end of backward-Euler steps): the consistent state at t_n⁺ and the
+    stiffness re-measured there; else ``z`` and ``stiff`` as they are. Returns ``(z⁺, bad, row, stiff)``."""
+
+    def at_jump():
+        ctx_j = st.context(z, mem_p, src_v, src_i)
+        z_p, _, bad_p, row_p = _solve(st.cc, st.vals, "init", z, ctx_j)
+        return z_p, bad_p, row_p, st.stiff_at(z_p, ctx_j)
+
+    def no_jump():
+        return z, jnp.zeros((), bool), jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype), stiff
+
+    return st.lane_cond(redo, at_jump, no_jump)
+
+
+def _whole_step(st: _Stepper, z_plus, ctx, theta, bv_start, bi_start, src_i):
+    """One θ-method step from ``z_plus``: ``(z, occupancies, bad, row, energy increment per branch (aJ),
+    branch currents)``. The energy is the step's own quadrature (θ-weighted currents): Tellegen holds
+    for every θ, and a capacitor's share is ½C(v²_{n+1} − v²_n) exactly."""
+    cc, vals = st.cc, st.vals
+    z_new, p_end, bad, row = _solve(cc, vals, "step", z_plus, ctx)
+    p_end = tuple(p_end)
+    bv_end, bi_end = _branches(cc, vals, z_new, p_end, src_i)
+    i_bar = theta * bi_end + (1.0 - theta) * bi_start
+    return z_new, p_end, bad, row, _dt(cc, vals) * 0.5 * (bv_start + bv_end) * i_bar * AJ_PER_PA_V_NS, bi_end
+
+
+def _jump_substeps(st: _Stepper, z_plus, mem_p, src_v, src_i, bi_start):
+    """The first step after a jump with a stiff capacitor as ``_JUMP_SUBSTEPS`` backward-Euler
+    substeps: the stiff node's transient decays by (1 + dt/(m·τ))^m instead of 1 + dt/τ. Returns
+    what :func:`_whole_step` returns."""
+    cc, vals = st.cc, st.vals
+    dtype = jnp.result_type(float)
+    h = _dt(cc, vals) / _JUMP_SUBSTEPS
+    vals_h = {**vals, "dt_ns": h}
+
+    def sub(_, state):
+        z_s, p_s, bad_s, row_s, e_s, _ = state
+        ctx_s = {**st.context(z_s, p_s, src_v, src_i), "theta": jnp.ones((), dtype)}
+        bv_s, _ = _branches(cc, vals, z_s, p_s, src_i)
+        z_n, p_n, bad_n, row_n = _solve(cc, vals_h, "step", z_s, ctx_s)
+        p_n = tuple(p_n)
+        bv_n, bi_n = _branches(cc, vals, z_n, p_n, src_i)
+        e_s = e_s + h * 0.5 * (bv_s + bv_n) * bi_n * AJ_PER_PA_V_NS
+        return z_n, p_n, bad_s | bad_n, jnp.where(bad_s, row_s, row_n), e_s, bi_n
+
+    row0 = jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype)
+    state0 = (z_plus, mem_p, jnp.zeros((), bool), row0, jnp.zeros(len(cc.branch_names), dtype), bi_start)
+    return lax.fori_loop(0, _JUMP_SUBSTEPS, sub, state0)
+
+
+def _circuit_step(st: _Stepper, carry, inp):
+    """One time step of the scan: jump re-initialisation, θ choice, pore moves, Newton step, energy
+    quadrature and the first-failure record. ``carry`` is ``(z, occupancies, membrane voltages,
+    energy, failure, branch currents, backward-Euler steps left, backward Euler last step, stiff)``,
+    ``inp`` ``(voltage sources, current sources, jump, k)``."""
+    cc, vals = st.cc, st.vals
+    z, mem_p, vm_prev, energy, fail, _, be_left, be_prev, stiff = carry
+    src_v, src_i, jump, k = inp
+    # a jump (or the end of backward-Euler steps): consistent state at t_n⁺, stiffness re-measured
+    z_plus, bad_plus, row_plus, stiff = _state_after_jump(st, z, mem_p, src_v, src_i, jump | be_prev, stiff)
+    # with a stiff capacitor, backward Euler for the _BE_STEPS steps after a jump (the stiff node
+    # relaxes instead of ringing), then consistent currents before the trapezoidal steps resume
+    be_left = jnp.where(jump, _BE_STEPS, be_left)
+    be = stiff & ((be_left > 0) | any(cc.stochastic))  # drawn pores: the conductance jumps at every step
+    theta = jnp.where(be, 1.0, 0.5)
+    ctx = {**st.context(z_plus, mem_p, src_v, src_i), "theta": theta}
+    bv_start, bi_start = _branches(cc, vals, z_plus, mem_p, src_i)
+    ctx["mem_p"] = _moved_pores(cc, vals, mem_p, ctx["v_mem"], vm_prev, jump, st.key_run, k)
+
+    def whole_step():
+        return _whole_step(st, z_plus, ctx, theta, bv_start, bi_start, src_i)
+
+    if any(cc.stochastic) or not cc.names_of("C"):  # drawn pores move once per step: no substeps
+        z_new, p_end, bad, row, d_energy, bi_end = whole_step()
+    else:
+        substeps = lambda: _jump_substeps(st, z_plus, mem_p, src_v, src_i, bi_start)  # noqa: E731
+        z_new, p_end, bad, row, d_energy, bi_end = st.lane_cond(be & jump, substeps, whole_step)
+    energy = energy + d_energy
+    phase = jnp.where(bad_plus, int(NewtonPhase.JUMP), int(NewtonPhase.STEP)).astype(_INT)
+    now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), phase])
+    counted = k < vals.get("n_steps_valid", cc.n_steps)  # steps of a padded run's tail are not the circuit's
+    fail = jnp.where((fail[0] == NO_FAILURE) & (bad | bad_plus) & counted, now, fail)
+    return (z_new, p_end, ctx["v_mem"], energy, fail, bi_end, jnp.maximum(be_left - 1, 0), be, stiff), None
+
+
 def _run(cc: Topology, vals, key, save_every: int, axis_name=None):
     """One circuit: operating point, then ``n_steps`` steps. Returns the solutions, occupancies
     and cumulative absorbed energy per branch (aJ) at the saved points, and a failure record
@@ -488,121 +625,17 @@ def _run(cc: Topology, vals, key, save_every: int, axis_name=None):
     lane at every step; with the axis named, the re-initialisation after a jump and the steps of a
     padded run's tail branch on whether *any* circuit of the batch needs them (a collective over
     the batch), and within the taken branch each lane still selects its own result, so every lane's
-    output is what it is alone.
-
-    Length: the time step is one closure over the compiled topology inside ``lax.scan`` (jump
-    re-initialisation, θ choice, pore moves, Newton step, energy quadrature); its parts share the
-    step's carry and are kept together so the scan body reads as one step."""
+    output is what it is alone. The step itself is :func:`_circuit_step`."""
     dtype = jnp.result_type(float)
     key_init, key_run = jax.random.split(key)
     z_dc, states, bad0, row0, ctx0 = _initial_state(cc, vals, key_init)
     vm0 = _branch_v(_split(cc, z_dc)[0], cc.idx("M"))
-
-    def context(z, mem_p, src_v, src_i):
-        v_full, _, i_c = _split(cc, z)
-        return {
-            "src_v": src_v,
-            "src_i": src_i,
-            "mem_p": mem_p,
-            "v_mem": _branch_v(v_full, cc.idx("M")),
-            "v_c": _branch_v(v_full, cc.idx("C")),
-            "i_c": i_c,
-        }
-
-    def stiff_at(z, ctx):
-        """Whether any capacitor's time constant is below dt/2 at the consistent state ``z``."""
-        if not cc.names_of("C"):
-            return jnp.zeros((), bool)
-        return jnp.any(_cap_time_constants_ns(cc, vals, z, ctx) < 0.5 * _dt(cc, vals))
-
-    stiff0 = stiff_at(z_dc, {**ctx0, "mem_p": states, "v_c": _branch_v(_split(cc, z_dc)[0], cc.idx("C"))})
-    every_step = any(cc.stochastic)  # drawn pores: the conductance jumps at every step
-
-    def in_any_lane(pred):
-        """``pred`` of this circuit, or of any circuit in the batch when vmapped over ``axis_name``:
-        one predicate for the whole batch, so a ``lax.cond`` on it stays a branch."""
-        return pred if axis_name is None else lax.pmax(pred.astype(_INT), axis_name) > 0
-
-    def lane_cond(pred, yes, no):
-        """``lax.cond(pred, yes, no)`` per circuit; in a batch, ``yes`` runs (every lane, each then
-        taking its own branch's value) only at steps where some lane needs it."""
-        if axis_name is None:
-            return lax.cond(pred, yes, no)
-        pick = lambda: jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), yes(), no())  # noqa: E731
-        return lax.cond(in_any_lane(pred), pick, no)
-
-    def one_step(carry, inp):
-        """A step; the steps of a padded run's tail (``k`` past ``n_steps_valid``, cut from the
-        outputs) are skipped, the carry held."""
-        if "n_steps_valid" not in vals:
-            return circuit_step(carry, inp)
-        return lane_cond(inp[3] < vals["n_steps_valid"], lambda: circuit_step(carry, inp), lambda: (carry, None))
-
-    def circuit_step(carry, inp):
-        z, mem_p, vm_prev, energy, fail, _, be_left, be_prev, stiff = carry
-        src_v, src_i, jump, k = inp
-
-        def at_jump():
-            ctx_j = context(z, mem_p, src_v, src_i)
-            z_p, _, bad_p, row_p = _solve(cc, vals, "init", z, ctx_j)
-            return z_p, bad_p, row_p, stiff_at(z_p, ctx_j)
-
-        def no_jump():
-            return z, jnp.zeros((), bool), jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype), stiff
-
-        # a jump (or the end of backward-Euler steps): consistent state at t_n⁺, stiffness re-measured
-        z_plus, bad_plus, row_plus, stiff = lane_cond(jump | be_prev, at_jump, no_jump)
-        # with a stiff capacitor, backward Euler for the _BE_STEPS steps after a jump (the stiff node
-        # relaxes instead of ringing), then consistent currents before the trapezoidal steps resume
-        be_left = jnp.where(jump, _BE_STEPS, be_left)
-        be = stiff & ((be_left > 0) | every_step)
-        theta = jnp.where(be, 1.0, 0.5)
-        ctx = {**context(z_plus, mem_p, src_v, src_i), "theta": theta}
-        bv_start, bi_start = _branches(cc, vals, z_plus, mem_p, src_i)
-        ctx["mem_p"] = _moved_pores(cc, vals, mem_p, ctx["v_mem"], vm_prev, jump, key_run, k)
-
-        def whole_step():
-            z_new, p_end, bad, row = _solve(cc, vals, "step", z_plus, ctx)
-            p_end = tuple(p_end)
-            bv_end, bi_end = _branches(cc, vals, z_new, p_end, src_i)
-            # the step's own quadrature (θ-weighted currents): Tellegen holds for every θ, and a
-            # capacitor's share is ½C(v²_{n+1} − v²_n) exactly
-            i_bar = theta * bi_end + (1.0 - theta) * bi_start
-            return z_new, p_end, bad, row, _dt(cc, vals) * 0.5 * (bv_start + bv_end) * i_bar * AJ_PER_PA_V_NS, bi_end
-
-        def substeps():
-            """The first step after a jump with a stiff capacitor as ``_JUMP_SUBSTEPS`` backward-Euler
-            substeps: the stiff node's transient decays by (1 + dt/(m·τ))^m instead of 1 + dt/τ."""
-            h = _dt(cc, vals) / _JUMP_SUBSTEPS
-            vals_h = {**vals, "dt_ns": h}
-
-            def sub(_, state):
-                z_s, p_s, bad_s, row_s, e_s, _ = state
-                ctx_s = {**context(z_s, p_s, src_v, src_i), "theta": jnp.ones((), dtype)}
-                bv_s, _ = _branches(cc, vals, z_s, p_s, src_i)
-                z_n, p_n, bad_n, row_n = _solve(cc, vals_h, "step", z_s, ctx_s)
-                p_n = tuple(p_n)
-                bv_n, bi_n = _branches(cc, vals, z_n, p_n, src_i)
-                e_s = e_s + h * 0.5 * (bv_s + bv_n) * bi_n * AJ_PER_PA_V_NS
-                return z_n, p_n, bad_s | bad_n, jnp.where(bad_s, row_s, row_n), e_s, bi_n
-
-            row0 = jnp.zeros((), jnp.argmax(jnp.zeros(2)).dtype)
-            state0 = (z_plus, mem_p, jnp.zeros((), bool), row0, jnp.zeros(n_branch, dtype), bi_start)
-            return lax.fori_loop(0, _JUMP_SUBSTEPS, sub, state0)
-
-        if any(cc.stochastic) or not cc.names_of("C"):  # drawn pores move once per step: no substeps
-            z_new, p_end, bad, row, d_energy, bi_end = whole_step()
-        else:
-            z_new, p_end, bad, row, d_energy, bi_end = lane_cond(be & jump, substeps, whole_step)
-        energy = energy + d_energy
-        phase = jnp.where(bad_plus, int(NewtonPhase.JUMP), int(NewtonPhase.STEP)).astype(_INT)
-        now = jnp.stack([k.astype(_INT), jnp.where(bad_plus, row_plus, row).astype(_INT), phase])
-        counted = k < vals.get("n_steps_valid", cc.n_steps)  # steps of a padded run's tail are not the circuit's
-        fail = jnp.where((fail[0] == NO_FAILURE) & (bad | bad_plus) & counted, now, fail)
-        return (z_new, p_end, ctx["v_mem"], energy, fail, bi_end, jnp.maximum(be_left - 1, 0), be, stiff), None
+    st = _Stepper(cc, vals, key_run, axis_name)
+    stiff0 = st.stiff_at(z_dc, {**ctx0, "mem_p": states, "v_c": _branch_v(_split(cc, z_dc)[0], cc.idx("C"))})
+    step = functools.partial(_one_step, st)
 
     def chunk(carry, inp):
-        carry, _ = lax.scan(one_step, carry, inp)
+        carry, _ = lax.scan(step, carry, inp)
         return carry, (carry[0], carry[1], carry[3], carry[5])
 
     n_branch = len(cc.branch_names)

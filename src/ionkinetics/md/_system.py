@@ -297,6 +297,29 @@ def _freeze_membrane(system, nonbonded, membrane: Membrane, edges: np.ndarray, c
     return pairs
 
 
+def _create_system(top, templates: dict, files: tuple[str, ...], cutoff: float, tol: float):
+    """``(system, nonbonded force, charges (e) per particle)`` of ``top`` by OpenMM's ForceField of
+    ``files``: PME with ``cutoff`` (nm) and Ewald tolerance ``tol``, H-bonds and water rigid, the centre
+    of mass free, nonbonded exceptions periodic."""
+    forcefield = app.ForceField(*files)
+    system = forcefield.createSystem(
+        top,
+        nonbondedMethod=app.PME,
+        nonbondedCutoff=cutoff * unit.nanometer,
+        constraints=app.HBonds,
+        rigidWater=True,
+        ewaldErrorTolerance=tol,
+        removeCMMotion=False,
+        residueTemplates=templates,
+    )
+    (nonbonded,) = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)]
+    nonbonded.setExceptionsUsePeriodicBoundaryConditions(True)
+    charges = np.array(
+        [nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in range(system.getNumParticles())]
+    )
+    return system, nonbonded, charges
+
+
 def assemble_system(
     membrane: Membrane,
     electrolyte: Electrolyte,
@@ -322,24 +345,8 @@ def assemble_system(
     edges = _checked_box_edges(box, electrolyte, cutoff)
     files = tuple(str(f) for f in (forcefield_files if forcefield_files is not None else membrane.forcefield_files))
     top, templates = _topology(membrane, electrolyte)
-    forcefield = app.ForceField(*files)
-    system = forcefield.createSystem(
-        top,
-        nonbondedMethod=app.PME,
-        nonbondedCutoff=cutoff * unit.nanometer,
-        constraints=app.HBonds,
-        rigidWater=True,
-        ewaldErrorTolerance=tol,
-        removeCMMotion=False,
-        residueTemplates=templates,
-    )
+    system, nonbonded, charges = _create_system(top, templates, files, cutoff, tol)
     n_mem = membrane.n_atoms
-    (nonbonded,) = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)]
-    nonbonded.setExceptionsUsePeriodicBoundaryConditions(True)
-    charges = np.array(
-        [nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in range(system.getNumParticles())]
-    )
-
     _membrane_charges(nonbonded, charges, membrane, membrane_charges_e, files)
     total = float(charges.sum())
     if abs(total) > 1e-6:

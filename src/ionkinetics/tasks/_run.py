@@ -318,6 +318,67 @@ def _design_headline(d: dict) -> dict:
     }
 
 
+def _delay_gains(res, us, y, sp, tf, say) -> tuple[dict | None, dict]:
+    """A delay reservoir's ``(selection, gains)``: the input and feedback gains chosen on the
+    validation split where the file asks (else the reservoir's own); a parallel one has neither."""
+    if not isinstance(res, DelayReservoir):
+        return None, {}
+    selection = None
+    if tf.select:
+        say(f"delay loops: input and feedback gain chosen on the validation split from {tf.select}")
+        selection = select_gains(res, us, y, sp, tf.select, tf.ridges)
+    return selection, {
+        "input_gain": selection["input_gain"] if selection else res.input_gain,
+        "feedback_gain": selection["feedback_gain"] if selection else res.feedback_gain,
+    }
+
+
+def _stochastic_fits(tf, res, us, y, sp, molar0, pores0, gains, classify, say) -> tuple[dict | None, dict | None]:
+    """``(stoch, stoch_sel)``: the readout fit on stochastic pores + shot noise at the mean-field
+    gains, and (delay loops whose selection asks for it) the gains chosen again on the stochastic
+    device's own validation score with its fit; None where the file asks for neither."""
+    stoch = None
+    if tf.reservoir["stochastic"]:
+        say("stochastic pores + shot noise")
+        xs = np.asarray(res.run(jnp.asarray(us), molar0, pores0, key=jax.random.key(tf.seed), **gains).features())
+        stoch = _fit_score(xs, y, sp, tf.ridges, classify)
+    stoch_sel = None
+    if isinstance(res, DelayReservoir) and tf.select and tf.select.get("stochastic") and tf.reservoir["stochastic"]:
+        say("stochastic pores: gains chosen again on the stochastic device's validation score")
+        key = jax.random.key(tf.seed)
+        stoch_sel = select_gains(res, us, y, sp, tf.select, tf.ridges, key=key)
+        chosen = {"input_gain": stoch_sel["input_gain"], "feedback_gain": stoch_sel["feedback_gain"]}
+        xs = np.asarray(res.run(jnp.asarray(us), molar0, pores0, key=key, **chosen).features())
+        stoch_sel["fit"] = _fit_score(xs, y, sp, tf.ridges, classify)
+    return stoch, stoch_sel
+
+
+def _stochastic_entries(metric: str, stoch: dict | None, stoch_sel: dict | None) -> dict:
+    """The summary's stochastic scores (the re-selected ones only where there are some)."""
+    out: dict = {f"{metric}_stochastic": stoch["test"] if stoch else None}
+    if stoch_sel:
+        out[f"{metric}_stochastic_selected"] = stoch_sel["fit"]["test"]
+        out["stochastic_selection"] = {k: stoch_sel[k] for k in ("input_gain", "feedback_gain", "grid")}
+    return out
+
+
+def _energy_per_step(run, sp) -> tuple[float, np.ndarray]:
+    """Energy (aJ) per input step over the train+val+test steps: all membranes, and per membrane."""
+    body = slice(sp[0].start, sp[2].stop)
+    energy_step = float(np.asarray(run.energy_aj)[body].sum() / (body.stop - body.start))
+    energy_membrane = np.asarray(run.energy_aj)[body].sum(axis=(0, 1)) / (body.stop - body.start)
+    return energy_step, energy_membrane
+
+
+def _run_design(summary: dict, tf, res, us, y, sp, molar0, pores0, say, out) -> list:
+    """The inverse design of a task file with a [design] table: its record (and its headline numbers
+    at the top level) added to ``summary``; returns its figures."""
+    say(f"inverse design: {tf.design['steps']} Adam steps on jax.grad of the validation NRMSE")
+    summary["design"], fig = _design(tf, res, us, y, sp, molar0, pores0, say, out)
+    summary.update(_design_headline(summary["design"]))
+    return fig
+
+
 def run_task(tf, out, *, progress=None) -> dict:
     """Run task file ``tf`` (a :class:`TaskFile`), write figures and summary.json under ``out``."""
     out = Path(out)
@@ -330,18 +391,8 @@ def run_task(tf, out, *, progress=None) -> dict:
     sp = splits(tf.task)
     res = build_reservoir(tf, molar_hi=tf.design["molar_range"][1] if tf.design else 4.0)
     molar0, pores0 = res.default_molar(), res.default_pores()
-
     delay = isinstance(res, DelayReservoir)
-    selection = None
-    if delay and tf.select:
-        say(f"delay loops: input and feedback gain chosen on the validation split from {tf.select}")
-        selection = select_gains(res, us, y, sp, tf.select, tf.ridges)
-    gains = {}
-    if delay:
-        gains = {
-            "input_gain": selection["input_gain"] if selection else res.input_gain,
-            "feedback_gain": selection["feedback_gain"] if selection else res.feedback_gain,
-        }
+    selection, gains = _delay_gains(res, us, y, sp, tf, say)
 
     say(f"reservoir: {res.n_membranes} membranes x {res.n_virtual} virtual nodes, {len(us)} input steps")
     t0 = time.perf_counter()
@@ -349,23 +400,8 @@ def run_task(tf, out, *, progress=None) -> dict:
     x = np.asarray(run.features())
     t_res = time.perf_counter() - t0
     phys = _fit_score(x, y, sp, tf.ridges, classify)
-    body = slice(sp[0].start, sp[2].stop)
-    energy_step = float(np.asarray(run.energy_aj)[body].sum() / (body.stop - body.start))
-    energy_membrane = np.asarray(run.energy_aj)[body].sum(axis=(0, 1)) / (body.stop - body.start)
-
-    stoch = None
-    if tf.reservoir["stochastic"]:
-        say("stochastic pores + shot noise")
-        xs = np.asarray(res.run(jnp.asarray(us), molar0, pores0, key=jax.random.key(tf.seed), **gains).features())
-        stoch = _fit_score(xs, y, sp, tf.ridges, classify)
-    stoch_sel = None
-    if delay and tf.select and tf.select.get("stochastic") and tf.reservoir["stochastic"]:
-        say("stochastic pores: gains chosen again on the stochastic device's validation score")
-        key = jax.random.key(tf.seed)
-        stoch_sel = select_gains(res, us, y, sp, tf.select, tf.ridges, key=key)
-        chosen = {"input_gain": stoch_sel["input_gain"], "feedback_gain": stoch_sel["feedback_gain"]}
-        xs = np.asarray(res.run(jnp.asarray(us), molar0, pores0, key=key, **chosen).features())
-        stoch_sel["fit"] = _fit_score(xs, y, sp, tf.ridges, classify)
+    energy_step, energy_membrane = _energy_per_step(run, sp)
+    stoch, stoch_sel = _stochastic_fits(tf, res, us, y, sp, molar0, pores0, gains, classify, say)
 
     say(f"echo-state network, {res.n_features} nodes, hyperparameters by validation")
     hyper, xe, esn, lin = _baselines(tf, res.n_features, us, y, sp, classify)
@@ -381,15 +417,7 @@ def run_task(tf, out, *, progress=None) -> dict:
         "seed": tf.seed,
         "metric": metric,
         metric: phys["test"],
-        f"{metric}_stochastic": stoch["test"] if stoch else None,
-        **(
-            {
-                f"{metric}_stochastic_selected": stoch_sel["fit"]["test"],
-                "stochastic_selection": {k: stoch_sel[k] for k in ("input_gain", "feedback_gain", "grid")},
-            }
-            if stoch_sel
-            else {}
-        ),
+        **_stochastic_entries(metric, stoch, stoch_sel),
         f"esn_{metric}": esn["test"],
         f"linear_{metric}": lin["test"],
         f"val_{metric}": phys["val"],
@@ -424,10 +452,7 @@ def run_task(tf, out, *, progress=None) -> dict:
         figures.append(name)
         data.append(csv_name)
     if tf.design:
-        say(f"inverse design: {tf.design['steps']} Adam steps on jax.grad of the validation NRMSE")
-        summary["design"], fig = _design(tf, res, us, y, sp, molar0, pores0, say, out)
-        figures.extend(fig)
-        summary.update(_design_headline(summary["design"]))
+        figures.extend(_run_design(summary, tf, res, us, y, sp, molar0, pores0, say, out))
     summary["figures"] = figures
     summary["data"] = data
     summary["seconds"]["total"] = time.perf_counter() - start
