@@ -23,6 +23,20 @@ The device, per loop (membrane i, ``n_pores`` pores of one calibrated system):
 * The node's own inertia couples neighbouring virtual nodes: the pores' occupancy carries from one
   interval into the next (θ is shorter than the trapping/escape times), exactly as the node's
   low-pass response does in a delay reservoir.
+* **A shared node couples the loops** (optional: ``shared_resistance_ohm`` R_c > 0 with
+  ``shared_capacitance_f`` C_c): every membrane's far side sits on one common electrode, node c, tied
+  to ground through R_c ∥ C_c (the trans chamber's access resistance and the electrode's
+  capacitance). Membrane i then feels ``V_i − v_c``, and ``v_c`` follows the summed membrane
+  current I_Σ with the node's time constant τ_c = R_c·C_c: over an interval,
+  ``v_c ← v_c·e^{−θ/τ_c} + R_c·I_Σ·(1 − e^{−θ/τ_c})`` (exact for the RC node under the interval's mean
+  current), with the membranes held at the interval's starting ``v_c``. So each membrane's voltage
+  carries a leaky, nonlinear sum of every loop's recent current: physical coupling through the
+  membranes' own I–V, and a memory of time constant τ_c beside the loops'. Holding ``v_c`` over an
+  interval is the approximation (first order in θ/τ_c): ``τ_c ≥ θ`` is required. The run starts at
+  the circuit's DC operating point of the first drive (``v_c`` solved with the pores at steady
+  state). The circuits layer's transient solver, on the same membranes, R_c and C_c as elements, is
+  the cross-check (tests/test_tasks.py).
+  All loops must share one occupancy-state count (one vmapped group) when coupled.
 * The readout features are the measured charges, ions per interval (M per loop per input step),
   read by a linear ridge readout. The energy is ``∫ I·V dt`` dissipated in the membranes; the
   amplifier and delay line are not counted (stated in every summary).
@@ -38,6 +52,8 @@ loop would).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -80,10 +96,15 @@ class DelayReservoir(Reservoir):
         input_gain: float,
         feedback_gain: float,
         delay_nodes: int | None = None,
+        shared_resistance_ohm: float = 0.0,
+        shared_capacitance_f: float = 0.0,
         fano: float = 1.0,
         max_molar: float = 4.0,
     ):
         super().__init__(membranes, mask, hold_ns, fano=fano, max_molar=max_molar)
+        self.shared_resistance_ohm, self.shared_capacitance_f = _check_shared_node(
+            self, shared_resistance_ohm, shared_capacitance_f
+        )
         d = self.n_virtual if delay_nodes is None else delay_nodes
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
             raise ValueError(f"delay_nodes must be an integer >= 1 (the loop delay in hold intervals); got {delay_nodes!r}")
@@ -114,12 +135,13 @@ class DelayReservoir(Reservoir):
         _check(gains, "input_gain, feedback_gain", "must be finite numbers >= 0", lambda x: np.isfinite(x) & (x >= 0))
         return _run_delay(self, u_k, molar, n_pores, gains, key)
 
-    def rest_and_span(self, i: int, molar) -> tuple[jax.Array, jax.Array]:
+    def rest_and_span(self, i: int, molar, v_node=0.0) -> tuple[jax.Array, jax.Array]:
         """The amplifier's constants for loop ``i``: ions a rest pore (steady state at ``v_bias``)
         passes in one interval at ``v_bias`` (offset), and half the difference between one interval
-        at ``v_bias + v_span`` and at ``v_bias − v_span`` from rest (gain)."""
+        at ``v_bias + v_span`` and at ``v_bias − v_span`` from rest (gain). Coupled loops are set up at
+        the circuit's rest: every membrane's voltage less the shared node's rest voltage ``v_node``."""
         params = self.params(i, molar)
-        vb, vs = self.v_bias_v[i], self.v_span_v[i]
+        vb, vs = self.v_bias_v[i] - v_node, self.v_span_v[i]
         p_rest = steady_state(params, vb)
 
         def q(v):
@@ -129,8 +151,18 @@ class DelayReservoir(Reservoir):
         span = 0.5 * (q(vb + vs) - q(vb - vs))
         return q(vb), jnp.where(jnp.abs(span) > 0, span, 1.0)
 
+    @property
+    def coupled(self) -> bool:
+        """Whether the loops share node c (``shared_resistance_ohm`` > 0)."""
+        return self.shared_resistance_ohm > 0
+
+    @property
+    def shared_tau_ns(self) -> float:
+        """The shared node's time constant R_c·C_c, ns (0 when uncoupled)."""
+        return self.shared_resistance_ohm * self.shared_capacitance_f * 1e9
+
     def _key(self):
-        return (*super()._key(), self.delay_nodes)
+        return (*super()._key(), self.delay_nodes, self.shared_resistance_ohm, self.shared_capacitance_f)
 
     def __eq__(self, other):
         return isinstance(other, DelayReservoir) and self._key() == other._key()
@@ -139,73 +171,158 @@ class DelayReservoir(Reservoir):
         return hash(self._key())
 
 
+def _check_shared_node(res, r_ohm, c_f) -> tuple[float, float]:
+    """``(R_c, C_c)`` checked: finite, ≥ 0; when R_c > 0, τ_c = R_c·C_c ≥ the hold (``v_c`` is held over
+    an interval) and one occupancy-state group (one scan steps every loop together)."""
+    for name, value in (("shared_resistance_ohm", r_ohm), ("shared_capacitance_f", c_f)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    r_ohm, c_f = float(r_ohm), float(c_f)
+    if r_ohm > 0:
+        tau_ns = r_ohm * c_f * 1e9
+        if tau_ns < res.hold_ns:
+            raise ValueError(
+                "shared_resistance_ohm * shared_capacitance_f (the shared node's time constant) must be >= hold_ns "
+                f"({res.hold_ns:g} ns): v_c is held over each interval; got {tau_ns:.4g} ns "
+                f"(R = {r_ohm:g} ohm, C = {c_f:g} F)"
+            )
+        if len(res.groups) > 1:
+            raise ValueError(
+                "a shared node (shared_resistance_ohm > 0) needs membranes with one occupancy-state count; got "
+                f"counts {[k for k, _ in res.groups]}"
+            )
+    return r_ohm, c_f
+
+
+def _operating_point(params, v_drive, pores, r_ohm: float, iterations: int = 64):
+    """The shared node's DC voltage at the first drive: v_c = R_c·Σ_i n_i·I_i^ss(V_i − v_c), with I^ss a
+    pore's steady-state current. The right side falls as v_c rises (every I^ss grows with its voltage),
+    so the root is unique and lies between min(V_i, 0) and max(V_i, 0): bisection, ``iterations`` halvings."""
+
+    def excess(vc):
+        v = v_drive - vc
+        i_pa = jax.vmap(lambda pr, vv: steady_state(pr, vv) @ state_current_pa(pr, vv))(params, v)
+        return vc - r_ohm * jnp.sum(pores * i_pa) * 1e-12
+
+    def halve(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        up = excess(mid) < 0
+        return jnp.where(up, mid, lo), jnp.where(up, hi, mid)
+
+    lo, hi = lax.fori_loop(0, iterations, halve, (jnp.minimum(v_drive.min(), 0.0), jnp.maximum(v_drive.max(), 0.0)))
+    return 0.5 * (lo + hi)
+
+
+class _Group(NamedTuple):
+    """One vmapped group of loops (one occupancy-state count): what a scan step needs."""
+
+    params: object
+    pores: jax.Array
+    rest: jax.Array
+    span: jax.Array
+    p0: jax.Array
+    vc0: jax.Array
+    held: Callable  # (buf, g, drive_g, vc) -> the membranes' held voltages
+    node: Callable  # (vc, q_ions) -> v_c after the interval
+    factors: Callable  # (params, v) -> (propagators, ∫expm · state currents)
+
+
+def _group(res: DelayReservoir, k_states: int, ix, molar, n_pores, drive, gamma, eta) -> _Group:
+    idx = np.array(ix)
+    d, r_c = res.delay_nodes, res.shared_resistance_ohm
+    decay = float(np.exp(-res.hold_ns / res.shared_tau_ns)) if res.coupled else 0.0
+    params = _stack([res.params(i, molar[i]) for i in ix])
+    vb, vs = jnp.asarray(res.v_bias_v[idx]), jnp.asarray(res.v_span_v[idx])
+    pores = n_pores[idx]
+    # the amplifier's offset and gain are set at the circuit's rest (all drives at v_bias, node c at its DC point)
+    vc_rest = _operating_point(params, vb, pores, r_c) if res.coupled else 0.0
+    rest, span = (jnp.stack(z) for z in zip(*(res.rest_and_span(i, molar[i], vc_rest) for i in ix), strict=True))
+    v_first = vb + vs * jnp.clip(gamma * drive[0, idx], -1.0, 1.0)
+    vc0 = _operating_point(params, v_first, pores, r_c) if res.coupled else jnp.zeros((), dtype=v_first.dtype)
+    p0 = jax.vmap(steady_state)(params, v_first - vc0)  # as Reservoir: at steady state at the first V (its DC point)
+
+    def interval(params, v, max_sq=res._max_sq[k_states]):
+        return propagator_and_energy(params, v, res.hold_ns, state_current_pa(params, v), max_squarings=max_sq)
+
+    def held(buf, g, drive_g, vc):
+        a = gamma * drive_g + eta * buf[g % d]
+        return vb + vs * jnp.clip(a, -1.0, 1.0) - vc  # the membranes' far side sits on node c
+
+    def node(vc, q_ions):
+        """v_c after one interval of the summed current (exact RC under the mean current)."""
+        return vc * decay + r_c * jnp.sum(q_ions) * (PA_PER_E_PER_NS / res.hold_ns) * 1e-12 * (1.0 - decay)
+
+    return _Group(params, pores, rest, span, p0, vc0, held, node, jax.vmap(interval))
+
+
+def _scan_mean_field(res: DelayReservoir, gr: _Group, drive_g):
+    """(ions, variance a finite membrane adds, held V), each (G, B), of one group, mean-field."""
+    d = res.delay_nodes
+
+    def step(carry, inp):
+        p, buf, vc = carry
+        g, drive_i = inp
+        v = gr.held(buf, g, drive_i, vc)
+        prop, aj = gr.factors(gr.params, v)
+        q_pore = jnp.einsum("bk,bk->b", p, aj) / PA_PER_E_PER_NS  # ions per pore in the interval
+        # variance a finite membrane adds: binomial pore states (carrier current of each state
+        # at the interval's start) and shot noise on the ions counted
+        c = open_conductance_ps(gr.params.open, v)[:, None] * jax.vmap(state_weights)(gr.params) * v[:, None]
+        c_ions = c * res.hold_ns / PA_PER_E_PER_NS
+        mean_c = jnp.einsum("bk,bk->b", p, c_ions)
+        var_switch = gr.pores * (jnp.einsum("bk,bk->b", p, c_ions**2) - mean_c**2)
+        q_ions = gr.pores * q_pore
+        buf = buf.at[g % d].set((q_pore - gr.rest) / gr.span)
+        carry = (jnp.einsum("bk,bkl->bl", p, prop), buf, gr.node(vc, q_ions))
+        return carry, (q_ions, var_switch + res.fano * jnp.abs(q_ions), v)
+
+    buf0 = jnp.zeros((d, gr.pores.shape[0]))  # the delay line starts empty: x = 0, the rest current
+    _, out = lax.scan(step, (gr.p0, buf0, gr.vc0), (jnp.arange(drive_g.shape[0]), drive_g))
+    return out
+
+
+def _scan_stochastic(res: DelayReservoir, gr: _Group, drive_g, key, gi: int):
+    """(ions, zeros, held V), each (G, B), of one group: exact multinomial pore moves and shot noise,
+    the feedback carrying the noisy count."""
+    d, n_b = res.delay_nodes, gr.pores.shape[0]
+    counts0 = jnp.round(gr.pores[:, None] * gr.p0)
+    counts0 = counts0.at[:, 0].add(jnp.round(gr.pores) - counts0.sum(axis=1))
+    n_round = jnp.round(gr.pores)
+
+    def step(carry, inp):
+        counts, buf, vc = carry
+        g, drive_i = inp
+        v = gr.held(buf, g, drive_i, vc)
+        prop, aj = gr.factors(gr.params, v)
+        q_ions = jnp.einsum("bk,bk->b", counts, aj) / PA_PER_E_PER_NS
+        k_move, k_shot = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, gi), g))
+        q_ions = q_ions + jnp.sqrt(res.fano * jnp.abs(q_ions)) * jax.random.normal(k_shot, q_ions.shape)
+        buf = buf.at[g % d].set((q_ions / n_round - gr.rest) / gr.span)
+        new = jax.vmap(multinomial_counts)(jax.random.split(k_move, n_b), counts, prop)
+        return (new, buf, gr.node(vc, q_ions)), (q_ions, jnp.zeros_like(q_ions), v)
+
+    buf0 = jnp.zeros((d, n_b))
+    _, out = lax.scan(step, (counts0, buf0, gr.vc0), (jnp.arange(drive_g.shape[0]), drive_g))
+    return out
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _run_delay(res: DelayReservoir, u_k, molar, n_pores, gains, key):
     drive = res.drive(u_k)  # (G, N), G = T·M intervals
     n_int, n = drive.shape
     t, m = u_k.shape[0], res.n_virtual
-    d = res.delay_nodes
     gamma, eta = gains[0], gains[1]
     ions = jnp.zeros((n_int, n))
     var = jnp.zeros((n_int, n))
     volts = jnp.zeros((n_int, n))
     for gi, (k_states, ix) in enumerate(res.groups):
         idx = np.array(ix)
-        params = _stack([res.params(i, molar[i]) for i in ix])
-        rest, span = (jnp.stack(z) for z in zip(*(res.rest_and_span(i, molar[i]) for i in ix), strict=True))
-        vb, vs = jnp.asarray(res.v_bias_v[idx]), jnp.asarray(res.v_span_v[idx])
-        pores = n_pores[idx]
-        buf0 = jnp.zeros((d, len(ix)))  # the delay line starts empty: x = 0, the rest current
-        p0 = jax.vmap(steady_state)(params, vb + vs * jnp.clip(gamma * drive[0, idx], -1.0, 1.0))  # as Reservoir: at the first V
-
-        def interval(params, v, max_sq=res._max_sq[k_states]):
-            return propagator_and_energy(params, v, res.hold_ns, state_current_pa(params, v), max_squarings=max_sq)
-
-        factors = jax.vmap(interval)
-
-        def held(buf, g, drive_g, vb=vb, vs=vs):
-            a = gamma * drive_g + eta * buf[g % d]
-            return vb + vs * jnp.clip(a, -1.0, 1.0)
-
+        gr = _group(res, k_states, ix, molar, n_pores, drive, gamma, eta)
         if key is None:
-
-            def step(carry, inp, params=params, factors=factors, pores=pores, rest=rest, span=span, held=held):
-                p, buf = carry
-                g, drive_g = inp
-                v = held(buf, g, drive_g)
-                prop, aj = factors(params, v)
-                q_pore = jnp.einsum("bk,bk->b", p, aj) / PA_PER_E_PER_NS  # ions per pore in the interval
-                # variance a finite membrane adds: binomial pore states (carrier current of each state
-                # at the interval's start) and shot noise on the ions counted
-                c = open_conductance_ps(params.open, v)[:, None] * jax.vmap(state_weights)(params) * v[:, None]
-                c_ions = c * res.hold_ns / PA_PER_E_PER_NS
-                mean_c = jnp.einsum("bk,bk->b", p, c_ions)
-                var_switch = pores * (jnp.einsum("bk,bk->b", p, c_ions**2) - mean_c**2)
-                q_ions = pores * q_pore
-                buf = buf.at[g % d].set((q_pore - rest) / span)
-                return (jnp.einsum("bk,bkl->bl", p, prop), buf), (q_ions, var_switch + res.fano * jnp.abs(q_ions), v)
-
-            _, (q_g, var_g, v_g) = lax.scan(step, (p0, buf0), (jnp.arange(n_int), drive[:, idx]))
+            q_g, var_g, v_g = _scan_mean_field(res, gr, drive[:, idx])
         else:
-            counts0 = jnp.round(pores[:, None] * p0)
-            counts0 = counts0.at[:, 0].add(jnp.round(pores) - counts0.sum(axis=1))
-            n_round = jnp.round(pores)
-
-            def step(
-                carry, inp, params=params, factors=factors, rest=rest, span=span, held=held, n_b=len(ix), gi=gi, n_round=n_round
-            ):
-                counts, buf = carry
-                g, drive_g = inp
-                v = held(buf, g, drive_g)
-                prop, aj = factors(params, v)
-                q_ions = jnp.einsum("bk,bk->b", counts, aj) / PA_PER_E_PER_NS
-                k_move, k_shot = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, gi), g))
-                q_ions = q_ions + jnp.sqrt(res.fano * jnp.abs(q_ions)) * jax.random.normal(k_shot, q_ions.shape)
-                buf = buf.at[g % d].set((q_ions / n_round - rest) / span)
-                new = jax.vmap(multinomial_counts)(jax.random.split(k_move, n_b), counts, prop)
-                return (new, buf), (q_ions, jnp.zeros_like(q_ions), v)
-
-            _, (q_g, var_g, v_g) = lax.scan(step, (counts0, buf0), (jnp.arange(n_int), drive[:, idx]))
+            q_g, var_g, v_g = _scan_stochastic(res, gr, drive[:, idx], key, gi)
         ions = ions.at[:, idx].set(q_g)
         var = var.at[:, idx].set(var_g)
         volts = volts.at[:, idx].set(v_g)
