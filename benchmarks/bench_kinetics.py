@@ -1,6 +1,6 @@
 """Benchmarks of the JAX Markov occupancy model against peers run side by side in this process.
 
-    python benchmarks/bench_kinetics.py [--quick] [--voltage-batches] [--cal SYSTEM] [--set NAME=INT ...]
+    python benchmarks/bench_kinetics.py [--quick] [--voltage-batches | --parity [--cpu-time]] [--cal SYSTEM] [--set NAME=INT ...]
 
 1. Mean-field: a batch of devices (a shipped calibration with its rate prefactors, Bell
    exponents and open conductance jittered per device) under one pulse train, as one
@@ -18,6 +18,11 @@
    amplitudes of one calibration against B jittered parameter sets under one step, timed
    interleaved in this process (best of each), with each size's host share (reading the protocols
    and checking the run). ``--voltage-batches`` runs only this part.
+1e. ``--parity`` (issue 27 goal 4, alone): ``simulate`` against the same runs algorithm in numpy computing the
+   same outputs (occupancy, energy, G and I at the saved times; :func:`peer_numpy_runs_full`) on every
+   device, the two timed alternately, with peer E (w only) beside them; ``--cpu-time`` times by process
+   CPU time (pin the process to one core with ``taskset -c 1``: the work, not the waiting, on a loaded
+   machine).
 2. Stochastic: one membrane of 10^6 pores, and a batch of membranes of 100 pores each. Peer: a
    numpy loop of ``numpy.random.Generator.binomial`` (``multinomial`` for more than two
    states) on the same counts. Checks: each single membrane's w and the batch mean of w agree
@@ -354,6 +359,187 @@ def peer_numpy_run_recurrence(run_p, run_c, grid, p0):
     return np.stack(p_out), np.stack(e_out)
 
 
+# ---- goal 4 (issue 27): the same runs algorithm in numpy, computing every output simulate returns
+
+
+def np_bell_terms(rate, v, v_t):
+    """The saturated Bell law split by polarity (with, against), (B, S), as documented in DESIGN.md."""
+    x = v / v_t[:, None]
+    up = rate.k_plus_per_ns * np.exp(np.clip(rate.delta_plus * x, -80.0, 80.0))
+    down = rate.k_minus_per_ns * np.exp(np.clip(-rate.delta_minus * x, -80.0, 80.0))
+    saturation = rate.k_max_per_ns / (up + down + rate.k_max_per_ns)
+    return up * saturation, down * saturation
+
+
+def np_state_tables(host: KineticParams, v: float):
+    """(Q·dt (B, K, K); G per state, pS; I per state, pA; energy weights per state, aJ per ns; each (B, K))
+    of a batch of devices (numpy leaves, batch axis first) at ``v``: the generator, the carrier's
+    G_open(V)·(state weight) and the dopant's displacement current (DESIGN.md's observables)."""
+    o, n_dev, k = host.open, host.molar.shape[0], host.molar.shape[1] + 1
+    t_up, t_down = np_bell_terms(host.trap, v, host.v_thermal_v)
+    e_up, e_down = np_bell_terms(host.escape, v, host.v_thermal_v)
+    q = np.zeros((n_dev, k, k))
+    q[:, 0, 1:], q[:, 1:, 0] = (t_up + t_down) * host.molar, e_up + e_down
+    q -= q.sum(axis=2)[:, :, None] * np.eye(k)
+    u = np.sqrt(v * v + o.v_smooth_v**2) - o.v_smooth_v
+    u = u - ik.kinetics.HOLD_CORNER_V * np.logaddexp(0.0, (u - o.v_max_v) / ik.kinetics.HOLD_CORNER_V)
+    g_open = o.c_ps * np.exp(np.clip(o.alpha_per_v * u, -80.0, 80.0))
+    g = g_open[:, None] * np.concatenate([np.ones((n_dev, 1)), host.leak_fraction], axis=1)
+    d_cis = host.trap.delta_plus + host.escape.delta_minus
+    d_trans = host.trap.delta_minus + host.escape.delta_plus
+    from_open = np.sum(host.molar * (t_up * d_cis - t_down * d_trans), axis=1, keepdims=True)
+    gating = ik.kinetics.PA_PER_E_PER_NS * np.concatenate([from_open, e_up * d_trans - e_down * d_cis], axis=1)
+    i = g * v + gating
+    return q * DT_NS, g, i, i * v * 1e-3  # pA·V·ns = 1e-3 aJ
+
+
+def np_expm(a: np.ndarray) -> np.ndarray:
+    """expm of a stack of small matrices (..., n, n), vectorised over the stack (scipy's expm loops over
+    it in Python: a minute for 2x10^4 blocks here): scaling so each 1-norm is <= 1/2, a degree-18 Taylor
+    sum (truncation below 1e-20), and as many squarings back."""
+    norm = np.abs(a).sum(axis=-2).max(axis=-1)
+    s = np.maximum(0, np.ceil(np.log2(np.maximum(norm, 1e-300) / 0.5))).astype(int)
+    x = a / np.exp2(s)[..., None, None]
+    term = out = np.broadcast_to(np.eye(a.shape[-1]), a.shape).copy()
+    for k in range(1, 19):
+        term = term @ x / k
+        out = out + term
+    for i in range(int(s.max(initial=0))):
+        out = np.where((i < s)[..., None, None], out @ out, out)
+    return out
+
+
+def np_full_tables(host: KineticParams, levels):
+    """Device-last one-step tables for every device and level, from scipy: P = expm(Q·dt) (U, K, K, B),
+    the energy vector (∫₀^dt expm(Q·s) ds)·weights (U, K, B) from the Van Loan block (:func:`np_expm`), and G
+    and I per state (U, K, B). Setup, not timed (as peer E's propagator table)."""
+    parts = [np_state_tables(host, float(v)) for v in levels]
+    n_dev, k = parts[0][1].shape
+    blocks = np.zeros((len(levels), n_dev, 2 * k, 2 * k))
+    for u, (q, *_) in enumerate(parts):
+        blocks[u, :, :k, :k], blocks[u, :, :k, k:] = q, np.eye(k) * DT_NS
+    e = np_expm(blocks)
+    vecs = np.einsum("ubij,ubj->ubi", e[..., :k, k:], np.stack([x[3] for x in parts]))
+
+    def last(x):
+        return np.ascontiguousarray(np.moveaxis(np.asarray(x), 1, -1))
+
+    return last(e[..., :k, :k]), last(vecs), last([x[1] for x in parts]), last([x[2] for x in parts])
+
+
+def peer_numpy_runs_full(props, vecs, g_lv, i_lv, which, p0, save_every):
+    """ionkinetics' algorithm in numpy with every output ``simulate`` returns: cut the steps into
+    constant-voltage runs at every jump and saved time; for each distinct (level, length) pair raise the
+    one-step factors by repeated squaring (``P^2m = P^m·P^m``, ``c_2m = c_m + P^m·c_m``); then per run
+    K² multiply-adds for the occupancy (renormalised) and K for the energy, keeping the state at
+    every saved time; then G and I at the saved times from the level held from each. Device-last
+    (K, B) rows, preallocated outputs. Returns occupancy (S+1, K, B), energy, G and I (S+1, B)."""
+    n_steps, k = which.size, p0.shape[0]
+    starts = np.union1d(np.flatnonzero(which[1:] != which[:-1]) + 1, np.arange(0, n_steps, save_every))
+    runs = list(zip(which[starts].tolist(), np.diff(np.append(starts, n_steps)).tolist(), strict=True))
+    factors = {}
+    for u, n in set(runs):
+        acc = None
+        sq_p, sq_c, left = props[u], vecs[u], n
+        while left:
+            if left & 1:
+                acc = (
+                    (sq_p, sq_c)
+                    if acc is None
+                    else (np.einsum("abx,bcx->acx", acc[0], sq_p), acc[1] + np.einsum("abx,bx->ax", acc[0], sq_c))
+                )
+            left >>= 1
+            if left:
+                sq_p, sq_c = np.einsum("abx,bcx->acx", sq_p, sq_p), sq_c + np.einsum("abx,bx->ax", sq_p, sq_c)
+        factors[u, n] = acc
+    n_saved = n_steps // save_every
+    p_out = np.empty((n_saved + 1, k, p0.shape[1]))
+    e_out = np.empty((n_saved + 1, p0.shape[1]))
+    p_out[0], e_out[0] = p0, 0.0
+    p, e, row = list(p0), np.zeros(p0.shape[1]), 0
+    for start, run in zip(starts.tolist(), runs, strict=True):
+        m, c = factors[run]
+        e = e + sum(p[a] * c[a] for a in range(k))
+        p_next = [sum(p[a] * m[a, b] for a in range(k)) for b in range(k)]
+        total = sum(p_next)
+        p = [x / total for x in p_next]
+        if (start + run[1]) % save_every == 0:
+            row += 1
+            p_out[row], e_out[row] = p, e
+    held = which[np.minimum(np.arange(n_saved + 1) * save_every, n_steps - 1)]
+    g_s = sum(p_out[:, a] * g_lv[held, a] for a in range(k))
+    i_s = sum(p_out[:, a] * i_lv[held, a] for a in range(k))
+    return p_out, e_out, g_s, i_s
+
+
+def parity(params: KineticParams, cfg: dict, table: Table, checks: list, cpu_time: bool = False) -> None:
+    """Issue 27 goal 4: ``simulate`` (occupancy, w, G, I, energy) against :func:`peer_numpy_runs_full`
+    (the same algorithm and outputs in numpy) on ``mf_devices`` jittered devices under the pulse train,
+    saved every SAVE_EVERY, the two timed alternately (best of each, and the median of the pairs'
+    ratios), with peer E (w only) beside them and the memory-traffic bound. ``cpu_time``: time by the
+    process's CPU time instead of wall time (run pinned to one core, ``taskset -c 1``: on a loaded machine
+    this counts the work, not the waiting; XLA's worker threads then share the one core)."""
+    n_dev, n_steps, reps = cfg["mf_devices"], cfg["mf_steps"], max(cfg["repeats"], 7)
+    proto = pulse_protocol(n_steps)
+    host = perturbed_batch(params, n_dev)
+    batch = jax.tree.map(jnp.asarray, host)
+    levels_np, which = np.unique(proto.sample(DT_NS), return_inverse=True)
+    t_setup, (props, vecs, g_lv, i_lv) = wall(lambda: np_full_tables(host, levels_np))
+    p0 = np_rest_occupancy([params_np(device(host, i)) for i in range(n_dev)], proto.v_rest_v)
+
+    def run_jax():
+        return ik.simulate(batch, proto, DT_NS, save_every=SAVE_EVERY)
+
+    def run_np():
+        return peer_numpy_runs_full(props, vecs, g_lv, i_lv, which, p0, SAVE_EVERY)
+
+    def run_e():
+        return peer_numpy_runs(props, which, p0, SAVE_EVERY)
+
+    with compile_seconds() as comp:
+        t_first, tr = wall(run_jax)
+    _, out_np = wall(run_np)
+    clock = time.process_time if cpu_time else time.perf_counter
+
+    def timed(fn):
+        t0 = clock()
+        jax.block_until_ready(fn().p if fn is run_jax else fn())
+        return clock() - t0
+
+    t_j, t_n, t_e = [], [], []
+    for _ in range(reps):  # alternated: a burst of load hits each
+        t_j.append(timed(run_jax))
+        t_n.append(timed(run_np))
+        t_e.append(timed(run_e))
+    ratio_med = float(np.median(np.array(t_n) / np.array(t_j)))
+    size = f"{n_dev} dev x {n_steps} steps"
+    what = "CPU time" if cpu_time else "wall"
+    table.add("parity", size, f"jax simulate: p, w, G, I, energy; {what}, best of {reps}", min(t_j), n_dev * n_steps,
+              note=f"first call {t_first:.2f} s (compile {comp.total:.2f} s)")  # fmt: skip
+    table.add("", "", "  peer: numpy runs, same outputs", min(t_n), n_dev * n_steps, min(t_n) / min(t_j),
+              f"best of {reps}; median of pair ratios {ratio_med:.2f} (goal >= 1)")  # fmt: skip
+    table.add("", "", "  peer E: numpy runs, w only", min(t_e), n_dev * n_steps, min(t_e) / min(t_j), f"best of {reps}")
+    table.add("", "", "  (peers' setup: numpy expm tables)", t_setup, 0, note="not in their times")
+    p_np, e_np, g_np, i_np = out_np
+    for name, got, want in (
+        ("p", np.moveaxis(tr.p, 0, -1), p_np),
+        ("e_aj", tr.e_aj.T, e_np),
+        ("g_ps", tr.g_ps.T, g_np),
+        ("i_pa", tr.i_pa.T, i_np),
+    ):
+        dev = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+        checks.append((f"parity: numpy runs == simulate, {name} (max dev / max)", dev, 1e-9, dev <= 1e-9))
+    t_copy_s, bytes_per_s = copy_bandwidth()
+    k = params.n_states
+    n_runs = np.union1d(np.flatnonzero(which[1:] != which[:-1]) + 1, np.arange(0, n_steps, SAVE_EVERY)).size
+    saved_bytes = n_dev * (n_steps // SAVE_EVERY + 1) * (k + 3) * 8
+    run_bytes = n_dev * n_runs * (k**2 + 2 * k + 1) * 8
+    table.add("", "bandwidth", "numpy copy of 256 MiB (read + write)", t_copy_s, 0,
+              note=f"{bytes_per_s / 1e9:.1f} GB/s; the saved state ({saved_bytes / 1e6:.0f} MB) and the {n_runs} runs' "
+              f"rows ({run_bytes / 1e6:.0f} MB) stream in {(saved_bytes + run_bytes) / bytes_per_s * 1e3:.1f} ms: "
+              f"simulate takes {min(t_j) * bytes_per_s / (saved_bytes + run_bytes):.1f}x that")  # fmt: skip
+
+
 def peer_binomial_membrane(pr, v_k, v_rest, n_pores, save_every, rng):
     """Counts of one membrane stepped by exact binomial (multinomial) moves; returns w saved."""
     levels, which = np.unique(v_k, return_inverse=True)
@@ -478,6 +664,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
     ap.add_argument("--cal", default="crown6:NaCl@1.0+KCl@0.5", help="shipped calibration (system id) or JSON path")
     ap.add_argument("--voltage-batches", action="store_true", help="only 1d: step voltage batches against parameter batches")
+    ap.add_argument("--parity", action="store_true", help="only goal 4: simulate against the same runs algorithm in numpy")
+    ap.add_argument("--cpu-time", action="store_true", help="with --parity: time by process CPU time (pin to one core)")
     ap.add_argument(
         "--set",
         action="append",
@@ -516,6 +704,9 @@ def main(argv=None) -> int:
     checks = []  # (name, value, limit, ok)
     if args.voltage_batches:
         voltage_batches(params, table, checks)
+        return report(table, checks, None, t_start)
+    if args.parity:
+        parity(params, cfg, table, checks, cpu_time=args.cpu_time)
         return report(table, checks, None, t_start)
 
     # ---- 1. mean-field batch -----------------------------------------------------------------
@@ -621,9 +812,11 @@ def main(argv=None) -> int:
     )
     run_p, run_c = (np.ascontiguousarray(np.moveaxis(np.asarray(x), 0, -1)) for x in factors(batch))
     rec_args = (run_p, run_c, runs.grid, p0_np)
-    rec_jax = jax.jit(_sim._runs_scan)
-    jax.block_until_ready(rec_jax(*rec_args))
-    t_rj, (p_rj, e_rj) = best_of(lambda: jax.block_until_ready(rec_jax(*rec_args)), reps)
+    rec_jax = jax.jit(_sim._runs_scan)  # with the count of saved intervals, as simulate calls it (filled slots only)
+    n_valid = np.int32(runs.grid.shape[0])
+    jax.block_until_ready(rec_jax(*rec_args, n_valid))
+    t_rj, (p_rj, e_rj) = best_of(lambda: jax.block_until_ready(rec_jax(*rec_args, n_valid)), reps)
+    p_rj = np.stack([np.asarray(x) for x in p_rj], axis=1)  # one array per state
     t_rn, (p_rn, e_rn) = best_of(lambda: peer_numpy_run_recurrence(*rec_args), reps)
     dev_rec = max(
         float(np.max(np.abs(np.asarray(p_rj) - p_rn))), float(np.max(np.abs(np.asarray(e_rj) - e_rn) / np.abs(e_rn).max()))

@@ -42,6 +42,7 @@ from ._rates import (
     propagator_and_energy,
     state_weights,
     steady_state,
+    transition_rates_per_ns,
 )
 
 __all__ = [
@@ -175,7 +176,15 @@ def _run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int, ma
     ``p·P^n`` and adds ``p·c_n`` to the energy. Built by doubling from each level's one-step factors
     (``P^{2m} = P^m·P^m``, ``c_{2m} = c_m + P^m·c_m``) and composed over the bits of n (``n_bits``
     static, n < 2^n_bits): log₂ n matrix products per pair instead of n steps; a length-0 pair is
-    the identity (padding). ``max_squarings`` (static) bounds the one-step exponential's squarings."""
+    the identity (padding). ``max_squarings`` (static) bounds the one-step exponential's squarings.
+    For K <= 2 the factors come in closed form instead (:func:`_closed_run_factors`)."""
+    if params.n_states <= 2:
+        return _closed_run_factors(params, dt_ns, levels, pair_level, pair_length, state_weights(params))
+    return _doubled_run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits, max_squarings)
+
+
+def _doubled_run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int, max_squarings: int):
+    """:func:`_run_factors` by doubling, for any K (what K > 2 takes)."""
     c = state_weights(params)
 
     def at(v):
@@ -197,6 +206,28 @@ def _run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits: int, ma
     return acc_p, acc_c
 
 
+def _closed_run_factors(params, dt_ns, levels, pair_level, pair_length, c):
+    """:func:`_run_factors` for K <= 2, where a run's factors are the one-step closed forms of
+    :func:`propagators` at the run's duration t = n·dt: ``P^n = expm(Q·t) = Π + e^{-λt}·(I − Π)`` and
+    ``c_n = (∫₀^t expm(Q·s) ds)·weights`` with ``∫ = Π·t + (I − Π)·(1 − e^{-λt})/λ`` (λ the two rates'
+    sum, Π the stationary rows; K = 1: P = 1, ∫ = t). The rates and weights are evaluated once per
+    level, then two exponentials per pair: no doubling, no matrix products (on a 10⁴-device batch the
+    doubling cost more than the run recurrence itself). A length-0 pair is exactly the identity."""
+    weights = jax.vmap(lambda v: _energy_weights(params, v, c))(levels)[pair_level]  # (J, K)
+    t = pair_length * dt_ns
+    k = params.n_states
+    if k == 1:
+        return jnp.ones((t.shape[0], 1, 1), dtype=weights.dtype), weights * t[:, None]
+    trap, escape = (x[pair_level, 0] for x in jax.vmap(lambda v: transition_rates_per_ns(params, v))(levels))
+    lam = trap + escape
+    big_pi = jnp.broadcast_to((jnp.stack([escape, trap], axis=-1) / lam[:, None])[:, None, :], (t.shape[0], 2, 2))
+    rest = jnp.eye(2, dtype=big_pi.dtype) - big_pi
+    decay = jnp.exp(-lam * t)[:, None, None]
+    run_p = jnp.where((pair_length == 0)[:, None, None], jnp.eye(2, dtype=big_pi.dtype), big_pi + decay * rest)
+    integral = big_pi * t[:, None, None] + rest * (-jnp.expm1(-lam * t) / lam)[:, None, None]
+    return run_p, _matvec_k(integral, weights)
+
+
 def _matmul_k(a, b):
     """``a @ b`` for stacks of K x K matrices, as K broadcast multiply-adds: under vmap over devices a
     batched dot runs one tiny GEMM per matrix on CPU."""
@@ -208,41 +239,91 @@ def _matvec_k(a, x):
     return sum(a[..., :, j] * x[..., None, j] for j in range(a.shape[-1]))
 
 
+# The run recurrence takes the devices in chunks whose share of the run tables (J pairs x (K² + K)
+# values per device) fits this many bytes: it then stays in cache over the chunk's runs. At 10⁴ devices
+# x 16 pairs x 2 states (7.7 MB of tables) the unchunked loop ran 2-4x slower per device than at 5·10³
+# (2-core EPYC, issue 27): the tables had left the cache.
+_CHUNK_TABLE_BYTES = 1 << 21
+_MIN_CHUNK = 256
+
+
+def _lane_chunk(n_lanes: int, n_pairs: int, k: int) -> int:
+    """Devices per chunk of the run recurrence (static): all of them if their tables fit
+    :data:`_CHUNK_TABLE_BYTES`, else a power of two that does (at least :data:`_MIN_CHUNK`)."""
+    fit = _CHUNK_TABLE_BYTES // (8 * n_pairs * (k * k + k))
+    return n_lanes if n_lanes <= fit else min(n_lanes, max(_MIN_CHUNK, 1 << (max(fit, 1).bit_length() - 1)))
+
+
 def _runs_scan(run_p, run_c, grid, p0, n_valid=None):
     """The run recurrence for B devices laid out device-last: factors ``run_p`` (J, K, K, B) and
     ``run_c`` (J, K, B), ``p0`` (K, B), ``grid`` (S, M) shared or (S, M, B) per device: the runs of
-    each saved interval. One outer iteration per saved interval emits its end state, its M runs
-    fused inside (unrolled up to 8); intervals from ``n_valid`` on are skipped (:func:`_saved_scan`).
-    Returns occupancy (S + 1, K, B) and energy (S + 1, B).
+    each saved interval, pair 0 (the identity) where an interval holds fewer than M. Returns occupancy
+    (a tuple of K arrays (S + 1, B), one per state) and energy (S + 1, B).
+
+    One loop iteration per run, in time order; each writes its state to its interval's saved row (the
+    interval's last run writes last). With ``n_valid`` (a traced count of saved intervals; the rest
+    are padding) the loop takes the filled slots of the grid alone, compacted on the device, so an
+    interval of one run costs one run, not M (a pulse train saved every 50 steps: 315 runs, not 800
+    slots), and padding costs nothing; without it (None) it takes every slot in order, the identity
+    pairs included, a fixed-length loop that reverse-mode differentiation can follow. Rows of
+    intervals from ``n_valid`` on stay zero. The devices go through in chunks (:func:`_lane_chunk`),
+    each chunk's runs on its own slice of the tables, so the slice stays in cache; the last chunk
+    ends at the last device (it may overlap the one before and writes the same numbers again).
 
     Each run is K² multiply-adds along the contiguous device axis, written out term by term on one
     (B,) array per state and one (J, B) table per matrix entry (K is small and static). On CPU (10⁴
     devices) that is 2x faster than the same arithmetic on stacked (K, B) / (J, K, K, B) arrays and
     10x faster than products written as a reduction over a K axis (which XLA does not vectorise
-    along the devices); writing the state once per saved interval instead of once per run halves
-    the time again (the writes, not the arithmetic, bound a flat scan over runs)."""
-    k, lanes = p0.shape[0], jnp.arange(p0.shape[-1])
-    m_tab = [[run_p[:, a, b] for b in range(k)] for a in range(k)]
-    c_tab = [run_c[:, a] for a in range(k)]
-    if grid.ndim == 3:  # each device its own run: gather along the devices
-        pick = lambda table, j: table[j, lanes]  # noqa: E731
+    along the devices). The saved rows are written in place (``dynamic_update_slice`` on the loop's
+    own buffers, row 0 holding ``p0``): no stacked per-interval outputs to concatenate afterwards."""
+    k, n_lanes = p0.shape
+    per_device = grid.ndim == 3
+    n_saved, width = grid.shape[:2]
+    slots = grid.reshape(n_saved * width, *grid.shape[2:])  # (S·M,) or (S·M, B), in time order
+    slot_row = np.repeat(np.arange(1, n_saved + 1, dtype=np.int32), width)  # the saved row each slot ends in
+    if n_valid is None:
+        order, n_runs = None, slots.shape[0]
     else:
-        pick = lambda table, j: table[j]  # noqa: E731
+        filled = ((slots[:, 0] if per_device else slots) > 0) & (slot_row <= n_valid)  # a run is shared by the batch
+        order = jnp.nonzero(filled, size=filled.shape[0], fill_value=0)[0].astype(jnp.int32)
+        n_runs = filled.sum(dtype=jnp.int32)
+    chunk = _lane_chunk(n_lanes, run_p.shape[0], k)
 
-    def one_run(carry, j):
-        p, e = carry
-        p_next = [sum(p[a] * pick(m_tab[a][b], j) for a in range(k)) for b in range(k)]
-        e = e + sum(p[a] * pick(c_tab[a], j) for a in range(k))
-        total = sum(p_next)
-        return (tuple(x / total for x in p_next), e), None
+    def one_chunk(i_chunk, outs):
+        start = jnp.minimum(i_chunk * chunk, n_lanes - chunk).astype(jnp.int32)
 
-    def interval(carry, row):
-        return lax.scan(one_run, carry, row, unroll=min(row.shape[0], 8))[0]
+        def lanes(x):
+            return lax.dynamic_slice_in_dim(x, start, chunk, axis=-1)
 
-    e0 = jnp.zeros(p0.shape[-1:], dtype=p0.dtype)
-    p_s, e_s = _saved_scan(interval, (tuple(p0), e0), grid, n_valid)
-    p_s = jnp.stack([jnp.concatenate([x0[None], x]) for x0, x in zip(p0, p_s, strict=True)], axis=1)
-    return p_s, jnp.concatenate([e0[None], e_s])
+        chunk_p = lanes(run_p)
+        m_tab = [[chunk_p[:, a, b] for b in range(k)] for a in range(k)]
+        c_tab = [lanes(run_c)[:, a] for a in range(k)]
+        if per_device:  # each device its own run: gather along the devices
+            chunk_slots, at = lanes(slots), jnp.arange(chunk)
+            pick = lambda table, j: table[j, at]  # noqa: E731
+        else:
+            chunk_slots = slots
+            pick = lambda table, j: table[j]  # noqa: E731
+
+        def one_run(i, carry):
+            p, e, p_out, e_out = carry
+            slot = i if order is None else order[i]
+            j = chunk_slots[slot]
+            p_next = [sum(p[a] * pick(m_tab[a][b], j) for a in range(k)) for b in range(k)]
+            e = e + sum(p[a] * pick(c_tab[a], j) for a in range(k))
+            total = sum(p_next)
+            p = tuple(x / total for x in p_next)
+            row = jnp.asarray(slot_row)[slot]
+            p_out = tuple(lax.dynamic_update_slice(o, x[None], (row, start)) for o, x in zip(p_out, p, strict=True))
+            e_out = lax.dynamic_update_slice(e_out, e[None], (row, start))
+            return p, e, p_out, e_out
+
+        e0 = jnp.zeros((chunk,), dtype=p0.dtype)
+        return lax.fori_loop(0, n_runs, one_run, (tuple(lanes(p0)), e0, *outs))[2:]
+
+    p_out = tuple(jnp.zeros((n_saved + 1, n_lanes), dtype=p0.dtype).at[0].set(x) for x in p0)
+    e_out = jnp.zeros((n_saved + 1, n_lanes), dtype=p0.dtype)
+    return lax.fori_loop(0, -(-n_lanes // chunk), one_chunk, (p_out, e_out))
 
 
 def _binomial(key, n, prob):
@@ -352,8 +433,9 @@ def _level_observables(params, levels):
 
 
 def _dot_k(a, b):
-    """Σ_k a[:, k] b[:, k] for (S, K, B) arrays, term by term (vectorised along the devices)."""
-    return sum(a[:, k] * b[:, k] for k in range(a.shape[1]))
+    """Σ_k a[k] b[:, k] for K (S, B) arrays ``a`` and an (S, K, B) array ``b``, term by term (vectorised
+    along the devices)."""
+    return sum(a[k] * b[:, k] for k in range(len(a)))
 
 
 @functools.partial(jax.jit, static_argnames=("n_bits", "max_squarings", "batch"))
@@ -365,7 +447,7 @@ def _run_mean_field_runs(
     at the saved times (``saved_level`` (S+1,) or (S+1, B): the level held from each) and each
     device's final probability-sum error. The pairs are shared by the batch; the grid of runs is
     per device where the steps are (``batch[3]``); saved intervals from ``n_valid`` on are padding,
-    skipped (None: none are). Returns device-last arrays: occupancy (S+1, K, B), energy, G, I
+    skipped (None: none are). Returns device-last arrays: occupancy (K arrays (S+1, B)), energy, G, I
     (S+1, B) and the error (B,), the error taken at the last saved time."""
 
     def device(pr, v0, q0, lv):
@@ -375,8 +457,7 @@ def _run_mean_field_runs(
 
     if any(batch[:3]):
         axes = (_axes(batch[0]), _axes(batch[1]), _axes(batch[2]), _axes(batch[1]))
-        parts = jax.vmap(device, in_axes=axes)(params, v_rest, p0, levels)
-        parts = [jnp.moveaxis(x, 0, -1) for x in parts]
+        parts = jax.vmap(device, in_axes=axes, out_axes=-1)(params, v_rest, p0, levels)
     else:
         parts = [x[..., None] for x in device(params, v_rest, p0, levels)]
     # materialise the device-last tables before the loop, and the loop's outputs before the saved
@@ -386,14 +467,14 @@ def _run_mean_field_runs(
         _runs_scan(run_p, run_c, jnp.moveaxis(grid, 0, -1) if batch[3] else grid, p_init, n_valid)
     )
     if batch[3]:  # per-device levels at the saved times
-        lanes = jnp.arange(p_s.shape[-1])
+        lanes = jnp.arange(e_s.shape[-1])
         g_sv, i_sv = (jnp.swapaxes(x[saved_level, :, lanes], 1, 2) for x in (g_lv, i_lv))
     else:
         g_sv, i_sv = g_lv[saved_level], i_lv[saved_level]
     # renormalised every run, the sum is 1 to round-off unless a value went non-finite, and a NaN
     # stays NaN through every later run: the final state's sum is the check
-    last = p_s[-1] if n_valid is None else p_s[n_valid]  # the rows past n_valid are padding (zero)
-    err = jnp.abs(sum(last[k] for k in range(p_s.shape[1])) - 1.0)
+    last = [x[-1] if n_valid is None else x[n_valid] for x in p_s]  # the rows past n_valid are padding (zero)
+    err = jnp.abs(sum(last) - 1.0)
     return p_s, e_s, _dot_k(p_s, g_sv), _dot_k(p_s, i_sv), err
 
 
@@ -714,7 +795,9 @@ def _trace(params, drive: _Drive, dt_ns: float, saved: _Saved, n_pores, save_eve
     else:
         g_ps, i_pa = observed[:2]
     p_s, e_s = p_s[..., :keep, :], e_s[..., :keep]
-    g_ps, i_pa = np.asarray(g_ps)[..., :keep] * scale, np.asarray(i_pa)[..., :keep] * scale
+    g_ps, i_pa = np.asarray(g_ps)[..., :keep], np.asarray(i_pa)[..., :keep]
+    if scale != 1.0:  # x·1.0 is x: a mean-field run keeps the views (no copy of 2 (B, S+1) arrays)
+        g_ps, i_pa = g_ps * scale, i_pa * scale
     if observed is None:
         ok = np.all(np.isfinite(p_s), axis=(-1, -2)) & np.all(np.abs(p_s.sum(-1) - 1.0) < tol, axis=-1)
     else:
@@ -865,7 +948,12 @@ def _runs_runner(run: _Setup, runs: _Runs) -> _Saved:
         max_squarings=run.squarings,
         batch=run.batch,
     )
-    p_s, e_s, g_s, i_s, err = (np.asarray(x) for x in out)  # device-last: views put the devices first
+    p_parts, *rest = out
+    # one occupancy array per state from the program (XLA maps a fresh buffer over 32 MB page by page on
+    # every call, 40 ms at 10⁴ devices x 257 saved times; numpy's allocation takes huge pages), stacked
+    # here; device-last: views put the devices first
+    p_s = np.stack([np.asarray(x) for x in p_parts], axis=1)
+    e_s, g_s, i_s, err = (np.asarray(x) for x in rest)
     if any(run.batch):
         p_s, e_s, g_s, i_s = np.moveaxis(p_s, -1, 0), e_s.T, g_s.T, i_s.T
     else:
