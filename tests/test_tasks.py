@@ -191,6 +191,20 @@ def _task_dict(**over):
         ({"reservoir__membranes": ["crown6:NaCl@1.0+XCl@0.5"]}, r"reservoir.membranes\[0\].system: unknown or invalid system"),
         ({"reservoir__v_bias_v": 0.45}, r"v_bias_v \+ v_span_v' must stay within the 0.5 V .*; got 0.65"),
         ({"reservoir__mask": "gaussian"}, r"field 'reservoir.mask' must be 'binary' or 'uniform'; got 'gaussian'"),
+        (
+            {"reservoir__shared_resistance_ohm": 50.0},
+            r"field 'reservoir.kind' must be 'delay' for the fields \['shared_resistance_ohm'\]",
+        ),
+        (
+            {
+                "reservoir__kind": "delay",
+                "reservoir__input_gain": 0.1,
+                "reservoir__feedback_gain": 0.5,
+                "reservoir__shared_resistance_ohm": 50.0,
+            },
+            r"field 'reservoir.shared_capacitance_f' must make the shared node's R_c·C_c >= hold_ns = 0.5 ns "
+            r"\(it is 0 ns\); got 0.0",
+        ),
         ({"esn__leak": [0.0]}, r"field 'esn.leak' must hold leak rates in \(0, 1\]"),
         ({"design": {"molar_range": [1.0, 0.5]}}, r"field 'design.molar_range' must be \[lo, hi\] molar"),
         ({"design": {"molar_range": [0.2, 2.0]}}, r"must contain every membrane's starting molarity"),

@@ -33,6 +33,8 @@ the baselines' search grids and, optionally, an inverse design.
     # input_gain = 0.05               # γ: drive = γ·mask·u + η·x(g − D), clipped to [−1, 1]
     # feedback_gain = 0.7             # η: gain of the delayed feedback of the measured current
     # delay_nodes = 26                # D: loop delay in hold intervals (default virtual_nodes)
+    # shared_resistance_ohm = 69.4    # optional: the loops' membranes share node c, R_c ∥ C_c to ground
+    # shared_capacitance_f = 1.44e-8  # (τ_c = R_c·C_c ≥ hold_ns); absent or 0: uncoupled loops
 
     [readout]
     ridge = [1e-10, 1e-8, 1e-6, 1e-4, 1e-2]   # chosen on the validation split
@@ -150,6 +152,8 @@ _RES_KEYS = {
     "input_gain",
     "feedback_gain",
     "delay_nodes",
+    "shared_resistance_ohm",
+    "shared_capacitance_f",
     "hold_ns",
     "virtual_nodes",
     "read_nodes",
@@ -247,8 +251,14 @@ def _reservoir_table(raw: dict) -> tuple[dict, tuple]:
         r["input_gain"] = _num(res, "input_gain", "reservoir", lo=0.0)
         r["feedback_gain"] = _num(res, "feedback_gain", "reservoir", lo=0.0)
         r["delay_nodes"] = _int(res, "delay_nodes", "reservoir", default=r["virtual_nodes"])
+        r["shared_resistance_ohm"] = _num(res, "shared_resistance_ohm", "reservoir", 0.0, lo=0.0)
+        r["shared_capacitance_f"] = _num(res, "shared_capacitance_f", "reservoir", 0.0, lo=0.0)
+        tau_ns = r["shared_resistance_ohm"] * r["shared_capacitance_f"] * 1e9
+        if r["shared_resistance_ohm"] > 0 and tau_ns < r["hold_ns"]:
+            rule = f"must make the shared node's R_c·C_c >= hold_ns = {r['hold_ns']:g} ns (it is {tau_ns:.3g} ns)"
+            raise _err("reservoir.shared_capacitance_f", rule, r["shared_capacitance_f"])
     else:
-        extra = sorted({"input_gain", "feedback_gain", "delay_nodes"} & set(res))
+        extra = sorted({"input_gain", "feedback_gain", "delay_nodes", "shared_resistance_ohm", "shared_capacitance_f"} & set(res))
         if extra:
             raise _err("reservoir.kind", f"must be 'delay' for the fields {extra}", r["kind"])
     if r["mask"] not in ("binary", "uniform"):

@@ -145,6 +145,8 @@ def build_reservoir(tf, *, molar_hi: float = 4.0) -> Reservoir:
             input_gain=r["input_gain"],
             feedback_gain=r["feedback_gain"],
             delay_nodes=r["delay_nodes"],
+            shared_resistance_ohm=r.get("shared_resistance_ohm", 0.0),
+            shared_capacitance_f=r.get("shared_capacitance_f", 0.0),
             fano=r["fano"],
             max_molar=molar_hi,
         )
@@ -262,8 +264,17 @@ def _sizes(tf, res, pores0, classify: bool) -> dict:
 
 
 def _delay_summary(res, gains, selection, run) -> dict:
-    v = np.asarray(run.v)
+    v = np.asarray(run.v)  # the membranes' voltages (the drive less v_c when the loops share a node)
     at_rail = np.abs(v - res.v_bias_v) >= res.v_span_v * (1 - 1e-9)
+    shared = None
+    if res.coupled:
+        shared = {
+            "shared_resistance_ohm": res.shared_resistance_ohm,
+            "shared_capacitance_f": res.shared_capacitance_f,
+            "tau_ns": res.shared_tau_ns,
+            "note": "every membrane's far side on node c, R_c || C_c to ground; v_c held over each interval "
+            "(first order in hold/tau); the resistor's dissipation is not in energy_aj_per_step",
+        }
     return {
         "delay_loop": {
             **gains,
@@ -271,7 +282,10 @@ def _delay_summary(res, gains, selection, run) -> dict:
             "loop_delay_ns": res.delay_nodes * res.hold_ns,
             "selected_on": "validation split (mean-field), from the [select] grid" if selection else "the file's values",
             "selection_grid": selection["grid"] if selection else None,
-            "share_of_intervals_at_the_driver_rails": float(at_rail.mean()),
+            # coupled: the membranes' voltages move with v_c, so the driver's rails are not read from them
+            "share_of_intervals_at_the_driver_rails": None if res.coupled else float(at_rail.mean()),
+            "membrane_voltage_range_v": [float(v.min()), float(v.max())],
+            "shared_node": shared,
         }
     }
 
