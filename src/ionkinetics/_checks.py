@@ -138,7 +138,7 @@ def check_voltage(
         raise ValueError(
             f"{argument} must stay within ±{MAX_ABS_V:g} V (volts; no pore of this kind survives more); got |V| = {v:g} V{hint}"
         )
-    if top is None or v <= top * (1 + 1e-9):
+    if data_range_v is None or top is None or v <= top * (1 + 1e-9):
         return
     key = (system_id, tuple(float(x) for x in data_range_v))
     if once:

@@ -36,8 +36,10 @@ def enable_compilation_cache() -> str | None:
     """Point JAX's persistent compilation cache at ``$IONKINETICS_JAX_CACHE`` (default
     ``~/.cache/ionkinetics/jax``) unless one is set already or the variable is empty; returns the
     directory in use (None: no cache)."""
-    if jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir
+    # jax.config's flags are read as attributes (JAX's documented way), which its stubs do not declare
+    current = jax.config.jax_compilation_cache_dir  # pyright: ignore[reportAttributeAccessIssue]
+    if current:
+        return current
     cache = os.environ.get(CACHE_ENV, os.path.join(os.path.expanduser("~"), ".cache", "ionkinetics", "jax"))
     if not cache:
         return None

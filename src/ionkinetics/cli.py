@@ -332,7 +332,9 @@ def _write_system_pdb(built, path: Path) -> Path:
     from ._io import write_text_atomic
 
     buffer = io.StringIO()
-    app.PDBFile.writeFile(built.topology, np.asarray(built.positions_nm) * u.nanometer, buffer)
+    # openmm.unit makes its prefixed units at import time, out of a checker's sight
+    nm = u.nanometer  # pyright: ignore[reportAttributeAccessIssue]
+    app.PDBFile.writeFile(built.topology, np.asarray(built.positions_nm) * nm, buffer)
     return write_text_atomic(path, buffer.getvalue())
 
 
@@ -981,6 +983,8 @@ def calibrate(
             pmf=pmf_summary,
         )
     path = save_calibration(cal, output)
+    if cal.fit is None or cal.uncertainty is None:  # calibrate_from_md records both
+        raise RuntimeError(f"{path}: the calibration from MD has no fit or uncertainty record")
     details = cal.fit["md_direct"]["details"]
     for which in ("trap", "escape"):
         if which not in details:

@@ -227,8 +227,10 @@ def format_system_id(pore: str, salts) -> str:
 _ID_RE = re.compile(r"^\s*([^:\s]+)\s*:\s*(.+?)\s*$")
 
 
-def parse_system_id(text: str) -> SystemId:
-    """Parse ``"<pore>:<salt>@<molar>+<salt>@<molar>..."`` into a :class:`SystemId`."""
+def parse_system_id(text: object) -> SystemId:
+    """Parse ``"<pore>:<salt>@<molar>+<salt>@<molar>..."`` into a :class:`SystemId` (a SystemId is
+    returned as it is; anything but a str is refused with ``TypeError``, so file readers pass what
+    they read)."""
     if isinstance(text, SystemId):
         return text
     if not isinstance(text, str):

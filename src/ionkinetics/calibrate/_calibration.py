@@ -312,10 +312,11 @@ class Calibration:
         what and by which law. Changing the carrier's molarity is refused: no law for it is known."""
         salts = {**(salts or {}), **by_name}
         new = self._dopant_molar(salts)
-        if any(not isinstance(m, float) for m in new.values()):
+        numbers = {ion: m for ion, m in new.items() if isinstance(m, float)}
+        if len(numbers) != len(new):
             raise TypeError("with_molar needs numbers; for traced molarities use params_with_molar")
         ion_of_salt = {s: species.SALTS[s].cation for s, _ in self.system.salts}
-        salts_new = tuple((s, new.get(ion_of_salt[s], m)) for s, m in self.system.salts)
+        salts_new = tuple((s, numbers.get(ion_of_salt[s], m)) for s, m in self.system.salts)
         system = species.SystemId(self.system.pore, salts_new)
         data = self.to_dict()
         data["system"] = str(system)
@@ -525,8 +526,10 @@ def params_from_rates(open_conductance, dopants, v_thermal_v) -> KineticParams:
     oc = open_conductance
     return KineticParams(
         open=OpenConductance(
-            *(jnp.asarray(oc[k], dtype=float) for k in ("c_ps", "alpha_per_v", "v_smooth_v")),
-            jnp.asarray(oc.get("v_max_v", math.inf), dtype=float),
+            c_ps=jnp.asarray(oc["c_ps"], dtype=float),
+            alpha_per_v=jnp.asarray(oc["alpha_per_v"], dtype=float),
+            v_smooth_v=jnp.asarray(oc["v_smooth_v"], dtype=float),
+            v_max_v=jnp.asarray(oc.get("v_max_v", math.inf), dtype=float),
         ),
         trap=BellRate(*(stack(columns["trap"], i) for i in range(5))),
         escape=BellRate(*(stack(columns["escape"], i) for i in range(5))),

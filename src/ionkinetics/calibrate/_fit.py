@@ -395,6 +395,8 @@ def fit_targets(
         values, sigma, cov, loss_best, gnorm, iters, predictions, identifiable, unidentified, n_starts, seed, tuple(alternatives)
     )
     cal = _calibration(targets, outcome, command)
+    if cal.fit is None:  # _calibration always writes the fit record
+        raise RuntimeError("the fitted calibration has no fit record")
     return FitResult(
         calibration=cal,
         loss=loss_best,

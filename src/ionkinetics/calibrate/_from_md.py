@@ -308,7 +308,7 @@ def _carrier_points(runs: Sequence[MDRun], carrier: str, *, divide_by_w: bool) -
     return points
 
 
-def _open_conductance(points: list[dict]) -> tuple[dict, dict, list[str]]:
+def _open_conductance(points: list[dict]) -> tuple[dict, dict, list[str], dict]:
     v = np.array([abs(p["v"]) for p in points])
     g = np.array([p["g_ps"] for p in points])
     se = np.array([max(p["se_ps"], 1e-12 * p["g_ps"]) for p in points])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -85,6 +86,9 @@ class ExpFit:
         return self.prefactor * np.exp(self.rate_per_v * np.asarray(v_v, dtype=float))
 
 
+_Fit = TypeVar("_Fit", bound="ExpFit")
+
+
 class GVFit(ExpFit):
     """``G = C·exp(α·ΔV)``: ``c_ps``, ``alpha_per_v`` and their errors."""
 
@@ -133,7 +137,7 @@ class WVFit(ExpFit):
         return self.se_rate_per_v
 
 
-def fit_exponential(v_v, y, y_err=None, *, cls=ExpFit) -> ExpFit:
+def fit_exponential(v_v, y, y_err=None, *, cls: type[_Fit] = ExpFit) -> _Fit:
     """Weighted least squares of ln y on V (module notes); ``y_err`` per point (same units as y) or None."""
     v = np.asarray(v_v, dtype=float)
     yy = np.asarray(y, dtype=float)

@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -138,7 +139,7 @@ def dwell_data_from_intervals(v_v: Sequence[float], event_k: Sequence, exposure_
     )
 
 
-def dwell_data_from_estimates(estimates: Mapping[float, object]) -> DwellData:
+def dwell_data_from_estimates(estimates: Mapping[float, Any]) -> DwellData:
     """:class:`DwellData` from ``{bias_v: RateEstimate}`` (``md.dwell_times(...).trap`` or ``.escape``)."""
     v = sorted(estimates)
     return DwellData(
@@ -361,6 +362,8 @@ def _fit_once(model, v_v, v_thermal_v, n, t, k_max, molar, charge, starts=None):
         )
         if best is None or res.fun < best.fun:
             best = res
+    if best is None:
+        raise ValueError("the rate fit needs at least one starting point; got none")
     return best, bounds, args
 
 
@@ -486,6 +489,10 @@ def diffusive_attempt_frequency_per_ns(ion: str, length_nm: float = 0.3) -> floa
     return escape_ceiling_per_ns(ion, capture_radius_nm=length_nm)
 
 
+@overload
+def kramers_rate_per_ns(barrier_kt, *, prefactor_per_ns: float, barrier_se_kt: None = None) -> Any: ...
+@overload
+def kramers_rate_per_ns(barrier_kt, *, prefactor_per_ns: float, barrier_se_kt: float) -> tuple[Any, Any]: ...
 def kramers_rate_per_ns(barrier_kt, *, prefactor_per_ns: float, barrier_se_kt: float | None = None):
     """Arrhenius/Kramers rate ν·exp(−ΔG‡/k_BT), per ns; with ``barrier_se_kt`` also its error
     k·σ_ΔG (returns ``(k, se)``), else ``k`` alone. The prefactor must be stated by the caller."""

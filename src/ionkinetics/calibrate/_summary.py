@@ -93,7 +93,8 @@ def gv_fit_range_v(cal) -> tuple[float, float]:
             if vs and max(vs) > min(vs):
                 return min(vs), max(vs)
             if carrier.data_range_v is not None and carrier.data_range_v[1] > carrier.data_range_v[0]:
-                return tuple(float(x) for x in carrier.data_range_v)
+                lo, hi = carrier.data_range_v
+                return float(lo), float(hi)
     return min(FIT_V), max(FIT_V)
 
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .._io import PALETTE, figure_output, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["figure", "figure_output", "save_figure_atomic", "trace_columns", "trace_figure"]
 
 
-def figure(nrows=1, ncols=1, **kw):
+def figure(nrows: int = 1, ncols: int = 1, **kw) -> tuple[Figure, Any]:
     """A matplotlib Figure and its axes, outside pyplot (safe in threads, nothing left open), each
-    axes cycling through the colour-blind-safe :data:`ionkinetics._io.PALETTE`."""
+    axes cycling through the colour-blind-safe :data:`ionkinetics._io.PALETTE`. The axes are one
+    ``Axes`` or an array of them, as ``Figure.subplots`` gives for ``nrows``, ``ncols`` and ``squeeze``
+    (typed ``Any``, as matplotlib types them)."""
     import numpy as np
     from matplotlib.figure import Figure
 

@@ -94,7 +94,7 @@ class Capacitor(Element):
 
 @dataclasses.dataclass(frozen=True)
 class _Source(Element):
-    protocol: _protocols.Protocol = None
+    protocol: _protocols.Protocol  # required (check() refuses anything but a protocol)
 
     def check(self):
         super().check()

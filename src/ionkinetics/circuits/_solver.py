@@ -253,7 +253,7 @@ def _propagated_jvp(max_squarings, primals, tangents):
 _propagated.defjvp(_propagated_jvp, symbolic_zeros=True)
 
 
-def _split(cc: Compiled, z):
+def _split(cc: Topology, z):
     n, m = len(cc.nodes), len(cc.names_of("V"))
     v_full = jnp.concatenate([z[:n], jnp.zeros((1,), z.dtype)])
     return v_full, z[n : n + m], z[n + m :]
@@ -265,10 +265,11 @@ def _branches(cc: Topology, vals, z, mem_p, src_i):
     v_full, i_v, i_c = _split(cc, z)
     volts, amps = [], []
     vr = _branch_v(v_full, cc.idx("R"))
-    volts.append(vr), amps.append(vals["g_ps"] * vr)
-    volts.append(_branch_v(v_full, cc.idx("C"))), amps.append(i_c)
-    volts.append(_branch_v(v_full, cc.idx("V"))), amps.append(i_v)
-    volts.append(_branch_v(v_full, cc.idx("I"))), amps.append(src_i)
+    volts.append(vr)
+    amps.append(vals["g_ps"] * vr)
+    for kind, amp in (("C", i_c), ("V", i_v), ("I", src_i)):
+        volts.append(_branch_v(v_full, cc.idx(kind)))
+        amps.append(amp)
     vm = _branch_v(v_full, cc.idx("M"))
     volts.append(vm)
     amps.append(
@@ -281,7 +282,7 @@ def _branches(cc: Topology, vals, z, mem_p, src_i):
     return jnp.concatenate(volts), jnp.concatenate(amps)
 
 
-def _residual(cc: Compiled, vals, mode, z, ctx):
+def _residual(cc: Topology, vals, mode, z, ctx):
     """F(z) = 0 for one time point. ``mode``: "dc" (operating point), "init" (consistent state
     after a jump), "step" (trapezoidal step from ``ctx``)."""
     n = len(cc.nodes)

@@ -495,9 +495,9 @@ def _retention(cf, cc, exp, out):
 
     src = _source(cf)
     m = _membrane(cf, exp)
-    if not isinstance(src.protocol, Step) or src.protocol.t_off_ns is None:
-        raise CircuitFileError(f"element {src.name!r}: a retention experiment needs a step protocol (the write) with t_off_ns")
     step = src.protocol
+    if not isinstance(step, Step) or step.t_off_ns is None:
+        raise CircuitFileError(f"element {src.name!r}: a retention experiment needs a step protocol (the write) with t_off_ns")
     tr = transient(cc)
     t, w, g = tr.t_ns, tr.w(m), _read_conductance_ps(tr, m)
     k_off = int(np.searchsorted(t, step.t_off_ns))

@@ -245,8 +245,8 @@ def oscillatory_designs(p_i, p_a, *, n_designs: int, seed: int, v_grid=None):
             if not np.all(np.diff(i_eq) > 0):
                 continue  # several equilibria at some current: bistable, not the onset of firing
             k0 = int(np.argmin(np.abs(i_eq)))
-            hopf = (lam.real > 0) & (np.abs(lam.imag) > 0)
-            if hopf.any() and lam.real[k0] < 0:
+            hopf = (np.real(lam) > 0) & (np.abs(np.imag(lam)) > 0)
+            if hopf.any() and np.real(lam)[k0] < 0:
                 hits.append([float(x) for x in d])
     return hits
 
@@ -379,7 +379,7 @@ def _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif: int) ->
         for a, b in pairs
     }
     at_file = oscillatory_designs(p_i, p_a, n_designs=n_bif, seed=int(exp.get("seed", 0)))
-    hopf = (lam.real > 0) & (np.abs(lam.imag) > 0)
+    hopf = (np.real(lam) > 0) & (np.abs(np.imag(lam)) > 0)
     bifurcation = {
         "designs_tried": n_bif,
         "oscillatory_at_shipped_molar": len(at_shipped),
@@ -390,8 +390,8 @@ def _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif: int) ->
         "design_columns": ["n_inactivating", "n_activating", "c_pa_ns_per_v", "e_inactivating_v", "e_activating_v"],
         "this_design_unstable_current_range_pa": [float(i_eq[hopf].min()), float(i_eq[hopf].max())] if hopf.any() else None,
         "this_design_leading_eigenvalue_at_rest_per_ns": [
-            float(lam.real[np.argmin(np.abs(i_eq))]),
-            float(lam.imag[np.argmin(np.abs(i_eq))]),
+            float(np.real(lam)[np.argmin(np.abs(i_eq))]),
+            float(np.imag(lam)[np.argmin(np.abs(i_eq))]),
         ],
     }
     return bifurcation
@@ -427,7 +427,9 @@ def _pulse_responses(t, v, v_rest: float, level: float, t_on: float, amps) -> di
     gain_last_ratio = float(gains[-1] / small)
     # all-or-none (issue 25): one jump in the response (no spike below it, a spike at every amplitude
     # above), the smallest spike at least 3x the largest sub-threshold bump, spike amplitudes within a CV of 20 %
-    all_or_none = bool(k is not None and k > 0 and all(fired[k:]) and gap_ratio is not None and gap_ratio >= 3.0 and cv <= 0.2)
+    all_or_none = bool(
+        k is not None and k > 0 and all(fired[k:]) and gap_ratio is not None and gap_ratio >= 3.0 and cv is not None and cv <= 0.2
+    )
     return {
         "pulse_peak_rise_v": peaks,
         "pulse_fired": fired,
@@ -523,7 +525,12 @@ def classify_fi(currents_pa, rates_mhz, *, onset_points: int = 3) -> dict:
         raise ValueError(f"rates_mhz must be finite and >= 0; got {f.tolist()}")
     if onset_points < 2:
         raise ValueError(f"onset_points must be >= 2; got {onset_points}")
-    out = {"fi_class": None, "onset_current_pa": None, "last_silent_current_pa": None, "extrapolated_zero_rate_current_pa": None}
+    out: dict[str, str | float | None] = {
+        "fi_class": None,
+        "onset_current_pa": None,
+        "last_silent_current_pa": None,
+        "extrapolated_zero_rate_current_pa": None,
+    }
     firing = np.nonzero(f > 0)[0]
     if firing.size < onset_points or firing[0] == 0:
         return out
@@ -706,7 +713,7 @@ def _saddle_node(parts, p_i, p_a, v_rest: float) -> dict:
     falls = np.nonzero(np.diff(i_eq) < 0)[0]
     out = {
         "equilibria_at_0_pa_v": [float(vg[k]) for k in crossings],
-        "leading_eigenvalue_real_per_ns": [float(lam.real[k]) for k in crossings],
+        "leading_eigenvalue_real_per_ns": [float(np.real(lam)[k]) for k in crossings],
         "saddle_node_current_pa": None,
         "saddle_node_v": None,
     }
@@ -774,7 +781,7 @@ def run_neuron_design(cf, cc, exp, out):
             "spike_counts_end": d["spike_counts_best"],
             "held": "pore counts (static in a compiled circuit), capacitance and biases: the file's values",
         }
-    if n_bif:
+    if n_bif and v0 is not None:  # v0 is run whenever n_bif is set
         vg = np.linspace(float(np.min(v0)) - 0.3, float(np.max(v0)) + 0.3, 300)
         summary["bifurcation"] = _bifurcation_evidence(exp, parts, cal_i, cal_a, p_i, p_a, vg, n_bif)
     if n_jit:

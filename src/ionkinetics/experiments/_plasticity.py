@@ -36,8 +36,9 @@ from ..circuits import CircuitFileError, compile_circuit, figure, save_figure_at
 __all__ = ["fit_nonlinearity", "run_plasticity", "weight_pS"]
 
 
-def weight_pS(tr, plus: str, minus: str, idx) -> np.ndarray:
-    """``W = G_plus − G_minus`` (pS) at saved indices ``idx`` (chord conductances I/u)."""
+def weight_pS(tr, plus: str, minus: str, idx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(W, G_plus, G_minus)`` (pS) at saved indices ``idx``: ``W = G_plus − G_minus`` and the two
+    chord conductances I/u it is the difference of."""
     g = [tr.i(m)[..., idx] / tr.vb(m)[..., idx] for m in (plus, minus)]
     return g[0] - g[1], g[0], g[1]
 

@@ -178,6 +178,15 @@ def blocking_standard_error(x: np.ndarray) -> float:
     return float(math.sqrt(s[j] / n[j]))
 
 
+def _k_z_kj_per_mol_nm2(window: dict) -> float:
+    """A window record's restraint constant along z (``settings_k_z_kj_per_mol_nm2``, else
+    ``k_z_kj_per_mol_nm2``), kJ/mol/nm²."""
+    k = window.get("settings_k_z_kj_per_mol_nm2", window.get("k_z_kj_per_mol_nm2"))
+    if k is None:
+        raise ValueError(f"window at z0 = {window.get('z0_nm')!r} nm records no k_z_kj_per_mol_nm2")
+    return float(k)
+
+
 def _mean_force(z: np.ndarray, z0: float, k_kt_per_nm2: float) -> tuple[float, float, float]:
     """(⟨z⟩, F = k·(z0 − ⟨z⟩), σ_F) of one window's samples. σ is the larger of two standard errors of
     ⟨z⟩: at pymbar's statistical inefficiency, and by automated blocking
@@ -224,7 +233,7 @@ def mean_force_pmf(windows: list[dict], *, bulk_min_abs_z_nm: float, temperature
     rows = []
     for d in windows:
         t_k = float(temperature_k or d.get("settings_temperature_k", d.get("temperature_k", 298.15)))
-        k = float(d.get("settings_k_z_kj_per_mol_nm2", d.get("k_z_kj_per_mol_nm2"))) / (BOLTZMANN_KJ_PER_MOL_K * t_k)
+        k = _k_z_kj_per_mol_nm2(d) / (BOLTZMANN_KJ_PER_MOL_K * t_k)
         z0 = float(d["z0_nm"])
         if z0 >= 0:
             rows.append((z0, *_mean_force(d["z_nm"], z0, k)))
@@ -282,7 +291,7 @@ def convergence_report(windows: list[dict], plan: AdaptivePlan) -> dict:
         z0 = float(d["z0_nm"])
         if z0 >= 0:
             continue
-        k = float(d.get("settings_k_z_kj_per_mol_nm2", d.get("k_z_kj_per_mol_nm2"))) / (BOLTZMANN_KJ_PER_MOL_K * t_k)
+        k = _k_z_kj_per_mol_nm2(d) / (BOLTZMANN_KJ_PER_MOL_K * t_k)
         zmi, fm, sfm = _mean_force(d["z_nm"], z0, k)
         fp = float(np.interp(-zmi, zm, prof["mean_force_kt_per_nm"]))
         sfp = float(np.interp(-zmi, zm, prof["mean_force_err_kt_per_nm"]))
@@ -383,8 +392,8 @@ def _run_group(sampler, z0s: tuple[float, ...], plan: AdaptivePlan, out: Path, s
         eq = 0.0
         sampled += plan.chunk_ps
         zs = [np.concatenate([a, b]) for a, b in zip(zs, z, strict=True)]
-        rs = [b if r is None else (np.asarray(b) if a is None or a.size == 0 else np.concatenate([a, b]))
-              for a, b in zip(rs, r if r is not None else [None] * len(z0s), strict=True)]  # fmt: skip
+        rs = [None] * len(z0s) if r is None else [np.asarray(b) if a is None or a.size == 0 else np.concatenate([a, b])
+                                                   for a, b in zip(rs, r, strict=True)]  # fmt: skip
         sig = [_mean_force(zz, z0, k)[2] for zz, z0 in zip(zs, z0s, strict=True)]
         for p, zz, rr, z0, x, w in zip(paths, zs, rs, z0s, sim, wall, strict=True):
             _record(p, zz, rr, z0, plan, (sampled, x, w), meta)
@@ -482,7 +491,8 @@ class OpenMMUmbrellaSampler:
         self.force = force
         system.addForce(force)
         platform_obj, props = select_platform(platform)
-        unit = openmm.unit
+        from . import _units as unit
+
         integrator = openmm.LangevinMiddleIntegrator(
             plan.temperature_k * unit.kelvin, friction_per_ps / unit.picosecond, self.dt_fs * unit.femtoseconds
         )
@@ -508,7 +518,8 @@ class OpenMMUmbrellaSampler:
         then record every ``sample_every_ps`` for ``sampling_ps``. Returns ``(z, r, end)``: per window the ion's z from
         the membrane plane and lateral distance from its pore axis (nm, minimum-imaged), and the end positions/velocities."""
         import openmm
-        import openmm.unit as u
+
+        from . import _units as u
 
         if len(z0s) > len(self.ions):
             raise bad_argument("z0s", f"must give at most {len(self.ions)} window centres (one per restrained ion)", z0s)

@@ -425,15 +425,15 @@ def ionic_current(
     total = flux_ts.sum(axis=1)
     i_total = float(total.mean())
     se_total = float(block_bootstrap_se(total, block_len=block_len, n_bootstrap=n_bootstrap, seed=seed))
-    has_g = v is not None and v != 0.0
+    g, g_se = (i_total / v, se_total / abs(v)) if v is not None and v != 0.0 else (None, None)
     return Current(
         current_pa=i_total,
         current_se_pa=se_total,
         current_by_species_pa={n: float(x) for n, x in zip(crossings.species_s, i_s, strict=True)},
         current_se_by_species_pa={n: float(x) for n, x in zip(crossings.species_s, se_s, strict=True)},
         v=v,
-        conductance_ps=i_total / v if has_g else None,
-        conductance_se_ps=se_total / abs(v) if has_g else None,
+        conductance_ps=g,
+        conductance_se_ps=g_se,
         block_ns=block_len * dt,
         n_blocks=n_blocks,
         n_bootstrap=n_bootstrap,
@@ -455,16 +455,20 @@ class Site(Protocol):
     @property
     def reach_xy_nm(self) -> float:
         """Largest lateral distance from the pore axis that can lie inside the site, in nm."""
+        ...
 
     @property
     def reach_z_nm(self) -> float:
         """Largest distance from the membrane plane that can lie inside the site, in nm."""
+        ...
 
     def contains(self, dx_nm: np.ndarray, dy_nm: np.ndarray, dz_nm: np.ndarray) -> np.ndarray:
         """Boolean mask, same shape as the displacements (nm), of the positions inside the site."""
+        ...
 
     def to_dict(self) -> dict:
         """The site as a JSON-ready mapping with its ``kind`` and sizes (recorded with the analysis)."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -317,6 +317,8 @@ def _option_xml_text(option: ForceFieldOption) -> str:
     lj.set("sigma", repr(edge.sigma_nm))
     lj.set("epsilon", repr(edge.epsilon_kj_per_mol))
     info = root.find("Info")
+    if info is None:
+        raise ValueError("the shipped force field XML has no <Info> element to record the charge sets in")
     for s in (option.crown, option.hbn):
         ref = ET.SubElement(info, "Reference")
         ref.text = f"[{option.name}: {s.material} charges '{s.name}'] {s.source}"
@@ -354,6 +356,7 @@ def _shipped_template_charges() -> dict[str, float]:
     out = {}
     for res in ET.parse(shipped_forcefield_xml()).getroot().iter("Residue"):
         atoms = res.findall("Atom")
-        if len(atoms) == 1 and atoms[0].get("charge") is not None:
-            out[res.get("name")] = float(atoms[0].get("charge"))
+        charge = atoms[0].get("charge") if len(atoms) == 1 else None
+        if charge is not None:
+            out[res.get("name")] = float(charge)
     return out

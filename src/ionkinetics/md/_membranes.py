@@ -140,8 +140,9 @@ def _template_charges_e(forcefield_files: Sequence[str]) -> dict[str, float]:
         for res in root.iter("Residue"):
             name = res.get("name")
             atoms = res.findall("Atom")
-            if name in MEMBRANE_TEMPLATES and len(atoms) == 1 and atoms[0].get("charge") is not None:
-                charges[name] = float(atoms[0].get("charge"))
+            charge = atoms[0].get("charge") if len(atoms) == 1 else None
+            if name in MEMBRANE_TEMPLATES and charge is not None:
+                charges[name] = float(charge)
     return charges
 
 
@@ -254,6 +255,8 @@ def _nearest_superlattice(spacing_nm: float, a_nm: float) -> tuple[int, int]:
             key = (round(err, 12), m, n)
             if best is None or key < best[0]:
                 best = (key, (n, m))
+    if best is None:  # n_max >= 3: the loops run
+        raise ValueError(f"spacing_nm must be a pore spacing >= the lattice constant; got {target!r} lattice constants")
     return best[1]
 
 

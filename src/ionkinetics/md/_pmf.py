@@ -324,8 +324,8 @@ def _sample_window(built, positions, ion_index: int, widx: int, z0: float, pore_
     """Restrain a copy of ``built.system``, place the ion, minimise, equilibrate and sample its position
     every ``sample_every_steps``; returns (xyz (n_samples, 3) nm, sampling wall time s, platform name)."""
     import openmm
-    import openmm.unit as u
 
+    from . import _units as u
     from ._system import select_platform
 
     system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(built.system))
@@ -717,7 +717,8 @@ def _analysis_settings(first, temperature_k, bin_width_nm, bulk_min_abs_z_nm, ov
 def _extrema(z: np.ndarray, pmf: np.ndarray) -> tuple[float, float, float, float]:
     """(barrier, its z, well, its z) of the PMF off bulk; NaN when no bin is off bulk."""
     if not z.size:
-        return (float("nan"),) * 4
+        nan = float("nan")
+        return nan, nan, nan, nan
     return float(np.max(pmf)), float(z[np.argmax(pmf)]), float(np.min(pmf)), float(z[np.argmin(pmf)])
 
 

@@ -103,11 +103,14 @@ class SystemRecord:
     def from_dict(cls, raw: Mapping) -> SystemRecord:
         """The record from its ``system.json`` mapping (``pore_centres_nm`` keeps x and y only)."""
         centres = raw.get("pore_centres_nm")
+        box = tuple(float(b) for b in raw["box_nm"])
+        if len(box) != 3:
+            raise ValueError(f"system record: box_nm must hold the 3 box edges (nm); got {raw['box_nm']!r}")
         return cls(
             ion_species=tuple(raw["ion_species"]),
-            box_nm=tuple(float(b) for b in raw["box_nm"]),
+            box_nm=box,
             membrane_z_nm=float(raw.get("membrane_z_nm", 0.0)),
-            pore_centres_nm=None if centres is None else tuple(tuple(float(x) for x in c[:2]) for c in centres),
+            pore_centres_nm=None if centres is None else tuple((float(c[0]), float(c[1])) for c in centres),
             n_atoms=int(raw["n_atoms"]),
             system_id=raw.get("system_id"),
             forcefield_files=tuple(raw.get("forcefield_files") or ()),

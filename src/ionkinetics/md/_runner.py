@@ -31,6 +31,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import IO, Any
 from typing import Protocol as _TypingProtocol
 
 import numpy as np
@@ -46,15 +47,43 @@ from ._system import FARADAY_KJ_PER_MOL_PER_V as FARADAY_KJ_PER_MOL_PER_V  # kJ/
 
 
 class BuiltSystem(_TypingProtocol):
-    """What the runner needs from a system builder (``ionkinetics.md`` builds one)."""
+    """What the runner needs from a system builder (``ionkinetics.md`` builds one), read only: a frozen
+    record's fields or properties satisfy it."""
 
-    topology: object  # openmm.app.Topology
-    system: object  # openmm.System, whose field force has the global parameter ``field_parameter``
-    positions_nm: np.ndarray  # (N, 3)
-    box_nm: np.ndarray  # (3,) orthorhombic
-    ion_indices: np.ndarray  # (n_ions,) particle indices recorded every frame
-    ion_species: tuple  # (n_ions,) species names, e.g. "K+", "Cl-"
-    field_parameter: str  # name of the global parameter holding E in kJ/mol/nm/e
+    @property
+    def topology(self) -> Any:
+        """The openmm.app.Topology."""
+        ...
+
+    @property
+    def system(self) -> Any:
+        """The openmm.System, whose field force has the global parameter ``field_parameter``."""
+        ...
+
+    @property
+    def positions_nm(self) -> np.ndarray:
+        """(N, 3) positions, nm."""
+        ...
+
+    @property
+    def box_nm(self) -> np.ndarray:
+        """(3,) orthorhombic box edges, nm."""
+        ...
+
+    @property
+    def ion_indices(self) -> np.ndarray:
+        """(n_ions,) particle indices recorded every frame."""
+        ...
+
+    @property
+    def ion_species(self) -> tuple:
+        """(n_ions,) species names, e.g. "K+", "Cl-"."""
+        ...
+
+    @property
+    def field_parameter(self) -> str:
+        """Name of the global parameter holding E in kJ/mol/nm/e."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +117,8 @@ def _spec_hash(record: dict) -> str:
 def _write_dcd_atomic(path: Path, topology, box, frames, settings: RunSettings) -> None:
     """Every atom at the given (frame number, positions nm) as a DCD for VMD/MDTraj, written atomically."""
     import openmm.app as app
-    import openmm.unit as u
+
+    from . import _units as u
 
     def write(tmp):
         with open(tmp, "wb") as fh:
@@ -184,11 +214,13 @@ def _prepare_run_dir(run_dir: Path, built, record: dict, digest: str) -> Path:
 def _start_or_resume(simulation, built, settings, run_dir: Path, box: np.ndarray, stop) -> Progress | None:
     """The committed progress: resumed from its checkpoint, or a fresh start (box, positions, minimisation,
     velocities) at zero frames; ``None`` if Ctrl-C stopped the minimiser (nothing committed yet)."""
-    import openmm.unit as u
+    from . import _units as u
 
     progress_path = run_dir / "progress.json"
     if progress_path.exists():
         done = read_progress(progress_path, settings.n_frames)
+        if done.checkpoint is None:
+            raise ValueError(f"{progress_path}: records no checkpoint to resume from; remove the run folder to start again")
         with open(run_dir / done.checkpoint, "rb") as fh:
             simulation.context.loadCheckpoint(fh.read())
         return done
@@ -216,7 +248,7 @@ def _simulate_frames(simulation, built, settings, volts, box, ions, first: int, 
     """Frames ``first`` … ``first + count − 1`` under their biases; returns (ion positions of the whole
     frames, [(frame number, all positions)] for the DCD). A Ctrl-C cuts the chunk back to its last
     whole frame (answered within one block of steps)."""
-    import openmm.unit as u
+    from . import _units as u
 
     pos = np.empty((count, ions.size, 3), dtype=np.float32)
     full = []
@@ -244,7 +276,7 @@ def _simulate_frames(simulation, built, settings, volts, box, ions, first: int, 
     return pos[:kept], full
 
 
-def _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, done, pos, full, platform_name) -> dict:
+def _commit_chunk(simulation, built, settings, run_dir, frames_dir, volts, box, done, pos, full, platform_name) -> Progress:
     """Write a chunk in three atomic steps: frames (and DCD), checkpoint, then progress.json (the commit
     point); the previous checkpoint is removed after. Returns the new progress."""
     first, count = done.frames_done, len(pos)
@@ -317,7 +349,7 @@ class _RunLock:
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / ".lock"
-        self.fh = None
+        self.fh: IO[str] | None = None
 
     def __enter__(self):
         import fcntl
@@ -344,10 +376,13 @@ class _RunLock:
     def __exit__(self, *exc):
         import fcntl
 
-        self.fh.seek(0)
-        self.fh.truncate()
-        fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
-        self.fh.close()
+        fh = self.fh
+        if fh is None:  # __enter__ raised: nothing is held
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
         return False
 
 
@@ -439,6 +474,7 @@ class Frames:
     @property
     def frame_ns(self) -> float:
         """The spacing of the recorded frames (the first frame's time when only one)."""
+        ...
         return float(self.t_ns[1] - self.t_ns[0]) if self.t_ns.size > 1 else float(self.t_ns[0])
 
 

@@ -25,7 +25,8 @@ class LangevinSettings:
         """OpenMM's ``LangevinMiddleIntegrator`` at these settings, its random stream seeded with
         ``seed + seed_offset`` (``seed_offset`` ≥ 1: OpenMM reads 0 as "pick one at random")."""
         import openmm
-        import openmm.unit as u
+
+        from . import _units as u
 
         integrator = openmm.LangevinMiddleIntegrator(
             self.temperature_k * u.kelvin, self.friction_per_ps / u.picosecond, self.timestep_fs * u.femtoseconds

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import openmm
 from openmm import app, unit
-from scipy.spatial import cKDTree
+from scipy.spatial import KDTree
 
 from .. import species as _species
 from .._checks import bad_argument, check_real
@@ -39,6 +39,7 @@ from ._forcefield import DEFAULT_FORCEFIELD_OPTION, forcefield_option_files
 from ._forcefield import forcefield_option as forcefield_option_named
 from ._membranes import DEFAULT_BOX_Z_NM, Membrane, build_membrane
 from ._sheet import add_flexible_rim, sheet_model
+from ._units import nanometer
 
 __all__ = [
     "DEFAULT_CUTOFF_NM",
@@ -197,7 +198,7 @@ class MDSystem:
 
     def positions(self):
         """Positions as an ``openmm.unit`` Quantity (the MD boundary)."""
-        return unit.Quantity([openmm.Vec3(*p) for p in self.positions_nm.tolist()], unit.nanometer)
+        return unit.Quantity([openmm.Vec3(*p) for p in self.positions_nm.tolist()], nanometer)
 
     def summary(self) -> dict:
         """What was built, JSON-ready (units in keys)."""
@@ -246,7 +247,7 @@ def _topology(membrane: Membrane, electrolyte: Electrolyte) -> tuple[app.Topolog
         for i, j in bonds:
             top.addBond(atoms[i], atoms[j])
     box = membrane.box_vectors_nm
-    top.setPeriodicBoxVectors(unit.Quantity([openmm.Vec3(*row) for row in box.tolist()], unit.nanometer))
+    top.setPeriodicBoxVectors(unit.Quantity([openmm.Vec3(*row) for row in box.tolist()], nanometer))
     return top, templates
 
 
@@ -291,7 +292,7 @@ def _freeze_membrane(system, nonbonded, membrane: Membrane, edges: np.ndarray, c
     """Freeze the membrane (mass 0) and drop its internal nonbonded pairs within the cutoff; returns the pairs."""
     for i in range(membrane.n_atoms):
         system.setParticleMass(i, 0.0)
-    pairs = cKDTree(np.mod(membrane.positions_nm[:, :2], edges[:2]), boxsize=edges[:2]).query_pairs(cutoff, output_type="ndarray")
+    pairs = KDTree(np.mod(membrane.positions_nm[:, :2], edges[:2]), boxsize=edges[:2]).query_pairs(cutoff, output_type="ndarray")
     for i, j in pairs.tolist():
         nonbonded.addException(i, j, 0.0, 0.1, 0.0)
     return pairs
@@ -304,8 +305,9 @@ def _create_system(top, templates: dict, files: tuple[str, ...], cutoff: float, 
     forcefield = app.ForceField(*files)
     system = forcefield.createSystem(
         top,
-        nonbondedMethod=app.PME,
-        nonbondedCutoff=cutoff * unit.nanometer,
+        # createSystem has no annotations, so a checker types the argument by its default (NoCutoff)
+        nonbondedMethod=app.PME,  # pyright: ignore[reportArgumentType]
+        nonbondedCutoff=cutoff * nanometer,
         constraints=app.HBonds,
         rigidWater=True,
         ewaldErrorTolerance=tol,

@@ -51,6 +51,7 @@ import math
 import os
 import platform as _platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,6 +156,12 @@ class ValidationPlan:
     path: str | None
     sides: tuple[str, ...] = ("+z", "-z")
     adaptive: AdaptivePlan | None = None  # [adaptive]: the one-sided adaptive plan (ionkinetics.md._adaptive)
+
+    def adaptive_plan(self) -> AdaptivePlan:
+        """The file's [adaptive] plan; refused where it has none (the steps that run adaptive plans)."""
+        if self.adaptive is None:
+            raise ValidationError(f"this step runs [adaptive] plans; the validation file (sha256 {self.digest}) has none")
+        return self.adaptive
 
     @property
     def centres_nm(self) -> np.ndarray:
@@ -360,7 +367,7 @@ def _run_adaptive_pmf(plan: ValidationPlan, pmf: PMFPlan, records_root, log=None
     """One PMF's adaptive plan in OpenMM (the farthest pore pair holds the two restrained ions)."""
     from ._adaptive import OpenMMUmbrellaSampler, partner_pores, run_adaptive_plan
 
-    a = plan.adaptive
+    a = plan.adaptive_plan()
     built, _ = _build(plan, pmf)
     ions = [int(i) for i, sp in zip(built.ion_indices, built.ion_species, strict=True) if sp == pmf.ion][: a.ions_per_cell]
     pores = partner_pores(built) if a.ions_per_cell == 2 else (0,)
@@ -391,7 +398,7 @@ def _adaptive_worker(path: str, name: str, records_root: str) -> str:
 def estimate_wall_hours(plan: ValidationPlan, names, ns_per_day_per_process: float, workers: int) -> float:
     """An upper bound on the wall time of ``names``'s adaptive plans at the cap: every window run to
     ``max_sampling_ps`` plus its equilibration, two windows per run, ``workers`` processes at once."""
-    a = plan.adaptive
+    a = plan.adaptive_plan()
     runs = math.ceil(len(a.plus_centres_nm) / a.ions_per_cell) + math.ceil(len(a.mirror_z_nm) / a.ions_per_cell)
     ns_per_pmf = runs * (a.max_sampling_ps + a.equilibration_ps) / 1000.0
     rounds = math.ceil(len(names) / max(1, workers))
@@ -504,7 +511,7 @@ def _analyse_into(rec: dict, windows: list[dict], plan: ValidationPlan, z0: np.n
     bulk = plan.bulk_min_abs_z_nm
     reach = z0.size and (z0.max() >= bulk or z0.min() <= -bulk)
     if len(windows) >= 2 and reach:
-        kw = dict(bin_width_nm=plan.bin_width_nm, bulk_min_abs_z_nm=bulk, min_bin_count=plan.min_bin_count)
+        kw: dict[str, Any] = dict(bin_width_nm=plan.bin_width_nm, bulk_min_abs_z_nm=bulk, min_bin_count=plan.min_bin_count)
         try:
             res = analyze_windows(windows, **kw)
         except ValueError as exc:
@@ -536,7 +543,7 @@ def _adaptive_record(plan: ValidationPlan, pmf: PMFPlan, records_root) -> dict:
     one-sided W(⟨z⟩) mirrored to −z (the sheet's symmetry, which the mirror check tests) on a 0.01 nm grid."""
     out = plan.records_dir(pmf, records_root)
     windows = [load_window(p) for p in sorted(out.glob("window_*.npz"))]
-    a = plan.adaptive
+    a = plan.adaptive_plan()
     rec: dict = {"name": pmf.name, "pore": pmf.pore, "system": pmf.system, "ion": pmf.ion,
                  "forcefield_option": pmf.forcefield_option,
                  "charge_set": charge_set_for(pmf.forcefield_option, pmf.pore).as_dict(), "records_dir": str(out),
@@ -664,10 +671,11 @@ def _convergence(rec: dict) -> dict:
     return {"pmf": rec["name"], **{k: rec[k] for k in keys if k in rec}}
 
 
-def _profile(rec: dict):
+def _profile(rec: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z, W, σ_W) of a PMF record's result; the facts measure only records that have one."""
     r = rec.get("result")
     if not r:
-        return None
+        raise ValueError(f"PMF {rec.get('name')!r} has no result to measure")
     return np.asarray(r["z_nm"]), np.asarray(r["pmf_kt"]), np.asarray(r["dpmf_kt"])
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,9 +48,9 @@ def design_loss(reservoir, u, y, molar, n_pores, *, train, val, ridge, noise=Tru
     run = reservoir.run(u, molar, n_pores)
     x = run.features()
     var = run.feature_variance() if noise else None
-    f = fit_ridge_jax(x[train], y[train], ridge, var[train].mean(axis=0) if noise else None)
+    f = fit_ridge_jax(x[train], y[train], ridge, None if var is None else var[train].mean(axis=0))
     err = jnp.mean((f(x[val]) - y[val]) ** 2)
-    if noise:  # E|w·(x+ε) − y|² = |w·x − y|² + Σ w_f² var_f, with w in the raw-feature scale
+    if var is not None:  # E|w·(x+ε) − y|² = |w·x − y|² + Σ w_f² var_f, with w in the raw-feature scale
         err = err + jnp.sum(f.weights**2 * var[val].mean(axis=0))
     return jnp.sqrt(err / jnp.var(y[val]))
 
@@ -87,7 +88,8 @@ def optimise_design(reservoir, u, y, *, train, val, ridge, molar0, pores0, molar
     z = to_design(molar0, pores0, molar_range=molar_range)
     opt = optax.adam(learning_rate)
     state = opt.init(z)
-    history, best = [], None
+    history: list[float] = []
+    best: tuple[float, Any] | None = None  # (loss, design point) of the lowest loss so far
     start = time.perf_counter()
     for i in range(steps + 1):
         loss, g = value_and_grad(z)
@@ -102,6 +104,8 @@ def optimise_design(reservoir, u, y, *, train, val, ridge, molar0, pores0, molar
         upd, state = opt.update(g, state)
         z = optax.apply_updates(z, upd)
     elapsed = (time.perf_counter() - start) / (steps + 1)
+    if best is None:  # the loop runs steps + 1 >= 1 times
+        raise ValueError(f"steps must be >= 0; got {steps!r}")
     molar, pores = from_design(best[1][0], best[1][1], molar_range=molar_range, total_pores=total)
     return DesignResult(
         molar_before=np.asarray(molar0, float),

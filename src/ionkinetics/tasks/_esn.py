@@ -45,7 +45,9 @@ def delay_line(u, depth: int) -> np.ndarray:
     return out
 
 
-def tune_esn(u, y, splits, n_nodes: int, ridges, *, seed: int, score=nrmse, lower_is_better=True, grid=None):
+def tune_esn(
+    u, y, splits, n_nodes: int, ridges, *, seed: int, score=nrmse, lower_is_better=True, grid=None
+) -> tuple[dict, float, np.ndarray]:
     """Best ESN by validation score over ``grid`` × ``ridges``; returns ``(hyper, val_score, states)``.
     ``splits`` is ``(train, val)`` index slices."""
     grid = ESN_GRID if grid is None else grid
@@ -57,4 +59,6 @@ def tune_esn(u, y, splits, n_nodes: int, ridges, *, seed: int, score=nrmse, lowe
             s = score(fit_ridge(x[train], y[train], r)(x[val]), y[val])
             if best is None or (s < best[1] if lower_is_better else s > best[1]):
                 best = ({"spectral_radius": rho, "input_scaling": s_in, "leak": leak, "ridge": float(r)}, s, x)
+    if best is None:
+        raise ValueError(f"the ESN grid and ridges must each hold at least one value; got grid {grid!r}, ridges {ridges!r}")
     return best

@@ -63,13 +63,17 @@ class _Linear:
         return z @ self.weights + self.offset
 
 
-def select_ridge(x_train, y_train, x_val, y_val, ridges, *, score=nrmse, lower_is_better=True, noise_var=None):
+def select_ridge(
+    x_train, y_train, x_val, y_val, ridges, *, score=nrmse, lower_is_better=True, noise_var=None
+) -> tuple[float, float]:
     """The ridge strength from ``ridges`` with the best validation score, and that score."""
     best = None
     for r in ridges:
         s = score(fit_ridge(x_train, y_train, r, noise_var=noise_var)(x_val), y_val)
         if best is None or (s < best[1] if lower_is_better else s > best[1]):
             best = (float(r), s)
+    if best is None:
+        raise ValueError(f"ridges must hold at least one ridge strength; got {ridges!r}")
     return best
 
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import cast
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -182,7 +184,8 @@ class Reservoir:
     def voltages(self, u_k) -> jax.Array:
         """(T, M, N) held voltages for input ``u_k`` (T,) in [−1, 1]."""
         u = jnp.asarray(u_k)
-        return self.v_bias_v + self.v_span_v * self.mask.T[None] * u[:, None, None]
+        # numpy mask × jax array: numpy defers to jax (__array_priority__), so this is a jax Array
+        return cast(jax.Array, self.v_bias_v + self.v_span_v * self.mask.T[None] * u[:, None, None])
 
     def run(self, u_k, molar=None, n_pores=None, *, key=None) -> ReservoirRun:
         """Drive the reservoir with ``u_k`` (T,), scaled to [−1, 1]. Mean-field without ``key``;
@@ -282,7 +285,7 @@ def _run(res: Reservoir, u_k, molar, n_pores, key):
         p0 = jax.vmap(steady_state)(params, v_g[0])
         if key is None:
 
-            def step(p, v, params=params, factors=factors, pores=pores):
+            def mean_field_step(p, v, params=params, factors=factors, pores=pores):
                 prop, a, j, carrier = factors(params, v)
                 q_pa_ns = jnp.einsum("bk,bkl,bl->b", p, a, j)
                 # variance added by pore switching (binomial, at the interval's start) and by shot noise
@@ -292,12 +295,12 @@ def _run(res: Reservoir, u_k, molar, n_pores, key):
                 q_ions = pores * q_pa_ns / PA_PER_E_PER_NS
                 return jnp.einsum("bk,bkl->bl", p, prop), (q_ions, var_switch + res.fano * jnp.abs(q_ions))
 
-            _, (q_g, var_g) = lax.scan(step, p0, v_g)
+            _, (q_g, var_g) = lax.scan(mean_field_step, p0, v_g)
         else:
             counts0 = jnp.round(pores[:, None] * p0)
             counts0 = counts0.at[:, 0].add(jnp.round(pores) - counts0.sum(axis=1))
 
-            def step(carry, inp, params=params, factors=factors, n_b=len(ix), gi=gi):
+            def stochastic_step(carry, inp, params=params, factors=factors, n_b=len(ix), gi=gi):
                 counts = carry
                 v, kk = inp
                 prop, a, j, _ = factors(params, v)
@@ -308,7 +311,7 @@ def _run(res: Reservoir, u_k, molar, n_pores, key):
                 new = jax.vmap(multinomial_counts)(keys, counts, prop)
                 return new, (q_ions + shot, jnp.zeros_like(q_ions))
 
-            _, (q_g, var_g) = lax.scan(step, counts0, (v_g, jnp.arange(t * m)))
+            _, (q_g, var_g) = lax.scan(stochastic_step, counts0, (v_g, jnp.arange(t * m)))
         ions = ions.at[:, idx].set(q_g)
         var = var.at[:, idx].set(var_g)
     ions = ions.reshape(t, m, n)
