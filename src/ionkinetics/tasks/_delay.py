@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +62,7 @@ from jax import lax
 
 from ..constants import PA_PER_E_PER_NS
 from ..kinetics import (
+    KineticParams,
     gating_current_vector_pa,
     multinomial_counts,
     open_conductance_ps,
@@ -118,7 +119,8 @@ class DelayReservoir(Reservoir):
     def drive(self, u_k) -> jax.Array:
         """(T·M, N) input part ``mask[i, m]·u[k]`` of the drive, one row per interval."""
         u = jnp.asarray(u_k)
-        return (self.mask.T[None] * u[:, None, None]).reshape(-1, self.n_membranes)
+        # numpy mask × jax array: numpy defers to jax (__array_priority__), so this is a jax Array
+        return cast(jax.Array, (self.mask.T[None] * u[:, None, None]).reshape(-1, self.n_membranes))
 
     def voltages(self, u_k):
         """Refused: the held voltages depend on the feedback (read ``run(...).v``)."""
@@ -217,7 +219,7 @@ def _operating_point(params, v_drive, pores, r_ohm: float, iterations: int = 64)
 class _Group(NamedTuple):
     """One vmapped group of loops (one occupancy-state count): what a scan step needs."""
 
-    params: object
+    params: KineticParams  # stacked over the group's membranes
     pores: jax.Array
     rest: jax.Array
     span: jax.Array

@@ -63,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Literal, overload
 
 from .._checks import bad_argument, check_real
 from .._io import load_toml_as, shipped_dir
@@ -117,7 +118,12 @@ def _num(raw: dict, key: str, where: str, default=None, *, lo=None, hi=None, pos
     )
 
 
-def _table(raw: dict, key: str, allowed, *, required=False) -> dict | None:
+@overload
+def _table(raw: dict, key: str, allowed, *, required: Literal[True]) -> dict: ...
+@overload
+def _table(raw: dict, key: str, allowed, *, required: bool = False) -> dict | None: ...
+def _table(raw: dict, key: str, allowed, *, required: bool = False) -> dict | None:
+    """``[key]`` of the file checked for unknown fields; None where it is absent (refused where ``required``)."""
     value = raw.get(key)
     if value is None:
         if required:
