@@ -20,6 +20,7 @@ import io
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -59,7 +60,7 @@ PUBLISHED_SWITCHING_AJ = {"crown6:NaCl@1.0+KCl@0.5": 0.3, "B3N:KCl@1.0+RbCl@0.5"
 # the prediction integrates over exactly those windows from the 0.5 V step's onset. τ and 4τ (the
 # model's integral relaxation time) are shown beside it.
 PAPER_SWITCHING_WINDOW_NS = {"crown6:NaCl@1.0+KCl@0.5": 5.0, "B3N:KCl@1.0+RbCl@0.5": 10.0}
-POTENTIATION = dict(amplitude_v=0.5, width_ns=2.0, period_ns=25.0, count=8, t_start_ns=20.0, duration_ns=600.0)
+POTENTIATION: dict[str, Any] = dict(amplitude_v=0.5, width_ns=2.0, period_ns=25.0, count=8, t_start_ns=20.0, duration_ns=600.0)
 
 
 def _batched_step_runs(cals, key):
@@ -131,9 +132,12 @@ def plot_gv_curves(cals, path=None, *, seed: int = 0):
     points and bands come from the calibrations."""
     from matplotlib.figure import Figure
 
+    class _GVFigure(Figure):
+        gv_fits: dict  # the fitted C, α and range per system, as drawn
+
     pores = sorted({c.system.pore for c in cals}, key=lambda p: _PORE_ORDER.index(p) if p in _PORE_ORDER else 99)
     n_max = max(sum(c.system.pore == p for c in cals) for p in pores)
-    fig = Figure(figsize=(6.0 * len(pores), 4.2 + 0.36 * (n_max + 3)), layout="constrained")
+    fig = _GVFigure(figsize=(6.0 * len(pores), 4.2 + 0.36 * (n_max + 3)), layout="constrained")
     axes = fig.subplots(1, len(pores), squeeze=False)[0]
     v_model = np.linspace(0.02, 0.5, 97)
     rows = {}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -190,7 +191,7 @@ def _doubled_run_factors(params, dt_ns, levels, pair_level, pair_length, n_bits:
     def at(v):
         return propagator_and_energy(params, v, dt_ns, _energy_weights(params, v, c), max_squarings=max_squarings)
 
-    prop, vec = jax.vmap(at)(levels)  # (U, K, K), (U, K)
+    prop, vec = (jnp.asarray(x) for x in jax.vmap(at)(levels))  # (U, K, K), (U, K)
     k = prop.shape[-1]
     acc_p = jnp.broadcast_to(jnp.eye(k, dtype=prop.dtype), (pair_level.shape[0], k, k))
     acc_c = jnp.zeros((pair_level.shape[0], k), dtype=vec.dtype)
@@ -228,15 +229,20 @@ def _closed_run_factors(params, dt_ns, levels, pair_level, pair_length, c):
     return run_p, _matvec_k(integral, weights)
 
 
+def _terms_sum(terms) -> jax.Array:
+    """Python's ``sum`` of array terms (0 + t₀ + t₁ + …, the same operations), typed as the array it is."""
+    return cast(jax.Array, sum(terms))
+
+
 def _matmul_k(a, b):
     """``a @ b`` for stacks of K x K matrices, as K broadcast multiply-adds: under vmap over devices a
     batched dot runs one tiny GEMM per matrix on CPU."""
-    return sum(a[..., :, j, None] * b[..., None, j, :] for j in range(a.shape[-1]))
+    return _terms_sum(a[..., :, j, None] * b[..., None, j, :] for j in range(a.shape[-1]))
 
 
 def _matvec_k(a, x):
     """``a @ x`` for stacks of K x K matrices and K-vectors, term by term (see :func:`_matmul_k`)."""
-    return sum(a[..., :, j] * x[..., None, j] for j in range(a.shape[-1]))
+    return _terms_sum(a[..., :, j] * x[..., None, j] for j in range(a.shape[-1]))
 
 
 # The run recurrence takes the devices in chunks whose share of the run tables (J pairs x (K² + K)
@@ -309,13 +315,13 @@ def _runs_scan(run_p, run_c, grid, p0, n_valid=None):
             p, e, p_out, e_out = carry
             slot = i if order is None else order[i]
             j = chunk_slots[slot]
-            p_next = [sum(p[a] * pick(m_tab[a][b], j) for a in range(k)) for b in range(k)]
-            e = e + sum(p[a] * pick(c_tab[a], j) for a in range(k))
-            total = sum(p_next)
+            p_next = [_terms_sum(p[a] * pick(m_tab[a][b], j) for a in range(k)) for b in range(k)]
+            e = e + _terms_sum(p[a] * pick(c_tab[a], j) for a in range(k))
+            total = _terms_sum(p_next)
             p = tuple(x / total for x in p_next)
             row = jnp.asarray(slot_row)[slot]
             p_out = tuple(lax.dynamic_update_slice(o, x[None], (row, start)) for o, x in zip(p_out, p, strict=True))
-            e_out = lax.dynamic_update_slice(e_out, e[None], (row, start))
+            e_out = lax.dynamic_update_slice(e_out, jnp.expand_dims(e, 0), (row, start))
             return p, e, p_out, e_out
 
         e0 = jnp.zeros((chunk,), dtype=p0.dtype)
@@ -435,7 +441,7 @@ def _level_observables(params, levels):
 def _dot_k(a, b):
     """Σ_k a[k] b[:, k] for K (S, B) arrays ``a`` and an (S, K, B) array ``b``, term by term (vectorised
     along the devices)."""
-    return sum(a[k] * b[:, k] for k in range(len(a)))
+    return _terms_sum(a[k] * b[:, k] for k in range(len(a)))
 
 
 @functools.partial(jax.jit, static_argnames=("n_bits", "max_squarings", "batch"))
@@ -459,7 +465,7 @@ def _run_mean_field_runs(
         axes = (_axes(batch[0]), _axes(batch[1]), _axes(batch[2]), _axes(batch[1]))
         parts = jax.vmap(device, in_axes=axes, out_axes=-1)(params, v_rest, p0, levels)
     else:
-        parts = [x[..., None] for x in device(params, v_rest, p0, levels)]
+        parts = [jnp.expand_dims(x, -1) for x in device(params, v_rest, p0, levels)]
     # materialise the device-last tables before the loop, and the loop's outputs before the saved
     # observables: XLA would otherwise fuse the layout changes into every run's strided reads
     p_init, run_p, run_c, g_lv, i_lv = lax.optimization_barrier(parts)
@@ -474,7 +480,7 @@ def _run_mean_field_runs(
     # renormalised every run, the sum is 1 to round-off unless a value went non-finite, and a NaN
     # stays NaN through every later run: the final state's sum is the check
     last = [x[-1] if n_valid is None else x[n_valid] for x in p_s]  # the rows past n_valid are padding (zero)
-    err = jnp.abs(sum(last) - 1.0)
+    err = jnp.abs(_terms_sum(last) - 1.0)
     return p_s, e_s, _dot_k(p_s, g_sv), _dot_k(p_s, i_sv), err
 
 
@@ -761,7 +767,7 @@ def _batching(params, drive: _Drive, p0):
         batch_sizes["cal"] = params.batch_shape[0]
     if v_batched:
         batch_sizes["protocol"] = drive.n_devices
-    if p0_batched:
+    if p0_batched and p0 is not None:
         batch_sizes["p0"] = p0.shape[0]
     if len(set(batch_sizes.values())) > 1:
         raise ValueError(f"batch sizes of cal, protocol and p0 must agree; got {batch_sizes}")
@@ -875,6 +881,7 @@ def _setup(params: KineticParams, protocol, dt_ns, save_every, p0) -> _Setup:
     n_steps = drive.n_steps
     if isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every < 1 or n_steps % save_every:
         raise ValueError(f"save_every must be a positive integer dividing the {n_steps} steps; got {save_every!r}")
+    save_every = int(save_every)
     p0, batch, batch_sizes = _batching(params, drive, p0)
     n_saved = n_steps // save_every
     return _Setup(
