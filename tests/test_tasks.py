@@ -219,11 +219,14 @@ def test_shipped_task_files_parse():
     files = {p.name: tasks.load_task(p) for p in tasks.list_tasks()}
     assert {"narma10.toml", "mackey-glass.toml", "waveform.toml", "design-narma10.toml"} <= set(files)
     assert files["design-narma10.toml"].design is not None
-    for name in ("delay-narma10.toml", "delay-mackey-glass.toml"):  # issue 25: <= 100 features, <= 45 membranes
+    # issue 25: <= 100 features, <= 45 membranes
+    for name in ("delay-narma10.toml", "delay-mackey-glass.toml", "coupled-narma10.toml"):
         tf = files[name]
         assert tf.reservoir["kind"] == "delay" and tf.select is not None
         assert len(tf.membranes) * tf.reservoir["virtual_nodes"] <= 100 and len(tf.membranes) <= 45
     assert files["delay-mackey-glass.toml"].task["horizon_steps"] == 10
+    coupled = tasks.build_reservoir(files["coupled-narma10.toml"])
+    assert coupled.coupled and coupled.shared_tau_ns >= coupled.hold_ns
     assert {files[n].task["kind"] for n in files} == {"narma10", "mackey-glass", "waveform"}
 
 
