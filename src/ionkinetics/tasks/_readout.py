@@ -20,36 +20,35 @@ def accuracy(score, label) -> float:
     return float(np.mean((np.asarray(score) > 0.5) == (np.asarray(label) > 0.5)))
 
 
+def _ridge_solution(xp, x, y, ridge: float, noise_var):
+    """The one ridge solve both readouts share, in the array module ``xp`` (numpy or jax.numpy):
+    ``(w, mu, sd, ym)``, ``w`` the weights of the standardised features."""
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd = xp.where(sd > 0, sd, 1.0)
+    xs = (x - mu) / sd
+    t = x.shape[0]
+    reg = ridge * t * xp.ones(x.shape[1])
+    if noise_var is not None:
+        reg = reg + t * noise_var / sd**2
+    ym = y.mean(axis=0)
+    w = xp.linalg.solve(xs.T @ xs + xp.diag(reg), xs.T @ (y - ym))
+    return w, mu, sd, ym
+
+
 def fit_ridge(x, y, ridge: float, *, noise_var=None):
     """Readout ``(w, b)`` minimising ``|y − x·w − b|² + ridge·T·|w|² + T·Σ_f var_f·w_f²`` on
     features standardised by their mean and standard deviation over ``x`` (T, F); ``noise_var`` (F,)
     is the variance of independent noise on each raw feature (its expected effect on the
     least-squares loss is that Tikhonov term). Returns a predictor ``f(x) -> ŷ``."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    mu, sd = x.mean(axis=0), x.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    xs = (x - mu) / sd
-    t = x.shape[0]
-    reg = ridge * t * np.ones(x.shape[1])
-    if noise_var is not None:
-        reg = reg + t * np.asarray(noise_var, float) / sd**2
-    ym = y.mean(axis=0)
-    w = np.linalg.solve(xs.T @ xs + np.diag(reg), xs.T @ (y - ym))
+    noise = None if noise_var is None else np.asarray(noise_var, float)
+    w, mu, sd, ym = _ridge_solution(np, np.asarray(x, float), np.asarray(y, float), ridge, noise)
     return lambda z: ((np.asarray(z, float) - mu) / sd) @ w + ym
 
 
 def fit_ridge_jax(x, y, ridge: float, noise_var=None):
     """:func:`fit_ridge` in JAX (differentiable in ``x``, ``y`` and ``noise_var``); the predictor's
     ``weights`` are those of the raw features."""
-    mu, sd = x.mean(axis=0), x.std(axis=0)
-    sd = jnp.where(sd > 0, sd, 1.0)
-    xs = (x - mu) / sd
-    t = x.shape[0]
-    reg = ridge * t * jnp.ones(x.shape[1])
-    if noise_var is not None:
-        reg = reg + t * noise_var / sd**2
-    ym = y.mean(axis=0)
-    w = jnp.linalg.solve(xs.T @ xs + jnp.diag(reg), xs.T @ (y - ym))
+    w, mu, sd, ym = _ridge_solution(jnp, x, y, ridge, noise_var)
     return _Linear(w / sd, ym - (mu / sd) @ w)
 
 
