@@ -286,3 +286,14 @@ def test_blocking_error_matches_the_exact_ar1_standard_error(phi):
     exact = np.sqrt((1 + phi) / ((1 - phi) * (1 - phi**2) * n))
     assert abs(se.mean() / exact - 1.0) < BLOCKING_REL_TOL
     assert np.mean(np.abs(x.mean(axis=1)) <= 2.0 * se) >= COVERAGE_2SIGMA_MIN
+
+
+def test_a_series_too_short_to_block_keeps_the_inefficiency_error():
+    """Fewer points than BLOCKING_MIN_BLOCKS: no blocking estimate (NaN), and the window's σ_F is the
+    finite inefficiency error (a 10-sample window's halves have 5 points each)."""
+    from ionkinetics.md._adaptive import BLOCKING_MIN_BLOCKS, _mean_force, blocking_standard_error
+
+    z = np.random.default_rng(5).normal(0.1, 0.02, BLOCKING_MIN_BLOCKS - 3)
+    assert np.isnan(blocking_standard_error(z))
+    _, _, sigma = _mean_force(z, 0.1, 100.0)
+    assert np.isfinite(sigma) and sigma > 0

@@ -153,12 +153,13 @@ def blocking_standard_error(x: np.ndarray) -> float:
     s_j² and lag-1 autocovariance γ_j, M_j = Σ_{i≥j} n_i (γ_i/s_i²)², and the first level with
     M_j below the χ²₁ 99 % quantile gives σ² = s_j²/n_j. An odd level drops its last point. Levels with
     fewer than :data:`BLOCKING_MIN_BLOCKS` points are not used: when no level passes, the coarsest
-    usable one is returned (an underestimate flagged by the caller's comparison, not hidden)."""
+    usable one is returned (an underestimate flagged by the caller's comparison, not hidden); a series
+    too short for any level gives NaN (no estimate)."""
     from scipy.stats import chi2
 
     x = np.asarray(x, dtype=float)
-    if x.size < 2:
-        return float("inf")
+    if x.size < BLOCKING_MIN_BLOCKS:
+        return float("nan")
     n_k, s_k, g_k = [], [], []
     while x.size >= BLOCKING_MIN_BLOCKS:
         d = x - x.mean()
@@ -167,8 +168,6 @@ def blocking_standard_error(x: np.ndarray) -> float:
         g_k.append(float(np.mean(d[:-1] * d[1:])) * (x.size - 1) / x.size)
         m = x.size // 2
         x = 0.5 * (x[: 2 * m : 2] + x[1 : 2 * m : 2])
-    if not n_k:
-        return float("inf")
     n, s, g = np.array(n_k, float), np.array(s_k), np.array(g_k)
     if not np.all(s > 0):
         return 0.0
@@ -202,7 +201,9 @@ def _mean_force(z: np.ndarray, z0: float, k_kt_per_nm2: float) -> tuple[float, f
             g = max(1.0, float(timeseries.statistical_inefficiency(z)))
     se = float(np.std(z, ddof=1) * math.sqrt(g / z.size)) if z.size > 1 else float("inf")
     if z.size > 2 and np.ptp(z) > 0:
-        se = max(se, blocking_standard_error(z))
+        blocked = blocking_standard_error(z)
+        if math.isfinite(blocked):  # a series too short to block keeps the inefficiency error
+            se = max(se, blocked)
     zm = float(z.mean())
     return zm, k_kt_per_nm2 * (z0 - zm), k_kt_per_nm2 * se
 
